@@ -1,0 +1,23 @@
+# Two commands for a fresh machine with Python >= 3.10 (3.11 preferred):
+#   make demo   rewrite + export a small audio classifier, run it in ONNX Runtime, print the report
+#   make test   set up .venv (if missing) and run the whole test suite
+PY := .venv/bin/python
+
+.PHONY: demo test test-realmodels bench venv
+
+venv:
+	bash scripts/setup_dev.sh
+
+demo: venv
+	$(PY) -m specrewrite.demo
+
+test: venv
+	bash scripts/install_realmodels.sh
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+test-realmodels: venv
+	bash scripts/install_realmodels.sh
+	$(PY) -m pytest -q -m realmodel
+
+bench: venv
+	$(PY) benchmarks/run.py

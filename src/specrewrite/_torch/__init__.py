@@ -1,0 +1,1 @@
+"""The torch emitter: real-valued nn.Modules for stft / istft / fft built from the pure kernels."""

@@ -1,0 +1,13 @@
+"""Pure kernels: DFT / iDFT bases, factored stages, windows, mel and DCT matrices.
+
+Everything here is computed in float64 (numpy) and has no backend import. Formulas are written once against a
+tiny array namespace (``NP``) so the same code can also be emitted in-graph (``on_the_fly`` mode) by passing a
+namespace that builds graph ops instead (see ``specrewrite._torch.bases``).
+"""
+from .dft import (NP, FactorPlan, analysis_dense, analysis_factored, choose_plan, fft_matrix, ifft_real_matrix,
+                  synthesis_dense, synthesis_factored_a, synthesis_factored_b)
+from .mel import create_dct, linear_fbanks, melscale_fbanks
+
+__all__ = ["NP", "FactorPlan", "analysis_dense", "analysis_factored", "choose_plan", "fft_matrix",
+           "ifft_real_matrix", "synthesis_dense", "synthesis_factored_a", "synthesis_factored_b", "create_dct",
+           "linear_fbanks", "melscale_fbanks"]

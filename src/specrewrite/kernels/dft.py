@@ -1,0 +1,174 @@
+"""DFT bases for analysis (torch.stft), synthesis (torch.istft) and plain FFTs, dense and factored.
+
+All angles are 2*pi*m/N with an integer phase index m reduced mod N before any float arithmetic, which keeps
+the bases exact to float rounding even at large N (k*n would overflow float32's integer range otherwise).
+
+Layout conventions (shared by every emitter):
+* analysis_dense -> (2F, N): rows [Re bins 0..F-1, Im bins 0..F-1]; frame (N) @ basis.T gives re/im.
+* analysis_factored: N = N1*N2, input sample n = N2*n1 + n2, bin k = k1 + N1*k2.
+  stage 1 (N2*2*N1, N1): group n2, channel (c, k1), tap n1; window and twiddle W_N^{n2 k1} folded in.
+  stage 2 (2*N2, 2*K2): rows (c_in, n2), cols (c_out, k2), k2 < K2 (onesided needs only the low k2).
+* synthesis_dense -> (2F, N): frame[n] = sum_k Re Z_k * A[k, n] + Im Z_k * A[F + k, n] (irfft semantics,
+  Hermitian weights, DC/Nyquist imaginary parts ignored); window and scale folded in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+
+class _NumpyNS:
+    """Array namespace for float64 numpy evaluation (the ``store`` and ``input`` modes)."""
+
+    def arange(self, n):
+        return np.arange(n, dtype=np.int64)
+
+    def cos_sin(self, m, n):
+        a = (2.0 * np.pi / n) * (np.asarray(m) % n).astype(np.float64)
+        return np.cos(a), np.sin(a)
+
+    def const(self, arr):
+        return np.asarray(arr, dtype=np.float64)
+
+    def cat(self, xs, axis):
+        return np.concatenate(xs, axis=axis)
+
+    def stack(self, xs, axis):
+        return np.stack(xs, axis=axis)
+
+
+NP = _NumpyNS()
+
+
+def _col(ns, n):
+    return ns.arange(n).reshape(-1, 1)
+
+
+def _row(ns, n):
+    return ns.arange(n).reshape(1, -1)
+
+
+def analysis_dense(ns, n_fft: int, n_bins: int, window, scale: float = 1.0):
+    """(2F, N) forward basis with the window folded in: Re = w cos, Im = -w sin."""
+    m = (_col(ns, n_bins) * _row(ns, n_fft)) % n_fft
+    c, s = ns.cos_sin(m, n_fft)
+    w = ns.const(np.asarray(window, dtype=np.float64).reshape(1, -1) * scale)
+    return ns.cat([c * w, s * (-w)], 0)
+
+
+def fft_matrix(ns, n: int, n_out: int, inverse: bool, scale: float = 1.0):
+    """Complex DFT of length n as a real (2n, 2*n_out) matrix acting on [re | im] row vectors.
+
+    out_k = sum_j z_j exp(-+2 pi i j k / n), k < n_out. Row index (c_in, j), column index (c_out, k).
+    """
+    m = (_col(ns, n) * _row(ns, n_out)) % n
+    c, s = ns.cos_sin(m, n)
+    c = c * scale
+    s = s * (scale if inverse else -scale)
+    # e^{i sign th} = cos + i s':  (a + ib)(c + i s) = (ac - bs) + i(as + bc)
+    top = ns.cat([c, s], 1)       # rows for re_in: -> re: c, im: s
+    bottom = ns.cat([-s, c], 1)   # rows for im_in: -> re: -s, im: c
+    return ns.cat([top, bottom], 0)
+
+
+def _hermitian_weights(n_fft: int, n_bins: int, onesided: bool) -> np.ndarray:
+    wk = np.ones(n_bins)
+    if onesided:
+        wk[1:] = 2.0
+        if n_fft % 2 == 0 and n_bins > n_fft // 2:
+            wk[n_fft // 2] = 1.0
+        wk[n_fft // 2 + 1:] = 0.0
+    return wk
+
+
+def ifft_real_matrix(ns, n: int, n_bins: int, onesided: bool, scale: float = 1.0):
+    """(2F, n): real part of the inverse DFT (irfft if onesided) from [re | im] bins. Includes 1/n."""
+    m = (_col(ns, n_bins) * _row(ns, n)) % n
+    c, s = ns.cos_sin(m, n)
+    wk = ns.const((_hermitian_weights(n, n_bins, onesided) * scale).reshape(-1, 1))
+    return ns.cat([c * wk, s * (-wk)], 0)
+
+
+def synthesis_dense(ns, n_fft: int, n_bins: int, onesided: bool, window, scale: float):
+    """(2F, N) overlap-add kernel: irfft (1/N included) times the synthesis window."""
+    base = ifft_real_matrix(ns, n_fft, n_bins, onesided, scale / n_fft)
+    return base * ns.const(np.asarray(window, dtype=np.float64).reshape(1, -1))
+
+
+# ---------------------------------------------------------------------------------------------- factored
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorPlan:
+    n1: int  # inner DFT length (taps of the first stage)
+    n2: int  # number of phases / groups
+    k2: int  # second-stage outputs actually needed
+
+    @property
+    def n(self) -> int:
+        return self.n1 * self.n2
+
+
+def _divisors(n: int):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@functools.lru_cache(maxsize=None)
+def choose_plan(n_fft: int, hop: int | None, n_bins: int) -> FactorPlan | None:
+    """Pick N = N1*N2 minimising multiply-adds, with N2 | hop (the first stage is a strided conv over N2
+    phases). Returns None where a dense basis is as cheap (small or awkward sizes)."""
+    if n_fft < 256:
+        return None
+    limit = n_fft if hop is None else math.gcd(n_fft, hop)
+    best, best_cost = None, 2.0 * n_bins * n_fft  # dense multiply-adds per frame
+    for n2 in _divisors(limit):
+        n1 = n_fft // n2
+        if n2 < 4 or n1 < 4:
+            continue
+        k2 = min(n2, -(-n_bins // n1))
+        cost = 2.0 * n1 * n_fft + 4.0 * n1 * n2 * k2
+        if cost < best_cost * 0.6:
+            best, best_cost = FactorPlan(n1, n2, k2), cost
+    return best
+
+
+def analysis_factored(ns, plan: FactorPlan, window, scale: float = 1.0):
+    """(stage1 (N2*2*N1, N1), stage2 (2*N2, 2*K2)) for a real input frame; see the module docstring."""
+    n1, n2, n = plan.n1, plan.n2, plan.n
+    win = np.asarray(window, dtype=np.float64).reshape(n1, n2)  # sample N2*i1 + i2 -> [i1, i2]
+    g = ns.arange(n2).reshape(n2, 1, 1)     # phase n2
+    k1 = ns.arange(n1).reshape(1, n1, 1)    # first-stage bin
+    t1 = ns.arange(n1).reshape(1, 1, n1)    # tap n1
+    m = (n2 * t1 * k1 + g * k1) % n
+    c, s = ns.cos_sin(m, n)                  # (N2, N1[k1], N1[tap])
+    w = ns.const((win.T * scale).reshape(n2, 1, n1))
+    stage1 = ns.stack([c * w, s * (-w)], 1)  # (N2, 2, N1, N1)
+    stage1 = stage1.reshape(n2 * 2 * n1, n1)
+    stage2 = fft_matrix(ns, n2, plan.k2, inverse=False)
+    return stage1, stage2
+
+
+def synthesis_factored_a(ns, plan: FactorPlan):
+    """Stage A of the inverse (per k2, a length-N1 inverse DFT over k1 with twiddle e^{2 pi i k2 n1 / N}).
+
+    Input bin k = N2*k1 + k2. Returns (N2, 2*N1[c, k1], 2*N1[c', n1]) batched matrices."""
+    n1, n2, n = plan.n1, plan.n2, plan.n
+    kk = ns.arange(n2).reshape(n2, 1, 1)
+    k1 = ns.arange(n1).reshape(1, n1, 1)
+    t1 = ns.arange(n1).reshape(1, 1, n1)
+    m = (n2 * k1 * t1 + kk * t1) % n
+    c, s = ns.cos_sin(m, n)   # (N2, N1[k1], N1[n1]) for e^{+i th}
+    top = ns.cat([c, s], 2)        # re_in -> (re, im)
+    bottom = ns.cat([-s, c], 2)    # im_in -> (re, im)
+    return ns.cat([top, bottom], 1)
+
+
+def synthesis_factored_b(ns, plan: FactorPlan, scale: float):
+    """Stage B: x[n1 + N1*n2] = Re sum_k2 U[k2, n1] e^{2 pi i k2 n2 / N2}; (2*N2[c, k2], N2[n2])."""
+    n1, n2, n = plan.n1, plan.n2, plan.n
+    m = (_col(ns, n2) * _row(ns, n2) * n1) % n
+    c, s = ns.cos_sin(m, n)
+    return ns.cat([c * scale, s * (-scale)], 0)

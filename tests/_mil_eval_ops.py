@@ -1,0 +1,855 @@
+"""Numpy implementations of MIL ops for the reference evaluator in ``mil_eval.py``.
+
+Every function has the signature ``fn(a, op)``: ``a`` maps each input name of the
+op (including the coremltools defaults of optional inputs) to a numpy array
+(fp16 already widened to fp32), a python ``str`` or ``None``; ``op`` is the MIL
+``Operation``.  It returns one array, or a tuple of arrays for multi-output ops.
+Casting to the declared output dtype (and fp16 rounding) is done by the caller.
+Semantics follow ``coremltools/converters/mil/mil/ops/defs/iOS1{5,6,7,8}``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+OPS: dict = {}
+
+
+def _reg(*names):
+    def deco(fn):
+        for n in names:
+            OPS[n] = fn
+        return fn
+
+    return deco
+
+
+def opset(op) -> int:
+    """iOS version of the op *definition* used (iOS18 programs reuse iOS17 classes)."""
+    m = re.search(r"iOS(\d+)", type(op).__module__)
+    return int(m.group(1)) if m else 15
+
+
+def _i(v):
+    return int(np.asarray(v).reshape(()))
+
+
+def _ints(v):
+    return [int(t) for t in np.asarray(v).reshape(-1)]
+
+
+def _bools(v, n):
+    return [False] * n if v is None else [bool(t) for t in np.asarray(v).reshape(-1)]
+
+
+def _axis(ax, rank):
+    ax = int(ax)
+    if not -rank <= ax < max(rank, 1):
+        raise IndexError(f"mil_eval: axis {ax} out of range for rank {rank}")
+    return ax + rank if ax < 0 else ax
+
+
+# ----------------------------------------------------------------- elementwise
+def _erf(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64))
+
+
+def _sigmoid(x):
+    x = np.asarray(x)
+    return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+
+
+_UNARY = {
+    "abs": np.abs, "acos": np.arccos, "asin": np.arcsin, "atan": np.arctan, "atanh": np.arctanh,
+    "ceil": np.ceil, "cos": np.cos, "cosh": np.cosh, "erf": _erf, "exp": np.exp,
+    "exp2": lambda x: np.power(2.0, x), "floor": np.floor, "round": np.round, "sign": np.sign,
+    "sin": np.sin, "sinh": np.sinh, "sqrt": np.sqrt, "square": np.square, "tan": np.tan,
+    "tanh": np.tanh, "logical_not": np.logical_not, "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.clip(x, 0, 6), "sigmoid": _sigmoid, "silu": lambda x: x * _sigmoid(x),
+    "softsign": lambda x: x / (1 + np.abs(x)),
+    "softplus": lambda x: np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0),
+}
+for _n, _f in _UNARY.items():
+    _reg(_n)(lambda a, op, _f=_f: _f(a["x"]))
+
+
+def _true_div(x, y):
+    return np.true_divide(x, y)
+
+
+def _floor_div(x, y):
+    if np.issubdtype(np.result_type(x, y), np.integer):
+        return np.floor_divide(x, y)
+    return np.floor(np.true_divide(x, y))
+
+
+_BINARY = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": _true_div,
+    "floor_div": _floor_div, "mod": np.mod, "maximum": np.maximum, "minimum": np.minimum,
+    "pow": lambda x, y: np.power(np.asarray(x, np.float64), y),
+    "equal": np.equal, "not_equal": np.not_equal, "greater": np.greater,
+    "greater_equal": np.greater_equal, "less": np.less, "less_equal": np.less_equal,
+    "logical_and": np.logical_and, "logical_or": np.logical_or, "logical_xor": np.logical_xor,
+}
+for _n, _f in _BINARY.items():
+    _reg(_n)(lambda a, op, _f=_f: _f(a["x"], a["y"]))
+
+
+@_reg("log")
+def _log(a, op):
+    return np.log(a["x"] + a["epsilon"])
+
+
+@_reg("rsqrt")
+def _rsqrt(a, op):
+    return 1.0 / np.sqrt(a["x"] + a["epsilon"])
+
+
+@_reg("inverse")
+def _inverse(a, op):
+    return 1.0 / (a["x"] + a["epsilon"])
+
+
+@_reg("clip")
+def _clip(a, op):
+    return np.minimum(np.maximum(a["x"], a["alpha"]), a["beta"])
+
+
+@_reg("threshold")
+def _threshold(a, op):
+    return np.maximum(a["x"], a["alpha"])
+
+
+@_reg("cast", "identity")
+def _identity(a, op):  # the caller converts to the declared output dtype
+    return np.array(a["x"], copy=True)
+
+
+@_reg("select")
+def _select(a, op):
+    return np.where(a["cond"], a["a"], a["b"])
+
+
+@_reg("gelu")
+def _gelu(a, op):
+    x, mode = a["x"], a["mode"]
+    if mode == "TANH_APPROXIMATION":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    if mode == "SIGMOID_APPROXIMATION":
+        return x * _sigmoid(1.702 * x)
+    return 0.5 * x * (1 + _erf(x / np.sqrt(2.0)))
+
+
+@_reg("leaky_relu")
+def _leaky_relu(a, op):
+    return np.where(a["x"] >= 0, a["x"], a["alpha"] * a["x"])
+
+
+@_reg("elu")
+def _elu(a, op):
+    return np.where(a["x"] > 0, a["x"], a["alpha"] * np.expm1(np.minimum(a["x"], 0)))
+
+
+@_reg("clamped_relu")
+def _clamped_relu(a, op):
+    x = a["x"]
+    return np.minimum(np.where(x >= 0, x, a["alpha"] * x), a["beta"])
+
+
+@_reg("thresholded_relu")
+def _thresholded_relu(a, op):
+    return np.where(a["x"] >= a["alpha"], a["x"], 0)
+
+
+@_reg("linear_activation")
+def _linear_activation(a, op):
+    return a["alpha"] * a["x"] + a["beta"]
+
+
+@_reg("scaled_tanh")
+def _scaled_tanh(a, op):
+    return a["alpha"] * np.tanh(a["beta"] * a["x"])
+
+
+@_reg("sigmoid_hard")
+def _sigmoid_hard(a, op):
+    return np.clip(a["alpha"] * a["x"] + a["beta"], 0, 1)
+
+
+def _per_channel(v, rank):
+    v = np.asarray(v).reshape(-1)
+    return v.reshape((1, -1) + (1,) * (rank - 2))
+
+
+@_reg("prelu")
+def _prelu(a, op):
+    x = a["x"]
+    return np.where(x > 0, x, _per_channel(a["alpha"], x.ndim) * x)
+
+
+@_reg("softplus_parametric")
+def _softplus_parametric(a, op):
+    x = a["x"]
+    al, be = _per_channel(a["alpha"], x.ndim), _per_channel(a["beta"], x.ndim)
+    z = be * x
+    return al * (np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0))
+
+
+@_reg("softmax")
+def _softmax(a, op):
+    x, ax = a["x"], _i(a["axis"])
+    e = np.exp(x - np.max(x, axis=ax, keepdims=True))
+    return e / np.sum(e, axis=ax, keepdims=True)
+
+
+# ------------------------------------------------------------------ reductions
+def _axes(a, rank):
+    return tuple(range(rank)) if a["axes"] is None else tuple(_axis(t, rank) for t in _ints(a["axes"]))
+
+
+def _lse(x, axis, keepdims):
+    m = np.max(x, axis=axis, keepdims=True)
+    r = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return r if keepdims else np.squeeze(r, axis=axis)
+
+
+_REDUCE = {
+    "reduce_sum": np.sum, "reduce_mean": np.mean, "reduce_max": np.max, "reduce_min": np.min,
+    "reduce_prod": np.prod, "reduce_log_sum_exp": _lse,
+    "reduce_sum_square": lambda x, axis, keepdims: np.sum(np.square(x), axis=axis, keepdims=keepdims),
+    "reduce_l1_norm": lambda x, axis, keepdims: np.sum(np.abs(x), axis=axis, keepdims=keepdims),
+    "reduce_l2_norm": lambda x, axis, keepdims: np.sqrt(np.sum(np.square(x), axis=axis, keepdims=keepdims)),
+    "reduce_log_sum": lambda x, axis, keepdims: np.log(np.sum(x, axis=axis, keepdims=keepdims)),
+}
+for _n, _f in _REDUCE.items():
+    _reg(_n)(lambda a, op, _f=_f: _f(a["x"], axis=_axes(a, a["x"].ndim), keepdims=bool(a["keep_dims"])))
+
+
+@_reg("reduce_argmax", "reduce_argmin")
+def _reduce_arg(a, op):
+    f = np.argmax if op.op_type == "reduce_argmax" else np.argmin
+    x = a["x"]
+    ax = _axis(_i(a["axis"]), x.ndim)
+    r = f(x, axis=ax)
+    return np.expand_dims(r, ax) if bool(a["keep_dims"]) else r
+
+
+# --------------------------------------------------------------- linear / conv
+@_reg("linear")
+def _linear(a, op):
+    y = np.matmul(a["x"], a["weight"].T)
+    return y if a["bias"] is None else y + a["bias"]
+
+
+@_reg("matmul")
+def _matmul(a, op):
+    x, y = a["x"], a["y"]
+    if bool(a["transpose_x"]) and x.ndim >= 2:
+        x = np.swapaxes(x, -1, -2)
+    if bool(a["transpose_y"]) and y.ndim >= 2:
+        y = np.swapaxes(y, -1, -2)
+    return np.matmul(x, y)
+
+
+@_reg("einsum")
+def _einsum(a, op):
+    eq = str(a["equation"]).replace(" ", "")
+    x, y = a["values"]
+    lhs, out = eq.split("->")
+    s1, s2 = lhs.split(",")
+    lab = {c: i for i, c in enumerate(dict.fromkeys(s1 + s2))}
+    pat = ([lab[c] for c in s1], [lab[c] for c in s2], [lab.get(c) for c in out])
+    ok = {4: ([0, 1, 2, 3], [0, 3, 2, 4], [0, 1, 2, 4]), 3: ([0, 1, 2], [2, 1, 3], [0, 1, 3])}
+    if x.ndim != y.ndim or ok.get(x.ndim) != pat:
+        raise NotImplementedError(f"mil_eval: einsum equation {eq!r} not supported")
+    bx, by = list(x.shape), list(y.shape)
+    for d in ((0, 2) if x.ndim == 4 else (1,)):  # B and H broadcast
+        bx[d] = by[d] = max(x.shape[d], y.shape[d])
+    return np.einsum(eq, np.broadcast_to(x, bx), np.broadcast_to(y, by))
+
+
+def _split_total(pad_type, totals):
+    # 'same' puts the odd extra element after (bottom/right heavy), 'same_lower' before
+    return [(t // 2, t - t // 2) if pad_type == "same" else (t - t // 2, t // 2) for t in totals]
+
+
+def _conv_pads(a, in_sp, ks_eff, strides):
+    pt = str(a["pad_type"]).lower()
+    if pt == "custom":
+        p = _ints(a["pad"])
+        return [(p[2 * i], p[2 * i + 1]) for i in range(len(in_sp))]
+    if pt == "valid":
+        return [(0, 0)] * len(in_sp)
+    if pt in ("same", "same_lower"):
+        return _split_total(pt, [max(0, (math.ceil(n / s) - 1) * s + k - n)
+                                 for n, k, s in zip(in_sp, ks_eff, strides)])
+    raise NotImplementedError(f"mil_eval: pad_type {pt!r}")
+
+
+@_reg("conv")
+def _conv(a, op):
+    x, w, G = a["x"], a["weight"], _i(a["groups"])
+    n, cin, *in_sp = x.shape
+    cout, gin, *ks = w.shape
+    nd = len(ks)
+    st, dil = _ints(a["strides"]), _ints(a["dilations"])
+    ks_eff = [(k - 1) * d + 1 for k, d in zip(ks, dil)]
+    xp = np.pad(x, [(0, 0), (0, 0)] + _conv_pads(a, in_sp, ks_eff, st))
+    v = sliding_window_view(xp, ks_eff, axis=tuple(range(2, 2 + nd)))
+    v = v[(slice(None),) * 2 + tuple(slice(None, None, s) for s in st) + tuple(slice(None, None, d) for d in dil)]
+    out_sp = v.shape[2:2 + nd]
+    P, K, gout = int(np.prod(out_sp)), int(np.prod(ks)), cout // G
+    v = v.reshape(n, G, gin, P, K).transpose(1, 0, 3, 2, 4).reshape(G, n * P, gin * K)
+    y = np.matmul(v, w.reshape(G, gout, gin * K).transpose(0, 2, 1))  # (G, n*P, gout)
+    y = y.reshape(G, n, P, gout).transpose(1, 0, 3, 2).reshape(n, cout, *out_sp)
+    return y if a["bias"] is None else y + _per_channel(a["bias"], y.ndim)
+
+
+@_reg("conv_transpose")
+def _conv_transpose(a, op):
+    x, w, G = a["x"], a["weight"], _i(a["groups"])
+    n, cin, *in_sp = x.shape
+    _, gout, *ks = w.shape
+    nd, gin, cout = len(ks), cin // G, gout * G
+    st, dil = _ints(a["strides"]), _ints(a["dilations"])
+    full = [(i - 1) * s + (k - 1) * d + 1 for i, s, k, d in zip(in_sp, st, ks, dil)]
+    K, P = int(np.prod(ks)), int(np.prod(in_sp))
+    wk = w.reshape(G, gin, gout * K).transpose(0, 2, 1)  # (G, gout*K, gin)
+    cols = np.matmul(wk[None], x.reshape(n, G, gin, P)).reshape(n, G, gout, *ks, *in_sp)
+    y = np.zeros((n, G, gout, *full), dtype=cols.dtype)
+    for kidx in itertools.product(*[range(k) for k in ks]):
+        sl = tuple(slice(k * d, k * d + (i - 1) * s + 1, s) for k, d, i, s in zip(kidx, dil, in_sp, st))
+        y[(slice(None),) * 3 + sl] += cols[(slice(None),) * 3 + kidx]
+    pt = str(a["pad_type"]).lower()
+    target = None if a["output_shape"] is None else _ints(a["output_shape"])[2:]
+    if pt in ("same", "same_lower"):
+        # crop such that the output is D_in*stride (or output_shape), split like conv 'same'
+        tgt = target or [i * s for i, s in zip(in_sp, st)]
+        pads = _split_total(pt, [max(0, f - t) for f, t in zip(full, tgt)])
+    elif pt == "custom":
+        p = _ints(a["pad"])
+        pads = [(p[2 * i], p[2 * i + 1]) for i in range(nd)]
+    else:
+        pads = [(0, 0)] * nd
+    y = y[(slice(None),) * 3 + tuple(slice(lo, f - hi) for (lo, hi), f in zip(pads, full))]
+    if target is not None:  # crop / zero-extend at the end to the requested shape
+        y = y[(slice(None),) * 3 + tuple(slice(0, t) for t in target)]
+        y = np.pad(y, [(0, 0)] * 3 + [(0, t - c) for t, c in zip(target, y.shape[3:])])
+    y = y.reshape(n, cout, *y.shape[3:])
+    return y if a["bias"] is None else y + _per_channel(a["bias"], y.ndim)
+
+
+def _pool(a, op, kind):
+    x = a["x"]
+    n, c, *in_sp = x.shape
+    ks, st = _ints(a["kernel_sizes"]), _ints(a["strides"])
+    nd = len(ks)
+    pads = _conv_pads(a, in_sp, ks, st)
+    out_sp = [int(d) for d in op.outputs[0].shape[2:]]
+    padded = [i + lo + hi for i, (lo, hi) in zip(in_sp, pads)]
+    extra = [max(0, (o - 1) * s + k - p) for o, s, k, p in zip(out_sp, st, ks, padded)]  # ceil_mode
+    spec = [(0, 0), (0, 0)] + [(lo, hi + e) for (lo, hi), e in zip(pads, extra)]
+    real = np.pad(np.ones(in_sp, bool), spec[2:])
+    inpad = np.pad(np.ones(padded, bool), [(0, e) for e in extra])
+    win = lambda t: sliding_window_view(t, ks, axis=tuple(range(t.ndim - nd, t.ndim)))[
+        (Ellipsis,) + tuple(slice(0, o * s, s) for o, s in zip(out_sp, st)) + (slice(None),) * nd]
+    wa = tuple(range(-nd, 0))
+    if kind == "max":
+        return np.max(win(np.where(real, np.pad(x, spec), -np.inf)), axis=wa)
+    if kind == "l2":
+        return np.sqrt(np.sum(win(np.pad(x, spec) ** 2), axis=wa))
+    cnt = np.sum(win(real if bool(a["exclude_padding_from_average"]) else inpad), axis=wa)
+    return np.sum(win(np.pad(x, spec)), axis=wa) / np.maximum(cnt, 1)
+
+
+_reg("max_pool")(lambda a, op: _pool(a, op, "max"))
+_reg("avg_pool")(lambda a, op: _pool(a, op, "avg"))
+_reg("l2_pool")(lambda a, op: _pool(a, op, "l2"))
+
+
+# -------------------------------------------------------------- normalization
+def _norm(x, axes, eps):
+    m = np.mean(x, axis=axes, keepdims=True)
+    v = np.mean(np.square(x - m), axis=axes, keepdims=True)
+    return (x - m) / np.sqrt(v + eps)
+
+
+@_reg("layer_norm")
+def _layer_norm(a, op):
+    x = a["x"]
+    axes = _axes(a, x.ndim)
+    shp = [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
+    y = _norm(x, axes, a["epsilon"])
+    if a["gamma"] is not None:
+        y = y * np.reshape(a["gamma"], shp)
+    return y if a["beta"] is None else y + np.reshape(a["beta"], shp)
+
+
+@_reg("batch_norm", "instance_norm")
+def _bn(a, op):
+    x = a["x"]
+    if op.op_type == "batch_norm":
+        y = (x - _per_channel(a["mean"], x.ndim)) / np.sqrt(_per_channel(a["variance"], x.ndim) + a["epsilon"])
+    else:
+        y = _norm(x, tuple(range(2, x.ndim)), a["epsilon"])
+    if a["gamma"] is not None:
+        y = y * _per_channel(a["gamma"], x.ndim)
+    return y if a["beta"] is None else y + _per_channel(a["beta"], x.ndim)
+
+
+@_reg("l2_norm")
+def _l2_norm(a, op):
+    x = a["x"]
+    flat = x.reshape(int(np.prod(x.shape[:-3])), -1)
+    return (flat / np.sqrt(np.sum(flat * flat, axis=1, keepdims=True) + a["epsilon"])).reshape(x.shape)
+
+
+# ------------------------------------------------------- shape / data movement
+@_reg("reshape")
+def _reshape(a, op):
+    x, shp = a["x"], _ints(a["shape"])
+    if 0 in shp:
+        if opset(op) >= 17:  # iOS17: zeros are matched from the right, 1 if out of range
+            r = x.shape[::-1]
+            shp = [(r[j] if j < len(r) else 1) if s == 0 else s for j, s in enumerate(shp[::-1])][::-1]
+        else:
+            if len(shp) != x.ndim:
+                raise ValueError("mil_eval: reshape with 0 requires len(shape) == rank(x) before iOS17")
+            shp = [x.shape[j] if s == 0 else s for j, s in enumerate(shp)]
+    return np.reshape(x, shp)
+
+
+@_reg("expand_dims")
+def _expand_dims(a, op):
+    x = a["x"]
+    axes = _ints(a["axes"])
+    r = x.ndim + len(axes)
+    return np.reshape(x, np.expand_dims(np.empty(x.shape, np.int8), tuple(_axis(t, r) for t in axes)).shape)
+
+
+@_reg("squeeze")
+def _squeeze(a, op):
+    x = a["x"]
+    if a["axes"] is None:
+        return np.reshape(x, [d for d in x.shape if d != 1])
+    axes = {_axis(t, x.ndim) for t in _ints(a["axes"])}
+    return np.reshape(x, [d for i, d in enumerate(x.shape) if not (i in axes and d == 1)])
+
+
+@_reg("transpose")
+def _transpose(a, op):
+    return np.transpose(a["x"], _ints(a["perm"]))
+
+
+@_reg("flatten2d")
+def _flatten2d(a, op):
+    x = a["x"]
+    ax = _i(a["axis"])
+    ax = ax + x.ndim if ax < 0 else ax
+    return x.reshape(int(np.prod(x.shape[:ax])), int(np.prod(x.shape[ax:])))
+
+
+@_reg("concat")
+def _concat(a, op):
+    vals = [np.atleast_1d(v) for v in a["values"]]
+    ax = _i(a["axis"])
+    if a.get("interleave") is not None and bool(a["interleave"]):
+        ax = _axis(ax, vals[0].ndim)
+        s = list(vals[0].shape)
+        s[ax] *= len(vals)
+        return np.stack(vals, axis=ax + 1).reshape(s)
+    return np.concatenate(vals, axis=ax)
+
+
+@_reg("stack")
+def _stack(a, op):
+    return np.stack(a["values"], axis=_i(a["axis"]))
+
+
+@_reg("split")
+def _split(a, op):
+    x = a["x"]
+    ax = _axis(_i(a["axis"]), x.ndim)
+    if a["split_sizes"] is not None:
+        sizes = _ints(a["split_sizes"])
+    else:
+        k = _i(a["num_splits"])
+        sizes = [x.shape[ax] // k] * k
+    return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=ax))
+
+
+@_reg("tile")
+def _tile(a, op):
+    return np.tile(a["x"], _ints(a["reps"]))
+
+
+@_reg("reverse")
+def _reverse(a, op):
+    x = a["x"]
+    axes = range(x.ndim) if a["axes"] is None else _ints(a["axes"])
+    return np.flip(x, axis=tuple(axes)) if x.ndim else x
+
+
+@_reg("pad")
+def _pad(a, op):
+    x, p, mode = a["x"], _ints(a["pad"]), str(a["mode"])
+    if min(p, default=0) < 0:
+        raise NotImplementedError("mil_eval: negative pad")
+    spec = [(0, 0)] * (x.ndim - len(p) // 2) + [(p[2 * i], p[2 * i + 1]) for i in range(len(p) // 2)]
+    if mode == "constant":
+        return np.pad(x, spec, mode="constant", constant_values=np.asarray(a["constant_val"]).item())
+    if mode == "reflect":
+        for d, (lo, hi) in enumerate(spec):
+            if max(lo, hi) > x.shape[d] - 1:
+                raise ValueError(f"mil_eval: reflect pad {lo, hi} too large for dim {x.shape[d]}")
+        return np.pad(x, spec, mode="reflect")
+    if mode == "replicate":
+        return np.pad(x, spec, mode="edge")
+    raise NotImplementedError(f"mil_eval: pad mode {mode!r}")
+
+
+def _slices(a, x):
+    r = x.ndim
+    begin, end = _ints(a["begin"]), _ints(a["end"])
+    stride = [1] * r if a["stride"] is None else _ints(a["stride"])
+    bm, em, sm = _bools(a["begin_mask"], r), _bools(a["end_mask"], r), _bools(a["squeeze_mask"], r)
+    idx = []
+    for d in range(r):
+        if sm[d]:
+            b = begin[d] + x.shape[d] if begin[d] < 0 else begin[d]
+            if not 0 <= b < x.shape[d]:
+                raise IndexError(f"mil_eval: squeeze index {begin[d]} out of range for dim {x.shape[d]}")
+            idx.append(b)
+        else:  # numpy semantics with masks meaning "open end" (as coremltools' value_inference)
+            idx.append(slice(None if bm[d] else begin[d], None if em[d] else end[d], stride[d]))
+    return tuple(idx)
+
+
+@_reg("slice_by_index")
+def _slice_by_index(a, op):
+    x = a["x"]
+    return np.asarray(x[_slices(a, x)])
+
+
+@_reg("slice_update")
+def _slice_update(a, op):
+    x = np.array(a["x"], copy=True)
+    idx = _slices(a, x)
+    x[idx] = np.reshape(a["update"], x[idx].shape)
+    return x
+
+
+@_reg("slice_by_size")
+def _slice_by_size(a, op):
+    x = a["x"]
+    idx = []
+    for d, (b, s) in enumerate(zip(_ints(a["begin"]), _ints(a["size"]))):
+        b = b + x.shape[d] if b < 0 else b
+        idx.append(slice(b, None if s == -1 else b + s))
+    return x[tuple(idx)]
+
+
+def _check_idx(op, idx, size):
+    idx = np.asarray(idx).astype(np.int64)
+    neg_ok = opset(op) < 17  # iOS17+: negative indices are out of bounds (undefined behaviour)
+    lo = -size if neg_ok else 0
+    if idx.size and (idx.min() < lo or idx.max() >= size):
+        raise IndexError(
+            f"mil_eval: {op.op_type} ({op.name}) index out of range [{lo}, {size}) "
+            f"(min {idx.min()}, max {idx.max()}); undefined in Core ML")
+    return np.where(idx < 0, idx + size, idx)
+
+
+@_reg("gather")
+def _gather(a, op):
+    x = a["x"]
+    ax = _axis(_i(a["axis"]), x.ndim)
+    bd = _i(a["batch_dims"]) if a.get("batch_dims") is not None else 0
+    idx = _check_idx(op, a["indices"], x.shape[ax])
+    if bd == 0:
+        return np.take(x, idx, axis=ax)
+    B = x.shape[:bd]
+    xs = x.reshape((-1,) + x.shape[bd:])
+    ids = idx.reshape((-1,) + idx.shape[bd:])
+    res = np.stack([np.take(xi, ii, axis=ax - bd) for xi, ii in zip(xs, ids)])
+    return res.reshape(B + res.shape[1:])
+
+
+@_reg("gather_along_axis")
+def _gather_along_axis(a, op):
+    x = a["x"]
+    ax = _axis(_i(a["axis"]), x.ndim)
+    return np.take_along_axis(x, _check_idx(op, a["indices"], x.shape[ax]), axis=ax)
+
+
+@_reg("gather_nd")
+def _gather_nd(a, op):
+    x, idx = a["x"], np.asarray(a["indices"]).astype(np.int64)
+    bd = _i(a["batch_dims"]) if a.get("batch_dims") is not None else 0
+    k = idx.shape[-1]
+    for j in range(k):
+        idx[..., j] = _check_idx(op, idx[..., j], x.shape[bd + j])
+    if bd == 0:
+        return x[tuple(idx[..., j] for j in range(k))]
+    B = x.shape[:bd]
+    xs, ids = x.reshape((-1,) + x.shape[bd:]), idx.reshape((-1,) + idx.shape[bd:])
+    res = np.stack([xi[tuple(ii[..., j] for j in range(k))] for xi, ii in zip(xs, ids)])
+    return res.reshape(B + res.shape[1:])
+
+
+_SCATTER = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+            "max": np.maximum, "min": np.minimum}
+
+
+def _scatter_into(out, index, upd, mode):
+    if mode == "update":
+        out[index] = upd
+    elif mode in _SCATTER:
+        _SCATTER[mode].at(out, index, upd)
+    else:
+        raise NotImplementedError(f"mil_eval: scatter mode {mode!r}")
+    return out
+
+
+@_reg("scatter")
+def _scatter(a, op):
+    out = np.array(a["data"], dtype=np.result_type(a["data"], a["updates"]), copy=True)
+    ax = _axis(_i(a["axis"]), out.ndim)
+    idx = _check_idx(op, a["indices"], out.shape[ax])
+    _scatter_into(np.moveaxis(out, ax, 0), idx, np.moveaxis(a["updates"], ax, 0), str(a["mode"]))
+    return out
+
+
+@_reg("scatter_along_axis")
+def _scatter_along_axis(a, op):
+    out = np.array(a["data"], dtype=np.result_type(a["data"], a["updates"]), copy=True)
+    ax = _axis(_i(a["axis"]), out.ndim)
+    ind = _check_idx(op, a["indices"], out.shape[ax])
+    full = list(np.indices(ind.shape, sparse=True))
+    full[ax] = ind
+    return _scatter_into(out, tuple(full), a["updates"], str(a["mode"]))
+
+
+@_reg("scatter_nd")
+def _scatter_nd(a, op):
+    out = np.array(a["data"], dtype=np.result_type(a["data"], a["updates"]), copy=True)
+    idx = np.asarray(a["indices"])
+    index = tuple(_check_idx(op, idx[..., j], out.shape[j]) for j in range(idx.shape[-1]))
+    return _scatter_into(out, index, a["updates"], str(a["mode"]))
+
+
+@_reg("shape")
+def _shape(a, op):
+    return np.array(np.shape(a["x"]), dtype=np.int32)
+
+
+@_reg("fill")
+def _fill(a, op):
+    return np.full(_ints(a["shape"]), a["value"])
+
+
+@_reg("fill_like")
+def _fill_like(a, op):
+    return np.full(np.shape(a["ref_tensor"]), a["value"])
+
+
+@_reg("range_1d")
+def _range_1d(a, op):
+    return np.arange(a["start"], a["end"], a["step"])
+
+
+@_reg("band_part")
+def _band_part(a, op):
+    x = a["x"]
+    lo, up = _i(a["lower"]), _i(a["upper"])
+    m, n = x.shape[-2:]
+    d = np.arange(m)[:, None] - np.arange(n)[None, :]
+    keep = ((lo < 0) | (d <= lo)) & ((up < 0) | (-d <= up))
+    return np.where(keep, x, np.zeros((), x.dtype))
+
+
+@_reg("cumsum")
+def _cumsum(a, op):
+    x = a["x"]
+    ax = _axis(_i(a["axis"]), x.ndim)
+    rev, exc = bool(a["reverse"]), bool(a["exclusive"])
+    y = np.flip(x, ax) if rev else x
+    c = np.cumsum(y, axis=ax, dtype=y.dtype)
+    if exc:
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=ax)), np.delete(c, -1, axis=ax)], axis=ax)
+    return np.flip(c, ax) if rev else c
+
+
+def _order(x, ax, ascending):
+    return np.argsort(x if ascending else -x, axis=ax, kind="stable")
+
+
+@_reg("argsort")
+def _argsort(a, op):
+    return _order(a["x"], _i(a["axis"]), bool(a["ascending"]))
+
+
+@_reg("topk")
+def _topk(a, op):
+    x = a["x"]
+    ax = _axis(_i(a["axis"]), x.ndim)
+    k = _i(a["k"])
+    k = x.shape[ax] if k == -1 else k
+    ind = np.take(_order(x, ax, bool(a["ascending"])), np.arange(k), axis=ax)
+    vals = np.take_along_axis(x, ind, axis=ax)
+    if a.get("return_indices") is not None and not bool(a["return_indices"]):
+        return vals
+    return vals, ind
+
+
+@_reg("one_hot")
+def _one_hot(a, op):
+    idx = np.asarray(a["indices"])
+    depth = _i(a["one_hot_vector_size"])
+    ax = _i(a["axis"])
+    ax = ax + idx.ndim + 1 if ax < 0 else ax
+    hot = np.expand_dims(idx, ax) == np.arange(depth).reshape([-1 if i == ax else 1 for i in range(idx.ndim + 1)])
+    return np.where(hot, a["on_value"], a["off_value"])
+
+
+@_reg("non_zero")
+def _non_zero(a, op):
+    return np.transpose(np.nonzero(a["x"]))
+
+
+@_reg("sliding_windows")
+def _sliding_windows(a, op):
+    x = a["x"]
+    ax, size, st = _axis(_i(a["axis"]), x.ndim), _i(a["size"]), _i(a["stride"])
+    v = sliding_window_view(x, size, axis=ax)  # window dim goes last
+    v = np.take(v, np.arange(0, v.shape[ax], st), axis=ax)
+    return np.moveaxis(v, -1, ax + 1)
+
+
+def _d2s(x, bs):  # depth_to_space / pixel_shuffle (CRD ordering)
+    n, c, h, w = x.shape
+    return x.reshape(n, c // bs**2, bs, bs, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c // bs**2, h * bs, w * bs)
+
+
+def _s2d(x, bs):
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // bs, bs, w // bs, bs).transpose(0, 1, 3, 5, 2, 4).reshape(n, c * bs**2, h // bs, w // bs)
+
+
+_reg("pixel_shuffle")(lambda a, op: _d2s(a["x"], _i(a["upscale_factor"])))
+_reg("pixel_unshuffle")(lambda a, op: _s2d(a["x"], _i(a["downscale_factor"])))
+
+
+@_reg("depth_to_space")
+def _depth_to_space(a, op):  # DCR ordering, as TF
+    x, bs = a["x"], _i(a["block_size"])
+    n, c, h, w = x.shape
+    return x.reshape(n, bs, bs, c // bs**2, h, w).transpose(0, 3, 4, 1, 5, 2).reshape(n, c // bs**2, h * bs, w * bs)
+
+
+@_reg("space_to_depth")
+def _space_to_depth(a, op):
+    x, bs = a["x"], _i(a["block_size"])
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // bs, bs, w // bs, bs).transpose(0, 3, 5, 1, 2, 4).reshape(n, c * bs**2, h // bs, w // bs)
+
+
+# -------------------------------------------------------------------- resizing
+@_reg("crop")
+def _crop(a, op):
+    x = a["x"]
+    (t, b), (l, r) = _ints(a["crop_height"]), _ints(a["crop_width"])
+    return x[..., t:x.shape[-2] - b, l:x.shape[-1] - r]
+
+
+def _take_nearest(x, ax, src):
+    return np.take(x, np.clip(src, 0, x.shape[ax] - 1), axis=ax)
+
+
+@_reg("upsample_nearest_neighbor")
+def _upsample_nn(a, op):
+    x = a["x"]
+    for ax, key in ((-2, "scale_factor_height"), (-1, "scale_factor_width")):
+        sc = float(np.asarray(a[key]))
+        out = int(math.floor(x.shape[ax] * sc))
+        x = _take_nearest(x, ax, np.floor(np.arange(out) / sc).astype(np.int64))
+    return x
+
+
+@_reg("resize_nearest_neighbor")
+def _resize_nn(a, op):
+    x = a["x"]
+    for ax, key in ((-2, "target_size_height"), (-1, "target_size_width")):
+        out = _i(a[key])
+        x = _take_nearest(x, ax, np.floor(np.arange(out) * (x.shape[ax] / out)).astype(np.int64))
+    return x
+
+
+@_reg("upsample_bilinear")
+def _upsample_bilinear(a, op):
+    x = a["x"]
+    ac = bool(a["align_corners"])
+    hp = (not ac) if a.get("half_pixel_centers") is None else bool(a["half_pixel_centers"])
+    for ax, key in ((-2, "scale_factor_height"), (-1, "scale_factor_width")):
+        n_in = x.shape[ax]
+        n_out = int(math.floor(n_in * float(np.asarray(a[key]))))
+        i = np.arange(n_out, dtype=np.float64)
+        if ac:
+            g = i * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+        else:
+            sp = n_in / n_out
+            g = i * sp + (0.5 * sp - 0.5 if hp else 0.0)
+        g = np.clip(g, 0, n_in - 1)
+        lo = np.floor(g).astype(np.int64)
+        hi = np.minimum(lo + 1, n_in - 1)
+        wt = (g - lo).reshape([-1] + [1] * (-ax - 1))
+        x = np.take(x, lo, axis=ax) * (1 - wt) + np.take(x, hi, axis=ax) * wt
+    return x
+
+
+# ------------------------------------------------------------------- recurrent
+_ACT = {
+    "sigmoid": _sigmoid, "tanh": np.tanh, "scaled_tanh": np.tanh, "relu": lambda v: np.maximum(v, 0),
+    "linear": lambda v: v, "hard_sigmoid": lambda v: np.clip(0.2 * v + 0.5, 0, 1),
+}
+
+
+@_reg("lstm")
+def _lstm(a, op):
+    x = a["x"]  # [s, b, I]
+    s = x.shape[0]
+    H = a["weight_hh"].shape[1]
+    ra, ca, oa = (_ACT[str(a[k])] for k in ("recurrent_activation", "cell_activation", "activation"))
+    clip = None if a["clip"] is None else float(np.asarray(a["clip"]))
+
+    def run(wih, whh, b, peep, reverse, h, c):
+        b = np.zeros(4 * H, x.dtype) if b is None else b
+        pi, pf, po = np.split(np.zeros(3 * H, x.dtype) if peep is None else peep, 3)
+        xw = np.matmul(x, wih.T) + b  # gates ordered [i, f, o, z]
+        outs = np.zeros((s, x.shape[1], H), x.dtype)
+        for t in range(s - 1, -1, -1) if reverse else range(s):
+            gi, gf, go, gz = np.split(xw[t] + h @ whh.T, 4, axis=-1)
+            i, f, z = ra(gi + pi * c), ra(gf + pf * c), ca(gz)
+            c = f * c + i * z
+            if clip is not None:
+                c = np.clip(c, -clip, clip)
+            h = ra(go + po * c) * oa(c)
+            outs[t] = h
+        return outs, h, c
+
+    h0, c0, direction = a["initial_h"], a["initial_c"], str(a["direction"])
+    if direction == "bidirectional":
+        f = run(a["weight_ih"], a["weight_hh"], a["bias"], a["peephole"], False, h0[:, :H], c0[:, :H])
+        r = run(a["weight_ih_back"], a["weight_hh_back"], a["bias_back"], a["peephole_back"], True,
+                h0[:, H:], c0[:, H:])
+        res = [np.concatenate([p, q], axis=-1) for p, q in zip(f, r)]
+    else:
+        res = list(run(a["weight_ih"], a["weight_hh"], a["bias"], a["peephole"], direction == "reverse", h0, c0))
+    if not bool(a["output_sequence"]):
+        res[0] = res[1][None]  # final hidden state of each direction
+    return tuple(res)
