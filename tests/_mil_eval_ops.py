@@ -304,9 +304,17 @@ def _conv(a, op):
     v = v[(slice(None),) * 2 + tuple(slice(None, None, s) for s in st) + tuple(slice(None, None, d) for d in dil)]
     out_sp = v.shape[2:2 + nd]
     P, K, gout = int(np.prod(out_sp)), int(np.prod(ks)), cout // G
-    v = v.reshape(n, G, gin, P, K).transpose(1, 0, 3, 2, 4).reshape(G, n * P, gin * K)
-    y = np.matmul(v, w.reshape(G, gout, gin * K).transpose(0, 2, 1))  # (G, n*P, gout)
-    y = y.reshape(G, n, P, gout).transpose(1, 0, 3, 2).reshape(n, cout, *out_sp)
+    wg = w.reshape(G, gout, gin, K)
+    if n * cin * P * K <= 1 << 24:  # im2col: one batched matmul
+        v = v.reshape(n, G, gin, P, K).transpose(1, 0, 3, 2, 4).reshape(G, n * P, gin * K)
+        y = np.matmul(v, wg.reshape(G, gout, gin * K).transpose(0, 2, 1))  # (G, n*P, gout)
+        y = y.reshape(G, n, P, gout).transpose(1, 0, 3, 2).reshape(n, cout, *out_sp)
+    else:  # large: accumulate one kernel tap at a time
+        y = 0
+        for j, kidx in enumerate(itertools.product(*[range(k) for k in ks])):
+            tap = v[(Ellipsis,) + kidx].reshape(n, G, gin, P)
+            y = y + np.matmul(wg[..., j], tap)  # (n, G, gout, P)
+        y = y.reshape(n, cout, *out_sp)
     return y if a["bias"] is None else y + _per_channel(a["bias"], y.ndim)
 
 
@@ -350,8 +358,9 @@ def _pool(a, op, kind):
     ks, st = _ints(a["kernel_sizes"]), _ints(a["strides"])
     nd = len(ks)
     pads = _conv_pads(a, in_sp, ks, st)
-    out_sp = [int(d) for d in op.outputs[0].shape[2:]]
     padded = [i + lo + hi for i, (lo, hi) in zip(in_sp, pads)]
+    out_sp = [int(d) if isinstance(d, (int, np.integer)) else (p - k) // s + 1  # declared shape has ceil_mode
+              for d, p, k, s in zip(op.outputs[0].shape[2:], padded, ks, st)]
     extra = [max(0, (o - 1) * s + k - p) for o, s, k, p in zip(out_sp, st, ks, padded)]  # ceil_mode
     spec = [(0, 0), (0, 0)] + [(lo, hi + e) for (lo, hi), e in zip(pads, extra)]
     real = np.pad(np.ones(in_sp, bool), spec[2:])
@@ -520,8 +529,8 @@ def _slices(a, x):
     bm, em, sm = _bools(a["begin_mask"], r), _bools(a["end_mask"], r), _bools(a["squeeze_mask"], r)
     idx = []
     for d in range(r):
-        if sm[d]:
-            b = begin[d] + x.shape[d] if begin[d] < 0 else begin[d]
+        if sm[d]:  # pure index at begin (0 under begin_mask), end/stride ignored
+            b = 0 if bm[d] else (begin[d] + x.shape[d] if begin[d] < 0 else begin[d])
             if not 0 <= b < x.shape[d]:
                 raise IndexError(f"mil_eval: squeeze index {begin[d]} out of range for dim {x.shape[d]}")
             idx.append(b)
@@ -810,6 +819,31 @@ def _upsample_bilinear(a, op):
         wt = (g - lo).reshape([-1] + [1] * (-ax - 1))
         x = np.take(x, lo, axis=ax) * (1 - wt) + np.take(x, hi, axis=ax) * wt
     return x
+
+
+def _q_param(v, x, axis):
+    v = np.asarray(v)
+    if v.ndim == 0 or axis is None:
+        return v
+    ax = _axis(_i(axis), x.ndim)
+    return v.reshape([-1 if i == ax else 1 for i in range(x.ndim)])
+
+
+@_reg("quantize")  # iOS17: clip(round(x / scale) + zero_point), round half to even
+def _quantize(a, op):
+    x = a["input"]
+    q = np.round(x / _q_param(a["scale"], x, a["axis"]))
+    if a["zero_point"] is not None:
+        q = q + _q_param(a["zero_point"], x, a["axis"]).astype(np.float32)
+    info = np.iinfo(np.dtype(str(a["output_dtype"])))
+    return np.clip(q, info.min, info.max)
+
+
+@_reg("dequantize")  # iOS17: scale * (x - zero_point)
+def _dequantize(a, op):
+    x = np.asarray(a["input"], np.float32)
+    zp = 0 if a["zero_point"] is None else _q_param(a["zero_point"], x, a["axis"]).astype(np.float32)
+    return _q_param(a["scale"], x, a["axis"]) * (x - zp)
 
 
 # ------------------------------------------------------------------- recurrent

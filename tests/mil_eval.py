@@ -38,6 +38,13 @@ def _program(model):
     prog = getattr(model, "_mil_program", None)
     if prog is None and hasattr(model, "functions"):
         prog = model
+    if prog is None and hasattr(model, "get_spec") and getattr(model, "weights_dir", None):
+        # MLModel loaded from disk (skip_model_load=True): rebuild the program from the proto
+        from coremltools.converters.mil.frontend.milproto.load import load as _milproto_load
+
+        spec = model.get_spec()
+        if spec.WhichOneof("Type") == "mlProgram":
+            prog = _milproto_load(spec, spec.specificationVersion, model.weights_dir)
     if prog is None:
         raise TypeError(
             "mil_eval: expected a coremltools MLModel with a MIL program (convert_to='mlprogram') "

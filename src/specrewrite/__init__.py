@@ -4,12 +4,13 @@ from .functional import fft, ifft, irfft, istft, rfft, stft
 from .modes import Mode, Strategy
 from .modules import LFCC, MFCC, InverseSpectrogram, MelSpectrogram, Spectrogram
 from .specs import IstftSpec, StftSpec
+from .rewrite import Report, inspect, rewrite
 from ._torch.fft import RealFFT
 from ._torch.istft import RealISTFT
 from ._torch.stft import RealSTFT
 
 __version__ = "0.1.0"
 
-__all__ = ["SpecRewriteError", "Mode", "Strategy", "StftSpec", "IstftSpec", "stft", "istft", "rfft", "irfft",
+__all__ = ["rewrite", "inspect", "Report", "SpecRewriteError", "Mode", "Strategy", "StftSpec", "IstftSpec", "stft", "istft", "rfft", "irfft",
            "fft", "ifft", "Spectrogram", "MelSpectrogram", "MFCC", "LFCC", "InverseSpectrogram", "RealSTFT",
            "RealISTFT", "RealFFT"]

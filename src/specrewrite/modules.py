@@ -262,6 +262,6 @@ class InverseSpectrogram(torch.nn.Module):
         if length is not None:
             length = length + 2 * self.pad
         wave = self.istft(spectrogram, basis0, basis1, length=length)
-        if self.pad > 0:
+        if length is not None and self.pad > 0:  # torchaudio trims the padding only when a length is given
             wave = wave[..., self.pad:-self.pad]
         return wave

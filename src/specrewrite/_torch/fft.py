@@ -47,10 +47,7 @@ class RealFFT(BasisHolder):
         (m,) = self._bases((basis0, basis1), x)
         m = m.to(x.dtype)
         if self.kind == "r2c":
-            y = torch.matmul(x, m)
-            return y.reshape(y.shape[:-1] + (self.n_bins, 2))
+            return torch.matmul(x, m).unflatten(-1, (self.n_bins, 2))
         if self.kind == "c2c":
-            y = torch.matmul(x.reshape(x.shape[:-2] + (2 * self.n,)), m)
-            return y.reshape(y.shape[:-1] + (self.n, 2))
-        x = x[..., : self.n_bins, :]
-        return torch.matmul(x.reshape(x.shape[:-2] + (2 * self.n_bins,)), m)
+            return torch.matmul(x.flatten(-2), m).unflatten(-1, (self.n, 2))
+        return torch.matmul(x[..., : self.n_bins, :].flatten(-2), m)

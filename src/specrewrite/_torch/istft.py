@@ -18,21 +18,19 @@ _MAX_OLA_SHIFTS = 64
 
 
 def overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
-    """(B, T, N) -> (B, (T-1)*hop + N) by sum of shifted blocks (R = N / gcd(N, hop) pads and adds)."""
-    b, t, n = frames.shape
+    """(B, T, N) -> (B, (T-1)*hop + N) as a sum of R = N / gcd(N, hop) shifted copies (constant pads only)."""
+    n = frames.shape[-1]
     g = math.gcd(n, hop)
     r, s = n // g, hop // g
-    blocks = frames.reshape(b, t, r, g)
-    if s > 1:  # place frame t at block t*s: interleave s-1 zero frames
-        blocks = torch.cat([blocks.unsqueeze(2), blocks.new_zeros(b, t, s - 1, r, g)], dim=2)
-        blocks = blocks.reshape(b, t * s, r, g)
-    ts = blocks.shape[1]
+    blocks = frames.unflatten(2, (r, g))                                       # (B, T, R, g)
+    if s > 1:  # frame t starts at block t*s: interleave s-1 zero frames
+        blocks = F.pad(blocks.unsqueeze(2), (0, 0, 0, 0, 0, s - 1)).flatten(1, 2)
     out = None
     for i in range(r):
         part = F.pad(blocks[:, :, i, :], (0, 0, i, r - 1 - i))
         out = part if out is None else out + part
-    out = out.reshape(b, (ts + r - 1) * g)
-    return out[:, : (t - 1) * hop + n]
+    out = out.flatten(1)                                                       # (B, (T*s + R - 1) * g)
+    return out[:, : -(s - 1) * g] if s > 1 else out
 
 
 class RealISTFT(BasisHolder):
@@ -43,7 +41,9 @@ class RealISTFT(BasisHolder):
         super().__init__(mode, dtype)
         self.spec = spec
         self.strategy = Strategy.parse(strategy)
-        n, nb = spec.n_fft, spec.n_bins
+        # torch.istft with a real output always inverts with irfft: a full (onesided=False) spectrum is narrowed
+        # to its first n_fft//2 + 1 bins first, so the maths below is always the onesided one.
+        n, nb = spec.n_fft, spec.n_fft // 2 + 1
         scale = math.sqrt(n) if spec.normalized else 1.0
         window = spec.padded_window()
         self.register_buffer("window_sq", torch.as_tensor(window ** 2, dtype=dtype).reshape(1, 1, n),
@@ -57,17 +57,16 @@ class RealISTFT(BasisHolder):
                 plan = _forced_plan(n, n, n)
         self.plan = plan
         if plan is None:
-            self._add_basis("idft_basis", lambda ns: synthesis_dense(ns, n, nb, spec.onesided, window, scale),
+            self._add_basis("idft_basis", lambda ns: synthesis_dense(ns, n, nb, True, window, scale),
                             lambda t: t.unsqueeze(1))
         else:
             self._add_basis("idft_stage_a", lambda ns: synthesis_factored_a(ns, plan))
             self._add_basis("idft_stage_b", lambda ns: synthesis_factored_b(ns, plan, scale / n))
             self.register_buffer("window", torch.as_tensor(window, dtype=dtype), persistent=False)
             mask = np.ones((nb, 1, 2))
-            if spec.onesided:
-                mask[0, 0, 1] = 0.0
-                if n % 2 == 0:
-                    mask[n // 2, 0, 1] = 0.0
+            mask[0, 0, 1] = 0.0
+            if n % 2 == 0:
+                mask[n // 2, 0, 1] = 0.0
             self.register_buffer("bin_mask", torch.as_tensor(mask, dtype=dtype), persistent=False)
 
     def extra_repr(self) -> str:
@@ -79,43 +78,37 @@ class RealISTFT(BasisHolder):
         spec = self.spec
         lead = z.shape[:-3]
         z = z.reshape((-1,) + z.shape[-3:])                                    # (B, F, T, 2)
-        b, t = z.shape[0], z.shape[2]
+        if not spec.onesided:
+            z = z[:, : spec.n_fft // 2 + 1]
         w = self._bases((basis0, basis1), z)
         if self.plan is None:
-            zz = z.permute(0, 3, 1, 2).reshape(b, 2 * spec.n_bins, t)
+            zz = z.permute(0, 3, 1, 2).flatten(1, 2)                          # (B, 2F, T)
             y = F.conv_transpose1d(zz, w[0].to(z.dtype), stride=spec.hop_length)[:, 0]
         else:
             y = overlap_add(self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype)) * self.window.to(z.dtype),
                             spec.hop_length)
         ones = torch.ones_like(z[:1, :1, :, 0])                                # (1, 1, T)
         env = F.conv_transpose1d(ones, self.window_sq.to(z.dtype), stride=spec.hop_length)[:, 0]
+        # trimming uses constant bounds only (no shape arithmetic: traced graphs stay free of int ops)
         start = spec.n_fft // 2 if spec.center else 0
         if length is not None:
-            end = start + length
-        elif spec.center:
-            end = y.shape[-1] - spec.n_fft // 2
-        else:
-            end = y.shape[-1]
-        y, env = y[:, start:end], env[:, start:end]
+            y = F.pad(y, (0, start + length))[:, start: start + length]
+            env = F.pad(env, (0, start + length), value=1.0)[:, start: start + length]
+        elif spec.center and start > 0:
+            y, env = y[:, start:-start], env[:, start:-start]
         y = y / torch.where(env.abs() > 1e-11, env, torch.ones_like(env))
-        if length is not None and isinstance(length, int) and y.shape[-1] != length:
-            y = F.pad(y, (0, length - y.shape[-1]))
-        elif length is not None and not isinstance(length, int):
-            y = F.pad(y, (0, length - y.shape[-1]))
         return y.reshape(lead + y.shape[-1:])
 
     def _frames(self, z, wa, wb):
         """Inverse DFT of every frame through the two factored stages: (B, F, T, 2) -> (B, T, N)."""
         spec, plan = self.spec, self.plan
         n, n1, n2 = spec.n_fft, plan.n1, plan.n2
-        b, t = z.shape[0], z.shape[2]
-        if spec.onesided:
-            z = z * self.bin_mask.to(z.dtype)
-            mirror = torch.flip(z[:, 1: n - spec.n_bins + 1], dims=[1])
-            mirror = mirror * torch.tensor([1.0, -1.0], dtype=z.dtype)
-            z = torch.cat([z, mirror], dim=1)                                  # (B, N, T, 2) Hermitian
-        x = z.reshape(b, n1, n2, t, 2).permute(0, 3, 2, 4, 1)                  # (B, T, N2[k2], 2, N1[k1])
-        x = torch.matmul(x.reshape(b, t, n2, 1, 2 * n1), wa)                   # (B, T, N2, 1, 2*N1)
-        x = x.reshape(b, t, n2, 2, n1).permute(0, 1, 4, 3, 2)                  # (B, T, N1[n1], 2, N2[k2])
-        x = torch.matmul(x.reshape(b, t, n1, 2 * n2), wb)                      # (B, T, N1[n1], N2[n2])
-        return x.transpose(2, 3).reshape(b, t, n)
+        z = z * self.bin_mask.to(z.dtype)
+        mirror = torch.flip(z[:, 1: n - (n // 2 + 1) + 1], dims=[1])
+        mirror = mirror * torch.tensor([1.0, -1.0], dtype=z.dtype)
+        z = torch.cat([z, mirror], dim=1)                                      # (B, N, T, 2) Hermitian
+        x = z.unflatten(1, (n1, n2)).permute(0, 3, 2, 4, 1)                    # (B, T, N2[k2], 2, N1[k1])
+        x = torch.matmul(x.flatten(3).unsqueeze(3), wa)                        # (B, T, N2, 1, 2*N1)
+        x = x.squeeze(3).unflatten(3, (2, n1)).permute(0, 1, 4, 3, 2)          # (B, T, N1[n1], 2, N2[k2])
+        x = torch.matmul(x.flatten(3), wb)                                     # (B, T, N1[n1], N2[n2])
+        return x.transpose(2, 3).flatten(2)

@@ -41,6 +41,8 @@ class RealSTFT(BasisHolder):
             if plan is None and self.strategy is Strategy.FACTORED:
                 plan = _forced_plan(n, spec.hop_length, nb)
         self.plan = plan
+        if plan is not None:
+            self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype).unsqueeze(1), persistent=False)
         if plan is None:
             self._add_basis("dft_basis", lambda ns: analysis_dense(ns, n, nb, window, scale),
                             lambda t: t.unsqueeze(1))
@@ -63,23 +65,23 @@ class RealSTFT(BasisHolder):
         w = self._bases((basis0, basis1), x)
         if self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
-            y = y.reshape(y.shape[0], 2, spec.n_bins, y.shape[-1]).permute(0, 2, 3, 1)
+            y = y.unflatten(1, (2, spec.n_bins)).permute(0, 2, 3, 1)
         else:
             y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))
         return y.reshape(lead + y.shape[1:])
 
     def _factored(self, x, w1, w2):
+        # No shape arithmetic anywhere (it becomes fragile int ops in traced graphs): the phase split is a
+        # strided identity conv, which also drops the tail samples that no frame uses, so the number of frames
+        # comes out exactly as torch.stft's.
         spec, plan = self.spec, self.plan
         n1, n2, hop = plan.n1, plan.n2, spec.hop_length
-        t = (x.shape[-1] - spec.n_fft) // hop + 1
-        x = x[..., : (t - 1) * hop + spec.n_fft]
-        b = x.shape[0]
-        phases = x.reshape(b, -1, n2).transpose(1, 2)                          # (B, N2, L/N2)
+        phases = F.conv1d(x, self.phase_split.to(x.dtype), stride=n2)          # (B, N2, L // N2)
         y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*N1, T)
-        y = y.reshape(b, n2, 2, n1, y.shape[-1]).permute(0, 4, 3, 2, 1)        # (B, T, N1, 2, N2)
-        y = torch.matmul(y.reshape(b, y.shape[1], n1, 2 * n2), w2)             # (B, T, N1, 2*K2)
-        y = y.reshape(b, y.shape[1], n1, 2, plan.k2).permute(0, 4, 2, 1, 3)    # (B, K2, N1, T, 2)
-        y = y.reshape(b, plan.k2 * n1, y.shape[3], 2)
+        y = y.unflatten(1, (n2, 2, n1)).permute(0, 4, 3, 2, 1)                 # (B, T, N1, 2, N2)
+        y = torch.matmul(y.flatten(3), w2)                                     # (B, T, N1, 2*K2)
+        y = y.unflatten(3, (2, plan.k2)).permute(0, 4, 2, 1, 3)                # (B, K2, N1, T, 2)
+        y = y.flatten(1, 2)
         return y[:, : spec.n_bins]
 
 

@@ -85,7 +85,8 @@ def _hermitian_weights(n_fft: int, n_bins: int, onesided: bool) -> np.ndarray:
 
 
 def ifft_real_matrix(ns, n: int, n_bins: int, onesided: bool, scale: float = 1.0):
-    """(2F, n): real part of the inverse DFT (irfft if onesided) from [re | im] bins. Includes 1/n."""
+    """(2F, n): real part of the inverse DFT (irfft if onesided) from [re | im] bins, times ``scale`` (the
+    caller passes the 1/n)."""
     m = (_col(ns, n_bins) * _row(ns, n)) % n
     c, s = ns.cos_sin(m, n)
     wk = ns.const((_hermitian_weights(n, n_bins, onesided) * scale).reshape(-1, 1))

@@ -1,0 +1,155 @@
+"""rewrite(model): the graph pass that makes any real audio model free of spectral ops and complex tensors."""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Optional
+
+import torch
+
+from ..errors import SpecRewriteError
+from ..modes import Mode, Strategy
+from .report import Report
+
+__all__ = ["rewrite", "inspect", "Report"]
+
+
+def _as_args(example_inputs) -> Optional[tuple]:
+    if example_inputs is None:
+        return None
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, (list, tuple)):
+        return tuple(example_inputs)
+    raise SpecRewriteError(f"example_inputs must be a tensor or a tuple of inputs, got {type(example_inputs).__name__}",
+                           fix="pass example_inputs=(x,) or (x, y)")
+
+
+def _flat(out):
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _flat(o)]
+    if isinstance(out, dict):
+        return [t for k in sorted(out) for t in _flat(out[k])]
+    return []
+
+
+def max_rel_err(got, ref) -> float:
+    a, b = _flat(got), _flat(ref)
+    if len(a) != len(b):
+        return float("inf")
+    worst = 0.0
+    for x, y in zip(a, b):
+        x = torch.view_as_real(x) if x.is_complex() else x
+        y = torch.view_as_real(y) if y.is_complex() else y
+        if x.shape != y.shape:
+            return float("inf")
+        x, y = x.detach().double(), y.detach().double()
+        peak = max(float(y.abs().max()) if y.numel() else 0.0, 1e-12)
+        worst = max(worst, float((x - y).abs().max()) / peak if y.numel() else 0.0)
+    return worst
+
+
+def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | str = Mode.STORE,
+            strategy: Strategy | str = Strategy.AUTO, strict: bool = True, inplace: bool = False,
+            verify: bool = True) -> torch.nn.Module:
+    """Return a module computing the same function as ``model`` with no stft / istft / fft op and no complex tensor.
+
+    * ``example_inputs``: a tensor or tuple of positional inputs. Without them only torchaudio transforms are
+      swapped (no tracing); where more is needed (direct torch.stft calls, complex outputs) a clear error asks
+      for them (``strict=False`` returns the partial result instead).
+    * ``mode``: where the DFT bases live: 'store' (constants), 'input' (see the report), 'on_the_fly'.
+    * ``inplace``: allow changing ``model`` itself (its torchaudio transforms are swapped); never otherwise.
+    * ``verify``: run the result on the example inputs and record the error against eager in the report.
+
+    The result carries ``.specrewrite_report`` (see ``specrewrite.inspect``).
+    """
+    from .lower import Lowering, NeedsStaticShapes
+    from .swap import forward_mentions_spectral_ops, swap_torchaudio
+    from . import capture as cap
+
+    t0 = time.perf_counter()
+    if not isinstance(model, torch.nn.Module):
+        raise SpecRewriteError(f"rewrite() needs an nn.Module, got {type(model).__name__}",
+                               fix="wrap the function in an nn.Module")
+    mode, strategy = Mode.parse(mode), Strategy.parse(strategy)
+    args = _as_args(example_inputs)
+    report = Report()
+    work = model if inplace else copy.deepcopy(model)
+
+    if args is None:
+        work, left = swap_torchaudio(work, mode, strategy, report, allow_complex_out=False)
+        mentions = forward_mentions_spectral_ops(work)
+        report.capture = "module swap (no example inputs, no tracing)"
+        if left or mentions:
+            what = [f"torchaudio Spectrogram(power=None) '{n}' (complex output)" for n in left] + mentions
+            msg = ("spectral ops outside torchaudio transforms need tracing to rewrite: " + "; ".join(what))
+            if strict:
+                raise SpecRewriteError(msg, op="rewrite", fix="pass example_inputs, e.g. rewrite(model, (x,))")
+            report.notes.append(msg + " (left unchanged)")
+        report.seconds = time.perf_counter() - t0
+        _attach(work, report)
+        return work
+
+    try:
+        with torch.no_grad():
+            ref = work(*args)
+    except Exception as e:  # noqa: BLE001 - user model errors become one clear error
+        raise SpecRewriteError(f"the model raises on the example inputs: {type(e).__name__}: {e}", op="rewrite",
+                               fix="pass example inputs the model accepts (shapes, dtypes, number of inputs)") from e
+
+    work, _ = swap_torchaudio(work, mode, strategy, report, allow_complex_out=True)
+    attr_map = None
+    try:
+        gm, sites = cap.via_export(work, args)
+        report.capture = "torch.export (dynamic shapes kept where the model allows)"
+    except SpecRewriteError:
+        raise
+    except Exception as e:  # noqa: BLE001 - fall back to tracing with the real inputs
+        first = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        gm, sites, attr_map = cap.via_trace(work, args)
+        report.capture = "trace with the example inputs (make_fx)"
+        report.shapes_specialised = True
+        report.notes.append(f"torch.export could not capture the model ({first}); traced instead, so shapes are "
+                            "specialised to the example inputs")
+    n_swapped = len(report.entries)
+    try:
+        out = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites,
+                       attr_placeholders=attr_map).run()
+    except NeedsStaticShapes as e:
+        del report.entries[n_swapped:]
+        report.complex_ops.clear()
+        gm, sites = cap.via_export(work, args, dynamic=False)
+        report.capture = "torch.export with the example shapes"
+        report.shapes_specialised = True
+        report.notes.append(f"{e}: shapes specialised to the example inputs")
+        out = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites).run()
+    if len(report.entries) == n_swapped and not report.complex_ops:
+        out = work  # nothing spectral in the graph: hand back the (swapped) copy, not a re-traced graph
+    else:
+        out.train(model.training)
+    if verify:
+        with torch.no_grad():
+            got = out(*args)
+        report.max_rel_err = max_rel_err(got, ref)
+        if report.max_rel_err > 1e-3:
+            report.notes.append("the rewritten model differs from eager on the example inputs by more than 1e-3 "
+                                "of the peak: the model may be random (dropout in train mode, torch.rand) or this is "
+                                "a specrewrite bug worth reporting")
+    report.seconds = time.perf_counter() - t0
+    _attach(out, report)
+    return out
+
+
+def _attach(module, report):
+    try:
+        object.__setattr__(module, "specrewrite_report", report)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def inspect(model: torch.nn.Module, example_inputs: Any = None, **kwargs) -> Report:
+    """The report of what ``rewrite`` finds and does, without keeping the rewritten model."""
+    kwargs.setdefault("strict", False)
+    return rewrite(model, example_inputs, **kwargs).specrewrite_report

@@ -1,0 +1,204 @@
+"""Run-time helpers that the rewritten graph calls: complex arithmetic on real pairs (..., 2).
+
+Each is a small torch function; torch.export / jit.trace / the ONNX exporter trace straight through them.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def re(z):
+    return z[..., 0]
+
+
+def im(z):
+    return z[..., 1]
+
+
+def pack(r, i):
+    return torch.stack([r, i], dim=-1)
+
+
+def from_real(x):
+    return pack(x, torch.zeros_like(x))
+
+
+def from_scalar_like(x, value: complex):
+    """A complex scalar broadcastable against real-pair x."""
+    return torch.tensor([value.real, value.imag], dtype=x.dtype, device=x.device)
+
+
+def cabs(z):
+    return torch.sqrt(re(z) * re(z) + im(z) * im(z))
+
+
+def cabs2(z):
+    return re(z) * re(z) + im(z) * im(z)
+
+
+def cangle(z):
+    return torch.atan2(im(z), re(z))
+
+
+def cconj(z):
+    return pack(re(z), -im(z))
+
+
+def cmul(a, b):
+    ar, ai, br, bi = re(a), im(a), re(b), im(b)
+    return pack(ar * br - ai * bi, ar * bi + ai * br)
+
+
+def cmul_real(a, b):
+    """complex a times real b (tensor or scalar)."""
+    if isinstance(b, torch.Tensor):
+        b = b.unsqueeze(-1)
+    return a * b
+
+
+def cmul_scalar(a, value: complex):
+    return pack(re(a) * value.real - im(a) * value.imag, re(a) * value.imag + im(a) * value.real)
+
+
+def real_mul_cscalar(x, value: complex):
+    return pack(x * value.real, x * value.imag)
+
+
+def cdiv(a, b):
+    d = cabs2(b)
+    ar, ai, br, bi = re(a), im(a), re(b), im(b)
+    return pack((ar * br + ai * bi) / d, (ai * br - ar * bi) / d)
+
+
+def cdiv_real(a, b):
+    if isinstance(b, torch.Tensor):
+        b = b.unsqueeze(-1)
+    return a / b
+
+
+def real_div_c(a, b):
+    """real a (tensor or scalar) divided by complex b."""
+    d = cabs2(b)
+    return pack(a * re(b) / d, -a * im(b) / d)
+
+
+def cadd(a, b, a_c: bool, b_c: bool, alpha=1):
+    """a + alpha*b where either side may be complex (real pair), real tensor or Python number."""
+    if not a_c:
+        a = from_real(torch.as_tensor(a, dtype=b.dtype, device=b.device) if not isinstance(a, torch.Tensor) else a)
+    if not b_c:
+        if isinstance(b, complex):
+            b = from_scalar_like(a, b)
+        elif isinstance(b, torch.Tensor):
+            b = from_real(b)
+        else:
+            b = from_scalar_like(a, complex(b))
+    if alpha != 1:
+        b = b * alpha
+    return a + b
+
+
+def cadd_cscalar(a, value: complex, a_c: bool, sign: float = 1.0):
+    """a (complex or real) + sign*value (Python complex)."""
+    if not a_c:
+        a = from_real(a)
+    return a + from_scalar_like(a, value) * sign
+
+
+def cpow_scalar(z, p):
+    if p == 2 or p == 2.0:
+        return cmul(z, z)
+    if p == 1 or p == 1.0:
+        return z
+    mag = torch.pow(cabs2(z), p / 2.0)
+    ang = cangle(z) * p
+    return pack(mag * torch.cos(ang), mag * torch.sin(ang))
+
+
+def cexp(z):
+    m = torch.exp(re(z))
+    return pack(m * torch.cos(im(z)), m * torch.sin(im(z)))
+
+
+def clog(z):
+    return pack(torch.log(cabs(z)), cangle(z))
+
+
+def csqrt(z):
+    return cpow_scalar(z, 0.5)
+
+
+def creciprocal(z):
+    d = cabs2(z)
+    return pack(re(z) / d, -im(z) / d)
+
+
+def csgn(z):
+    a = cabs(z)
+    safe = torch.where(a == 0, torch.ones_like(a), a)
+    return torch.where((a == 0).unsqueeze(-1), torch.zeros_like(z), z / safe.unsqueeze(-1))
+
+
+def polar(mag, ang):
+    return pack(mag * torch.cos(ang), mag * torch.sin(ang))
+
+
+def cpad(z, pad, mode="constant", value=0.0):
+    """F.pad on a complex tensor carried as (..., 2)."""
+    if mode == "constant":
+        if isinstance(value, complex) and value != 0:
+            r = F.pad(re(z), list(pad), value=value.real)
+            i = F.pad(im(z), list(pad), value=value.imag)
+            return pack(r, i)
+        return F.pad(z, [0, 0] + list(pad), value=float(value.real if isinstance(value, complex) else value))
+    k = len(pad) // 2
+    x = z.movedim(-1, 0)                                   # (2, ..., *padded)
+    lead, keep = x.shape[: x.dim() - k], x.shape[x.dim() - k:]
+    x = F.pad(x.reshape((-1,) + tuple(keep)), list(pad), mode=mode)   # (batch, *padded): what F.pad wants
+    x = x.reshape(tuple(lead) + tuple(x.shape[1:]))
+    return x.movedim(0, -1)
+
+
+def cmatmul(a, b, a_c: bool, b_c: bool):
+    if a_c and b_c:
+        return pack(torch.matmul(re(a), re(b)) - torch.matmul(im(a), im(b)),
+                    torch.matmul(re(a), im(b)) + torch.matmul(im(a), re(b)))
+    if a_c:
+        return pack(torch.matmul(re(a), b), torch.matmul(im(a), b))
+    return pack(torch.matmul(a, re(b)), torch.matmul(a, im(b)))
+
+
+def cfull(size, value, dtype, device=None):
+    value = complex(value)
+    return pack(torch.full(list(size), value.real, dtype=dtype, device=device),
+                torch.full(list(size), value.imag, dtype=dtype, device=device))
+
+
+def cexpand_index(index, z):
+    """Expand an index tensor over the pair dimension (gather / scatter on complex values)."""
+    return index.unsqueeze(-1).expand(tuple(index.shape) + (2,))
+
+
+def to_real_dtype(z, dtype):
+    return z.to(dtype)
+
+
+def move_fft_dim(z, dim: int):
+    """Bring complex dim ``dim`` (of a real-pair tensor) next to the pair dim, i.e. to position -2."""
+    return z.movedim(dim, -2)
+
+
+def unmove_fft_dim(z, dim: int):
+    return z.movedim(-2, dim)
+
+
+def resize_dim(x, dim: int, n: int, is_complex: bool):
+    """Zero-pad or trim dim ``dim`` to n (torch.fft's n=); for a real pair the pair dim stays last."""
+    have = x.shape[dim]
+    if have >= n:
+        return x.narrow(dim, 0, n)
+    rank = x.dim()
+    pad = [0, 0] * (rank - 1 - dim)
+    pad += [0, n - have]
+    return F.pad(x, pad)

@@ -1,0 +1,158 @@
+"""Opaque custom ops for torch.stft / torch.istft, patched in during capture.
+
+Capture (torch.export or make_fx) would otherwise decompose torch.stft into padding + as_strided + _fft_r2c
+(make_fx) or keep a centre-less aten.stft after Python-side padding (export). Routing both functions through
+``specrewrite::stft`` / ``specrewrite::istft`` keeps every argument (centre padding included) on one node, with
+the window as a tensor input, and records the caller's source line for the report.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import traceback
+from typing import List, Optional
+
+import torch
+
+from ..errors import SpecRewriteError
+
+_lock = threading.Lock()
+_defined = False
+_orig_stft = torch.stft
+_orig_istft = torch.istft
+_SKIP = (os.sep + "torch" + os.sep, os.sep + "specrewrite" + os.sep, os.sep + "torchaudio" + os.sep + "transforms",
+         os.sep + "contextlib.py", os.sep + "torch" + os.sep + "nn" + os.sep)
+
+
+def user_frame(skip_torchaudio: bool = False) -> Optional[str]:
+    """'file:line in func: code' of the innermost stack frame outside torch and specrewrite."""
+    for fr in reversed(traceback.extract_stack()[:-1]):
+        f = fr.filename
+        if any(s in f for s in _SKIP) or (skip_torchaudio and "torchaudio" in f):
+            continue
+        return f"{f}:{fr.lineno} in {fr.name}: {(fr.line or '').strip()}"
+    return None
+
+
+class CallSites:
+    """Source lines of the spectral calls seen during one capture, in call order, per op kind."""
+
+    def __init__(self):
+        self.sites = {"stft": [], "istft": []}
+
+
+_active: List[CallSites] = []
+
+
+def define_ops() -> None:
+    global _defined
+    with _lock:
+        if _defined:
+            return
+
+        @torch.library.custom_op("specrewrite::stft", mutates_args=())
+        def sr_stft(x: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: Optional[torch.Tensor],
+                    center: bool, pad_mode: str, normalized: bool, onesided: bool) -> torch.Tensor:
+            return _orig_stft(x, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided,
+                              return_complex=True)
+
+        @sr_stft.register_fake
+        def _(x, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided):
+            length = x.shape[-1] + (2 * (n_fft // 2) if center else 0)
+            frames = 1 + (length - n_fft) // hop_length
+            bins = n_fft // 2 + 1 if onesided else n_fft
+            dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+            return x.new_empty((*x.shape[:-1], bins, frames), dtype=dtype)
+
+        @torch.library.custom_op("specrewrite::istft", mutates_args=())
+        def sr_istft(z: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: Optional[torch.Tensor],
+                     center: bool, normalized: bool, onesided: bool, length: Optional[int]) -> torch.Tensor:
+            return _orig_istft(z, n_fft, hop_length, win_length, window, center, normalized, onesided, length,
+                               return_complex=False)
+
+        @sr_istft.register_fake
+        def _(z, n_fft, hop_length, win_length, window, center, normalized, onesided, length):
+            frames = z.shape[-1]
+            if length is None:
+                length = n_fft + hop_length * (frames - 1) - (2 * (n_fft // 2) if center else 0)
+            dtype = torch.float64 if z.dtype == torch.complex128 else torch.float32
+            return z.new_empty((*z.shape[:-2], length), dtype=dtype)
+
+        _defined = True
+
+
+def _const_int(name, v, op):
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, torch.Tensor) or isinstance(v, torch.SymInt) or not isinstance(v, int):
+        raise SpecRewriteError(f"{name} is not a constant int ({type(v).__name__}); the DFT size and hop must be "
+                               "known when the model is rewritten", op=op, where=user_frame(),
+                               fix=f"compute {name} from constants (not from the input's shape or values)")
+    return v
+
+
+def _patched_stft(input, n_fft, hop_length=None, win_length=None, window=None, center=True, pad_mode="reflect",
+                  normalized=False, onesided=None, return_complex=None, align_to_window=None):
+    n_fft = _const_int("n_fft", n_fft, "torch.stft")
+    hop_length = _const_int("hop_length", hop_length, "torch.stft")
+    win_length = _const_int("win_length", win_length, "torch.stft")
+    if align_to_window:
+        raise SpecRewriteError("align_to_window=True is not supported", op="torch.stft", where=user_frame(),
+                               fix="use the default align_to_window")
+    if input.is_complex():
+        raise SpecRewriteError("complex input to torch.stft is not supported", op="torch.stft", where=user_frame(),
+                               fix="pass a real signal (split real and imaginary parts into two stft calls)")
+    if return_complex is None:
+        return _orig_stft(input, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided,
+                          return_complex)  # torch raises its own error for real input
+    hop = n_fft // 4 if hop_length is None else hop_length
+    wl = n_fft if win_length is None else win_length
+    if window is not None and (window.dim() != 1 or window.shape[0] != wl):
+        raise SpecRewriteError(f"window of shape {tuple(window.shape)} does not fit win_length={wl}",
+                               op="torch.stft", where=user_frame(), fix="use a 1-D window of length win_length")
+    if _active:
+        _active[-1].sites["stft"].append(user_frame())
+    out = torch.ops.specrewrite.stft(input, n_fft, hop, wl, window, bool(center), pad_mode, bool(normalized),
+                                     True if onesided is None else bool(onesided))
+    return out if return_complex else torch.view_as_real(out)
+
+
+def _patched_istft(input, n_fft, hop_length=None, win_length=None, window=None, center=True, normalized=False,
+                   onesided=None, length=None, return_complex=False):
+    n_fft = _const_int("n_fft", n_fft, "torch.istft")
+    hop_length = _const_int("hop_length", hop_length, "torch.istft")
+    win_length = _const_int("win_length", win_length, "torch.istft")
+    if return_complex:
+        raise SpecRewriteError("istft(return_complex=True) is not supported", op="torch.istft", where=user_frame(),
+                               fix="use return_complex=False (a real signal)")
+    if not input.is_complex():
+        raise SpecRewriteError("torch.istft needs a complex input", op="torch.istft", where=user_frame())
+    hop = n_fft // 4 if hop_length is None else hop_length
+    wl = n_fft if win_length is None else win_length
+    if window is not None and (window.dim() != 1 or window.shape[0] != wl):
+        raise SpecRewriteError(f"window of shape {tuple(window.shape)} does not fit win_length={wl}",
+                               op="torch.istft", where=user_frame(), fix="use a 1-D window of length win_length")
+    if onesided is None:
+        onesided = input.shape[-2] != n_fft
+    if _active:
+        _active[-1].sites["istft"].append(user_frame())
+    return torch.ops.specrewrite.istft(input, n_fft, hop, wl, window, bool(center), bool(normalized),
+                                       bool(onesided), length)
+
+
+@contextlib.contextmanager
+def patched(sites: CallSites):
+    """Route torch.stft / torch.istft (and Tensor.stft / istft, which call them) through the custom ops."""
+    define_ops()
+    saved = (torch.stft, torch.istft)
+    _active.append(sites)
+    torch.stft, torch.istft = _patched_stft, _patched_istft
+    try:
+        yield
+    finally:
+        torch.stft, torch.istft = saved
+        _active.pop()

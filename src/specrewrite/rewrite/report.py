@@ -1,0 +1,70 @@
+"""What rewrite() found, what replaced it, and what it skipped."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+
+@dataclasses.dataclass
+class Entry:
+    op: str
+    where: Optional[str]
+    params: Dict[str, Any]
+    replaced_by: Optional[str] = None
+    skipped: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Report:
+    capture: str = "none"
+    shapes_specialised: bool = False
+    entries: List[Entry] = dataclasses.field(default_factory=list)
+    complex_ops: Dict[str, int] = dataclasses.field(default_factory=dict)
+    notes: List[str] = dataclasses.field(default_factory=list)
+    max_rel_err: Optional[float] = None
+    seconds: Optional[float] = None
+
+    @property
+    def found(self) -> List[Entry]:
+        return self.entries
+
+    @property
+    def replaced(self) -> List[Entry]:
+        return [e for e in self.entries if e.replaced_by]
+
+    @property
+    def skipped(self) -> List[Entry]:
+        return [e for e in self.entries if e.skipped]
+
+    def add(self, op, where, params, replaced_by=None, skipped=None) -> Entry:
+        e = Entry(op, where, dict(params), replaced_by, skipped)
+        self.entries.append(e)
+        return e
+
+    def count_complex(self, op_name: str) -> None:
+        self.complex_ops[op_name] = self.complex_ops.get(op_name, 0) + 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        lines = [f"specrewrite report: capture={self.capture}"
+                 + (" (shapes specialised to the example inputs)" if self.shapes_specialised else "")]
+        if not self.entries:
+            lines.append("  no spectral op found: the model is returned unchanged (as a copy)")
+        for i, e in enumerate(self.entries):
+            params = ", ".join(f"{k}={v}" for k, v in e.params.items())
+            lines.append(f"  [{i}] {e.op}({params})")
+            if e.where:
+                lines.append(f"      at {e.where}")
+            lines.append(f"      -> {e.replaced_by}" if e.replaced_by else f"      skipped: {e.skipped}")
+        if self.complex_ops:
+            ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.complex_ops.items()))
+            lines.append(f"  complex ops lowered to real pairs: {ops}")
+        for n in self.notes:
+            lines.append(f"  note: {n}")
+        if self.max_rel_err is not None:
+            lines.append(f"  verified on the example inputs: max error {self.max_rel_err:.2e} of the output peak")
+        if self.seconds is not None:
+            lines.append(f"  rewrite took {self.seconds:.2f} s")
+        return "\n".join(lines)

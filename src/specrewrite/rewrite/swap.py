@@ -1,0 +1,89 @@
+"""Module swap: torchaudio transforms anywhere in the module tree -> specrewrite's exportable modules.
+
+Needs no tracing, so ``rewrite(model)`` works without example inputs for models whose only spectral ops live
+in such modules.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from typing import List, Tuple
+
+import torch
+
+from ..modes import Mode, Strategy
+from .report import Report
+
+_SPECTRAL_SOURCE = re.compile(r"\b(stft|istft|fft\.\w+|rfft|irfft|spectrogram|inverse_spectrogram|griffinlim|fbank)\s*\(")
+
+
+def _table():
+    try:
+        import torchaudio.transforms as T
+    except Exception:  # noqa: BLE001 - torchaudio is optional (or its native libs are missing)
+        return {}
+    from .. import modules as M
+
+    return {T.Spectrogram: M.Spectrogram, T.MelSpectrogram: M.MelSpectrogram, T.MFCC: M.MFCC, T.LFCC: M.LFCC,
+            T.InverseSpectrogram: M.InverseSpectrogram}
+
+
+def swap_torchaudio(model: torch.nn.Module, mode: Mode, strategy: Strategy, report: Report,
+                    allow_complex_out: bool) -> Tuple[torch.nn.Module, List[str]]:
+    """Replace torchaudio transforms in place (on the caller's copy). Returns (model, names of complex-output
+    transforms left alone because their consumers need the graph pass)."""
+    table = _table()
+    left = []
+    if not table:
+        return model, left
+    targets = [(name, m) for name, m in model.named_modules() if type(m) in table]
+    for name, m in targets:
+        complex_out = type(m).__name__ == "Spectrogram" and m.power is None
+        if complex_out and not allow_complex_out:
+            left.append(name or type(m).__name__)
+            continue
+        if complex_out:
+            continue  # the graph pass rewrites it together with its complex consumers
+        new = table[type(m)].from_torchaudio(m, mode=mode, strategy=strategy)
+        new.train(m.training)
+        report.add(f"torchaudio.transforms.{type(m).__name__}", f"module '{name}'" if name else "the model itself",
+                   _describe(m), replaced_by=f"specrewrite.{type(new).__name__} ({mode.value})")
+        if name == "":
+            return new, left
+        parent_name, _, leaf = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, leaf, new)
+    return model, left
+
+
+def _describe(m) -> dict:
+    keys = ("n_fft", "win_length", "hop_length", "power", "normalized", "center", "pad_mode", "n_mels",
+            "sample_rate", "n_mfcc", "n_lfcc")
+    out = {}
+    for k in keys:
+        if hasattr(m, k):
+            out[k] = getattr(m, k)
+    for sub in ("spectrogram", "MelSpectrogram", "Spectrogram"):
+        if hasattr(m, sub):
+            for k, v in _describe(getattr(m, sub)).items():
+                out.setdefault(k, v)
+    return out
+
+
+def forward_mentions_spectral_ops(model: torch.nn.Module) -> List[str]:
+    """Names of modules whose forward source calls stft/istft/fft directly (needs tracing to rewrite)."""
+    table = _table()
+    found = []
+    seen = set()
+    for name, m in model.named_modules():
+        cls = type(m)
+        if cls in seen or cls.__module__.startswith(("torch.", "specrewrite.")) or cls in table:
+            continue
+        seen.add(cls)
+        try:
+            src = inspect.getsource(cls.forward)
+        except (OSError, TypeError):
+            continue
+        if _SPECTRAL_SOURCE.search(src):
+            found.append(f"{cls.__module__}.{cls.__qualname__} (module '{name}')" if name else cls.__qualname__)
+    return found

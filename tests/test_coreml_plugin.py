@@ -1,0 +1,178 @@
+"""The coremltools op-registry plugin: plain ct.convert of un-rewritten models (jit.trace and torch.export)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from test_coreml_common import (TARGETS, TOL, ComplexViews, FftArgs, IstftArgs, KitchenSink, StftArgs, check, ct,
+                                forbidden_ops, kitchen_args, op_types, plugin_convert, reference, rel_err, run, src)
+
+from specrewrite.errors import SpecRewriteError
+from specrewrite.coreml import _ct_private as P
+
+ANGLE = (3,)  # KitchenSink's output 3 is a phase
+
+
+@pytest.fixture
+def registered():
+    with src.register() as reg:
+        yield reg
+
+
+# ------------------------------------------------------------------------------------------ registration
+
+def test_import_does_not_pull_coremltools_and_missing_extra_is_clear():
+    code = ("import sys; import specrewrite; assert 'coremltools' not in sys.modules, 'imported'\n"
+            "sys.modules['coremltools'] = None\n"
+            "try:\n    import specrewrite.coreml\nexcept specrewrite.SpecRewriteError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "pip install 'specrewrite[coreml]'" in out.stdout
+
+
+def test_register_is_idempotent_and_the_context_manager_restores_the_registry():
+    before = P.registry_snapshot()
+    assert not src.is_registered()
+    with src.register(mode="on_the_fly") as reg:
+        first = P.registry_snapshot()
+        assert src.is_registered() and reg.mode.value == "on_the_fly"
+        assert first["stft"] is not before["stft"] and "istft" in first and "polar" in first
+        with src.register(mode="input"):
+            assert P.registry_snapshot() == first  # same functions: registering again changes nothing
+            assert src._registry.CONFIG.mode.value == "input"
+        assert src._registry.CONFIG.mode.value == "on_the_fly"
+        src.register()  # plain call inside: still idempotent
+        assert P.registry_snapshot() == first
+    after = P.registry_snapshot()
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+    assert not src.is_registered() and not hasattr(torch._C.Node, "cs")
+    src.register()
+    src.unregister()
+    assert P.registry_snapshot() == before and not src.is_registered()
+
+
+def test_private_names_are_listed():
+    assert any("_get_inputs" in n for n in P.PRIVATE_NAMES)
+
+
+# ------------------------------------------------------------------------------------- every target
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_kitchen_sink_trace_every_target(registered, target):
+    model, args = KitchenSink(), kitchen_args()
+    ml = plugin_convert(model, args, target, "trace")
+    assert forbidden_ops(ml) == []
+    check(ml, model, args, TOL["fp32"], angles=ANGLE)
+
+
+@pytest.mark.parametrize("target", ["iOS15", "iOS17", "neuralnetwork"])
+def test_kitchen_sink_export(registered, target):
+    model, args = KitchenSink(), kitchen_args()
+    ml = plugin_convert(model, args, target, "export")
+    assert forbidden_ops(ml) == []
+    check(ml, model, args, TOL["fp32"], angles=ANGLE)
+
+
+@pytest.mark.parametrize("mode,route,target", [("input", "trace", "iOS16"), ("on_the_fly", "export", "iOS18"),
+                                               ("on_the_fly", "trace", "neuralnetwork")])
+def test_modes(mode, route, target):
+    model, args = KitchenSink(), kitchen_args()
+    with src.register(mode=mode):
+        ml = plugin_convert(model, args, target, route)
+    assert forbidden_ops(ml) == []
+    func = ml._mil_program.functions["main"]
+    bases = [n for n in func.inputs if n.startswith("sr_basis_")]
+    if mode == "input":
+        assert len(bases) >= 3 and set(src.basis_inputs(ml)) == set(bases)
+    else:
+        assert not bases and {"cos", "sin"} <= op_types(ml)
+    biggest = max(np.size(op.outputs[0].val) for op in func.operations if op.op_type == "const")
+    assert biggest < 4 * 256, biggest  # no O(n_fft^2) basis was folded back into the file
+    check(ml, model, args, TOL["fp32"], angles=ANGLE)
+
+
+def test_stft_arguments_and_windows(registered):
+    model, args = StftArgs(), (torch.rand(2, 300) * 2 - 1,)
+    for route in ("trace", "export"):
+        ml = plugin_convert(model, args, "iOS16", route)
+        assert forbidden_ops(ml) == []
+        check(ml, model, args, TOL["fp32"])
+
+
+@pytest.mark.parametrize("route", ["trace", "export"])
+def test_complex_views_reductions_arithmetic(registered, route):
+    model, args = ComplexViews(), (torch.randn(3, 4, 5, 2),)
+    ml = plugin_convert(model, args, "iOS17", route)
+    assert forbidden_ops(ml) == []
+    check(ml, model, args, TOL["fp32"])
+
+
+@pytest.mark.parametrize("model,args,mode,route,target", [
+    (IstftArgs(), (torch.rand(2, 300) * 2 - 1,), "store", "trace", "iOS16"),
+    (IstftArgs(), (torch.rand(2, 300) * 2 - 1,), "on_the_fly", "export", "iOS17"),
+    (FftArgs(), (torch.rand(32, 16) * 2 - 1,), "store", "export", "neuralnetwork"),
+    (FftArgs(), (torch.rand(32, 16) * 2 - 1,), "on_the_fly", "trace", "iOS18")])
+def test_istft_and_fft_arguments(model, args, mode, route, target):
+    with src.register(mode=mode):
+        ml = plugin_convert(model, args, target, route)
+    assert forbidden_ops(ml) == []
+    check(ml, model, args, TOL["fp32"])
+
+
+def test_fp16_program(registered):
+    model, args = KitchenSink(), kitchen_args()
+    ml = plugin_convert(model, args, "iOS16", "trace", precision="fp16")
+    errs = check(ml, model, args, TOL["fp16"], fp16=True, angles=ANGLE)
+    assert max(errs) > TOL["fp32"]  # it really ran in fp16
+
+
+# -------------------------------------------------------------------------------------- torchaudio
+
+def test_torchaudio_melspectrogram_trace_and_export(registered):
+    model, x = torchaudio.transforms.MelSpectrogram(n_fft=1024, hop_length=256), torch.rand(1, 4000) - 0.5
+    for route in ("trace", "export"):
+        ml = plugin_convert(model, (x,), "iOS17", route)
+        assert forbidden_ops(ml) == []
+        check(ml, model, (x,), TOL["fp32"])
+
+
+def test_rangedim_torchaudio_melspectrogram():
+    """coremltools alone fails here (complex_shape lowering); ours has no complex op to lower."""
+    model = torchaudio.transforms.MelSpectrogram(n_fft=512, hop_length=160)
+    x = torch.rand(1, 4000) - 0.5
+    shape = (1, ct.RangeDim(lower_bound=1024, upper_bound=48000, default=4000))
+    with src.register(mode="on_the_fly"):
+        ml = plugin_convert(model, (x,), "iOS16", "trace", shapes=[shape])
+    assert forbidden_ops(ml) == []
+    for length in (2345, 9000):
+        xx = torch.rand(1, length) - 0.5
+        (out,) = run(ml, (xx,))
+        (ref,) = reference(model, (xx,))
+        assert out.shape == ref.shape and rel_err(out, ref) <= TOL["fp32"]
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+class _Cumsum(torch.nn.Module):
+    def forward(self, x):
+        return torch.view_as_real(torch.cumsum(torch.view_as_complex(x), dim=0))
+
+
+def test_complex_op_without_lowering_is_a_clear_error(registered):
+    with pytest.raises(SpecRewriteError, match="cumsum"):
+        plugin_convert(_Cumsum(), (torch.randn(4, 3, 2),), "iOS16", "trace")
+
+
+class _DynamicWindow(torch.nn.Module):
+    def forward(self, x, w):
+        return torch.stft(x, 16, 4, window=w, return_complex=True).abs()
+
+
+def test_non_constant_window_is_a_clear_error(registered):
+    with pytest.raises(SpecRewriteError, match="window must be a constant"):
+        plugin_convert(_DynamicWindow(), (torch.randn(1, 64), torch.rand(16)), "iOS16", "trace")

@@ -1,0 +1,251 @@
+"""RealISTFT / specrewrite.istft against torch.istft in float64, round trips, and NOLA errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, note
+from hypothesis import strategies as st
+
+import specrewrite as sr
+from conftest import assert_close, make_signal, ola_amplification
+from specrewrite import IstftSpec, Mode, RealISTFT, RealSTFT, SpecRewriteError, StftSpec, Strategy
+
+ALL_MODES = (Mode.STORE, Mode.INPUT, Mode.ON_THE_FLY)
+ALL_STRATEGIES = (Strategy.DENSE, Strategy.FACTORED, Strategy.AUTO)
+SPECIAL_NFFT = (16, 17, 31, 64, 97, 127, 256, 257, 400, 509, 512, 1000, 1024, 1031, 1100)
+
+
+def make_window(kind: str, n: int, seed: int):
+    if kind == "hann":
+        return torch.hann_window(n, dtype=torch.float64)
+    if kind == "hamming":
+        return torch.hamming_window(n, dtype=torch.float64)
+    if kind == "random":
+        return torch.as_tensor(np.random.default_rng(seed).uniform(0.05, 1.0, n))
+    return None
+
+
+def run_istft(m: RealISTFT, z: torch.Tensor, length=None) -> torch.Tensor:
+    if m.mode is Mode.INPUT:
+        return m(z, *m.basis_inputs().values(), length=length)
+    return m(z, length=length)
+
+
+def random_spectrum(lead, n_fft, n_frames, onesided, seed, hermitian=False):
+    """Random complex spectrum as a complex128 tensor (..., F, T). Hermitian: a full spectrum of a real frame."""
+    g = torch.Generator().manual_seed(seed)
+    half = n_fft // 2 + 1
+    shape = tuple(lead) + (half if onesided or hermitian else n_fft, n_frames)
+    z = torch.complex(torch.randn(shape, generator=g, dtype=torch.float64),
+                      torch.randn(shape, generator=g, dtype=torch.float64))
+    if hermitian and not onesided:
+        z[..., 0, :] = z[..., 0, :].real
+        if n_fft % 2 == 0:
+            z[..., n_fft // 2, :] = z[..., n_fft // 2, :].real
+        tail = torch.flip(z[..., 1: n_fft - half + 1, :], dims=[-2]).conj()
+        z = torch.cat([z, tail], dim=-2)
+        assert z.shape[-2] == n_fft
+    return z
+
+
+@st.composite
+def istft_cases(draw):
+    n_fft = draw(st.one_of(st.sampled_from(SPECIAL_NFFT), st.integers(16, 1100)))
+    center = draw(st.booleans())
+    if center:
+        win_length = draw(st.one_of(st.just(n_fft), st.integers(max(2, n_fft // 3), n_fft)))
+        window = draw(st.sampled_from(["hann", "hamming", "random", "none"]))
+    else:  # torch.istft rejects a zero envelope at the edges: the window must be non-zero at both ends
+        win_length = n_fft
+        window = draw(st.sampled_from(["hamming", "random", "none"]))
+    # divisors of n_fft (short overlap-add, factored plans possible) and arbitrary hops; NOLA filtered below
+    divs = [n_fft // d for d in (2, 3, 4, 8) if n_fft % d == 0 and n_fft // d <= (3 * win_length) // 4]
+    hop = draw(st.one_of(st.sampled_from(divs or [max(1, win_length // 4)]),
+                         st.integers(max(1, win_length // 8), max(1, (3 * win_length) // 4))))
+    normalized = draw(st.booleans())
+    onesided = draw(st.sampled_from([True, True, False]))
+    n_frames = draw(st.integers(2, max(2, min(40, 4000 // hop))))
+    lead = draw(st.sampled_from([(), (2,), (1, 2)]))
+    length_kind = draw(st.sampled_from(["none", "shorter", "longer"]))
+    seed = draw(st.integers(0, 2 ** 16))
+    return dict(n_fft=n_fft, hop=hop, win_length=win_length, window=window, center=center,
+                normalized=normalized, onesided=onesided, n_frames=n_frames, lead=lead, length_kind=length_kind,
+                seed=seed)
+
+
+def natural_length(c):
+    n, hop, t = c["n_fft"], c["hop"], c["n_frames"]
+    full = n + (t - 1) * hop
+    return full - 2 * (n // 2) if c["center"] else full
+
+
+def draw_length(c, data):
+    nat = natural_length(c)
+    if c["length_kind"] == "none":
+        return None
+    if c["length_kind"] == "shorter":
+        # at least half the natural length: a handful of samples has no meaningful peak to be relative to
+        return data.draw(st.integers(max(1, nat // 2), max(1, nat - 1)), label="length")
+    return data.draw(st.integers(nat + 1, nat + c["hop"]), label="length")
+
+
+def torch_istft(z, c, w, length):
+    lead = z.shape[:-2]
+    y = torch.istft(z.reshape((-1,) + z.shape[-2:]), c["n_fft"], c["hop"], c["win_length"], w, c["center"],
+                    c["normalized"], c["onesided"], length)
+    return y.reshape(lead + y.shape[-1:])
+
+
+def _spec_or_reject(c, w):
+    try:
+        return IstftSpec.make(c["n_fft"], c["hop"], c["win_length"], w, c["center"], c["normalized"],
+                              c["onesided"])
+    except SpecRewriteError:
+        assume(False)
+
+
+def _well_conditioned(spec, c, length):
+    start = c["n_fft"] // 2 if c["center"] else 0
+    stop = start + (natural_length(c) if length is None else length)
+    return ola_amplification(spec.padded_window(), c["hop"], c["n_frames"], start, stop) <= 20
+
+
+@given(istft_cases(), st.data(), st.booleans())
+def test_real_istft_matches_torch(c, data, hermitian):
+    note(repr(c))
+    w = make_window(c["window"], c["win_length"], c["seed"])
+    spec = _spec_or_reject(c, w)
+    length = draw_length(c, data)
+    assume(_well_conditioned(spec, c, length))
+    # full (onesided=False) spectra: torch.istft inverts only bins 0..n_fft//2, Hermitian or not
+    z = random_spectrum(c["lead"], c["n_fft"], c["n_frames"], c["onesided"], c["seed"], hermitian=hermitian)
+    try:
+        ref = torch_istft(z, c, w, length)
+    except RuntimeError:  # torch rejects it (zero envelope inside the requested range): nothing to compare
+        assume(False)
+    zr = torch.view_as_real(z).to(torch.float32)
+    for strategy in ALL_STRATEGIES:
+        for mode in ALL_MODES:
+            m = RealISTFT(spec, mode, strategy)
+            if strategy is Strategy.DENSE:
+                assert m.plan is None
+            out = run_istft(m, zr, length)
+            assert out.dtype == torch.float32
+            assert_close(out, ref, "fp32_rel", f"istft: {mode.value}/{strategy.value} plan={m.plan}")
+
+
+@given(istft_cases(), st.data(), st.sampled_from(ALL_STRATEGIES), st.sampled_from(["pair", "complex", "tuple"]))
+def test_functional_istft_matches_torch(c, data, strategy, form):
+    note(repr(c))
+    w = make_window(c["window"], c["win_length"], c["seed"])
+    spec = _spec_or_reject(c, w)
+    length = draw_length(c, data)
+    assume(_well_conditioned(spec, c, length))
+    z = random_spectrum(c["lead"], c["n_fft"], c["n_frames"], c["onesided"], c["seed"],
+                        hermitian=c["seed"] % 2 == 0)
+    try:
+        ref = torch_istft(z, c, w, length)
+    except RuntimeError:
+        assume(False)
+    z32 = z.to(torch.complex64)
+    arg = {"pair": torch.view_as_real(z32), "complex": z32, "tuple": (z32.real, z32.imag)}[form]
+    out = sr.istft(arg, c["n_fft"], c["hop"], c["win_length"], w, c["center"], c["normalized"], c["onesided"],
+                   length, strategy=strategy)
+    assert_close(out, ref, "fp32_rel", "istft: functional")
+
+
+@pytest.mark.parametrize("n_fft,hop", [(512, 128), (1024, 256), (400, 100), (2048, 512), (256, 64)])
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_factored_istft_is_used_and_exact(n_fft, hop, mode):
+    w = torch.hann_window(n_fft, dtype=torch.float64)
+    z = random_spectrum((2,), n_fft, 12, True, n_fft)
+    ref = torch.istft(z, n_fft, hop, window=w)
+    m = RealISTFT(IstftSpec.make(n_fft, hop, window=w), mode, Strategy.FACTORED)
+    assert m.plan is not None and m.plan.n == n_fft
+    assert_close(run_istft(m, torch.view_as_real(z).float()), ref, "fp32_rel", "istft: factored fixed")
+
+
+# ----------------------------------------------------------------------------------------- round trips
+@st.composite
+def roundtrip_cases(draw):
+    n_fft = draw(st.one_of(st.sampled_from(SPECIAL_NFFT), st.integers(16, 1100)))
+    center = draw(st.booleans())
+    window = draw(st.sampled_from(["hann", "hamming", "random", "none"] if center else ["hamming", "random", "none"]))
+    hop = draw(st.one_of(st.sampled_from([n_fft // 4, n_fft // 2]), st.integers(max(1, n_fft // 8), n_fft // 2)))
+    pad_mode = draw(st.sampled_from(["reflect", "constant", "replicate", "circular"]))
+    normalized = draw(st.booleans())
+    onesided = draw(st.booleans())
+    lead = draw(st.sampled_from([(), (3,), (2, 2)]))
+    length = draw(st.integers(n_fft + 1, n_fft + 3000))
+    seed = draw(st.integers(0, 2 ** 16))
+    return dict(n_fft=n_fft, hop=hop, window=window, center=center, pad_mode=pad_mode, normalized=normalized,
+                onesided=onesided, lead=lead, length=length, seed=seed)
+
+
+@given(roundtrip_cases(), st.sampled_from(ALL_MODES), st.sampled_from(ALL_STRATEGIES))
+def test_roundtrip_istft_of_stft_is_identity(c, mode, strategy):
+    note(repr(c))
+    n, hop = c["n_fft"], c["hop"]
+    w = make_window(c["window"], n, c["seed"])
+    x64 = make_signal(c["lead"] + (c["length"],), c["seed"])
+    length = c["length"] if c["center"] else None
+    try:  # torch must accept the pair too (e.g. an uncovered tail with center=False)
+        zt = torch.stft(x64.reshape(-1, x64.shape[-1]), n, hop, window=w, center=c["center"], pad_mode=c["pad_mode"],
+                        normalized=c["normalized"], onesided=c["onesided"], return_complex=True)
+        torch.istft(zt, n, hop, window=w, center=c["center"], normalized=c["normalized"], onesided=c["onesided"],
+                    length=length)
+    except RuntimeError:
+        assume(False)
+    stft = RealSTFT(StftSpec.make(n, hop, None, w, c["center"], c["pad_mode"], c["normalized"], c["onesided"]),
+                    mode, strategy)
+    istft = RealISTFT(IstftSpec.make(n, hop, None, w, c["center"], c["normalized"], c["onesided"]), mode,
+                      strategy)
+    x32 = x64.to(torch.float32)
+    z = stft(x32, *stft.basis_inputs().values()) if mode is Mode.INPUT else stft(x32)
+    y = run_istft(istft, z, length)
+    ref = x64 if length is not None else x64[..., : y.shape[-1]]
+    if length is None:  # center=False: the frames cover a prefix of the signal
+        assert y.shape[-1] == n + (zt.shape[-1] - 1) * hop
+    assert_close(y, ref, "fp32_rel", "istft: roundtrip")
+
+
+# ----------------------------------------------------------------------------------------- full spectra
+@pytest.mark.parametrize("n_fft,hop,strategy", [(17, 5, Strategy.DENSE), (512, 128, Strategy.FACTORED)])
+def test_istft_full_spectrum_non_hermitian_matches_torch(n_fft, hop, strategy):
+    """torch.istft(onesided=False, return_complex=False) uses only bins 0..n_fft//2 (it slices the input and
+    runs a c2r transform), so a non-Hermitian full spectrum must give the same signal as its onesided half."""
+    w = torch.hann_window(n_fft, dtype=torch.float64)
+    z = random_spectrum((), n_fft, 10, False, 7)
+    ref = torch.istft(z, n_fft, hop, window=w, onesided=False)
+    assert torch.allclose(ref, torch.istft(z[: n_fft // 2 + 1], n_fft, hop, window=w, onesided=True))
+    m = RealISTFT(IstftSpec.make(n_fft, hop, window=w, onesided=False), Mode.STORE, strategy)
+    assert_close(m(torch.view_as_real(z).float()), ref, "fp32_rel", "istft: full spectrum")
+
+
+# ----------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("n_fft,hop,win_length,window", [
+    (16, 12, 8, "hann"),      # hop > win_length: gaps between windows
+    (64, 64, 64, "hann"),     # periodic hann with hop == n_fft: zero at every frame start
+    (64, 40, 32, "none"),     # rectangular but hop > win_length
+    (400, 401, 400, "hamming"),
+])
+def test_nola_violation_raises(n_fft, hop, win_length, window):
+    w = make_window(window, win_length, 0)
+    with pytest.raises(SpecRewriteError, match="NOLA"):
+        IstftSpec.make(n_fft, hop, win_length, w)
+    with pytest.raises(SpecRewriteError, match="NOLA"):
+        sr.istft(torch.zeros(n_fft // 2 + 1, 8, 2), n_fft, hop, win_length, w)
+    # torch agrees that the inverse is not defined
+    with pytest.raises(RuntimeError):
+        torch.istft(torch.ones(n_fft // 2 + 1, 8, dtype=torch.complex128), n_fft, hop, win_length,
+                    None if w is None else w)
+
+
+def test_istft_invalid_sizes_raise():
+    with pytest.raises(SpecRewriteError, match="win_length"):
+        IstftSpec.make(64, 16, 65)
+    with pytest.raises(SpecRewriteError, match="n_fft"):
+        IstftSpec.make(64.0, 16)
+    with pytest.raises(SpecRewriteError, match="basis"):
+        RealISTFT(IstftSpec.make(64, 16, window=torch.hann_window(64)), Mode.INPUT)(torch.zeros(33, 5, 2))

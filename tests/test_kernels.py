@@ -1,0 +1,234 @@
+"""Kernel-level checks in float64: DFT bases (dense, factored, synthesis, fft matrices), filterbanks and DCT
+against numpy.fft and torchaudio.functional (run in float64)."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+import torchaudio.functional as AF
+
+from conftest import TOL, rel_err, record_error
+from specrewrite.kernels import (NP, FactorPlan, analysis_dense, analysis_factored, choose_plan, create_dct,
+                                 fft_matrix, ifft_real_matrix, linear_fbanks, melscale_fbanks, synthesis_dense,
+                                 synthesis_factored_a, synthesis_factored_b)
+from specrewrite.specs import padded_window
+
+RNG = np.random.default_rng(1234)
+
+
+def _check(a, b, what):
+    e = rel_err(a, b)
+    record_error("kernels", e)
+    assert e <= TOL["fp64_kernel"], f"{what}: rel err {e:.3e}"
+
+
+@contextlib.contextmanager
+def _default_f64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _window(kind, n):
+    if kind == "hann":
+        return torch.hann_window(n, dtype=torch.float64).numpy()
+    if kind == "hamming":
+        return torch.hamming_window(n, dtype=torch.float64).numpy()
+    if kind == "random":
+        return RNG.uniform(0.1, 1.0, n)
+    return np.ones(n)
+
+
+def _frames(n, count=5):
+    return RNG.standard_normal((count, n))
+
+
+# ----------------------------------------------------------------------------------------- dense analysis
+@pytest.mark.parametrize("n_fft", [1, 2, 7, 16, 97, 400, 512, 1021])
+@pytest.mark.parametrize("onesided", [True, False])
+@pytest.mark.parametrize("win", ["hann", "hamming", "random", "none"])
+def test_analysis_dense_matches_numpy(n_fft, onesided, win):
+    w = _window(win, n_fft)
+    nb = n_fft // 2 + 1 if onesided else n_fft
+    scale = 0.37
+    basis = np.asarray(analysis_dense(NP, n_fft, nb, w, scale))
+    assert basis.shape == (2 * nb, n_fft)
+    x = _frames(n_fft)
+    y = x @ basis.T
+    ref = (np.fft.rfft(x * w, axis=-1) if onesided else np.fft.fft(x * w, axis=-1)) * scale
+    got = y[:, :nb] + 1j * y[:, nb:]
+    _check(got, ref, f"analysis_dense n={n_fft}")
+
+
+@pytest.mark.parametrize("n_fft,win_length", [(16, 9), (400, 320), (512, 400), (101, 50)])
+def test_analysis_dense_with_centred_short_window(n_fft, win_length):
+    w = torch.hann_window(win_length, dtype=torch.float64)
+    pw = padded_window(w.numpy(), win_length, n_fft)
+    # torch.stft centres a short window inside n_fft: compare the padded window against torch's own padding
+    x = torch.randn(3 * n_fft, dtype=torch.float64)
+    ref = torch.stft(x, n_fft, n_fft, win_length, w, center=False, return_complex=True)
+    basis = np.asarray(analysis_dense(NP, n_fft, n_fft // 2 + 1, pw))
+    frames = x.numpy()[: 3 * n_fft].reshape(3, n_fft)
+    y = frames @ basis.T
+    nb = n_fft // 2 + 1
+    got = (y[:, :nb] + 1j * y[:, nb:]).T
+    _check(got, ref.numpy(), "analysis_dense short window")
+
+
+# ----------------------------------------------------------------------------------------- factored analysis
+def _apply_factored(plan, stage1, stage2, x):
+    """Reference application of the factored stages to one frame (float64, explicit index arithmetic)."""
+    n1, n2 = plan.n1, plan.n2
+    s1 = np.asarray(stage1).reshape(n2, 2, n1, n1)
+    taps = x.reshape(n1, n2)                      # sample N2*i1 + i2 -> [i1, i2]
+    y1 = np.einsum("gckt,tg->gck", s1, taps)      # (N2, 2, N1)
+    v = y1.transpose(2, 1, 0).reshape(n1, 2 * n2)  # per k1: [re over n2 | im over n2]
+    y2 = v @ np.asarray(stage2)                    # (N1, 2*K2)
+    re, im = y2[:, : plan.k2], y2[:, plan.k2:]
+    out = np.zeros(n1 * plan.k2, dtype=complex)
+    for k2 in range(plan.k2):
+        out[k2 * n1:(k2 + 1) * n1] = re[:, k2] + 1j * im[:, k2]   # bin k = k1 + N1*k2
+    return out
+
+
+@pytest.mark.parametrize("n1,n2", [(4, 4), (8, 4), (4, 8), (16, 32), (32, 16), (5, 7), (3, 64), (25, 16)])
+@pytest.mark.parametrize("onesided", [True, False])
+def test_factored_analysis_reproduces_dft(n1, n2, onesided):
+    n = n1 * n2
+    nb = n // 2 + 1 if onesided else n
+    k2 = min(n2, -(-nb // n1))
+    plan = FactorPlan(n1, n2, k2)
+    w = _window("random", n)
+    stage1, stage2 = analysis_factored(NP, plan, w, 0.5)
+    assert np.asarray(stage1).shape == (n2 * 2 * n1, n1)
+    assert np.asarray(stage2).shape == (2 * n2, 2 * k2)
+    for x in _frames(n, 3):
+        got = _apply_factored(plan, stage1, stage2, x)[:nb]
+        ref = np.fft.fft(x * w)[:nb] * 0.5
+        _check(got, ref, f"factored {n1}x{n2}")
+
+
+@pytest.mark.parametrize("n_fft,hop", [(256, 64), (400, 160), (512, 128), (1024, 256), (2048, 512), (4096, 1024),
+                                       (1000, 250), (512, None), (300, 75)])
+def test_choose_plan_is_consistent(n_fft, hop):
+    nb = n_fft // 2 + 1
+    plan = choose_plan(n_fft, hop, nb)
+    if plan is None:
+        return
+    assert plan.n1 * plan.n2 == n_fft
+    if hop is not None:
+        assert hop % plan.n2 == 0
+    assert plan.k2 * plan.n1 >= nb and plan.k2 <= plan.n2
+    x = _frames(n_fft, 1)[0]
+    w = _window("hann", n_fft)
+    got = _apply_factored(plan, *analysis_factored(NP, plan, w), x)[:nb]
+    _check(got, np.fft.rfft(x * w), f"chosen plan {plan}")
+
+
+def test_choose_plan_factors_large_sizes():
+    # the design relies on factoring at 4096 (68 MB dense basis otherwise)
+    plan = choose_plan(4096, 1024, 2049)
+    assert plan is not None and plan.n == 4096
+
+
+# ----------------------------------------------------------------------------------------- synthesis
+@pytest.mark.parametrize("n_fft", [2, 7, 16, 97, 400, 512])
+@pytest.mark.parametrize("onesided", [True, False])
+def test_synthesis_dense_inverts(n_fft, onesided):
+    w = _window("random", n_fft)
+    nb = n_fft // 2 + 1 if onesided else n_fft
+    a = np.asarray(synthesis_dense(NP, n_fft, nb, onesided, w, 1.7))
+    assert a.shape == (2 * nb, n_fft)
+    z = RNG.standard_normal((4, nb)) + 1j * RNG.standard_normal((4, nb))
+    got = np.concatenate([z.real, z.imag], axis=1) @ a
+    if onesided:
+        ref = np.fft.irfft(z, n_fft, axis=-1) * w * 1.7   # ignores imag of DC / Nyquist like torch
+    else:
+        ref = np.fft.ifft(z, n_fft, axis=-1).real * w * 1.7
+    _check(got, ref, f"synthesis_dense n={n_fft}")
+    # and it inverts the analysis basis (unit window): x -> X -> x
+    x = _frames(n_fft, 2)
+    fwd = np.asarray(analysis_dense(NP, n_fft, nb, np.ones(n_fft)))
+    inv = np.asarray(synthesis_dense(NP, n_fft, nb, onesided, np.ones(n_fft), 1.0))
+    _check((x @ fwd.T) @ inv, x, "analysis -> synthesis identity")
+
+
+@pytest.mark.parametrize("n1,n2", [(4, 4), (8, 4), (4, 8), (16, 32), (5, 7), (3, 64)])
+def test_synthesis_factored_inverts(n1, n2):
+    plan = FactorPlan(n1, n2, n2)
+    n = plan.n
+    a = np.asarray(synthesis_factored_a(NP, plan))
+    b = np.asarray(synthesis_factored_b(NP, plan, 1.0 / n))
+    assert a.shape == (n2, 2 * n1, 2 * n1) and b.shape == (2 * n2, n2)
+    z = RNG.standard_normal(n) + 1j * RNG.standard_normal(n)
+    zz = z.reshape(n1, n2)                         # bin N2*k1 + k2 -> [k1, k2]
+    inp = np.concatenate([zz.real, zz.imag], axis=0).T  # (N2[k2], 2*N1[c, k1])
+    u = np.einsum("ki,kio->ko", inp, a)             # (N2[k2], 2*N1[c', n1])
+    u = u.reshape(n2, 2, n1).transpose(2, 1, 0).reshape(n1, 2 * n2)  # per n1: [re over k2 | im over k2]
+    x = u @ b                                       # (N1[n1], N2[n2]) -> sample n1 + N1*n2
+    got = x.T.reshape(n)
+    _check(got, np.fft.ifft(z).real, f"synthesis factored {n1}x{n2}")
+
+
+# ----------------------------------------------------------------------------------------- plain fft matrices
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 31, 64, 100])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_fft_matrix(n, inverse):
+    m = np.asarray(fft_matrix(NP, n, n, inverse, 0.25))
+    assert m.shape == (2 * n, 2 * n)
+    z = RNG.standard_normal((3, n)) + 1j * RNG.standard_normal((3, n))
+    y = np.concatenate([z.real, z.imag], axis=1) @ m
+    got = y[:, :n] + 1j * y[:, n:]
+    ref = (np.fft.ifft(z, axis=-1) * n if inverse else np.fft.fft(z, axis=-1)) * 0.25
+    _check(got, ref, f"fft_matrix n={n}")
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 31, 64, 100])
+def test_ifft_real_matrix_is_irfft(n):
+    nb = n // 2 + 1
+    m = np.asarray(ifft_real_matrix(NP, n, nb, True, 1.0 / n))
+    z = RNG.standard_normal((3, nb)) + 1j * RNG.standard_normal((3, nb))
+    got = np.concatenate([z.real, z.imag], axis=1) @ m
+    _check(got, np.fft.irfft(z, n, axis=-1), f"ifft_real_matrix n={n}")
+
+
+# ----------------------------------------------------------------------------------------- filterbanks / dct
+@pytest.mark.parametrize("mel_scale", ["htk", "slaney"])
+@pytest.mark.parametrize("norm", [None, "slaney"])
+@pytest.mark.parametrize("n_freqs,f_min,f_max,n_mels,sr", [(201, 0.0, 8000.0, 40, 16000),
+                                                          (257, 20.0, 7600.0, 80, 16000),
+                                                          (1025, 0.0, 11025.0, 128, 22050),
+                                                          (513, 300.0, 4000.0, 23, 44100)])
+def test_melscale_fbanks_matches_torchaudio(mel_scale, norm, n_freqs, f_min, f_max, n_mels, sr):
+    got = melscale_fbanks(n_freqs, f_min, f_max, n_mels, sr, norm, mel_scale)
+    with _default_f64():
+        ref = AF.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sr, norm, mel_scale)
+    assert got.shape == tuple(ref.shape) == (n_freqs, n_mels)
+    _check(got, ref, "melscale_fbanks")
+
+
+@pytest.mark.parametrize("n_freqs,f_min,f_max,n_filter,sr", [(201, 0.0, 8000.0, 128, 16000),
+                                                            (257, 50.0, 6000.0, 20, 16000),
+                                                            (513, 0.0, 22050.0, 64, 44100)])
+def test_linear_fbanks_matches_torchaudio(n_freqs, f_min, f_max, n_filter, sr):
+    got = linear_fbanks(n_freqs, f_min, f_max, n_filter, sr)
+    with _default_f64():
+        ref = AF.linear_fbanks(n_freqs, f_min, f_max, n_filter, sr)
+    _check(got, ref, "linear_fbanks")
+
+
+@pytest.mark.parametrize("n_out,n_in", [(13, 40), (40, 40), (20, 128), (1, 7)])
+@pytest.mark.parametrize("norm", [None, "ortho"])
+def test_create_dct_matches_torchaudio(n_out, n_in, norm):
+    got = create_dct(n_out, n_in, norm)
+    with _default_f64():
+        ref = AF.create_dct(n_out, n_in, norm)
+    assert got.shape == tuple(ref.shape) == (n_in, n_out)
+    _check(got, ref, "create_dct")
+    if norm == "ortho" and n_out == n_in:
+        _check(got.T @ got, np.eye(n_in), "dct orthonormal")

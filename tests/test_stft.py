@@ -1,0 +1,170 @@
+"""RealSTFT / specrewrite.stft against torch.stft in float64 (hypothesis property tests + error cases)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+import specrewrite as sr
+from conftest import assert_close, make_signal
+from specrewrite import Mode, RealSTFT, SpecRewriteError, StftSpec, Strategy
+
+ALL_MODES = (Mode.STORE, Mode.INPUT, Mode.ON_THE_FLY)
+ALL_STRATEGIES = (Strategy.DENSE, Strategy.FACTORED, Strategy.AUTO)
+PAD_MODES = ("reflect", "constant", "replicate", "circular")
+SPECIAL_NFFT = (16, 17, 31, 64, 97, 127, 256, 257, 400, 509, 512, 1000, 1024, 1031, 1100)
+
+
+def make_window(kind: str, n: int, seed: int):
+    if kind == "hann":
+        return torch.hann_window(n, dtype=torch.float64)
+    if kind == "hamming":
+        return torch.hamming_window(n, dtype=torch.float64)
+    if kind == "random":
+        return torch.as_tensor(np.random.default_rng(seed).uniform(0.05, 1.0, n))
+    return None
+
+
+def run_module(m: RealSTFT, x: torch.Tensor) -> torch.Tensor:
+    if m.mode is Mode.INPUT:
+        b = list(m.basis_inputs().values())
+        return m(x, *b)
+    return m(x)
+
+
+@st.composite
+def stft_cases(draw, max_len_extra=2500):
+    n_fft = draw(st.one_of(st.sampled_from(SPECIAL_NFFT), st.integers(16, 1100)))
+    # hops that let the factored plan kick in (divisors of n_fft), and arbitrary ones (incl. > n_fft)
+    divs = [n_fft // d for d in (2, 3, 4, 5, 8) if n_fft % d == 0] or [n_fft // 4]
+    hop = draw(st.one_of(st.sampled_from(divs), st.integers(max(1, n_fft // 8), n_fft + n_fft // 2)))
+    win_length = draw(st.one_of(st.just(n_fft), st.integers(1, n_fft)))
+    window = draw(st.sampled_from(["hann", "hamming", "random", "none"]))
+    center = draw(st.booleans())
+    pad_mode = draw(st.sampled_from(PAD_MODES))
+    normalized = draw(st.booleans())
+    onesided = draw(st.booleans())
+    lead = draw(st.sampled_from([(), (2,), (1,), (2, 3), (1, 2)]))
+    min_len = n_fft // 2 + 1 if center else n_fft
+    length = draw(st.integers(min_len, min_len + max_len_extra))
+    seed = draw(st.integers(0, 2 ** 16))
+    return dict(n_fft=n_fft, hop=hop, win_length=win_length, window=window, center=center, pad_mode=pad_mode,
+                normalized=normalized, onesided=onesided, shape=lead + (length,), seed=seed)
+
+
+def torch_reference(x64, c, w):
+    lead = x64.shape[:-1]
+    ref = torch.stft(x64.reshape(-1, x64.shape[-1]), c["n_fft"], c["hop"], c["win_length"], w,
+                     center=c["center"], pad_mode=c["pad_mode"], normalized=c["normalized"],
+                     onesided=c["onesided"], return_complex=True)
+    ref = torch.view_as_real(ref)
+    return ref.reshape(lead + ref.shape[1:])
+
+
+@given(stft_cases())
+def test_real_stft_matches_torch(c):
+    note(repr(c))
+    x64 = make_signal(c["shape"], c["seed"])
+    w = make_window(c["window"], c["win_length"], c["seed"])
+    ref = torch_reference(x64, c, w)
+    spec = StftSpec.make(c["n_fft"], c["hop"], c["win_length"], w, c["center"], c["pad_mode"], c["normalized"],
+                         c["onesided"])
+    x32 = x64.to(torch.float32)
+    for strategy in ALL_STRATEGIES:
+        for mode in ALL_MODES:
+            m = RealSTFT(spec, mode, strategy)
+            if strategy is Strategy.DENSE:
+                assert m.plan is None
+            out = run_module(m, x32)
+            assert out.dtype == torch.float32
+            assert_close(out, ref, "fp32_rel", f"stft: {mode.value}/{strategy.value} plan={m.plan}")
+
+
+@given(stft_cases(max_len_extra=1200), st.sampled_from(ALL_MODES), st.sampled_from(ALL_STRATEGIES))
+def test_functional_stft_matches_torch(c, mode, strategy):
+    note(repr(c))
+    x64 = make_signal(c["shape"], c["seed"])
+    w = make_window(c["window"], c["win_length"], c["seed"])
+    ref = torch_reference(x64, c, w)
+    if mode is Mode.INPUT:
+        mode = Mode.STORE  # the functional form has no basis arguments
+    out = sr.stft(x64.to(torch.float32), c["n_fft"], c["hop"], c["win_length"], w, c["center"], c["pad_mode"],
+                  c["normalized"], c["onesided"], mode=mode, strategy=strategy)
+    assert_close(out, ref, "fp32_rel", "stft: functional")
+
+
+@pytest.mark.parametrize("n_fft,hop", [(512, 128), (1024, 256), (2048, 512), (400, 160), (1000, 200)])
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_factored_plan_is_used_and_exact(n_fft, hop, mode):
+    """Sizes where AUTO picks (or FACTORED forces) a Cooley-Tukey plan, with realistic windows."""
+    w = torch.hann_window(n_fft, dtype=torch.float64)
+    x64 = make_signal((2, 4000), n_fft)
+    ref = torch.view_as_real(torch.stft(x64, n_fft, hop, window=w, return_complex=True))
+    spec = StftSpec.make(n_fft, hop, window=w)
+    m = RealSTFT(spec, mode, Strategy.FACTORED)
+    assert m.plan is not None and m.plan.n == n_fft and hop % m.plan.n2 == 0
+    assert_close(run_module(m, x64.float()), ref, "fp32_rel", "stft: factored fixed")
+
+
+def test_float64_input_keeps_dtype():
+    x64 = make_signal((3000,), 3)
+    w = torch.hann_window(400, dtype=torch.float64)
+    ref = torch.view_as_real(torch.stft(x64, 400, 100, window=w, return_complex=True))
+    out = RealSTFT(StftSpec.make(400, 100, window=w))(x64)
+    assert out.dtype == torch.float64
+    assert_close(out, ref, "fp32_rel", "stft: float64 input")
+
+
+def test_frame_count_matches_spec():
+    for n_fft, hop, center, length in [(16, 4, True, 100), (17, 5, False, 100), (400, 160, True, 16000)]:
+        spec = StftSpec.make(n_fft, hop, center=center)
+        out = RealSTFT(spec)(torch.zeros(length))
+        assert out.shape[-2] == spec.n_frames(length)
+        assert out.shape == tuple(torch.view_as_real(
+            torch.stft(torch.zeros(length), n_fft, hop, window=None, center=center, return_complex=True)).shape)
+
+
+# ----------------------------------------------------------------------------------------- errors
+def test_win_length_larger_than_n_fft_raises():
+    with pytest.raises(SpecRewriteError, match="win_length"):
+        StftSpec.make(256, 64, 300)
+    with pytest.raises(SpecRewriteError, match="win_length"):
+        sr.stft(torch.zeros(1000), 256, 64, 300)
+
+
+@pytest.mark.parametrize("bad", [400.0, torch.tensor(400), "400", np.float32(400)])
+def test_non_int_n_fft_raises(bad):
+    with pytest.raises(SpecRewriteError, match="n_fft"):
+        StftSpec.make(bad, 100)
+    with pytest.raises(SpecRewriteError, match="n_fft"):
+        sr.stft(torch.zeros(1000), bad, 100)
+
+
+def test_numpy_int_n_fft_is_accepted():
+    x64 = make_signal((1000,), 5)
+    ref = torch.view_as_real(torch.stft(x64, 64, 16, window=None, return_complex=True))
+    out = sr.stft(x64.float(), np.int64(64), np.int32(16))
+    assert_close(out, ref, "fp32_rel", "stft: numpy int args")
+
+
+@pytest.mark.parametrize("pad_mode", ["symmetric", "edge", "zeros", ""])
+def test_unknown_pad_mode_raises(pad_mode):
+    with pytest.raises(SpecRewriteError, match="pad_mode"):
+        StftSpec.make(64, 16, pad_mode=pad_mode)
+    with pytest.raises(SpecRewriteError, match="pad_mode"):
+        sr.stft(torch.zeros(1000), 64, 16, pad_mode=pad_mode)
+
+
+def test_other_invalid_sizes_raise():
+    with pytest.raises(SpecRewriteError, match="hop_length"):
+        StftSpec.make(64, 0)
+    with pytest.raises(SpecRewriteError, match="n_fft"):
+        StftSpec.make(0)
+    with pytest.raises(SpecRewriteError, match="window"):
+        StftSpec.make(64, 16, 32, torch.hann_window(64))
+    with pytest.raises(SpecRewriteError, match="mode"):
+        RealSTFT(StftSpec.make(64, 16), "disk")
+    with pytest.raises(SpecRewriteError, match="basis"):
+        RealSTFT(StftSpec.make(64, 16), Mode.INPUT)(torch.zeros(1000))
