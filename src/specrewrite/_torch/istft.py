@@ -17,9 +17,10 @@ from .bases import BasisHolder
 _MAX_OLA_SHIFTS = 64
 
 
-def overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
-    """(B, T, N) -> (B, (T-1)*hop + N) as a sum of R = N / gcd(N, hop) shifted copies (constant pads only)."""
-    n = frames.shape[-1]
+def overlap_add(frames: torch.Tensor, hop: int, n: int) -> torch.Tensor:
+    """(B, T, N) -> (B, (T-1)*hop + N) as a sum of R = N / gcd(N, hop) shifted copies (constant pads only).
+
+    ``n`` (= N) is passed in, not read from the shape, so traced graphs carry no shape arithmetic."""
     g = math.gcd(n, hop)
     r, s = n // g, hop // g
     blocks = frames.unflatten(2, (r, g))                                       # (B, T, R, g)
@@ -86,7 +87,7 @@ class RealISTFT(BasisHolder):
             y = F.conv_transpose1d(zz, w[0].to(z.dtype), stride=spec.hop_length)[:, 0]
         else:
             y = overlap_add(self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype)) * self.window.to(z.dtype),
-                            spec.hop_length)
+                            spec.hop_length, spec.n_fft)
         ones = torch.ones_like(z[:1, :1, :, 0])                                # (1, 1, T)
         env = F.conv_transpose1d(ones, self.window_sq.to(z.dtype), stride=spec.hop_length)[:, 0]
         # trimming uses constant bounds only (no shape arithmetic: traced graphs stay free of int ops)

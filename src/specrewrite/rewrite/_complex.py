@@ -202,3 +202,11 @@ def resize_dim(x, dim: int, n: int, is_complex: bool):
     pad = [0, 0] * (rank - 1 - dim)
     pad += [0, n - have]
     return F.pad(x, pad)
+
+
+def sym_size(x, dim: int):
+    """x.shape[dim] for the rewritten graph: dynamic under torch.export and ONNX export, a constant under plain
+    torch.jit.trace (whose traced shape arithmetic turns into int ops that coremltools fails to convert)."""
+    if torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+        return int(x.shape[dim])
+    return x.shape[dim]

@@ -72,7 +72,13 @@ class Lowering:
     def __init__(self, gm: fx.GraphModule, *, mode: Mode, strategy: Strategy, report: Report,
                  sites: Optional[dict] = None, attr_placeholders: Optional[Dict[str, str]] = None):
         self.gm, self.mode, self.strategy, self.report = gm, mode, strategy, report
-        self.sites = {k: list(v) for k, v in (sites or {}).items()}
+        # the patched torch.stft/istft recorded the innermost non-torch frame of each call; use them when they
+        # pair up one-to-one with the graph's nodes (export may drop library frames from node stack traces)
+        counts = {"stft": 0, "istft": 0}
+        for n in gm.graph.nodes:
+            if n.op == "call_function" and str(n.target).startswith("specrewrite."):
+                counts[str(n.target).split(".")[1]] += 1
+        self.sites = {k: list(v) for k, v in (sites or {}).items() if len(v) == counts.get(k)}
         self.attr_placeholders = attr_placeholders or {}
         self.graph = fx.Graph()
         self.env: Dict[fx.Node, Any] = {}
@@ -162,11 +168,10 @@ class Lowering:
                                    "torch.hann_window(n))") from None
 
     def _where(self, node, kind):
-        w = where_of(node)
-        if w:
-            return w
         lst = self.sites.get(kind)
-        return lst.pop(0) if lst else None
+        if lst:
+            return lst.pop(0)
+        return where_of(node)
 
     def _add_module(self, prefix: str, module: torch.nn.Module) -> str:
         name = f"_sr_{prefix}_{len(self.modules)}"
@@ -374,6 +379,9 @@ class Lowering:
                 self.env[node] = self._fft_cia(node, args, kwargs)
                 continue
             touches = _has_cx(args) or _has_cx(kwargs) or _is_complex_node(node)
+            if not touches and target is aten.sym_size.int:
+                self.env[node] = self.call(C.sym_size, *args)
+                continue
             if not touches:
                 self.env[node] = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
                 continue

@@ -501,6 +501,12 @@ def _getitem(ctx, node, args, kwargs):
     return ctx.copy(node, args, kwargs)
 
 
+@rule(aten.sym_size)
+def _sym_size(ctx, node, args, kwargs):
+    z, d = args
+    return ctx.call(C.sym_size, z.node, nd(d, z.rank))
+
+
 @rule(aten.unfold)
 def _unfold(ctx, node, args, kwargs):
     z, dim, size, step = args
@@ -550,3 +556,12 @@ def _full(ctx, node, args, kwargs):
         value = 0.0
     dt = ctx.real_dtype(ctx.out_dtype(node))
     return Cx(ctx.call(C.cfull, size, value, dt, kwargs.get("device")), len(size))
+
+
+# functionalized graphs (make_fx + functionalize) use the *_copy form of every view op
+for _base in ("view", "permute", "transpose", "t", "slice", "select", "unsqueeze", "squeeze", "expand", "alias",
+              "unfold", "view_as_real", "view_as_complex", "split", "split_with_sizes", "unbind", "_conj", "real",
+              "imag", "detach"):
+    _copy = getattr(aten, _base + "_copy", None)
+    if _copy is not None and getattr(aten, _base) in RULES:
+        RULES[_copy] = RULES[getattr(aten, _base)]

@@ -1,0 +1,306 @@
+"""Lowerings of torch's complex ops to real MIL ops on (re, im) pairs (a trailing dimension of 2).
+
+Each rule handles the complex case and hands any node without a complex value back to coremltools' own
+lowering. View-like ops are in ``_views.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._ct_private import Var, bind, mb, raw_inputs
+from ._mil_ns import is_static, slice_axis
+from ._pairs import (add, as_float, context_is_script, kind, fallback, is_native_complex, is_pair, join, lift_real,
+                     node_has_pair, operand, re_im, rule, to_pair, unsupported)
+from ._pairs import arg as _arg
+from ._pairs import pair_input as _z
+from ._pairs import value as _val
+
+_COMPLEX_DTYPES = {8, 9, 10}
+
+
+# -------------------------------------------------------------------------------------- complex <-> real
+
+@rule("view_as_complex")
+def view_as_complex(context, node):
+    x = bind(context, raw_inputs(node)[0])
+    add(context, node, mb.identity(x=x, name=node.name), True)
+
+
+@rule("view_as_real")
+def view_as_real(context, node):
+    z = bind(context, raw_inputs(node)[0])
+    if not (is_pair(context, z) or is_native_complex(z)):
+        raise unsupported(node, "view_as_real of a real tensor")
+    add(context, node, mb.identity(x=to_pair(context, z), name=node.name), False)
+
+
+@rule("complex")
+def complex_(context, node):
+    re, im = (lift_real(bind(context, r)) for r in raw_inputs(node)[:2])
+    add(context, node, join(re, im, name=node.name), True)
+
+
+@rule("polar")
+def polar(context, node):
+    mag, ang = (lift_real(bind(context, r)) for r in raw_inputs(node)[:2])
+    re = mb.mul(x=mag, y=mb.cos(x=ang))
+    im = mb.mul(x=mag, y=mb.sin(x=ang))
+    add(context, node, join(re, im, name=node.name), True)
+
+
+def _part(context, node, idx):
+    z = bind(context, raw_inputs(node)[0])
+    if not (is_pair(context, z) or is_native_complex(z)):
+        if idx == 0:
+            return add(context, node, mb.identity(x=z, name=node.name), False)
+        raise unsupported(node, "imag of a real tensor")
+    add(context, node, slice_axis(to_pair(context, z), -1, idx, idx + 1, squeeze=True), False)
+
+
+@rule("real")
+def real(context, node):
+    _part(context, node, 0)
+
+
+@rule("imag")
+def imag(context, node):
+    _part(context, node, 1)
+
+
+def hypot(re, im):
+    """|z| without forming re^2 + im^2 (which overflows fp16 from |z| ~ 256): m * sqrt(1 + (s/m)^2)."""
+    a, b = mb.abs(x=re), mb.abs(x=im)
+    big, small = mb.maximum(x=a, y=b), mb.minimum(x=a, y=b)
+    safe = mb.select(cond=mb.greater(x=big, y=np.float32(0.0)), a=big, b=np.float32(1.0))
+    q = mb.real_div(x=small, y=safe)
+    return mb.mul(x=big, y=mb.sqrt(x=mb.add(x=mb.mul(x=q, y=q), y=np.float32(1.0))))
+
+
+def atan2(y, x):
+    """atan2 from atan on [0, 1] with quadrant fix-ups (MIL has no atan2)."""
+    ax, ay = mb.abs(x=x), mb.abs(x=y)
+    big, small = mb.maximum(x=ax, y=ay), mb.minimum(x=ax, y=ay)
+    safe = mb.select(cond=mb.greater(x=big, y=np.float32(0.0)), a=big, b=np.float32(1.0))
+    a = mb.atan(x=mb.real_div(x=small, y=safe))
+    a = mb.select(cond=mb.greater(x=ay, y=ax), a=mb.sub(x=np.float32(math.pi / 2), y=a), b=a)
+    a = mb.select(cond=mb.less(x=x, y=np.float32(0.0)), a=mb.sub(x=np.float32(math.pi), y=a), b=a)
+    return mb.select(cond=mb.less(x=y, y=np.float32(0.0)), a=mb.mul(x=a, y=np.float32(-1.0)), b=a)
+
+
+@rule("atan2", "arctan2")
+def atan2_(context, node):
+    """coremltools' atan2 gives 0 instead of pi for y == 0, x < 0 (torch.angle of a negative real bin)."""
+    if node_has_pair(context, node):
+        raise unsupported(node, "atan2 of complex values")
+    y, x = (as_float(bind(context, r)) for r in raw_inputs(node)[:2])
+    add(context, node, mb.identity(x=atan2(y, x), name=node.name), False)
+
+
+@rule("abs")
+def abs_(context, node):
+    z = bind(context, raw_inputs(node)[0])
+    if not (is_pair(context, z) or is_native_complex(z)):
+        return fallback(context, node)
+    re, im = (slice_axis(p, -1, 0, 1, squeeze=True) for p in re_im(to_pair(context, z)))
+    add(context, node, mb.identity(x=hypot(re, im), name=node.name), False)
+
+
+@rule("angle")
+def angle(context, node):
+    z = bind(context, raw_inputs(node)[0])
+    if not (is_pair(context, z) or is_native_complex(z)):
+        x = as_float(z)  # torch.angle of a real tensor: pi where negative, else 0 (NaN stays NaN)
+        out = mb.select(cond=mb.less(x=x, y=np.float32(0.0)), a=np.float32(math.pi), b=mb.mul(x=x, y=0.0))
+        return add(context, node, mb.identity(x=out, name=node.name), False)
+    re, im = (slice_axis(p, -1, 0, 1, squeeze=True) for p in re_im(to_pair(context, z)))
+    add(context, node, mb.identity(x=atan2(im, re), name=node.name), False)
+
+
+@rule("conj", "conj_physical", "resolve_conj", "resolve_neg", "_conj", "_conj_physical")
+def conj(context, node):
+    z = bind(context, raw_inputs(node)[0])
+    if not (is_pair(context, z) or is_native_complex(z)):
+        return add(context, node, mb.identity(x=z, name=node.name), False)
+    if kind(node) in ("resolve_conj", "resolve_neg"):
+        return add(context, node, mb.identity(x=to_pair(context, z), name=node.name), True)
+    add(context, node, mb.mul(x=to_pair(context, z), y=np.array([1.0, -1.0], np.float32), name=node.name), True)
+
+
+# -------------------------------------------------------------------------------------------- arithmetic
+
+def cmul(kind_a, a, kind_b, b):
+    if kind_a != "pair":
+        kind_a, a, kind_b, b = kind_b, b, kind_a, a
+    if kind_a == "complex":  # complex scalar * real
+        if kind_b == "complex":
+            c = a * b
+            return mb.const(val=np.array([c.real, c.imag], np.float32))
+        r = lift_real(b)
+        return join(mb.mul(x=r, y=np.float32(a.real)), mb.mul(x=r, y=np.float32(a.imag)))
+    if kind_b == "real":
+        return mb.mul(x=a, y=lift_real(b))
+    ar, ai = re_im(a)
+    if kind_b == "complex":
+        br, bi = np.float32(b.real), np.float32(b.imag)
+        re = mb.sub(x=mb.mul(x=ar, y=br), y=mb.mul(x=ai, y=bi)) if br != 0 else mb.mul(x=ai, y=-bi)
+        im = mb.add(x=mb.mul(x=ai, y=br), y=mb.mul(x=ar, y=bi)) if br != 0 else mb.mul(x=ar, y=bi)
+        return join(re, im)
+    br, bi = re_im(b)
+    re = mb.sub(x=mb.mul(x=ar, y=br), y=mb.mul(x=ai, y=bi))
+    im = mb.add(x=mb.mul(x=ar, y=bi), y=mb.mul(x=ai, y=br))
+    return join(re, im)
+
+
+def _as_pair_operand(kind, v):
+    if kind == "pair":
+        return v
+    if kind == "complex":
+        return mb.const(val=np.array([v.real, v.imag], np.float32))
+    return None
+
+
+def cadd(kind_a, a, kind_b, b, sign=1.0):
+    """a + sign * b with at least one complex operand."""
+    pa, pb = _as_pair_operand(kind_a, a), _as_pair_operand(kind_b, b)
+    if pa is not None and pb is not None:
+        return mb.add(x=pa, y=mb.mul(x=pb, y=np.float32(sign))) if sign != 1.0 else mb.add(x=pa, y=pb)
+    if pa is not None:  # pair + real
+        re, im = re_im(pa)
+        return join(mb.add(x=re, y=mb.mul(x=lift_real(b), y=np.float32(sign))), _bcast_like(im, b))
+    re, im = re_im(pb)  # real + sign * pair
+    return join(mb.add(x=lift_real(a), y=mb.mul(x=re, y=np.float32(sign))),
+                _bcast_like(mb.mul(x=im, y=np.float32(sign)), a))
+
+
+def _bcast_like(part, real):
+    """``part`` broadcast to the shape of (part + lifted real) (the imaginary part of pair + real)."""
+    if not isinstance(real, Var) or real.rank == 0:
+        return part
+    lr = lift_real(real)
+    if lr.rank <= part.rank and all(is_static(p) and is_static(q) and (q == 1 or p == q)
+                                    for p, q in zip(part.shape[part.rank - lr.rank:], lr.shape)):
+        return part
+    return mb.add(x=part, y=mb.mul(x=lr, y=np.float32(0.0)))
+
+
+def cdiv(kind_a, a, kind_b, b):
+    if kind_b == "real":
+        return mb.real_div(x=a, y=lift_real(b))
+    pb = _as_pair_operand(kind_b, b)
+    br, bi = re_im(pb)
+    den = mb.add(x=mb.mul(x=br, y=br), y=mb.mul(x=bi, y=bi))
+    conj_b = join(br, mb.mul(x=bi, y=np.float32(-1.0)))
+    num = cmul(kind_a, a, "pair", conj_b)
+    return mb.real_div(x=num, y=den)
+
+
+def _binary(context, node):
+    ins = raw_inputs(node)
+    (ka, a), (kb, b) = operand(context, ins[0]), operand(context, ins[1])
+    return ka, a, kb, b, ka != "real" or kb != "real"
+
+
+@rule("mul", "multiply")
+def mul(context, node):
+    ka, a, kb, b, cplx = _binary(context, node)
+    if not cplx:
+        return fallback(context, node)
+    add(context, node, mb.identity(x=cmul(ka, a, kb, b), name=node.name), True)
+
+
+@rule("add", "sub", "subtract", "rsub")
+def add_sub(context, node):
+    ka, a, kb, b, cplx = _binary(context, node)
+    if not cplx:
+        return fallback(context, node)
+    alpha = _arg(context, node, 2, "alpha", 1)
+    if isinstance(alpha, Var):
+        raise unsupported(node, "a non-constant alpha with complex operands")
+    if kind(node) == "rsub":
+        ka, a, kb, b = kb, b, ka, a
+    sign = float(alpha) * (-1.0 if kind(node) in ("sub", "subtract", "rsub") else 1.0)
+    add(context, node, mb.identity(x=cadd(ka, a, kb, b, sign), name=node.name), True)
+
+
+@rule("div", "true_divide", "divide")
+def div(context, node):
+    ka, a, kb, b, cplx = _binary(context, node)
+    if not cplx:
+        return fallback(context, node)
+    if _arg(context, node, 2, "rounding_mode") is not None:
+        raise unsupported(node, "rounding division of complex values")
+    if ka == "real" and kb != "real":
+        a, ka = to_pair(context, a if isinstance(a, Var) else complex(a)), "pair"
+    if ka == "complex":
+        a, ka = _as_pair_operand(ka, a), "pair"
+    add(context, node, mb.identity(x=cdiv(ka, a, kb, b), name=node.name), True)
+
+
+@rule("exp")
+def exp(context, node):
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    re, im = re_im(_z(context, node))
+    e = mb.exp(x=re)
+    add(context, node, join(mb.mul(x=e, y=mb.cos(x=im)), mb.mul(x=e, y=mb.sin(x=im)), name=node.name), True)
+
+
+@rule("sum", "mean")
+def reduce(context, node):
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    z = _z(context, node)
+    r = z.rank - 1
+    dim = _arg(context, node, 1, "dim")
+    if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool):
+        dim = [dim]
+    if dim is None or isinstance(dim, Var) or (hasattr(dim, "__len__") and len(dim) == 0):
+        dim = list(range(r))
+    dim = [int(d) % r for d in np.asarray(dim).reshape(-1)]
+    keep = bool(_arg(context, node, 2, "keepdim", False) or False)
+    op = mb.reduce_sum if kind(node) == "sum" else mb.reduce_mean
+    add(context, node, op(x=z, axes=dim, keep_dims=keep, name=node.name), True)
+
+
+def _to_dtype(context, node):
+    ins = raw_inputs(node)
+    n = len(ins)
+    if kind(node) == "type_as":
+        other = bind(context, ins[1])
+        return "complex" if (is_pair(context, other) or is_native_complex(other)) else "real"
+    if kind(node) == "to" and context_is_script(context):
+        raw = ins[1] if n in (4, 5, 7, 8) else (ins[2] if n == 6 else None)
+        dtype = _val(context, raw) if raw is not None else None
+    else:
+        dtype = _arg(context, node, 1, "dtype")
+    if dtype is None or isinstance(dtype, Var) or isinstance(dtype, str):
+        return None
+    if hasattr(dtype, "is_complex"):
+        return "complex" if dtype.is_complex else "real"
+    return "complex" if int(dtype) in _COMPLEX_DTYPES else "real"
+
+
+@rule("to", "_to_copy", "type_as", "_to_dim_order_copy")
+def to(context, node):
+    target = _to_dtype(context, node)
+    x = bind(context, raw_inputs(node)[0])
+    cplx_in = is_pair(context, x) or is_native_complex(x)
+    if not cplx_in and target != "complex":
+        return fallback(context, node)
+    if cplx_in and target == "real":  # torch discards the imaginary part
+        return add(context, node, slice_axis(to_pair(context, x), -1, 0, 1, squeeze=True), False)
+    add(context, node, mb.identity(x=to_pair(context, x), name=node.name), True)
+
+
+@rule("constant")
+def constant(context, node):
+    val = node.attr.get("value")
+    is_c = isinstance(val, complex) or (hasattr(val, "is_complex") and val.is_complex()) or \
+        (isinstance(val, np.ndarray) and np.iscomplexobj(val))
+    if not is_c:
+        return fallback(context, node)
+    arr = np.asarray(val.detach().cpu().numpy() if hasattr(val, "detach") else val)
+    pair = np.stack([arr.real, arr.imag], axis=-1).astype(np.float32)
+    add(context, node, mb.const(val=pair, name=node.name), True)

@@ -1,0 +1,203 @@
+"""View-like torch ops on complex values (pairs): reshapes, permutations and ops delegated to coremltools with
+their dimension arguments shifted (a negative complex dim d is the non-negative d + rank, valid for the pair).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ._ct_private import Var, bind, delegate, mb, original_func, raw_inputs, raw_kwinputs
+from ._mil_ns import is_static, shape_var, slice_axis
+from ._pairs import (add, fallback, kind, is_native_complex, is_pair, mark_outputs, node_has_pair, rule, to_pair,
+                     unsupported)
+from ._pairs import arg as _arg
+from ._pairs import pair_input as _z
+
+# ------------------------------------------------------------------------------------ views and copies
+
+@rule("view", "reshape", "_unsafe_view", "view_copy")
+def view(context, node):
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    z = _z(context, node)
+    shape = bind(context, raw_inputs(node)[1])
+    if isinstance(shape, Var) and shape.val is not None:
+        parts = [int(s) for s in np.asarray(shape.val).reshape(-1)]
+    elif isinstance(shape, (list, tuple)):
+        parts = [int(s.val) if isinstance(s, Var) and s.val is not None else s for s in shape]
+        parts = [mb.cast(x=p, dtype="int32") if isinstance(p, Var) else p for p in parts]
+    else:
+        raise unsupported(node, "a reshape of a complex tensor to a shape given as a tensor")
+    add(context, node, mb.reshape(x=z, shape=shape_var(parts + [2]), name=node.name), True)
+
+
+@rule("permute", "permute_copy")
+def permute(context, node):
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    z = _z(context, node)
+    r = z.rank - 1
+    perm = [int(p) % r for p in np.asarray(_arg(context, node, 1, "dims")).reshape(-1)] + [r]
+    add(context, node, mb.transpose(x=z, perm=perm, name=node.name), True)
+
+
+@rule("movedim", "moveaxis")
+def movedim(context, node):
+    """torch.movedim (coremltools has no lowering; rewritten models use it), real or complex."""
+    x = bind(context, raw_inputs(node)[0])
+    pair = is_pair(context, x) or is_native_complex(x)
+    x = to_pair(context, x) if pair else x
+    r = x.rank - 1 if pair else x.rank
+    src = [int(d) % r for d in np.asarray(_arg(context, node, 1, "source")).reshape(-1)]
+    dst = [int(d) % r for d in np.asarray(_arg(context, node, 2, "destination")).reshape(-1)]
+    perm = [None] * r
+    for s_, d_ in zip(src, dst):
+        perm[d_] = s_
+    rest = iter(d for d in range(r) if d not in src)
+    perm = [p if p is not None else next(rest) for p in perm] + ([r] if pair else [])
+    add(context, node, mb.transpose(x=x, perm=perm, name=node.name), pair)
+
+
+# op -> [(position, keyword, kind)], kind: "dim" (d + r), "new" (d + r + 1: unsqueeze / stack), "dims",
+# "end" (flatten's end_dim, default -1), "shape" (append 2), "reps" (append 1), "pads" (prefix 0, 0)
+_DELEGATED = {
+    "select": [(1, "dim", "dim")], "select_copy": [(1, "dim", "dim")], "slice": [(1, "dim", "dim")],
+    "slice_copy": [(1, "dim", "dim")], "narrow": [(1, "dim", "dim")], "squeeze": [(1, "dim", "dims")],
+    "squeeze_copy": [(1, "dim", "dims")], "unsqueeze": [(1, "dim", "new")], "unsqueeze_copy": [(1, "dim", "new")],
+    "transpose": [(1, "dim0", "dim"), (2, "dim1", "dim")], "transpose_copy": [(1, "dim0", "dim"), (2, "dim1", "dim")],
+    "flatten": [(1, "start_dim", "dim"), (2, "end_dim", "end")], "cat": [(1, "dim", "dim")],
+    "concat": [(1, "dim", "dim")], "stack": [(1, "dim", "new")], "flip": [(1, "dims", "dims")],
+    "unbind": [(1, "dim", "dim")], "unbind_copy": [(1, "dim", "dim")], "split": [(2, "dim", "dim")],
+    "split_with_sizes": [(2, "dim", "dim")], "split_with_sizes_copy": [(2, "dim", "dim")],
+    "chunk": [(2, "dim", "dim")], "index_select": [(1, "dim", "dim")],
+    "expand": [(1, "size", "shape")], "expand_copy": [(1, "size", "shape")], "repeat": [(1, "repeats", "reps")],
+    "pad": [(1, "pad", "pads")], "constant_pad_nd": [(1, "pad", "pads")],
+    "clone": [], "contiguous": [], "detach": [], "alias": [], "alias_copy": [], "dropout": [], "neg": [],
+    "lift_fresh_copy": [], "lift_fresh": [],
+}
+_DEFAULT_DIM0 = {"cat", "concat", "stack", "unbind", "unbind_copy", "split", "split_with_sizes",
+                 "split_with_sizes_copy", "chunk", "flatten"}
+
+
+def _first_pair(context, v):
+    if isinstance(v, (list, tuple)):
+        for e in v:
+            if is_pair(context, e) or is_native_complex(e):
+                return e
+        return None
+    return v if (is_pair(context, v) or is_native_complex(v)) else None
+
+
+def _adjust(kind, val, r, node):
+    if kind == "dim":
+        return int(val) % r if int(val) < 0 else int(val)
+    if kind == "new":
+        return int(val) + r + 1 if int(val) < 0 else int(val)
+    if kind == "end":
+        return int(val) % r if int(val) < 0 else int(val)
+    if kind == "dims":
+        arr = np.asarray(val).reshape(-1)
+        out = [int(d) % r for d in arr]
+        return out if np.ndim(val) else out[0]
+    if kind == "shape":
+        return [int(s) for s in np.asarray(val).reshape(-1)] + [2]
+    if kind == "reps":
+        return [int(s) for s in np.asarray(val).reshape(-1)] + [1]
+    if kind == "pads":
+        return [0, 0] + [int(p) for p in np.asarray(val).reshape(-1)]
+    raise AssertionError(kind)
+
+
+def _delegated(context, node):
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    name = node.kind if node.kind in _DELEGATED else node.kind.split(".")[0]
+    spec = _DELEGATED.get(name, [])  # other coremltools aliases of a delegated op (its no-ops) move no dim
+    ins = raw_inputs(node)
+    first = bind(context, ins[0])
+    if isinstance(first, (list, tuple)):  # cat / stack: every element becomes a pair
+        pairs = [to_pair(context, e) for e in first]
+        ref = pairs[0]
+        replace = {0: None}
+        list_name = f"_sr_list_{id(node)}"
+        context.add(pairs, list_name)
+    else:
+        ref = to_pair(context, first)
+        replace = {0: ref}
+        list_name = None
+    r = ref.rank - 1
+    kw_replace = {}
+    for pos, kw, how in spec:
+        in_kw = kw in raw_kwinputs(node)
+        val = _arg(context, node, pos, kw)
+        if val is None:
+            if how == "end":
+                val = -1
+            elif how == "dim" and name in _DEFAULT_DIM0:
+                val = 0
+            else:
+                continue
+        if isinstance(val, Var):
+            raise unsupported(node, f"a non-constant {kw} on a complex tensor")
+        if how == "pads":
+            is_pad = kind(node) == "pad"
+            mode = _arg(context, node, 2, "mode", "constant") if is_pad else "constant"
+            value = _arg(context, node, 3 if is_pad else 2, "value", 0.0)
+            if (mode or "constant") == "constant" and value not in (None, 0, 0.0):
+                raise unsupported(node, "constant padding of a complex tensor with a non-zero value")
+        new = _adjust(how, val, r, node)
+        if in_kw:
+            kw_replace[kw] = new
+        else:
+            replace[pos] = new
+    if list_name is not None:
+        new_node_inputs = [list_name] + list(ins[1:])
+        node = _with_inputs(node, new_node_inputs)
+        replace.pop(0)
+    delegate(context, node, original_func(node.kind), replace, kw_replace)
+    mark_outputs(context, node)
+
+
+def _with_inputs(node, inputs):
+    new = copy.copy(node)
+    new.inputs = inputs
+    return new
+
+
+for _name in _DELEGATED:
+    rule(_name)(_delegated)
+
+
+@rule("size", "sym_size", "dim", "numel")
+def size(context, node):
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    z = _z(context, node)
+    r = z.rank - 1
+    if kind(node) == "dim":
+        return add(context, node, mb.const(val=np.int32(r), name=node.name), False)
+    shape = slice_axis(mb.shape(x=z), 0, 0, r)
+    if kind(node) == "numel":
+        return add(context, node, mb.reduce_prod(x=shape, name=node.name), False)
+    dim = _arg(context, node, 1, "dim")
+    if dim is None:
+        return add(context, node, shape, False)
+    d = int(dim) % r
+    if is_static(z.shape[d]):
+        return add(context, node, mb.const(val=np.int32(z.shape[d]), name=node.name), False)
+    add(context, node, mb.gather(x=shape, indices=d, axis=0, name=node.name), False)
+
+
+@rule("constantchunk")
+def constantchunk(context, node):
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    z = _z(context, node)
+    new = copy.copy(node)
+    new.attr = dict(node.attr)
+    new.attr["dim"] = int(node.attr["dim"]) % (z.rank - 1)
+    delegate(context, new, original_func("constantchunk"), {0: z})
+    mark_outputs(context, node)
+
+
