@@ -124,6 +124,7 @@ class MelSpectrogram(torch.nn.Module):
                                        center, pad_mode, True, window=window, mode=mode, strategy=strategy,
                                        scale=scale)
         self.power = power
+        self.spectrogram.out_scale = 1.0  # the range scale is undone once, through the filterbank below
         self.n_fft, self.hop_length, self.win_length = n_fft, self.spectrogram.hop_length, self.spectrogram.win_length
         if fb is None:
             fb = torch.as_tensor(melscale_fbanks(n_fft // 2 + 1, f_min, self.f_max, n_mels, sample_rate, norm,

@@ -39,13 +39,22 @@ multiplies the DFT bases of every Spectrogram / MelSpectrogram / MFCC / LFCC by 
 true values fit again: folded into the mel / linear filterbank, inside the MFCC / LFCC log
 (``log(k mel + k eps) - log k``, ``10 log10(clamp(k mel, k amin)) - 10 log10 k``), or as a final rescale of
 the output that runs in fp32 (it is a multiply by a power of two, kept out of fp16 by the op selector).
-Scaling by a power of two is exact, so the fp16 error bound is the plain fp16 one: each op rounds to 11
-significant bits (relative 2^-11 = 4.9e-4 per op); a length-N dot product accumulates at most about
-log2(N) such roundings in Core ML's pairwise/tree reductions and N in the worst sequential order, so the
-relative error of a spectrum value against its bound A is <= (N + 2) * 2^-11 * A in theory and measured at
-about 1e-3 of the peak (the tests use 2e-2 of the peak for fp16). Measured with the fp16-emulating MIL
-evaluator (tests/mil_eval.py), MelSpectrogram(n_fft=2048) with fp16_safe stays finite for full-scale noise
-and sines up to an amplitude of {FINITE_SAFE} (without it: {FINITE_UNSAFE}); see the report.
+Scaling by a power of two is exact, so the error is the plain fp16 one. Error bound: every value and
+basis weight is rounded to 11 significant bits (u = 2^-11 = 4.9e-4) and so is each op output; if the
+accumulation inside a conv / matmul is wider than fp16 (as the evaluator assumes), a DFT value
+X_k obeys |dX_k| <= 3u * sum_n |w_n e x_n| <= 3u * A, i.e. 1.5e-3 of the spectrum's bound, and the power,
+filterbank and log add about 2u each; if the accumulation itself ran in fp16 the worst case would grow to
+(n_fft + 3) u A, typically sqrt(n_fft) u A. Measured with the MIL evaluator (tests/mil_eval.py, declared
+dtypes and fp16 emulation) at n_fft = 2048 for a full-scale sine, twice full scale and noise: 3.8e-4 to
+5.8e-4 of the peak for MelSpectrogram, 5.2e-4 to 7.3e-4 for Spectrogram, 4.9e-4 to 1.4e-3 for MFCC; the
+tests allow 1e-2 of the peak. The largest input that stays finite (MelSpectrogram, hop n_fft/4, every op in
+fp16 except the final rescale): with fp16_safe an amplitude of 5.66 for a sine or a square wave at n_fft
+1024, 2048 and 4096 (the worst-case bounds guarantee 2; real signals spread over several bins), 32 to 45
+for uniform noise; without it 0.71 (n_fft 1024), 0.35 (2048) and 0.18
+(4096) for a sine, i.e. full-scale audio overflows from n_fft 1024 on (n_fft 400: 2.0 without, 4.0 with).
+On the plugin route the lowering of ``abs`` on complex values is overflow-free (``m sqrt(1 + (s/m)^2)``),
+but a user's ``abs() ** 2`` is computed as written; use ``convert`` (or compensate yourself) for power
+spectra in fp16, and ``fp16_op_selector`` to keep ``on_the_fly`` basis construction in fp32.
 
 coremltools' private names are used only in ``_ct_private.py`` (listed in ``PRIVATE_NAMES`` there).
 """
@@ -59,6 +68,7 @@ except ImportError as _e:  # pragma: no cover - exercised only without the extra
     raise _missing("coreml", "coremltools") from _e
 
 from ._convert import convert, op_types
+from ._ct_private import mil_program as _mil_program
 from ._mil_ns import BASIS_VALUES as _BASIS_VALUES
 from ._mil_ns import OTF_PREFIX as _OTF_PREFIX
 from ._registry import Registration, is_registered, register, unregister
@@ -68,8 +78,11 @@ __all__ = ["register", "unregister", "is_registered", "Registration", "convert",
 
 
 def basis_inputs(mlmodel) -> dict:
-    """The values to feed for the ``sr_basis_*`` inputs a ``register(mode='input')`` conversion added."""
-    prog = getattr(mlmodel, "_mil_program", mlmodel)
+    """The values to feed for the ``sr_basis_*`` inputs a ``register(mode='input')`` conversion added.
+
+    They are recorded when the model is converted (in this process): save them with the model if you predict
+    elsewhere (``np.savez(path, **basis_inputs(mlmodel))``)."""
+    prog = _mil_program(mlmodel)
     names = [n for f in prog.functions.values() for n in f.inputs if n.startswith("sr_basis_")]
     return {n: _BASIS_VALUES[n] for n in names}
 

@@ -9,10 +9,10 @@ import math
 
 import numpy as np
 
-from ._ct_private import Var, bind, mb, raw_inputs
+from ._ct_private import Var, bind, mb, node_attr, raw_inputs
 from ._mil_ns import is_static, slice_axis
-from ._pairs import (add, as_float, context_is_script, kind, fallback, is_native_complex, is_pair, join, lift_real,
-                     node_has_pair, operand, re_im, rule, to_pair, unsupported)
+from ._pairs import (add, as_float, context_is_script, fallback, is_native_complex, is_pair, join, kind,
+                     lift_real, node_has_pair, operand, re_im, rule, to_pair, unsupported)
 from ._pairs import arg as _arg
 from ._pairs import pair_input as _z
 from ._pairs import value as _val
@@ -112,7 +112,8 @@ def angle(context, node):
     z = bind(context, raw_inputs(node)[0])
     if not (is_pair(context, z) or is_native_complex(z)):
         x = as_float(z)  # torch.angle of a real tensor: pi where negative, else 0 (NaN stays NaN)
-        out = mb.select(cond=mb.less(x=x, y=np.float32(0.0)), a=np.float32(math.pi), b=mb.mul(x=x, y=0.0))
+        zero_or_nan = mb.select(cond=mb.equal(x=x, y=x), a=np.float32(0.0), b=x)
+        out = mb.select(cond=mb.less(x=x, y=np.float32(0.0)), a=np.float32(math.pi), b=zero_or_nan)
         return add(context, node, mb.identity(x=out, name=node.name), False)
     re, im = (slice_axis(p, -1, 0, 1, squeeze=True) for p in re_im(to_pair(context, z)))
     add(context, node, mb.identity(x=atan2(im, re), name=node.name), False)
@@ -251,9 +252,12 @@ def exp(context, node):
 def reduce(context, node):
     if not node_has_pair(context, node):
         return fallback(context, node)
+    if kind(node) not in ("sum", "mean"):  # coremltools shares this lowering with logsumexp / all / any
+        raise unsupported(node, f"{kind(node)} of complex values")
     z = _z(context, node)
     r = z.rank - 1
-    dim = _arg(context, node, 1, "dim")
+    all_reduce = context_is_script(context) and len(raw_inputs(node)) <= 2  # sum(self, dtype)
+    dim = None if all_reduce else _arg(context, node, 1, "dim")
     if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool):
         dim = [dim]
     if dim is None or isinstance(dim, Var) or (hasattr(dim, "__len__") and len(dim) == 0):
@@ -296,7 +300,7 @@ def to(context, node):
 
 @rule("constant")
 def constant(context, node):
-    val = node.attr.get("value")
+    val = node_attr(node).get("value")
     is_c = isinstance(val, complex) or (hasattr(val, "is_complex") and val.is_complex()) or \
         (isinstance(val, np.ndarray) and np.iscomplexobj(val))
     if not is_c:

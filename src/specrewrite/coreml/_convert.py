@@ -11,6 +11,7 @@ import torch
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from . import _fp16
+from ._ct_private import mil_program
 
 FORBIDDEN = ("complex", "stft", "fft")
 
@@ -110,7 +111,7 @@ def walk_ops(block):
 
 
 def op_types(mlmodel) -> set:
-    prog = mlmodel._mil_program
+    prog = mil_program(mlmodel)
     return {op.op_type for f in prog.functions.values() for op in walk_ops(f)}
 
 

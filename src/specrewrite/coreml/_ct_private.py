@@ -12,7 +12,6 @@ import copy
 import itertools
 
 import torch
-import torch.fx
 
 from coremltools.converters.mil.frontend.torch import ops as _ops
 from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY, register_torch_op
@@ -26,24 +25,26 @@ from coremltools.converters.mil.mil.block import (
 from coremltools.converters.mil.mil.var import Var
 
 PRIVATE_NAMES = (
-    "coremltools.converters.mil.frontend.torch.ops._get_inputs",
-    "coremltools.converters.mil.frontend.torch.ops._get_bindings",
-    "coremltools.converters.mil.frontend.torch.ops._get_kwinputs",
+    "coremltools.converters.mil.frontend.torch.ops._get_bindings (how coremltools reads a node input)",
     "coremltools.converters.mil.frontend.torch.torch_op_registry._TORCH_OPS_REGISTRY"
     " (.name_to_func_mapping, .get_func)",
     "coremltools.converters.mil.mil.block.curr_block / Function._input_dict / .placeholder_inputs",
     "coremltools.converters.mil.mil.block.is_current_opset_version_compatible_with",
     "coremltools.converters.mil.mil.Placeholder",
-    "TranscriptionContext.add / __contains__ / __getitem__, InternalTorchIRNode.inputs/kwinputs/kind",
+    "TranscriptionContext.add / __contains__ / __getitem__ / .frontend (+ an attribute for our state)",
+    "InternalTorchIRNode.inputs / kwinputs / kind / name / outputs / attr / meta",
+    "MLModel._mil_program",
     "coremltools.converters.mil.frontend.torch.internal_graph.InternalTorchIRNode.from_exir_node (wrapped)",
     "coremltools.converters.mil.frontend.torch.utils.sanitize_op_kind / unify_inplace_and_functional",
     "torch._C.Node.cs (a missing accessor for complex-scalar constants, added while registered)",
     "coremltools.converters.mil.mil.Builder._maybe_set_name / _get_free_name (op name prefix in our lowerings)",
 )
 
-__all__ = ["Var", "mb", "types", "register_torch_op", "registry_snapshot", "registry_restore",
-           "registry_names_of", "original_func", "set_get_func_hook", "get_inputs", "kwinput", "raw_inputs",
-           "bind", "delegate", "opset_at_least", "add_function_input", "frontend_name", "PRIVATE_NAMES"]
+__all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry_snapshot", "registry_pristine",
+           "registry_restore", "registry_names_of", "original_func", "set_get_func_hook", "get_func_hooked",
+           "raw_inputs", "raw_kwinputs", "bind", "delegate", "with_attr", "with_inputs", "node_attr", "node_meta",
+           "is_torchscript", "conversion_state", "op_name_prefix", "opset_at_least", "add_function_input",
+           "mil_program", "install_frontend_patches", "remove_frontend_patches", "is_complex_literal"]
 
 _REG = _TORCH_OPS_REGISTRY
 _PRISTINE = dict(_REG.name_to_func_mapping)  # coremltools' own table, taken before any specrewrite change
@@ -100,14 +101,6 @@ def get_func_hooked() -> bool:
 
 # ------------------------------------------------------------------------------------------- node inputs
 
-def get_inputs(context, node, **kw):
-    return _ops._get_inputs(context, node, **kw)
-
-
-def kwinput(context, node, key, default=None):
-    return _ops._get_kwinputs(context, node, key, default=[default])[0]
-
-
 def raw_inputs(node) -> list:
     return list(node.inputs)
 
@@ -129,8 +122,45 @@ def bind(context, item):
     return _ops._get_bindings(context, [item])[0]
 
 
-def frontend_name(context) -> str:
-    return str(getattr(context.frontend, "name", context.frontend))
+def is_torchscript(context) -> bool:
+    """True for jit.trace / jit.script input, False for torch.export programs."""
+    return "SCRIPT" in str(getattr(context.frontend, "name", context.frontend)).upper()
+
+
+def conversion_state(context) -> dict:
+    """A dict that lives as long as one ct.convert call (kept on coremltools' conversion context)."""
+    state = getattr(context, "_specrewrite_state", None)
+    if state is None:
+        state = {}
+        context._specrewrite_state = state
+    return state
+
+
+def node_attr(node) -> dict:
+    return dict(node.attr or {})
+
+
+def with_attr(node, **attr):
+    """A copy of a TorchScript node with some attributes changed (constantchunk's dim)."""
+    new = copy.copy(node)
+    new.attr = dict(node.attr or {}, **attr)
+    return new
+
+
+def with_inputs(node, inputs):
+    new = copy.copy(node)
+    new.inputs = list(inputs)
+    return new
+
+
+def node_meta(node) -> dict:
+    meta = getattr(node, "meta", None)
+    return meta if isinstance(meta, dict) else {}
+
+
+def mil_program(mlmodel):
+    """The MIL program of a converted model (or the program itself)."""
+    return getattr(mlmodel, "_mil_program", mlmodel)
 
 
 def delegate(context, node, func, replace: dict | None = None, kw_replace: dict | None = None):

@@ -10,8 +10,10 @@ import numpy as np
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
-from ._ct_private import Var, bind, is_complex_literal, mb, original_func, raw_inputs, raw_kwinputs, types
-from ._mil_ns import fill_shape, dims, slice_axis
+from ._ct_private import (Var, bind, conversion_state, is_complex_literal, is_torchscript, mb, node_meta,
+                          original_func, raw_inputs, raw_kwinputs, types)
+from ._mil_ns import dims, fill_shape, slice_axis
+
 
 class Config:
     """What register() was asked for: how the DFT bases are held and how transforms are factored."""
@@ -44,11 +46,7 @@ def rule(*names):
 # ----------------------------------------------------------------------------------------------- tracking
 
 def _table(context) -> dict:
-    t = getattr(context, "_specrewrite_pairs", None)
-    if t is None:
-        t = {}
-        context._specrewrite_pairs = t
-    return t
+    return conversion_state(context).setdefault("pairs", {})
 
 
 def mark(context, var):
@@ -62,12 +60,6 @@ def is_pair(context, v) -> bool:
 
 def is_native_complex(v) -> bool:
     return isinstance(v, Var) and v.dtype is not None and types.is_complex(v.dtype)
-
-
-def involves_complex(context, v) -> bool:
-    if isinstance(v, (list, tuple)):
-        return any(involves_complex(context, e) for e in v)
-    return isinstance(v, complex) or is_pair(context, v) or is_native_complex(v)
 
 
 def node_has_pair(context, node) -> bool:
@@ -117,8 +109,7 @@ def fallback(context, node):
 
 
 def where(node) -> str | None:
-    meta = getattr(node, "meta", None) or {}
-    trace = meta.get("stack_trace") if isinstance(meta, dict) else None
+    trace = node_meta(node).get("stack_trace")
     if trace:
         lines = [ln.strip() for ln in str(trace).strip().splitlines() if ln.strip()]
         return " | ".join(lines[-2:]) if lines else None
@@ -168,7 +159,7 @@ def kind(node) -> str:
 
 
 def context_is_script(context) -> bool:
-    return "SCRIPT" in str(getattr(context.frontend, "name", context.frontend)).upper()
+    return is_torchscript(context)
 
 
 # ------------------------------------------------------------------------------------------ pair values
@@ -183,10 +174,9 @@ def to_pair(context, v):
         c = complex(v)
         return mb.const(val=np.array([c.real, c.imag], dtype=np.float32))
     v = as_float(v)
-    zero = mb.fill(shape=fill_shape(dims(v)), value=0.0) if v.rank > 0 else np.float32(0.0)
     if v.rank == 0:
-        return mb.stack(values=[v, mb.mul(x=v, y=zero)], axis=0)
-    return mb.stack(values=[v, zero], axis=-1)
+        return mb.concat(values=[mb.expand_dims(x=v, axes=[0]), np.zeros(1, np.float32)], axis=0)
+    return mb.stack(values=[v, mb.fill(shape=fill_shape(dims(v)), value=0.0)], axis=-1)
 
 
 def as_float(v):
@@ -223,7 +213,3 @@ def operand(context, raw):
         return "pair", to_pair(context, v)
     return "real", v
 
-
-def pair_rank(context, v) -> int:
-    """The complex rank of a pair (its rank without the trailing 2)."""
-    return v.rank - 1

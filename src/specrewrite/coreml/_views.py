@@ -3,18 +3,19 @@ their dimension arguments shifted (a negative complex dim d is the non-negative 
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
-from ._ct_private import Var, bind, delegate, mb, original_func, raw_inputs, raw_kwinputs
+from ._ct_private import (Var, bind, delegate, mb, node_attr, original_func, raw_inputs, raw_kwinputs,
+                          with_attr, with_inputs)
 from ._mil_ns import is_static, shape_var, slice_axis
-from ._pairs import (add, fallback, kind, is_native_complex, is_pair, mark_outputs, node_has_pair, rule, to_pair,
-                     unsupported)
+from ._pairs import (add, fallback, is_native_complex, is_pair, kind, mark_outputs, node_has_pair, rule,
+                     to_pair, unsupported)
 from ._pairs import arg as _arg
 from ._pairs import pair_input as _z
 
+
 # ------------------------------------------------------------------------------------ views and copies
+
 
 @rule("view", "reshape", "_unsafe_view", "view_copy")
 def view(context, node):
@@ -59,7 +60,7 @@ def movedim(context, node):
     add(context, node, mb.transpose(x=x, perm=perm, name=node.name), pair)
 
 
-# op -> [(position, keyword, kind)], kind: "dim" (d + r), "new" (d + r + 1: unsqueeze / stack), "dims",
+# op -> [(position, keyword, how)], how: "dim" (d + r), "new" (d + r + 1: unsqueeze / stack), "dims",
 # "end" (flatten's end_dim, default -1), "shape" (append 2), "reps" (append 1), "pads" (prefix 0, 0)
 _DELEGATED = {
     "select": [(1, "dim", "dim")], "select_copy": [(1, "dim", "dim")], "slice": [(1, "dim", "dim")],
@@ -80,33 +81,24 @@ _DEFAULT_DIM0 = {"cat", "concat", "stack", "unbind", "unbind_copy", "split", "sp
                  "split_with_sizes_copy", "chunk", "flatten"}
 
 
-def _first_pair(context, v):
-    if isinstance(v, (list, tuple)):
-        for e in v:
-            if is_pair(context, e) or is_native_complex(e):
-                return e
-        return None
-    return v if (is_pair(context, v) or is_native_complex(v)) else None
-
-
-def _adjust(kind, val, r, node):
-    if kind == "dim":
+def _adjust(how, val, r, node):
+    if how == "dim":
         return int(val) % r if int(val) < 0 else int(val)
-    if kind == "new":
+    if how == "new":
         return int(val) + r + 1 if int(val) < 0 else int(val)
-    if kind == "end":
+    if how == "end":
         return int(val) % r if int(val) < 0 else int(val)
-    if kind == "dims":
+    if how == "dims":
         arr = np.asarray(val).reshape(-1)
         out = [int(d) % r for d in arr]
         return out if np.ndim(val) else out[0]
-    if kind == "shape":
+    if how == "shape":
         return [int(s) for s in np.asarray(val).reshape(-1)] + [2]
-    if kind == "reps":
+    if how == "reps":
         return [int(s) for s in np.asarray(val).reshape(-1)] + [1]
-    if kind == "pads":
+    if how == "pads":
         return [0, 0] + [int(p) for p in np.asarray(val).reshape(-1)]
-    raise AssertionError(kind)
+    raise AssertionError(how)
 
 
 def _delegated(context, node):
@@ -153,16 +145,10 @@ def _delegated(context, node):
             replace[pos] = new
     if list_name is not None:
         new_node_inputs = [list_name] + list(ins[1:])
-        node = _with_inputs(node, new_node_inputs)
+        node = with_inputs(node, new_node_inputs)
         replace.pop(0)
     delegate(context, node, original_func(node.kind), replace, kw_replace)
     mark_outputs(context, node)
-
-
-def _with_inputs(node, inputs):
-    new = copy.copy(node)
-    new.inputs = inputs
-    return new
 
 
 for _name in _DELEGATED:
@@ -194,9 +180,7 @@ def constantchunk(context, node):
     if not node_has_pair(context, node):
         return fallback(context, node)
     z = _z(context, node)
-    new = copy.copy(node)
-    new.attr = dict(node.attr)
-    new.attr["dim"] = int(node.attr["dim"]) % (z.rank - 1)
+    new = with_attr(node, dim=int(node_attr(node)["dim"]) % (z.rank - 1))
     delegate(context, new, original_func("constantchunk"), {0: z})
     mark_outputs(context, node)
 

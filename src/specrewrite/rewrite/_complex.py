@@ -37,8 +37,29 @@ def cabs2(z):
     return re(z) * re(z) + im(z) * im(z)
 
 
+def atan2(y, x):
+    """atan2 from atan and the two half-angle forms (coremltools lowers torch.atan2 wrongly for x < 0, y == 0).
+
+    x >= 0: 2 atan(y / (r + x)); x < 0: 2 atan((r - x) / y) -- neither form cancels, and y == +-0 with x < 0
+    gives +-pi like torch."""
+    r = torch.sqrt(x * x + y * y)
+    den = r + x
+    pos = 2.0 * torch.atan(y / torch.where(den > 0, den, torch.ones_like(den)))
+    neg = 2.0 * torch.atan((r - x) / y)
+    return torch.where(x >= 0, pos, neg)
+
+
+def movedim(x, src: int, dst: int):
+    """Tensor.movedim as a static permute (coremltools has no movedim)."""
+    n = x.dim()
+    src, dst = src % n, dst % n
+    order = [d for d in range(n) if d != src]
+    order.insert(dst, src)
+    return x.permute(order)
+
+
 def cangle(z):
-    return torch.atan2(im(z), re(z))
+    return atan2(im(z), re(z))
 
 
 def cconj(z):
@@ -153,11 +174,11 @@ def cpad(z, pad, mode="constant", value=0.0):
             return pack(r, i)
         return F.pad(z, [0, 0] + list(pad), value=float(value.real if isinstance(value, complex) else value))
     k = len(pad) // 2
-    x = z.movedim(-1, 0)                                   # (2, ..., *padded)
+    x = movedim(z, -1, 0)                                   # (2, ..., *padded)
     lead, keep = x.shape[: x.dim() - k], x.shape[x.dim() - k:]
     x = F.pad(x.reshape((-1,) + tuple(keep)), list(pad), mode=mode)   # (batch, *padded): what F.pad wants
     x = x.reshape(tuple(lead) + tuple(x.shape[1:]))
-    return x.movedim(0, -1)
+    return movedim(x, 0, -1)
 
 
 def cmatmul(a, b, a_c: bool, b_c: bool):
@@ -186,11 +207,11 @@ def to_real_dtype(z, dtype):
 
 def move_fft_dim(z, dim: int):
     """Bring complex dim ``dim`` (of a real-pair tensor) next to the pair dim, i.e. to position -2."""
-    return z.movedim(dim, -2)
+    return movedim(z, dim, -2)
 
 
 def unmove_fft_dim(z, dim: int):
-    return z.movedim(-2, dim)
+    return movedim(z, -2, dim)
 
 
 def resize_dim(x, dim: int, n: int, is_complex: bool):
@@ -210,3 +231,13 @@ def sym_size(x, dim: int):
     if torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
         return int(x.shape[dim])
     return x.shape[dim]
+
+
+def l1_loss(a, b, reduction: int = 1):
+    """aten.l1_loss spelt in elementary ops (coremltools has no converter for l1_loss)."""
+    d = torch.abs(a - b)
+    if reduction == 1:
+        return torch.mean(d)
+    if reduction == 2:
+        return torch.sum(d)
+    return d

@@ -2,7 +2,7 @@
 
 Order of attempts: torch.export (non-strict, dynamic axes where the model allows) and, where it cannot capture
 (data-dependent Python such as int(tensor) or asserts on values), tracing with the real example inputs
-(make_fx + functionalize): control flow is evaluated and shapes are specialised.
+(make_fx, pre-dispatch): control flow is evaluated and shapes are specialised.
 """
 from __future__ import annotations
 
@@ -57,8 +57,9 @@ def via_trace(model, args) -> Tuple[fx.GraphModule, CallSites, Dict[str, str]]:
     sites = CallSites()
     with patched(sites), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        gm = make_fx(torch.func.functionalize(fn, remove="mutations_and_views"), tracing_mode="real",
-                     record_stack_traces=True, _error_on_data_dependent_ops=False)([named[n] for n in names], *args)
+        # pre_dispatch keeps the ops converters know (lstm, batch_norm, linear, ...) instead of their kernels
+        gm = make_fx(fn, tracing_mode="real", pre_dispatch=True, record_stack_traces=True,
+                     _error_on_data_dependent_ops=False)([named[n] for n in names], *args)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     attr_map = {}
     for node, qual in zip(placeholders[: len(names)], names):

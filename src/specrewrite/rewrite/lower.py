@@ -237,7 +237,7 @@ class Lowering:
     def _r2c(self, node, x, d, n, norm, onesided=True, what="torch.fft.rfft"):
         name, mod = self._fft_module(node, "r2c", n, fft_scale(norm, n, True), onesided=onesided)
         self._log_fft(node, what, n, d, norm, name, mod)
-        y = self.graph.call_module(name, (self.call(torch.movedim, x, d, -1),))
+        y = self.graph.call_module(name, (self.call(C.movedim, x, d, -1),))
         return self.call(C.unmove_fft_dim, y, d)
 
     def _c2c(self, node, z, d, n, norm, forward, what=None):
@@ -250,7 +250,7 @@ class Lowering:
         name, mod = self._fft_module(node, "c2r", n, fft_scale(norm, n, False))
         self._log_fft(node, what, n, d, norm, name, mod)
         y = self.graph.call_module(name, (self.call(C.move_fft_dim, z.node, d),))
-        return self.call(torch.movedim, y, -1, d)
+        return self.call(C.movedim, y, -1, d)
 
     def _resize(self, x, d, have, want):
         """torch.fft's n= semantics: zero-pad or trim dim d (of a real tensor or a complex Cx) to ``want``."""
@@ -282,7 +282,10 @@ class Lowering:
         z = x
         for d in dims[:-1]:
             z = self._c2c(node, z, d, size[d], norm, False)
-        return self._c2r(node, z, dims[-1], int(b["last_dim_size"]), norm)
+        n_last = b["last_dim_size"]
+        if not isinstance(n_last, int):
+            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length")
+        return self._c2r(node, z, dims[-1], n_last, norm)
 
     def _fft_cia(self, node, args, kwargs):
         """torch.fft.* as they appear before decomposition (aten.fft_rfft, fft_irfftn, ...)."""
@@ -327,6 +330,8 @@ class Lowering:
                 z = self._c2c(node, z, d, n or size[d], norm, False)
             d, n = dims[-1], ns[-1]
             n = n or 2 * (size[d] - 1)
+            if not isinstance(n, int):
+                raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length")
             z = self._resize(z, d, size[d], n // 2 + 1)
             return self._c2r(node, z, d, n, norm)
         raise SpecRewriteError(f"torch.fft.{name[4:]} is not supported", op=str(node.target), where=where_of(node),
@@ -382,8 +387,13 @@ class Lowering:
             if not touches and target is aten.sym_size.int:
                 self.env[node] = self.call(C.sym_size, *args)
                 continue
+            if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
+                self.env[node] = self.call(_SPELL_OUT[target], *args, **kwargs)
+                continue
             if not touches:
-                self.env[node] = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
+                new = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
+                new.target = _uncopy(target)
+                self.env[node] = new
                 continue
             fn = RULES.get(target)
             if fn is None and isinstance(target, torch._ops.OpOverload):
@@ -414,10 +424,19 @@ class Lowering:
         for name, m in self.modules.items():
             root.add_module(name, m)
         self.graph._codegen = self.gm.graph._codegen
+        if self.attr_placeholders:  # traced route: parameters left the signature, the inputs keep theirs
+            from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
+            import torch.utils._pytree as pytree
+
+            info = self.gm.graph._codegen.pytree_info
+            n_in = sum(1 for n in self.graph.nodes if n.op == "placeholder")
+            in_spec = pytree.tree_structure(tuple(range(n_in)))
+            self.graph._codegen = _PyTreeCodeGen(_PyTreeInfo([f"arg{i}" for i in range(n_in)], in_spec,
+                                                             info.out_spec))
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         gm.graph.eliminate_dead_code()
         gm.recompile()
-        for attr in ("_in_spec", "_out_spec", "meta"):
+        for attr in (("meta",) if self.attr_placeholders else ("_in_spec", "_out_spec", "meta")):
             if hasattr(self.gm, attr):
                 try:
                     setattr(gm, attr, getattr(self.gm, attr))
@@ -426,8 +445,21 @@ class Lowering:
         return gm
 
 
+_SPELL_OUT = {aten.l1_loss.default: C.l1_loss}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",
             "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
+
+
+def _uncopy(target):
+    """aten.X_copy -> aten.X: functionalize spells views as copies (view_copy, detach_copy, ...), which some
+    converters (coremltools) do not know; in a functional graph the view computes the same value."""
+    if target is aten.view_copy.default:
+        return aten.reshape.default  # a copy never needs contiguity; view would
+    if isinstance(target, torch._ops.OpOverload) and target.namespace == "aten" and target._opname.endswith("_copy"):
+        base = getattr(aten, target._opname[:-5], None)
+        if base is not None and target._overloadname in base.overloads():
+            return getattr(base, target._overloadname)
+    return target
 
 
 def _inplace(fn):

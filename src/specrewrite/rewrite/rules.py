@@ -511,7 +511,7 @@ def _sym_size(ctx, node, args, kwargs):
 def _unfold(ctx, node, args, kwargs):
     z, dim, size, step = args
     y = ctx.call(torch.Tensor.unfold, z.node, nd(dim, z.rank), size, step)   # (..., 2, size)
-    return Cx(ctx.call(torch.Tensor.movedim, y, -2, -1), z.rank + 1)
+    return Cx(ctx.call(C.movedim, y, -2, -1), z.rank + 1)
 
 
 # --------------------------------------------------------------------------------------- constructors

@@ -37,7 +37,11 @@ def swap_torchaudio(model: torch.nn.Module, mode: Mode, strategy: Strategy, repo
     if not table:
         return model, left
     targets = [(name, m) for name, m in model.named_modules() if type(m) in table]
+    taken: List[str] = []
     for name, m in targets:
+        if any(name.startswith(t + ".") for t in taken):
+            continue  # inside a transform already swapped (e.g. MelSpectrogram.spectrogram)
+        taken.append(name)
         complex_out = type(m).__name__ == "Spectrogram" and m.power is None
         if complex_out and not allow_complex_out:
             left.append(name or type(m).__name__)
