@@ -78,7 +78,8 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
     * ``example_inputs``: a tensor or tuple of positional inputs. Without them only torchaudio transforms are
       swapped (no tracing); where more is needed (direct torch.stft calls, complex outputs) a clear error asks
       for them (``strict=False`` returns the partial result instead).
-    * ``mode``: where the DFT bases live: 'store' (constants), 'input' (see the report), 'on_the_fly'.
+    * ``mode``: where the DFT bases live: 'store' (constants), 'on_the_fly' (computed in the graph) or 'input'
+      (extra model inputs after the original ones; ``result.basis_inputs()`` gives the tensors to feed).
     * ``inplace``: allow changing ``model`` itself (its torchaudio transforms are swapped); never otherwise.
     * ``verify``: run the result on the example inputs and record the error against eager in the report.
 
@@ -158,9 +159,13 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
         out = work  # nothing spectral in the graph: hand back the (swapped) copy, not a re-traced graph
     else:
         out.train(model.training)
+    feeds = out.basis_inputs() if hasattr(out, "basis_inputs") else {}
+    if feeds:
+        report.notes.append("input mode: feed the DFT bases after the model inputs, in this order: "
+                            + ", ".join(feeds) + " (values from result.basis_inputs())")
     if verify:
         with torch.no_grad():
-            got = out(*args)
+            got = out(*args, *feeds.values())
         report.max_rel_err = max_rel_err(got, ref)
         if report.max_rel_err > 1e-3:
             report.notes.append("the rewritten model differs from eager on the example inputs by more than 1e-3 "

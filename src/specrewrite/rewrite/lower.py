@@ -85,6 +85,8 @@ class Lowering:
         self.modules: Dict[str, torch.nn.Module] = {}
         self._const: Dict[fx.Node, Any] = {}
         self._cur: Optional[fx.Node] = None
+        self._last_placeholder: Optional[fx.Node] = None
+        self.basis_feeds: Dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ helpers used by the rules
     def call(self, fn, *args, **kwargs) -> fx.Node:
@@ -173,6 +175,22 @@ class Lowering:
             return lst.pop(0)
         return where_of(node)
 
+    def _call_spectral(self, name, args, kwargs=None):
+        """call_module of a spectral submodule; in ``input`` mode its bases become new model inputs."""
+        mod = self.modules[name]
+        if self.mode is Mode.INPUT:
+            feeds = mod.basis_inputs()
+            extra = []
+            for i, (bname, t) in enumerate(feeds.items()):
+                ph_name = f"{name[4:]}_{bname}"
+                with self.graph.inserting_after(self._last_placeholder):
+                    ph = self.graph.placeholder(ph_name)
+                self._last_placeholder = ph
+                self.basis_feeds[ph.name] = t
+                extra.append(ph)
+            args = tuple(args) + tuple(extra) + (None,) * (2 - len(extra))
+        return self.graph.call_module(name, tuple(args), dict(kwargs or {}))
+
     def _add_module(self, prefix: str, module: torch.nn.Module) -> str:
         name = f"_sr_{prefix}_{len(self.modules)}"
         self.modules[name] = module
@@ -196,7 +214,7 @@ class Lowering:
         mod = RealSTFT(spec, self.mode, self.strategy)
         name = self._add_module("stft", mod)
         self.report.add("torch.stft", where, spec.describe(), replaced_by=f"{name}: RealSTFT({mod.extra_repr()})")
-        out = self.graph.call_module(name, (x,))
+        out = self._call_spectral(name, (x,))
         if op != "specrewrite::stft" and b.get("return_complex") is False:
             return out
         return Cx(out, self.out_rank(node))
@@ -222,7 +240,7 @@ class Lowering:
         d["length"] = b.get("length") if not isinstance(b.get("length"), fx.Node) else "dynamic"
         self.report.add("torch.istft", where, d, replaced_by=f"{name}: RealISTFT({mod.extra_repr()})")
         length = b.get("length")
-        return self.graph.call_module(name, (z.node,), {"length": length} if length is not None else {})
+        return self._call_spectral(name, (z.node,), {"length": length} if length is not None else {})
 
     def _fft_module(self, node, kind, n, scale, inverse=False, onesided=True):
         if not isinstance(n, int):
@@ -237,19 +255,19 @@ class Lowering:
     def _r2c(self, node, x, d, n, norm, onesided=True, what="torch.fft.rfft"):
         name, mod = self._fft_module(node, "r2c", n, fft_scale(norm, n, True), onesided=onesided)
         self._log_fft(node, what, n, d, norm, name, mod)
-        y = self.graph.call_module(name, (self.call(C.movedim, x, d, -1),))
+        y = self._call_spectral(name, (self.call(C.movedim, x, d, -1),))
         return self.call(C.unmove_fft_dim, y, d)
 
     def _c2c(self, node, z, d, n, norm, forward, what=None):
         name, mod = self._fft_module(node, "c2c", n, fft_scale(norm, n, forward), inverse=not forward)
         self._log_fft(node, what or ("torch.fft.fft" if forward else "torch.fft.ifft"), n, d, norm, name, mod)
-        y = self.graph.call_module(name, (self.call(C.move_fft_dim, z.node, d),))
+        y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
         return Cx(self.call(C.unmove_fft_dim, y, d), z.rank)
 
     def _c2r(self, node, z, d, n, norm, what="torch.fft.irfft"):
         name, mod = self._fft_module(node, "c2r", n, fft_scale(norm, n, False))
         self._log_fft(node, what, n, d, norm, name, mod)
-        y = self.graph.call_module(name, (self.call(C.move_fft_dim, z.node, d),))
+        y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
         return self.call(C.movedim, y, -1, d)
 
     def _resize(self, x, d, have, want):
@@ -352,7 +370,7 @@ class Lowering:
                     raise SpecRewriteError(f"model input '{node.target}' is complex; complex model inputs are not "
                                            "supported", op="input", fix="pass torch.view_as_real(x) and call "
                                            "torch.view_as_complex inside the model")
-                self.env[node] = self.copy(node, (), {})
+                self.env[node] = self._last_placeholder = self.copy(node, (), {})
                 continue
             if node.op == "get_attr":
                 self.env[node] = self._get_attr(node)
@@ -424,7 +442,8 @@ class Lowering:
         for name, m in self.modules.items():
             root.add_module(name, m)
         self.graph._codegen = self.gm.graph._codegen
-        if self.attr_placeholders:  # traced route: parameters left the signature, the inputs keep theirs
+        if self.attr_placeholders or self.basis_feeds:
+            # traced route: parameters left the signature; input mode: the bases joined it (after the inputs)
             from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
             import torch.utils._pytree as pytree
 
@@ -436,12 +455,15 @@ class Lowering:
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         gm.graph.eliminate_dead_code()
         gm.recompile()
-        for attr in (("meta",) if self.attr_placeholders else ("_in_spec", "_out_spec", "meta")):
+        for attr in (("meta",) if self.attr_placeholders or self.basis_feeds else ("_in_spec", "_out_spec", "meta")):
             if hasattr(self.gm, attr):
                 try:
                     setattr(gm, attr, getattr(self.gm, attr))
                 except Exception:  # noqa: BLE001 - cosmetic attributes only
                     pass
+        if self.basis_feeds:
+            feeds = dict(self.basis_feeds)
+            object.__setattr__(gm, "basis_inputs", lambda: dict(feeds))
         return gm
 
 
