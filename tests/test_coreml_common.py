@@ -84,7 +84,13 @@ def plugin_convert(model, args, target="iOS16", route="trace", precision="fp32",
 # ------------------------------------------------------------------------------------------------- models
 
 class KitchenSink(torch.nn.Module):
-    """torch.stft with the window made in forward, complex math, a masked istft and torch.fft."""
+    """torch.stft with the window made in forward, complex math, a masked istft, torch.fft and torchaudio."""
+
+    def __init__(self):
+        super().__init__()
+        import torchaudio
+
+        self.mel = torchaudio.transforms.MelSpectrogram(n_fft=512, hop_length=128, n_mels=40)
 
     def forward(self, x, mask):
         w = torch.hann_window(256)
@@ -97,7 +103,7 @@ class KitchenSink(torch.nn.Module):
         c = torch.view_as_complex(torch.view_as_real(c).contiguous()) / (c + 2.0)
         spec = torch.fft.rfft(x[..., :512], norm="ortho")
         back = torch.fft.irfft(torch.fft.ifft(torch.fft.fft(spec)), n=512, norm="ortho")
-        return power, y, torch.view_as_real(c), c.angle(), c.abs(), back
+        return power, y, torch.view_as_real(c), c.angle(), c.abs(), back, self.mel(x)
 
 
 def kitchen_args(length=2000, seed=0):
@@ -118,7 +124,8 @@ class StftArgs(torch.nn.Module):
         d = torch.stft(x, 64, 16, window=torch.bartlett_window(64), pad_mode="replicate", onesided=False,
                        return_complex=True)
         e = torch.stft(x, 64, 24, return_complex=False)                      # rectangular, real output
-        return a + b, torch.view_as_real(c), torch.view_as_real(d), e
+        f = torch.stft(torch.complex(x, 0.5 * x.flip(-1)), 32, 8, window=torch.hann_window(32), return_complex=True)
+        return a + b, torch.view_as_real(c), torch.view_as_real(d), e, torch.view_as_real(f)
 
 
 class IstftArgs(torch.nn.Module):

@@ -1,0 +1,111 @@
+"""specrewrite.coreml.convert: rewrite -> trace -> ct.convert, every target, fp16 safety, variable length."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from test_coreml_common import TARGETS, TOL, check, forbidden_ops, op_types, reference, rel_err, run, src
+
+import specrewrite
+
+
+class Spectral(torch.nn.Module):
+    """Raw torch.stft / istft / fft / complex ops (need the graph pass, specrewrite.rewrite) and a mel module."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.hann_window(256))
+        self.mel = specrewrite.MelSpectrogram(n_fft=512, hop_length=128, n_mels=40)
+
+    def forward(self, x):
+        z = torch.stft(x, 256, 64, window=self.w, return_complex=True)
+        y = torch.istft(z * torch.sigmoid(z.abs()), 256, 64, window=self.w, length=x.shape[-1])
+        f = torch.fft.irfft(torch.fft.rfft(x) * (0.5 + 1j), n=4000)
+        w = z + 200.0  # |w| >= 98: a well-conditioned phase, on both sides of the branch cut
+        return z.abs() ** 2, y, f, torch.angle(torch.cat([w, -w], dim=-1)), self.mel(x)
+
+
+def _signal(length=4000, seed=0):
+    return torch.rand(1, length, generator=torch.Generator().manual_seed(seed)) * 1.6 - 0.8
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_rewritten_route_every_target(target):
+    model, x = Spectral(), _signal()
+    ml = src.convert(model, (x,), target=target if target != "neuralnetwork" else None,
+                     convert_to=TARGETS[target][1])
+    assert forbidden_ops(ml) == [] and "conv" in op_types(ml)
+    check(ml, model, (x,), TOL["fp32"], angles=(3,))
+
+
+def test_torchaudio_modules_variable_length():
+    model = torchaudio.transforms.MelSpectrogram(n_fft=1024, hop_length=256, n_mels=64)
+    x = _signal(4000)
+    ml = src.convert(model, (x,), target="iOS17", variable_length=True)
+    assert forbidden_ops(ml) == []
+    for length in (3000, 7777):
+        xx = _signal(length, seed=length)
+        (out,) = run(ml, (xx,))
+        (ref,) = reference(model, (xx,))
+        assert out.shape == ref.shape and rel_err(out, ref) <= TOL["fp32"]
+
+
+def test_on_the_fly_mode_keeps_the_file_small():
+    model, x = torchaudio.transforms.Spectrogram(n_fft=1024, hop_length=256), _signal()
+    ml = src.convert(model, (x,), target="iOS18", mode="on_the_fly")
+    consts = [op.outputs[0].val for op in ml._mil_program.functions["main"].operations if op.op_type == "const"]
+    assert max(np.size(c) for c in consts) <= 4 * 1024
+    check(ml, model, (x,), TOL["fp32"])
+
+
+# ------------------------------------------------------------------------------------------------ fp16
+
+def _sine(n_fft, length=8192, amplitude=1.0):
+    t = torch.arange(length, dtype=torch.float64)
+    return (amplitude * torch.sin(2 * torch.pi * (n_fft // 8) / n_fft * t)).float()[None]
+
+
+@pytest.mark.parametrize("kind", ["mel", "spectrogram", "mfcc"])
+def test_fp16_safe_full_scale(kind):
+    n_fft = 2048
+    model = {"mel": lambda: torchaudio.transforms.MelSpectrogram(n_fft=n_fft, hop_length=512),
+             "spectrogram": lambda: torchaudio.transforms.Spectrogram(n_fft=n_fft, hop_length=512),
+             "mfcc": lambda: torchaudio.transforms.MFCC(melkwargs={"n_fft": n_fft, "hop_length": 512})}[kind]()
+    x = _sine(n_fft)
+    ml = src.convert(model, (x,), target="iOS16", precision="fp16")
+    (info,) = ml.specrewrite_fp16
+    assert info["scale"] < 1.0 and info["compensation"] != "none needed"
+    # every fp32 value rounded to fp16 too, unless an output rescale is kept in fp32 on purpose
+    emulate = "fp32" not in info["compensation"]
+    for sig in (x, 2.0 * x, _signal(8192)):  # full scale, the documented 2x headroom, noise
+        (out,) = run(ml, (sig,), fp16=emulate)
+        (ref,) = reference(model, (sig,))
+        assert np.isfinite(out).all()
+        assert rel_err(out, ref) <= TOL["fp16"], info
+
+
+def test_without_fp16_safe_the_power_overflows():
+    n_fft = 2048
+    model, x = torchaudio.transforms.MelSpectrogram(n_fft=n_fft, hop_length=512), _sine(n_fft)
+    ml = src.convert(model, (x,), target="iOS16", precision="fp16", fp16_safe=False)
+    (out,) = run(ml, (x,))
+    assert not np.isfinite(out).all()
+
+
+def test_fp16_scaling_is_exact_in_fp32():
+    """The scaled modules compute the same function (power-of-two scaling and exact compensation)."""
+    from specrewrite.coreml import _fp16
+
+    for make in (lambda: specrewrite.MelSpectrogram(n_fft=4096, hop_length=1024),
+                 lambda: specrewrite.MFCC(melkwargs={"n_fft": 4096, "hop_length": 1024}),
+                 lambda: specrewrite.LFCC(speckwargs={"n_fft": 4096, "hop_length": 1024}),
+                 lambda: specrewrite.Spectrogram(n_fft=4096, hop_length=1024, power=1.0)):
+        plain = make()
+        scaled, info, _ = _fp16.make_safe(make())
+        x = _sine(4096)
+        with torch.no_grad():
+            a, b = plain(x).double(), scaled(x).double()
+        assert info[0]["scale"] < 1.0
+        assert float((a - b).abs().max() / a.abs().max()) <= TOL["fp32"], info
