@@ -108,8 +108,8 @@ class RealISTFT(BasisHolder):
         mirror = torch.flip(z[:, 1: n - (n // 2 + 1) + 1], dims=[1])
         mirror = mirror * torch.tensor([1.0, -1.0], dtype=z.dtype)
         z = torch.cat([z, mirror], dim=1)                                      # (B, N, T, 2) Hermitian
-        x = z.unflatten(1, (n1, n2)).permute(0, 3, 2, 4, 1)                    # (B, T, N2[k2], 2, N1[k1])
-        x = torch.matmul(x.flatten(3).unsqueeze(3), wa)                        # (B, T, N2, 1, 2*N1)
-        x = x.squeeze(3).unflatten(3, (2, n1)).permute(0, 1, 4, 3, 2)          # (B, T, N1[n1], 2, N2[k2])
+        x = z.unflatten(1, (n1, n2)).permute(0, 2, 3, 4, 1)                    # (B, N2[k2], T, 2, N1[k1])
+        x = torch.matmul(x.flatten(3), wa)                                     # (B, N2, T, 2*N1): batched GEMM
+        x = x.unflatten(3, (2, n1)).permute(0, 2, 4, 3, 1)                     # (B, T, N1[n1], 2, N2[k2])
         x = torch.matmul(x.flatten(3), wb)                                     # (B, T, N1[n1], N2[n2])
         return x.transpose(2, 3).flatten(2)

@@ -68,7 +68,7 @@ class RealSTFT(BasisHolder):
             y = y.unflatten(1, (2, spec.n_bins)).permute(0, 2, 3, 1)
         else:
             y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))
-        return y.reshape(lead + y.shape[1:])
+        return y.reshape(tuple(lead) + (spec.n_bins, -1, 2))  # no frame count baked into traced graphs
 
     def _factored(self, x, w1, w2):
         # No shape arithmetic anywhere (it becomes fragile int ops in traced graphs): the phase split is a

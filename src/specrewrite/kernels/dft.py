@@ -124,14 +124,15 @@ def choose_plan(n_fft: int, hop: int | None, n_bins: int) -> FactorPlan | None:
     if n_fft < 256:
         return None
     limit = n_fft if hop is None else math.gcd(n_fft, hop)
-    best, best_cost = None, 2.0 * n_bins * n_fft  # dense multiply-adds per frame
+    dense = 2.0 * n_bins * n_fft  # dense multiply-adds per frame
+    best, best_cost = None, 0.6 * dense
     for n2 in _divisors(limit):
         n1 = n_fft // n2
         if n2 < 4 or n1 < 4:
             continue
         k2 = min(n2, -(-n_bins // n1))
         cost = 2.0 * n1 * n_fft + 4.0 * n1 * n2 * k2
-        if cost < best_cost * 0.6:
+        if cost < best_cost:
             best, best_cost = FactorPlan(n1, n2, k2), cost
     return best
 

@@ -41,8 +41,8 @@ def max_rel_err(got, ref) -> float:
         return float("inf")
     worst = 0.0
     for x, y in zip(a, b):
-        x = torch.view_as_real(x) if x.is_complex() else x
-        y = torch.view_as_real(y) if y.is_complex() else y
+        x = torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
+        y = torch.view_as_real(y.resolve_conj()) if y.is_complex() else y
         if x.shape != y.shape:
             return float("inf")
         x, y = x.detach().double(), y.detach().double()
@@ -134,6 +134,10 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
     try:
         gm, sites = cap.via_export(work, args)
         report.capture = "torch.export (dynamic shapes kept where the model allows)"
+        static = _static_input_dims(gm, args)
+        if static:
+            report.shapes_specialised = True
+            report.notes.append("torch.export fixed these input sizes to the example's: " + ", ".join(static))
     except SpecRewriteError:
         raise
     except Exception as e:  # noqa: BLE001 - fall back to tracing with the real inputs
@@ -173,6 +177,28 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
                                 "a specrewrite bug worth reporting")
     report.seconds = time.perf_counter() - t0
     _attach(out, report)
+    return out
+
+
+def _static_input_dims(gm, args):
+    """'input i dim d = n' for every input dimension (size > 1) that the capture made static."""
+    out = []
+    phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for i, (ph, a) in enumerate(zip(phs, args)):
+        v = ph.meta.get("val")
+        if not isinstance(a, torch.Tensor) or not isinstance(v, torch.Tensor):
+            continue
+        for d, size in enumerate(v.shape):
+            fixed = isinstance(size, int)
+            if not fixed:
+                try:  # a symbol the export later pinned to one value (a guard such as s0 == 4000)
+                    node = size.node
+                    rng = node.shape_env.bound_sympy(node.shape_env.simplify(node.expr))
+                    fixed = rng.lower == rng.upper
+                except Exception:  # noqa: BLE001 - best effort, only for the report
+                    fixed = False
+            if fixed and a.shape[d] > 1:
+                out.append(f"input {i} dim {d} = {a.shape[d]}")
     return out
 
 

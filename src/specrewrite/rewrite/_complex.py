@@ -241,3 +241,15 @@ def l1_loss(a, b, reduction: int = 1):
     if reduction == 2:
         return torch.sum(d)
     return d
+
+
+def check_shape(x, shape: tuple, index: int):
+    """Guard of a traced (shape-specialised) result: other input shapes would give a silently wrong graph."""
+    if isinstance(x, torch.Tensor) and tuple(x.shape) != tuple(shape):
+        from ..errors import SpecRewriteError
+
+        raise SpecRewriteError(f"input {index} has shape {tuple(x.shape)}, but this model was rewritten by tracing "
+                               f"with shape {tuple(shape)} and is specialised to it", op="rewritten model",
+                               fix="rewrite again with example inputs of this shape, or remove the data-dependent "
+                               "Python that prevented torch.export")
+    return x

@@ -80,6 +80,7 @@ class Lowering:
                 counts[str(n.target).split(".")[1]] += 1
         self.sites = {k: list(v) for k, v in (sites or {}).items() if len(v) == counts.get(k)}
         self.attr_placeholders = attr_placeholders or {}
+        self.traced = attr_placeholders is not None
         self.graph = fx.Graph()
         self.env: Dict[fx.Node, Any] = {}
         self.modules: Dict[str, torch.nn.Module] = {}
@@ -120,6 +121,12 @@ class Lowering:
             return x
         ref_real = self.call(C.re, ref.node) if is_c(ref) else ref
         return self.call(torch.full_like, ref_real, x)
+
+    def _float_dtype(self, node):
+        v = _val(node)
+        dt = v.dtype if isinstance(v, torch.Tensor) else torch.float32
+        dt = self.real_dtype(dt)
+        return torch.float64 if dt == torch.float64 else torch.float32
 
     def unsupported(self, node, why: str = "") -> SpecRewriteError:
         name = getattr(node.target, "__name__", str(node.target))
@@ -211,7 +218,7 @@ class Lowering:
         spec = StftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, center,
                              b.get("pad_mode") or "reflect", b.get("normalized") or False, b.get("onesided"),
                              op="torch.stft", where=where)
-        mod = RealSTFT(spec, self.mode, self.strategy)
+        mod = RealSTFT(spec, self.mode, self.strategy, dtype=self._float_dtype(node.args[0]))
         name = self._add_module("stft", mod)
         self.report.add("torch.stft", where, spec.describe(), replaced_by=f"{name}: RealSTFT({mod.extra_repr()})")
         out = self._call_spectral(name, (x,))
@@ -234,7 +241,7 @@ class Lowering:
         onesided = b.get("onesided")
         spec = IstftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, b.get("center", True),
                               b.get("normalized") or False, onesided, op="torch.istft", where=where)
-        mod = RealISTFT(spec, self.mode, self.strategy)
+        mod = RealISTFT(spec, self.mode, self.strategy, dtype=self.real_dtype(self._float_dtype(node.args[0])))
         name = self._add_module("istft", mod)
         d = spec.describe()
         d["length"] = b.get("length") if not isinstance(b.get("length"), fx.Node) else "dynamic"
@@ -245,7 +252,8 @@ class Lowering:
     def _fft_module(self, node, kind, n, scale, inverse=False, onesided=True):
         if not isinstance(n, int):
             raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis")
-        mod = RealFFT(kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode)
+        mod = RealFFT(kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode,
+                      dtype=self.real_dtype(self._float_dtype(node.args[0])))
         return self._add_module("fft", mod), mod
 
     def _log_fft(self, node, what, n, d, norm, name, mod):
@@ -371,6 +379,11 @@ class Lowering:
                                            "supported", op="input", fix="pass torch.view_as_real(x) and call "
                                            "torch.view_as_complex inside the model")
                 self.env[node] = self._last_placeholder = self.copy(node, (), {})
+                v = _val(node)
+                if self.traced and isinstance(v, torch.Tensor):
+                    self._n_inputs = getattr(self, "_n_inputs", 0) + 1
+                    self.env[node] = self.call(C.check_shape, self.env[node], tuple(int(d) for d in v.shape),
+                                               self._n_inputs - 1)
                 continue
             if node.op == "get_attr":
                 self.env[node] = self._get_attr(node)
@@ -442,7 +455,7 @@ class Lowering:
         for name, m in self.modules.items():
             root.add_module(name, m)
         self.graph._codegen = self.gm.graph._codegen
-        if self.attr_placeholders or self.basis_feeds:
+        if self.traced or self.basis_feeds:
             # traced route: parameters left the signature; input mode: the bases joined it (after the inputs)
             from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
             import torch.utils._pytree as pytree
@@ -455,7 +468,7 @@ class Lowering:
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         gm.graph.eliminate_dead_code()
         gm.recompile()
-        for attr in (("meta",) if self.attr_placeholders or self.basis_feeds else ("_in_spec", "_out_spec", "meta")):
+        for attr in (("meta",) if self.traced or self.basis_feeds else ("_in_spec", "_out_spec", "meta")):
             if hasattr(self.gm, attr):
                 try:
                     setattr(gm, attr, getattr(self.gm, attr))

@@ -51,7 +51,15 @@ def _n(x):
 # ----------------------------------------------------------------------------------------- identity-like
 
 
-@rule(aten.clone, aten.contiguous, aten.alias, aten.detach, aten.lift_fresh_copy, aten.resolve_conj,
+@rule(aten.clone)
+def _clone(ctx, node, args, kwargs):
+    x = args[0]
+    if is_c(x):  # a real copy: later in-place ops on the clone must not reach its source
+        return Cx(ctx.call(torch.clone, x.node), x.rank)
+    return ctx.copy(node, args, kwargs)
+
+
+@rule(aten.contiguous, aten.alias, aten.detach, aten.lift_fresh_copy, aten.resolve_conj,
       aten.resolve_neg, aten.lift_fresh, aten.view_as_real_copy if hasattr(aten, "view_as_real_copy") else aten.alias)
 def _identity(ctx, node, args, kwargs):
     x = args[0]
@@ -241,9 +249,54 @@ def _polar(ctx, node, args, kwargs):
 def _where(ctx, node, args, kwargs):
     cond, a, b = args
     r = ctx.out_rank(node)
-    a = a.node if is_c(a) else ctx.call(C.from_real, ctx.as_tensor_like(a, b))
-    b = b.node if is_c(b) else ctx.call(C.from_real, ctx.as_tensor_like(b, a))
-    return Cx(ctx.call(torch.where, ctx.call(torch.unsqueeze, cond, -1), a, b), r)
+    ref = a if is_c(a) else b
+    a2 = a.node if is_c(a) else ctx.call(C.from_real, ctx.as_tensor_like(a, ref))
+    b2 = b.node if is_c(b) else ctx.call(C.from_real, ctx.as_tensor_like(b, ref))
+    return Cx(ctx.call(torch.where, ctx.call(torch.unsqueeze, cond, -1), a2, b2), r)
+
+
+@rule(aten.fill)
+def _fill(ctx, node, args, kwargs):
+    z, value = args
+    base = ctx.call(torch.zeros_like, z.node)
+    if isinstance(value, torch.fx.Node) or is_c(value):
+        v = value.node if is_c(value) else ctx.call(C.from_real, value)
+        return Cx(ctx.call(torch.Tensor.__add__, base, v), z.rank)
+    return Cx(ctx.call(C.cadd_cscalar, base, complex(value), True), z.rank)
+
+
+@rule(aten.flatten)
+def _flatten(ctx, node, args, kwargs):
+    z = args[0]
+    start = args[1] if len(args) > 1 else 0
+    end = args[2] if len(args) > 2 else -1
+    return Cx(ctx.call(torch.flatten, z.node, nd(start, z.rank), nd(end, z.rank)), ctx.out_rank(node))
+
+
+@rule(aten.narrow)
+def _narrow(ctx, node, args, kwargs):
+    z, dim, start, length = args
+    return Cx(ctx.call(torch.narrow, z.node, nd(dim, z.rank), start, length), z.rank)
+
+
+@rule(aten.mT)
+def _mT(ctx, node, args, kwargs):
+    z = args[0]
+    return Cx(ctx.call(torch.transpose, z.node, z.rank - 2, z.rank - 1), z.rank)
+
+
+@rule(aten.expand_as)
+def _expand_as(ctx, node, args, kwargs):
+    x, other = args
+    if is_c(x):
+        ref = other.node if is_c(other) else ctx.call(C.from_real, other)
+        return Cx(ctx.call(torch.Tensor.expand_as, x.node, ref), ctx.out_rank(node))
+    return ctx.call(torch.Tensor.expand_as, x, ctx.call(C.re, other.node))
+
+
+@rule(aten._assert_tensor_metadata)
+def _assert_meta(ctx, node, args, kwargs):
+    return None
 
 
 @rule(aten.mm, aten.bmm, aten.matmul)
@@ -561,7 +614,7 @@ def _full(ctx, node, args, kwargs):
 # functionalized graphs (make_fx + functionalize) use the *_copy form of every view op
 for _base in ("view", "permute", "transpose", "t", "slice", "select", "unsqueeze", "squeeze", "expand", "alias",
               "unfold", "view_as_real", "view_as_complex", "split", "split_with_sizes", "unbind", "_conj", "real",
-              "imag", "detach"):
+              "imag", "detach", "clone", "narrow", "expand_as"):
     _copy = getattr(aten, _base + "_copy", None)
     if _copy is not None and getattr(aten, _base) in RULES:
         RULES[_copy] = RULES[getattr(aten, _base)]

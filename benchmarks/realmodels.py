@@ -1,0 +1,237 @@
+"""Public real models (/work/shared/corpus-public/cases/*.py): rewrite time and latency before / after.
+
+Each case runs in its own subprocess (``python realmodels.py CASE OUT_JSON ...``) under a time limit, writing its
+JSON after every stage, so a slow export still leaves the rewrite time and eager latencies. Stages:
+
+1. ``build()`` (skipped with a note when the case's package does not import), eager latency of the original;
+2. ``specrewrite.rewrite(model, inputs)`` timed ("not available" while the library has none), eager latency and
+   error of the rewritten model;
+3. export of the original (native; may hold STFT/DFT ops) and of the rewritten model with
+   ``torch.onnx.export(dynamo=True)``, then interleaved latency in ONNX Runtime / OpenVINO where they load.
+
+With --quick only build and rewrite run (no latency, no export).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CASES_DIR = "/work/shared/corpus-public/cases"
+
+
+def get_rewrite():
+    """specrewrite.rewrite if the library has it, else None."""
+    try:
+        import specrewrite
+    except Exception:  # noqa: BLE001
+        return None
+    fn = getattr(specrewrite, "rewrite", None)
+    if isinstance(fn, types.ModuleType):
+        fn = getattr(fn, "rewrite", None)
+    return fn if callable(fn) else None
+
+
+def case_files(cases_dir: str):
+    return sorted(glob.glob(os.path.join(cases_dir, "*.py")))
+
+
+def _flat(out):
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _flat(o)]
+    if isinstance(out, dict):
+        return [t for k in sorted(out) for t in _flat(out[k])]
+    return []
+
+
+def _rel(a, b):
+    import torch
+
+    a, b = _flat(a), _flat(b)
+    if len(a) != len(b) or not a:
+        return float("inf")
+    worst = 0.0
+    for x, y in zip(a, b):
+        x = torch.view_as_real(x) if x.is_complex() else x
+        y = torch.view_as_real(y) if y.is_complex() else y
+        if x.shape != y.shape:
+            return float("inf")
+        x, y = x.detach().double(), y.detach().double()
+        worst = max(worst, float((x - y).abs().max()) / max(float(y.abs().max()), 1e-12))
+    return worst
+
+
+def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workdir):
+    """The child process: every stage, JSON written after each."""
+    sys.path.insert(0, HERE)
+    import torch
+
+    import candidates as C
+    import runtimes as R
+    import timing as T
+
+    name = os.path.basename(path)[:-3]
+    res = {"case": name, "timings": {}, "notes": []}
+
+    def save():
+        with open(out_json, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+
+    def eager_times(runners, stage):
+        for t in threads:
+            torch.set_num_threads(t)
+            for k, v in T.interleaved(runners, budget_s, 2, max_reps).items():
+                res["timings"].setdefault(f"torch/{t}t", {})[k] = v
+        res["stage"] = stage
+        save()
+
+    spec = importlib.util.spec_from_file_location(f"case_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        with C.quiet():
+            spec.loader.exec_module(mod)
+            model, inputs = mod.build()
+    except (ImportError, ModuleNotFoundError) as e:
+        res["notes"].append(f"skipped: package not importable ({type(e).__name__}: {e})")
+        return save()
+    except Exception as e:  # noqa: BLE001
+        res["notes"].append(f"skipped: build failed ({type(e).__name__}: {str(e)[:200]})")
+        return save()
+    inputs = tuple(inputs)
+    with torch.inference_mode():
+        y0 = model(*inputs)
+    res["stage"] = "build"
+    if not quick:
+        eager_times({"eager": R.EagerRunner(model, list(inputs))}, "eager")
+    rewrite = get_rewrite()
+    rewritten = None
+    if rewrite is None:
+        res["notes"].append("specrewrite.rewrite not available")
+    else:
+        try:
+            with C.quiet():
+                t0 = time.perf_counter()
+                rewritten = rewrite(model, inputs)
+                res["rewrite_s"] = time.perf_counter() - t0
+            save()
+            with torch.inference_mode():
+                res["eager_rewritten_err"] = _rel(rewritten(*inputs), y0)
+            res["stage"] = "rewrite"
+            save()
+            if not quick:
+                eager_times({"eager": R.EagerRunner(model, list(inputs)),
+                             "eager_rewritten": R.EagerRunner(rewritten, list(inputs))}, "rewrite")
+        except Exception as e:  # noqa: BLE001
+            res["notes"].append(f"rewrite failed: {type(e).__name__}: {str(e)[:200]}")
+            rewritten = None
+            save()
+    if quick:
+        return save()
+    arrays = [t.detach().numpy() for t in inputs]
+    files = {}
+    for label, m in (("rewritten", rewritten), ("native", model)):
+        if m is None:
+            continue
+        p = os.path.join(workdir, f"real_{name}_{label}.onnx")
+        info = C.export(m, inputs, p)
+        res[f"{label}_export"] = {k: v for k, v in info.items() if k != "ops"}
+        res[f"{label}_export"]["spectral_ops"] = sorted(set(info.get("ops", [])) & C.SPECTRAL_ONNX)
+        save()
+        if "error" in info:
+            res["notes"].append(f"{label} export failed")
+            continue
+        if label == "native" and C.fix_index_types(p):
+            res["native_export"]["patched"] = "int32 ScatterND/GatherND indices cast to int64"
+        files[label] = p
+    ref = _flat(y0)[0].detach().double().numpy()
+    for t in threads:
+        for rt in runtimes:
+            runners = {}
+            for label, p in files.items():
+                try:
+                    runners[label] = R.make_runner(rt, p, t, arrays)
+                except Exception as e:  # noqa: BLE001
+                    res.setdefault("load_errors", {})[f"{rt}/{label}"] = f"{type(e).__name__}: {str(e)[:200]}"
+            for label, r in list(runners.items()):
+                try:
+                    res.setdefault("onnx_err", {})[f"{rt}/{label}"] = R.rel_error(r(), ref)
+                except Exception as e:  # noqa: BLE001
+                    res.setdefault("load_errors", {})[f"{rt}/{label}"] = f"run: {type(e).__name__}: {str(e)[:200]}"
+                    del runners[label]
+            if runners:
+                res["timings"][f"{rt}/{t}t"] = T.interleaved(runners, budget_s, 2, max_reps)
+            save()
+    res["stage"] = "done"
+    return save()
+
+
+def bench_all(cases_dir, threads, runtimes, workdir, budget_s, max_reps, quick, case_timeout_s, total_s,
+              filt=None, log=print) -> list:
+    """Run every case in a subprocess; returns the per-case dicts (with 'note' and 'wall_s')."""
+    out = []
+    t_all = time.perf_counter()
+    for path in case_files(cases_dir):
+        name = os.path.basename(path)[:-3]
+        if filt and not filt(f"real-{name}"):
+            continue
+        left = total_s - (time.perf_counter() - t_all)
+        if left < 10:
+            out.append({"case": name, "note": "skipped: real-model time budget used up", "timings": {}})
+            log(f"  real model {name}: skipped (time budget)")
+            continue
+        js = os.path.join(workdir, f"real_{name}.json")
+        cmd = [sys.executable, os.path.abspath(__file__), path, js, "--threads", *map(str, threads),
+               "--runtimes", *runtimes, "--budget", str(budget_s), "--max-reps", str(max_reps),
+               "--workdir", workdir] + (["--quick"] if quick else [])
+        t0 = time.perf_counter()
+        limit = min(case_timeout_s, left)
+        timed_out = False
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+            tail = (proc.stderr or "").strip().splitlines()[-1:] if proc.returncode else []
+        except subprocess.TimeoutExpired:
+            timed_out, tail = True, []
+        try:
+            with open(js) as f:
+                r = json.load(f)
+        except (OSError, ValueError):
+            r = {"case": name, "timings": {}, "notes": []}
+        if timed_out:
+            r["notes"].append(f"stopped after {limit:.0f} s (last completed stage: {r.get('stage', 'none')})")
+        if tail:
+            r["notes"].append(f"child failed: {tail[0][:200]}")
+        r["note"] = "; ".join(r.pop("notes", []))
+        r["wall_s"] = time.perf_counter() - t0
+        log(f"  real model {name}: {r['note'] or 'ok'} ({r['wall_s']:.0f} s)")
+        out.append(r)
+    return out
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("case")
+    p.add_argument("out_json")
+    p.add_argument("--threads", type=int, nargs="+", default=[1])
+    p.add_argument("--runtimes", nargs="+", default=["ort"])
+    p.add_argument("--budget", type=float, default=0.3)
+    p.add_argument("--max-reps", type=int, default=20)
+    p.add_argument("--workdir", default="/tmp")
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    sys.path.insert(0, HERE)
+    try:
+        import specrewrite  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+    run_case(a.case, a.out_json, a.threads, a.runtimes, a.budget, a.max_reps, a.quick, a.workdir)

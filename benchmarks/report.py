@@ -1,0 +1,220 @@
+"""Turning raw medians into ratio tables (console + markdown) and PASS/MISS per issue goal."""
+from __future__ import annotations
+
+import math
+
+from candidates import DEFAULT, MODES, STRATEGIES
+
+GOAL_NATIVE_RATIO = 1 / 3
+GOAL_EAGER_RATIO = 1.2
+GOAL_STORE_BYTES = 2.5e6        # n_fft 4096, store mode
+GOAL_OTF_BYTES = 100e3          # on_the_fly, every n_fft
+GOAL_ERR = 1e-6
+GOAL_REWRITE_S = 2.0
+
+
+def med(timings: dict, group: str, name: str):
+    r = timings.get(group, {}).get(name)
+    return r.get("median_ms") if r and "median_ms" in r else None
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def fmt_ms(v):
+    return "-" if v is None else (f"{v:.2f}" if v < 100 else f"{v:.0f}")
+
+
+def fmt_r(v):
+    return "-" if v is None else f"{v:.2f}"
+
+
+def groups_of(setting: dict):
+    """ONNX runtime groups (e.g. 'ort/1t', 'openvino/2t') in a stable order."""
+    return sorted((g for g in setting["timings"] if not g.startswith("torch")),
+                  key=lambda g: (g.split("/")[0] != "ort", g))
+
+
+def fastest_rewritten(timings: dict, group: str):
+    best = None
+    for name, r in timings.get(group, {}).items():
+        if name.startswith("sr:") and "median_ms" in r and (best is None or r["median_ms"] < best[1]):
+            best = (name[3:], r["median_ms"])
+    return best
+
+
+def ratio_rows(settings: list):
+    """One row per (setting, ONNX runtime group)."""
+    rows = []
+    for s in settings:
+        tim = s["timings"]
+        for g in groups_of(s):
+            threads = g.split("/")[1]
+            d, nat, eag = med(tim, g, DEFAULT), med(tim, g, "native"), med(tim, "torch/" + threads, "eager")
+            best = fastest_rewritten(tim, g)
+            rows.append({"op": s["op"], "n_fft": s["n_fft"], "hop": s["hop"], "seconds": s["seconds"], "group": g,
+                         "native": nat, "eager": eag, "default": d, "r_native": ratio(d, nat),
+                         "r_eager": ratio(d, eag), "best": best, "best_r_native": ratio(best[1], nat) if best else None,
+                         "native_note": "patched" if s["cands"].get("native", {}).get("patched") else
+                         s["cands"].get("native", {}).get("error", "")})
+    return rows
+
+
+HEAD = ["op", "n_fft/hop", "audio", "runtime", "native ms", "eager ms", "auto/store ms", "/native", "/eager",
+        "fastest rewritten (ms, /native)"]
+
+
+def _row_cells(r):
+    best = f"{r['best'][0]} ({fmt_ms(r['best'][1])}, {fmt_r(r['best_r_native'])})" if r["best"] else "-"
+    nat = fmt_ms(r["native"]) + ("*" if r["native_note"] == "patched" else "")
+    return [r["op"], f"{r['n_fft']}/{r['hop']}", f"{r['seconds']:g} s", r["group"], nat, fmt_ms(r["eager"]),
+            fmt_ms(r["default"]), fmt_r(r["r_native"]), fmt_r(r["r_eager"]), best]
+
+
+def console_table(rows) -> str:
+    cells = [HEAD] + [_row_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEAD))]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEAD))) for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def md_table(head, body) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return "\n".join(out)
+
+
+def candidate_table(settings, op, group, seconds):
+    """Every candidate's median (ms) at one runtime group, one row per n_fft."""
+    names = [f"sr:{s}:{m}" for s in STRATEGIES for m in MODES] + ["native"]
+    head = ["n_fft/hop", "plan (auto)"] + [n[3:] if n.startswith("sr:") else n for n in names] + ["torch eager"]
+    body = []
+    for s in settings:
+        if s["op"] != op or s["seconds"] != seconds or group not in s["timings"]:
+            continue
+        plan = s["cands"].get(DEFAULT, {}).get("plan", "?")
+        threads = group.split("/")[1]
+        body.append([f"{s['n_fft']}/{s['hop']}", plan] + [fmt_ms(med(s["timings"], group, n)) for n in names]
+                    + [fmt_ms(med(s["timings"], "torch/" + threads, "eager"))])
+    return md_table(head, body) if body else ""
+
+
+def size_rows(settings):
+    """{(op, n_fft): {cand: bytes}} from the shortest-audio export of each (op, n_fft)."""
+    out = {}
+    for s in sorted(settings, key=lambda s: s["seconds"]):
+        key = (s["op"], s["n_fft"])
+        if key in out:
+            continue
+        out[key] = {n: {"file": c.get("size"), "weights": c.get("initializer_bytes")}
+                    for n, c in s["cands"].items() if "size" in c}
+    return out
+
+
+def error_rows(settings):
+    """{op: {strategy: worst rel error over modes, settings, runtimes}} for the rewritten candidates, plus native."""
+    out = {}
+    for s in settings:
+        for rt, errs in s.get("errors", {}).items():
+            for name, e in errs.items():
+                if e is None or (isinstance(e, float) and math.isnan(e)):
+                    continue
+                key = name.split(":")[1] if name.startswith("sr:") else name
+                cur = out.setdefault(s["op"], {}).setdefault(key, {})
+                cur[rt] = max(cur.get(rt, 0.0), e)
+    return out
+
+
+def _verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def goals(settings, real, want_groups):
+    """[(goal, PASS/MISS/N/A, detail)]."""
+    res = []
+    rows = ratio_rows(settings)
+    checked = [r for r in rows if r["r_native"] is not None]
+    missing = [r for r in rows if r["r_native"] is None]
+    if checked:
+        worst = max(checked, key=lambda r: r["r_native"])
+        fails = [r for r in checked if r["r_native"] > GOAL_NATIVE_RATIO]
+        best_fails = [r for r in checked if (r["best_r_native"] or 9e9) > GOAL_NATIVE_RATIO]
+        det = (f"{len(checked) - len(fails)}/{len(checked)} settings pass; worst auto/store = "
+               f"{worst['r_native']:.2f}x native ({worst['op']} {worst['n_fft']} {worst['seconds']:g}s {worst['group']});"
+               f" with the fastest strategy/mode per setting {len(checked) - len(best_fails)}/{len(checked)} pass")
+        if missing:
+            det += f"; {len(missing)} rows without a native timing (see notes)"
+        res.append(("rewritten <= 1/3 native ONNX STFT latency (every setting, runtime, thread count)",
+                    _verdict(not fails and not missing and set(want_groups) <= {r['group'] for r in checked}), det))
+    else:
+        res.append(("rewritten <= 1/3 native ONNX STFT latency", "N/A", "no native timings"))
+    er = [r for r in rows if r["op"] == "power" and r["group"] == "ort/1t" and r["r_eager"] is not None]
+    if er:
+        worst = max(er, key=lambda r: r["r_eager"])
+        fails = [r for r in er if r["r_eager"] > GOAL_EAGER_RATIO]
+        res.append(("rewritten <= 1.2x torch.stft eager (power, ORT 1 thread, every n_fft)", _verdict(not fails),
+                    f"{len(er) - len(fails)}/{len(er)} pass; worst {worst['r_eager']:.2f}x at n_fft {worst['n_fft']} "
+                    f"{worst['seconds']:g}s; misses at n_fft " + (", ".join(sorted({str(r['n_fft']) for r in fails}))
+                                                                  or "none")))
+    else:
+        res.append(("rewritten <= 1.2x torch.stft eager (power, ORT 1 thread)", "N/A", "not measured"))
+    sizes = size_rows(settings)
+    s4096 = sizes.get(("power", 4096))
+    if s4096:
+        st = {n: v["file"] for n, v in s4096.items() if n.endswith(":store")}
+        d = st.get(DEFAULT)
+        det = ", ".join(f"{n[3:]} {v / 1e6:.2f} MB" for n, v in st.items())
+        res.append(("store-mode file <= 2.5 MB at n_fft 4096 (auto strategy)",
+                    _verdict(d is not None and d <= GOAL_STORE_BYTES), det))
+    else:
+        res.append(("store-mode file <= 2.5 MB at n_fft 4096", "N/A", "n_fft 4096 not run"))
+    otf = [(k, n, v["file"]) for k, d in sizes.items() for n, v in d.items()
+           if n.endswith(":on_the_fly") and k[0] == "power"]
+    if otf:
+        worst = max(otf, key=lambda t: t[2])
+        res.append(("on_the_fly file < 100 kB (power spectrogram, every strategy and n_fft)",
+                    _verdict(worst[2] < GOAL_OTF_BYTES),
+                    f"largest {worst[2] / 1e3:.1f} kB ({worst[0][0]} n_fft {worst[0][1]} {worst[1][3:]})"))
+    errs = error_rows(settings)
+    per_strat = {}
+    for op, d in errs.items():
+        for strat, rts in d.items():
+            if strat in STRATEGIES:
+                for rt, e in rts.items():
+                    if e > per_strat.get(strat, (0.0, ""))[0]:
+                        per_strat[strat] = (e, f"{op} {rt}")
+    if per_strat:
+        det = "; ".join(f"{k} worst {v[0]:.2e} ({v[1]})" for k, v in per_strat.items())
+        res.append(("float32 error <= 1e-6 of peak (every strategy)",
+                    _verdict(all(v[0] <= GOAL_ERR for v in per_strat.values())), det))
+    times = [(r["case"], r["rewrite_s"]) for r in real if r.get("rewrite_s") is not None]
+    if times:
+        worst = max(times, key=lambda t: t[1])
+        skipped = [r["case"] for r in real if r.get("rewrite_s") is None]
+        det = f"worst {worst[1]:.2f} s ({worst[0]}); {len(times)} case(s) timed"
+        if skipped:
+            det += f"; not timed: {', '.join(skipped)}"
+        res.append(("rewrite of any public real model <= 2 s", _verdict(worst[1] <= GOAL_REWRITE_S), det))
+    else:
+        why = "specrewrite.rewrite not available or no case could be built"
+        res.append(("rewrite of any public real model <= 2 s", "N/A", why))
+    return res
+
+
+def _err(e):
+    return "-" if e is None else f"{e:.1e}"
+
+
+def real_table(real):
+    head = ["case", "rewrite s", "eager ms", "eager rewritten ms", "native ONNX ms (ORT 1t)",
+            "rewritten ONNX ms (ORT 1t)", "rewritten ORT err", "note"]
+    body = []
+    for r in real:
+        t = r.get("timings", {})
+        body.append([r["case"], fmt_r(r.get("rewrite_s")), fmt_ms(med(t, "torch/1t", "eager")),
+                     fmt_ms(med(t, "torch/1t", "eager_rewritten")), fmt_ms(med(t, "ort/1t", "native")),
+                     fmt_ms(med(t, "ort/1t", "rewritten")),
+                     _err(r.get("onnx_err", {}).get("ort/rewritten")), r.get("note", "")])
+    return md_table(head, body)

@@ -1,0 +1,430 @@
+"""Complex dataflow carried as real pairs by rewrite(): every rule against eager torch.
+
+Most cases build the complex value from a real model input (``torch.view_as_complex(x)``) so the check isolates
+the lowering rule: the model is float64 and the rewritten model must match eager float64 to ``TOL['fp64_rel']``
+(no DFT basis involved). The cases on STFT outputs run in float32 against the float64 model.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import specrewrite as sr
+from conftest import TOL, rel_err
+from specrewrite import SpecRewriteError
+from test_rewrite import as_pairs, assert_matches, check_rewrite, flat, names_line, ref64, run_real_only, signal
+
+
+def inputs(b=2, n=6, m=8, seed=0):
+    """A complex-as-pairs tensor x (b, n, m, 2) and a real tensor y (b, n, m), float64."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, n, m, 2, generator=g, dtype=torch.float64), torch.randn(b, n, m, generator=g,
+                                                                               dtype=torch.float64)
+
+
+IDX = torch.randint(0, 4, (2, 6, 8), generator=torch.Generator().manual_seed(1))
+
+
+class Cx(torch.nn.Module):
+    """forward(x, y) = fn(view_as_complex(x), y)"""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.register_buffer("idx", IDX.clone())
+
+    def forward(self, x, y):
+        return self.fn(torch.view_as_complex(x), y, self)
+
+
+def _inplace_div(z, y, s):
+    z = z.clone()
+    z /= 3
+    return z
+
+
+def _inplace_mul_add(z, y, s):
+    z = z * 1
+    z *= 2
+    z += y
+    z -= 1j
+    z.mul_(1j)
+    z.add_(z.conj())
+    return z
+
+
+def _inplace_setitem_zero(z, y, s):
+    z = z.clone()
+    z[..., 0] = 0
+    return z
+
+
+def _inplace_setitem_complex(z, y, s):
+    z = z.clone()
+    z[:, 1] = z[:, 2] * 1j
+    return z
+
+
+def _inplace_on_view(z, y, s):
+    z = z.clone()
+    v = z[:, 2:4]
+    v *= 2
+    return z
+
+
+def _inplace_copy(z, y, s):
+    w = torch.zeros_like(z)
+    w.copy_(z * (1 + 2j))
+    return w
+
+
+def _inplace_fill_complex(z, y, s):
+    w = torch.empty_like(z)
+    w.fill_(1 - 2j)
+    return w * z
+
+
+CASES = {
+    # view_as_real / view_as_complex / parts
+    "view_as_real": lambda z, y, s: torch.view_as_real(z * 2),
+    "view_as_complex_roundtrip": lambda z, y, s: torch.view_as_complex(torch.view_as_real(z).flip(-1).contiguous()),
+    "real_imag": lambda z, y, s: (z.real * 2, z.imag - 1),
+    "torch_real_imag": lambda z, y, s: torch.real(z) + torch.imag(z),
+    "abs": lambda z, y, s: z.abs(),
+    "angle": lambda z, y, s: z.angle(),
+    "pow2": lambda z, y, s: z.pow(2),
+    "pow_int3": lambda z, y, s: z ** 3,
+    "pow_frac": lambda z, y, s: z ** 1.5,
+    "pow_neg": lambda z, y, s: (z + 3) ** -1,
+    "abs_pow": lambda z, y, s: z.abs() ** 2,
+    "conj": lambda z, y, s: z.conj(),
+    "conj_mul": lambda z, y, s: z.conj() * z,
+    "conj_physical": lambda z, y, s: torch.conj_physical(z),
+    "neg": lambda z, y, s: -z,
+    "exp": lambda z, y, s: torch.exp(z * 0.5),
+    "log": lambda z, y, s: torch.log(z + 5),
+    "sqrt": lambda z, y, s: torch.sqrt(z + 5),
+    "reciprocal": lambda z, y, s: torch.reciprocal(z + 3),
+    "sgn": lambda z, y, s: torch.sgn(z),
+    # arithmetic with tensors and scalars
+    "add_complex": lambda z, y, s: z + z.flip(1),
+    "sub_complex": lambda z, y, s: z - z.flip(2),
+    "add_real_tensor": lambda z, y, s: z + y,
+    "real_tensor_add": lambda z, y, s: y + z,
+    "sub_real_tensor": lambda z, y, s: y - z,
+    "add_alpha": lambda z, y, s: torch.add(z, z.flip(1), alpha=2.5),
+    "mul_complex": lambda z, y, s: z * z.flip(1),
+    "mul_real_tensor": lambda z, y, s: z * y,
+    "real_tensor_mul": lambda z, y, s: y * z,
+    "div_complex": lambda z, y, s: z / (z.flip(1) + 3),
+    "div_real_tensor": lambda z, y, s: z / (y.abs() + 1),
+    "real_tensor_div": lambda z, y, s: y / (z + 3),
+    "add_scalar": lambda z, y, s: z + 2.5,
+    "scalar_sub": lambda z, y, s: 2.5 - z,
+    "mul_scalar": lambda z, y, s: z * 3,
+    "div_scalar": lambda z, y, s: z / 4,
+    "scalar_div": lambda z, y, s: 2 / (z + 3),
+    "add_1j": lambda z, y, s: z + 1j,
+    "mul_1j": lambda z, y, s: z * 1j,
+    "complex_scalar_mul": lambda z, y, s: (2 - 3j) * z,
+    "div_complex_scalar": lambda z, y, s: z / (1 + 2j),
+    "complex_scalar_div": lambda z, y, s: (1 + 2j) / (z + 3),
+    "real_times_1j": lambda z, y, s: y * 1j,
+    "real_plus_1j_real": lambda z, y, s: y + 1j * y.flip(1),    # vocos: mag * (x + 1j * y)
+    "vocos_head": lambda z, y, s: torch.exp(y.clamp(max=2)) * (torch.cos(y) + 1j * torch.sin(y)),
+    "torch_complex": lambda z, y, s: torch.complex(y, y.flip(-1)),
+    "torch_polar": lambda z, y, s: torch.polar(y.abs(), y.flip(1)),
+    "to_complex": lambda z, y, s: y.to(torch.complex128) * z,
+    "where": lambda z, y, s: torch.where(y > 0, z, torch.zeros_like(z)),
+    "where_scalar": lambda z, y, s: torch.where(y > 0, z, 0),
+    "sum": lambda z, y, s: z.sum(-1),
+    "sum_all": lambda z, y, s: z.sum(),
+    "mean": lambda z, y, s: z.mean(dim=(1, 2), keepdim=True),
+    "matmul": lambda z, y, s: torch.matmul(z, z.transpose(-1, -2)),
+    "matmul_real_left": lambda z, y, s: torch.matmul(y.to(z.dtype), z.transpose(-1, -2)),
+    # shape ops
+    "reshape": lambda z, y, s: z.reshape(z.shape[0], -1),
+    "view": lambda z, y, s: z.view(z.shape[0], z.shape[1], 2, -1),
+    "flatten": lambda z, y, s: z.flatten(1),
+    "permute": lambda z, y, s: z.permute(2, 0, 1),
+    "transpose": lambda z, y, s: z.transpose(-1, -2),
+    "mT": lambda z, y, s: z.mT,
+    "slice": lambda z, y, s: z[:, 1:5:2, :-1],
+    "select": lambda z, y, s: z[:, 3],
+    "select_neg": lambda z, y, s: z[..., -1],
+    "narrow": lambda z, y, s: z.narrow(2, 1, 4),
+    "pad_constant": lambda z, y, s: F.pad(z, (1, 2)),
+    "pad_constant_2d": lambda z, y, s: F.pad(z, (1, 2, 0, 3)),
+    "pad_reflect": lambda z, y, s: F.pad(z, (2, 3), mode="reflect"),
+    "pad_reflect_2d": lambda z, y, s: F.pad(z, (2, 1, 1, 2), mode="reflect"),
+    "pad_replicate": lambda z, y, s: F.pad(z, (2, 3), mode="replicate"),
+    "unsqueeze_squeeze": lambda z, y, s: z.unsqueeze(1).unsqueeze(-1).squeeze(-1),
+    "squeeze_dim": lambda z, y, s: z[:, :1].squeeze(1),
+    "cat": lambda z, y, s: torch.cat([z, z * 2], dim=-1),
+    "cat_dim1": lambda z, y, s: torch.cat([z, z.conj()], dim=1),
+    "cat_real_and_complex": lambda z, y, s: torch.cat([z, y.to(z.dtype)], dim=1),
+    "stack": lambda z, y, s: torch.stack([z, z * 1j], dim=1),
+    "stack_last": lambda z, y, s: torch.stack([z, -z], dim=-1),
+    "expand": lambda z, y, s: z[:, None].expand(-1, 3, -1, -1),
+    "repeat": lambda z, y, s: z.repeat(1, 2, 1),
+    "flip": lambda z, y, s: z.flip(-1),
+    "flip_two": lambda z, y, s: z.flip(0, 1),
+    "roll": lambda z, y, s: z.roll(3, -1),
+    "chunk": lambda z, y, s: z.chunk(2, dim=-1)[1],
+    "split": lambda z, y, s: z.split([2, 4], dim=1)[1],
+    "unbind": lambda z, y, s: z.unbind(1)[2],
+    "index_select": lambda z, y, s: z.index_select(1, torch.tensor([0, 3, 5])),
+    "index_tensor": lambda z, y, s: z[:, torch.tensor([1, 2, 4])],
+    "gather": lambda z, y, s: z.gather(1, s.idx[:, :2]),
+    "scatter_add": lambda z, y, s: torch.zeros(z.shape[0], 4, z.shape[2], dtype=z.dtype).scatter_add(1, s.idx, z),
+    "unfold": lambda z, y, s: z.unfold(-1, 4, 2),
+    "clone_contiguous": lambda z, y, s: z.transpose(1, 2).contiguous().clone(),
+    "zeros_like": lambda z, y, s: torch.zeros_like(z) + z,
+    "ones_like": lambda z, y, s: torch.ones_like(z) * z,
+    "full_complex": lambda z, y, s: torch.full((z.shape[-1],), 1 + 2j, dtype=z.dtype) * z,
+    "zeros_complex_dtype": lambda z, y, s: torch.zeros(z.shape, dtype=z.dtype) + z,
+    "new_zeros": lambda z, y, s: z.new_zeros(z.shape) - z,
+    "full_like_complex": lambda z, y, s: torch.full_like(z, 2 - 1j) * z,
+    "complex_to_complex128": lambda z, y, s: z.to(torch.complex64).to(torch.complex128),
+    # in-place on complex values
+    "inplace_div": _inplace_div,
+    "inplace_mul_add": _inplace_mul_add,
+    "inplace_setitem_zero": _inplace_setitem_zero,
+    "inplace_setitem_complex": _inplace_setitem_complex,
+    "inplace_on_view": _inplace_on_view,
+    "inplace_copy": _inplace_copy,
+    "inplace_fill_complex": _inplace_fill_complex,
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_complex_rule_float64(name):
+    """The rule computes the same function as eager torch (float64, no DFT basis involved: to fp64 rounding)."""
+    m = Cx(CASES[name])
+    x, y = inputs()
+    x0, y0 = x.clone(), y.clone()
+    ref = m(x0.clone(), y0.clone())
+    out = sr.rewrite(m, (x, y), verify=False)
+    got = run_real_only(out, x, y)
+    assert torch.equal(x, x0) and torch.equal(y, y0), f"{name}: the rewritten model mutated its inputs"
+    assert_matches(got, ref, "fp64_rel", what=name)
+    # complex outputs come back in view_as_real layout; real outputs as they were
+    for g, r in zip(flat(got), flat(ref)):
+        assert g.shape == as_pairs(r).shape and g.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", ["abs", "mul_complex", "pad_reflect", "cat", "slice", "add_1j", "inplace_div",
+                                  "torch_polar", "reshape", "sum", "transpose", "stack"])
+def test_complex_rule_other_shapes(name):
+    """Rules keep the shapes dynamic (no size baked into the rewritten graph)."""
+    m = Cx(CASES[name])
+    x, y = inputs()
+    out = sr.rewrite(m, (x, y), verify=False)
+    if out.specrewrite_report.shapes_specialised:
+        return
+    x2, y2 = inputs(3, 7, 10, seed=3)
+    ref = m(x2.clone(), y2.clone())
+    assert_matches(run_real_only(out, x2, y2), ref, "fp64_rel", what=name)
+
+
+# ------------------------------------------------------------------------------------------ on STFT outputs
+class _StftDataflow(torch.nn.Module):
+    """What real models do with a spectrogram: HDemucs-style complex-as-channels, padding, masks, phase."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(256))
+        self.mask = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        z = torch.stft(x, 256, 64, window=self.window, normalized=True, return_complex=True)
+        z = z[:, :-1]                                               # drop the Nyquist bin
+        zr = torch.view_as_real(z).permute(0, 3, 1, 2)              # complex as channels
+        m = torch.view_as_complex(self.mask(zr).permute(0, 2, 3, 1).contiguous())
+        z = z * torch.sigmoid(m.abs()) + 1j * 1e-3 * z.real
+        z = F.pad(z, (0, 0, 0, 1))                                  # back to 129 bins (complex pad)
+        z = F.pad(z, (2, 2), mode="reflect")[..., 2:-2]
+        mag, phase = z.abs(), torch.angle(z[:, 1:-1, 1:-1])
+        y = torch.istft(z, 256, 64, window=self.window, normalized=True, length=x.shape[-1])
+        return y, mag, torch.cos(phase)
+
+
+def test_stft_dataflow_float32_against_float64():
+    torch.manual_seed(0)
+    m = _StftDataflow().eval()
+    check_rewrite(m, (signal(2, 4000),), other_args=(signal(1, 3003, seed=3),))
+
+
+class _StftScatter(torch.nn.Module):
+    """scatter_add of spectrogram bins into bands, and a complex constant built with torch.full."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(64))
+        self.register_buffer("band", (torch.arange(33) // 9).view(1, 33, 1))
+
+    def forward(self, x):
+        z = torch.stft(x, 64, 16, window=self.window, return_complex=True)
+        bands = torch.zeros(z.shape[0], 4, z.shape[2], dtype=z.dtype).scatter_add(1, self.band.expand_as(z), z)
+        return bands * torch.full((1, 1, 1), 0.5 - 0.25j, dtype=z.dtype)
+
+
+def test_stft_scatter_add_and_complex_full():
+    check_rewrite(_StftScatter(), (signal(2, 1000),), other_args=(signal(3, 1234, seed=1),))
+
+
+class _StftInplace(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(128))
+
+    def forward(self, x):
+        z = torch.stft(x, 128, 32, window=self.window, return_complex=True)
+        z /= 3
+        z[:, 0] = 0                     # zero the DC bin in place
+        z[..., -1] = z[..., -2] * 1j
+        return torch.istft(z, 128, 32, window=self.window, length=x.shape[-1])
+
+
+def test_stft_inplace_ops():
+    check_rewrite(_StftInplace(), (signal(2, 2000),))
+
+
+class _CloneThenInplace(torch.nn.Module):
+    """A clone that is modified in place must not alias its source (nor the model input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(128))
+
+    def forward(self, x):
+        z = torch.stft(x, 128, 32, window=self.window, return_complex=True)
+        a = z.clone()
+        a /= 3
+        return z.abs(), a.abs()
+
+
+def test_clone_then_inplace_does_not_alias():
+    check_rewrite(_CloneThenInplace(), (signal(2, 1000),))
+
+
+class _InputCloneInplace(torch.nn.Module):
+    def forward(self, x):
+        z = torch.view_as_complex(x).clone()
+        z *= 1j
+        return torch.view_as_real(z)
+
+
+def test_rewritten_model_never_mutates_its_inputs():
+    x = inputs()[0]
+    x0 = x.clone()
+    out = sr.rewrite(_InputCloneInplace(), (x,))          # verify=True runs the rewritten model on x
+    assert torch.equal(x, x0), "rewrite() mutated the example inputs"
+    got = out(x)
+    assert torch.equal(x, x0), "calling the rewritten model mutated its input"
+    assert_matches(got, _InputCloneInplace()(x0.clone()), "fp64_rel")
+
+
+def test_complex_output_is_view_as_real_layout():
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("window", torch.hann_window(128))
+
+        def forward(self, x):
+            return torch.stft(x, 128, 32, window=self.window, return_complex=True), x * 2
+
+    m = M()
+    x = signal(2, 1000)
+    out = sr.rewrite(m, (x,))
+    z, x2 = run_real_only(out, x)
+    ref = ref64(m, x)[0]
+    assert z.shape == ref.shape + (2,) and z.dtype == torch.float32
+    assert rel_err(z, torch.view_as_real(ref)) <= TOL["fp32_rel"]
+    assert torch.equal(x2, x * 2)
+
+
+# ------------------------------------------------------------------------------------------ no rule -> error
+class _Cumsum(torch.nn.Module):
+    def forward(self, x):
+        z = torch.view_as_complex(x)
+        return torch.cumsum(z, dim=-1)  # <no-rule-cumsum>
+
+
+class _Prod(torch.nn.Module):
+    def forward(self, x):
+        z = torch.view_as_complex(x)
+        return torch.prod(z, dim=-1)  # <no-rule-prod>
+
+
+class _Eigvals(torch.nn.Module):
+    def forward(self, x):
+        a = x[..., 0]
+        return torch.view_as_real(torch.linalg.eigvals(a))  # <no-rule-eigvals>
+
+
+class _StftCumprod(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("window", torch.hann_window(64))
+
+    def forward(self, x):
+        z = torch.stft(x, 64, 16, window=self.window, return_complex=True)
+        return torch.cumprod(z, dim=1).abs()  # <no-rule-cumprod>
+
+
+class _TracedCumsum(torch.nn.Module):
+    """Not torch.export-able: the error must still name the line (tracing fallback)."""
+
+    def forward(self, x):
+        k = int(x.abs().max() > -1)
+        z = torch.view_as_complex(x) * k
+        return torch.cumsum(z, dim=-1)  # <no-rule-traced>
+
+
+@pytest.mark.parametrize("model,op,tag,args", [
+    (_Cumsum, "cumsum", "no-rule-cumsum", lambda: (inputs()[0],)),
+    (_Prod, "prod", "no-rule-prod", lambda: (inputs()[0],)),
+    (_Eigvals, "eigvals", "no-rule-eigvals", lambda: (inputs(2, 5, 5)[0],)),
+    (_StftCumprod, "cumprod", "no-rule-cumprod", lambda: (signal(2, 1000),)),
+    (_TracedCumsum, "cumsum", "no-rule-traced", lambda: (inputs()[0].float(),)),
+], ids=["cumsum", "prod", "eigvals", "stft-cumprod", "traced-cumsum"])
+def test_op_without_rule_names_op_and_line(model, op, tag, args):
+    with pytest.raises(SpecRewriteError) as ei:
+        sr.rewrite(model(), args())
+    err = ei.value
+    msg = str(err)
+    assert op in msg, msg
+    assert "complex" in msg, msg
+    assert names_line(err.where, tag, __file__), f"the error does not name the source line:\n{msg}"
+    assert names_line(msg, tag, __file__), msg
+    assert err.fix, msg
+
+
+def test_op_without_rule_in_a_helper_names_the_calling_line():
+    """The op sits in a helper function: the error names (at least) the forward line that calls it."""
+
+    def helper(z):
+        return torch.cumsum(z, -1)
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return helper(torch.view_as_complex(x))  # <helper-call>
+
+    with pytest.raises(SpecRewriteError) as ei:
+        sr.rewrite(M(), (inputs()[0],))
+    assert "cumsum" in str(ei.value)
+    assert names_line(ei.value.where, "helper-call", __file__) or "return torch.cumsum(z, -1)" in (ei.value.where or ""), \
+        str(ei.value)
+
+
+def test_inspect_reports_unsupported_op_instead_of_raising_or_raises_clearly():
+    """inspect() (strict=False) on a model with an op that has no rule: a SpecRewriteError naming it is fine, any
+    other exception is not."""
+    try:
+        rep = sr.inspect(_Cumsum(), (inputs()[0],))
+    except SpecRewriteError as e:
+        assert "cumsum" in str(e)
+        return
+    assert "cumsum" in str(rep)
