@@ -52,6 +52,17 @@ def power_of(spec: torch.Tensor, power: Optional[float]) -> torch.Tensor:
     return torch.pow(p2, power / 2.0)
 
 
+def _planar_power(planes: torch.Tensor, power: float) -> torch.Tensor:
+    """|z|^power from (..., 2, F, T) re/im planes."""
+    re, im = planes.select(-3, 0), planes.select(-3, 1)
+    p2 = re * re + im * im
+    if power == 2.0:
+        return p2
+    if power == 1.0:
+        return torch.sqrt(p2)
+    return torch.pow(p2, power / 2.0)
+
+
 def amplitude_to_db(x: torch.Tensor, multiplier: float, amin: float, db_multiplier: float,
                     top_db: Optional[float]) -> torch.Tensor:
     """torchaudio.functional.amplitude_to_DB."""
@@ -103,7 +114,10 @@ class Spectrogram(torch.nn.Module):
     def forward(self, waveform: torch.Tensor, basis0: Optional[torch.Tensor] = None, basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.pad > 0:
             waveform = torch.nn.functional.pad(waveform, (self.pad, self.pad), "constant")
-        out = power_of(self.stft(waveform, basis0, basis1), self.power)
+        if self.power is None:
+            out = self.stft(waveform, basis0, basis1)
+        else:  # the power straight from the re/im planes: no transpose in the graph
+            out = _planar_power(self.stft.planar(waveform, basis0, basis1), self.power)
         return out if self.out_scale == 1.0 else out * self.out_scale
 
 
@@ -120,7 +134,7 @@ class MelSpectrogram(torch.nn.Module):
         super().__init__()
         self.sample_rate, self.n_mels, self.f_min = sample_rate, n_mels, f_min
         self.f_max = f_max if f_max is not None else float(sample_rate // 2)
-        self.spectrogram = Spectrogram(n_fft, win_length, hop_length, pad, window_fn, None, normalized, wkwargs,
+        self.spectrogram = Spectrogram(n_fft, win_length, hop_length, pad, window_fn, power, normalized, wkwargs,
                                        center, pad_mode, True, window=window, mode=mode, strategy=strategy,
                                        scale=scale)
         self.power = power
@@ -143,7 +157,7 @@ class MelSpectrogram(torch.nn.Module):
         return self.spectrogram.basis_inputs()
 
     def forward(self, waveform: torch.Tensor, basis0: Optional[torch.Tensor] = None, basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
-        spec = power_of(self.spectrogram(waveform, basis0, basis1), self.power)
+        spec = self.spectrogram(waveform, basis0, basis1)                     # (..., F, T) power
         return torch.matmul(spec.transpose(-1, -2), self.fb.to(spec.dtype)).transpose(-1, -2)
 
 

@@ -49,7 +49,10 @@ class RealSTFT(BasisHolder):
         else:
             self._add_basis("dft_stage1", lambda ns: analysis_factored(ns, plan, window, scale)[0],
                             lambda t: t.unsqueeze(1))
-            self._add_basis("dft_stage2", lambda ns: analysis_factored(ns, plan, window, scale)[1])
+            # stage 2 applied from the left on the channel-first layout: rows (c_out, k2), columns (n2, c_in)
+            k2, n2 = plan.k2, plan.n2
+            self._add_basis("dft_stage2", lambda ns: analysis_factored(ns, plan, window, scale)[1],
+                            lambda t: t.T.reshape(2 * k2, 2, n2).permute(0, 2, 1).reshape(2 * k2, 2 * n2))
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -57,6 +60,14 @@ class RealSTFT(BasisHolder):
         return f"n_fft={s.n_fft}, hop={s.hop_length}, win_length={s.win_length}, {how}, mode={self.mode.value}"
 
     def forward(self, x: torch.Tensor, basis0: Optional[torch.Tensor] = None, basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(..., L) -> (..., F, T, 2), the layout of torch.view_as_real(torch.stft(...))."""
+        y = self.planar(x, basis0, basis1)
+        r = y.dim()
+        return y.permute(tuple(range(r - 3)) + (r - 2, r - 1, r - 3))
+
+    def planar(self, x: torch.Tensor, basis0: Optional[torch.Tensor] = None,
+               basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(..., L) -> (..., 2, F, T): re/im planes, the layout the kernels produce without any transpose."""
         spec = self.spec
         lead = x.shape[:-1]
         x = x.reshape(-1, 1, x.shape[-1])
@@ -65,10 +76,9 @@ class RealSTFT(BasisHolder):
         w = self._bases((basis0, basis1), x)
         if self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
-            y = y.unflatten(1, (2, spec.n_bins)).permute(0, 2, 3, 1)
         else:
-            y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))
-        return y.reshape(tuple(lead) + (spec.n_bins, -1, 2))  # no frame count baked into traced graphs
+            y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))          # (B, 2, F, T)
+        return y.reshape(tuple(lead) + (2, spec.n_bins, -1))  # no frame count baked into traced graphs
 
     def _factored(self, x, w1, w2):
         # No shape arithmetic anywhere (it becomes fragile int ops in traced graphs): the phase split is a
@@ -78,11 +88,12 @@ class RealSTFT(BasisHolder):
         n1, n2, hop = plan.n1, plan.n2, spec.hop_length
         phases = F.conv1d(x, self.phase_split.to(x.dtype), stride=n2)          # (B, N2, L // N2)
         y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*N1, T)
-        y = y.unflatten(1, (n2, 2, n1)).permute(0, 4, 3, 2, 1)                 # (B, T, N1, 2, N2)
-        y = torch.matmul(y.flatten(3), w2)                                     # (B, T, N1, 2*K2)
-        y = y.unflatten(3, (2, plan.k2)).permute(0, 4, 2, 1, 3)                # (B, K2, N1, T, 2)
-        y = y.flatten(1, 2)
-        return y[:, : spec.n_bins]
+        # channel-first: rows (n2, c) x columns (k1, t); stage 2 from the left gives rows (c, k2) and the bin
+        # k = k1 + N1*k2 comes out in order with no transpose at all
+        t = y.shape[-1]
+        y = torch.matmul(w2, y.reshape(y.shape[0], 2 * n2, -1))                # (B, 2*K2, N1*T)
+        y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)                          # (B, 2, K2*N1, T)
+        return y[:, :, : spec.n_bins]
 
 
 def _forced_plan(n, hop, n_bins):
