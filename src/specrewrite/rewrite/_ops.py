@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
+
 import threading
 import traceback
 from typing import List, Optional

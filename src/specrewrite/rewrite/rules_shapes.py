@@ -1,0 +1,306 @@
+"""Lowering rules for shape, indexing and constructor ops on complex values (see ``rules``)."""
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from . import _complex as C
+from .rules import RULES, Cx, _n, aten, is_c, nd, rule
+
+_ = _n
+
+
+# --------------------------------------------------------------------------------------------- shapes
+
+
+@rule(aten.view, aten._unsafe_view, aten.reshape)
+def _view(ctx, node, args, kwargs):
+    z, shape = args
+    return Cx(ctx.call(torch.reshape, z.node, list(shape) + [2]), ctx.out_rank(node))
+
+
+@rule(aten.permute)
+def _permute(ctx, node, args, kwargs):
+    z, dims = args
+    return Cx(ctx.call(torch.permute, z.node, [nd(d, z.rank) for d in dims] + [z.rank]), z.rank)
+
+
+@rule(aten.transpose)
+def _transpose(ctx, node, args, kwargs):
+    z, d0, d1 = args
+    return Cx(ctx.call(torch.transpose, z.node, nd(d0, z.rank), nd(d1, z.rank)), z.rank)
+
+
+@rule(aten.t)
+def _t(ctx, node, args, kwargs):
+    z = args[0]
+    return Cx(ctx.call(torch.transpose, z.node, 0, 1), z.rank) if z.rank == 2 else Cx(z.node, z.rank)
+
+
+@rule(aten.slice)
+def _slice(ctx, node, args, kwargs):
+    z = args[0]
+    dim = args[1] if len(args) > 1 else 0
+    start = args[2] if len(args) > 2 else None
+    end = args[3] if len(args) > 3 else None
+    step = args[4] if len(args) > 4 else 1
+    return Cx(ctx.call(aten.slice.Tensor, z.node, nd(dim, z.rank), start, end, step), z.rank)
+
+
+@rule(aten.select)
+def _select(ctx, node, args, kwargs):
+    z, dim, index = args
+    return Cx(ctx.call(torch.select, z.node, nd(dim, z.rank), index), z.rank - 1)
+
+
+@rule(aten.unsqueeze)
+def _unsqueeze(ctx, node, args, kwargs):
+    z, dim = args
+    return Cx(ctx.call(torch.unsqueeze, z.node, dim + z.rank + 1 if dim < 0 else dim), z.rank + 1)
+
+
+@rule(aten.squeeze)
+def _squeeze(ctx, node, args, kwargs):
+    z = args[0]
+    r = ctx.out_rank(node)
+    if len(args) == 1:
+        dims = [i for i in range(z.rank)]
+    else:
+        dims = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
+    dims = [nd(d, z.rank) for d in dims]
+    if r == z.rank:
+        return Cx(z.node, r)
+    in_shape = ctx.in_shape(node)
+    dims = [d for d in dims if in_shape[d] == 1]
+    return Cx(ctx.call(torch.squeeze, z.node, dims), r)
+
+
+@rule(aten.expand)
+def _expand(ctx, node, args, kwargs):
+    z, sizes = args[0], args[1]
+    return Cx(ctx.call(aten.expand.default, z.node, list(sizes) + [2]), ctx.out_rank(node))
+
+
+@rule(aten.repeat)
+def _repeat(ctx, node, args, kwargs):
+    z, reps = args
+    return Cx(ctx.call(aten.repeat.default, z.node, list(reps) + [1]), ctx.out_rank(node))
+
+
+@rule(aten.flip)
+def _flip(ctx, node, args, kwargs):
+    z, dims = args
+    return Cx(ctx.call(torch.flip, z.node, [nd(d, z.rank) for d in dims]), z.rank)
+
+
+@rule(aten.roll)
+def _roll(ctx, node, args, kwargs):
+    z, shifts = args[0], args[1]
+    dims = args[2] if len(args) > 2 else kwargs.get("dims", [])
+    if not dims:
+        raise ctx.unsupported(node, "roll without dims on a complex tensor")
+    return Cx(ctx.call(torch.roll, z.node, shifts, [nd(d, z.rank) for d in dims]), z.rank)
+
+
+def _promote(ctx, xs):
+    return [x.node if is_c(x) else ctx.call(C.from_real, x) for x in xs]
+
+
+@rule(aten.cat)
+def _cat(ctx, node, args, kwargs):
+    xs = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    r = ctx.out_rank(node)
+    return Cx(ctx.call(torch.cat, _promote(ctx, xs), nd(dim, r)), r)
+
+
+@rule(aten.stack)
+def _stack(ctx, node, args, kwargs):
+    xs = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    r = ctx.out_rank(node)
+    return Cx(ctx.call(torch.stack, _promote(ctx, xs), nd(dim, r)), r)
+
+
+@rule(aten.constant_pad_nd)
+def _constant_pad(ctx, node, args, kwargs):
+    z, pad = args[0], args[1]
+    value = args[2] if len(args) > 2 else 0.0
+    return Cx(ctx.call(C.cpad, z.node, list(pad), "constant", value), z.rank)
+
+
+@rule(aten.pad)
+def _pad(ctx, node, args, kwargs):
+    z, pad = args[0], args[1]
+    mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
+    value = args[3] if len(args) > 3 else kwargs.get("value", None)
+    return Cx(ctx.call(C.cpad, z.node, list(pad), mode, 0.0 if value is None else value), z.rank)
+
+
+def _pad_mode_rule(mode):
+    def fn(ctx, node, args, kwargs):
+        z, pad = args[0], args[1]
+        return Cx(ctx.call(C.cpad, z.node, list(pad), mode), z.rank)
+    return fn
+
+
+for _name, _mode in (("reflection_pad1d", "reflect"), ("reflection_pad2d", "reflect"), ("reflection_pad3d", "reflect"),
+                     ("replication_pad1d", "replicate"), ("replication_pad2d", "replicate"),
+                     ("replication_pad3d", "replicate"), ("_pad_circular", "circular")):
+    if hasattr(aten, _name):
+        RULES[getattr(aten, _name)] = _pad_mode_rule(_mode)
+
+
+@rule(aten.index_select)
+def _index_select(ctx, node, args, kwargs):
+    z, dim, index = args
+    return Cx(ctx.call(torch.index_select, z.node, nd(dim, z.rank), index), z.rank)
+
+
+@rule(aten.index)
+def _index(ctx, node, args, kwargs):
+    z, indices = args
+    if len(indices) > z.rank:
+        raise ctx.unsupported(node, "too many indices")
+    return Cx(ctx.call(aten.index.Tensor, z.node, list(indices)), ctx.out_rank(node))
+
+
+@rule(aten.gather)
+def _gather(ctx, node, args, kwargs):
+    z, dim, index = args[:3]
+    return Cx(ctx.call(torch.gather, z.node, nd(dim, z.rank), ctx.call(C.cexpand_index, index, z.node)), z.rank)
+
+
+@rule(aten.scatter_add)
+def _scatter_add(ctx, node, args, kwargs):
+    z, dim, index, src = args
+    z_n = z.node if is_c(z) else ctx.call(C.from_real, z)
+    src_n = src.node if is_c(src) else ctx.call(C.from_real, src)
+    idx = ctx.call(C.cexpand_index, index, src_n)
+    return Cx(ctx.call(torch.scatter_add, z_n, nd(dim, ctx.out_rank(node)), idx, src_n), ctx.out_rank(node))
+
+
+@rule(aten.slice_scatter)
+def _slice_scatter(ctx, node, args, kwargs):
+    z, src = args[0], args[1]
+    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+    start = args[3] if len(args) > 3 else kwargs.get("start")
+    end = args[4] if len(args) > 4 else kwargs.get("end")
+    step = args[5] if len(args) > 5 else kwargs.get("step", 1)
+    z_n, src_n = _promote(ctx, [z, src])
+    r = ctx.out_rank(node)
+    return Cx(ctx.call(aten.slice_scatter.default, z_n, src_n, nd(dim, r), start, end, step), r)
+
+
+@rule(aten.select_scatter)
+def _select_scatter(ctx, node, args, kwargs):
+    z, src, dim, index = args
+    z_n, src_n = _promote(ctx, [z, src])
+    r = ctx.out_rank(node)
+    return Cx(ctx.call(aten.select_scatter.default, z_n, src_n, nd(dim, r), index), r)
+
+
+@rule(aten.copy)
+def _copy(ctx, node, args, kwargs):
+    dst, src = args[0], args[1]
+    src_n = src.node if is_c(src) else ctx.call(C.from_real, src)
+    dst_n = dst.node if is_c(dst) else ctx.call(C.from_real, dst)
+    return Cx(ctx.call(torch.Tensor.expand_as, src_n, dst_n), ctx.out_rank(node))
+
+
+@rule(aten.split, aten.split_with_sizes, aten.unbind, aten.chunk, aten.tensor_split)
+def _split(ctx, node, args, kwargs):
+    z = args[0]
+    op = node.target.overloadpacket
+    if op is aten.unbind:
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        out = ctx.call(torch.unbind, z.node, nd(dim, z.rank))
+        return CxList(out, z.rank - 1)
+    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+    fn = {aten.split: torch.split, aten.split_with_sizes: torch.split, aten.chunk: torch.chunk,
+          aten.tensor_split: torch.tensor_split}[op]
+    return CxList(ctx.call(fn, z.node, args[1], nd(dim, z.rank)), z.rank)
+
+
+class CxList:
+    """A list/tuple of complex values (output of split/unbind/chunk)."""
+
+    __slots__ = ("node", "rank")
+
+    def __init__(self, node, rank):
+        self.node, self.rank = node, rank
+
+
+@rule(operator.getitem)
+def _getitem(ctx, node, args, kwargs):
+    seq, i = args
+    if isinstance(seq, CxList):
+        return Cx(ctx.call(operator.getitem, seq.node, i), seq.rank)
+    return ctx.copy(node, args, kwargs)
+
+
+@rule(aten.sym_size)
+def _sym_size(ctx, node, args, kwargs):
+    z, d = args
+    return ctx.call(C.sym_size, z.node, nd(d, z.rank))
+
+
+@rule(aten.unfold)
+def _unfold(ctx, node, args, kwargs):
+    z, dim, size, step = args
+    y = ctx.call(torch.Tensor.unfold, z.node, nd(dim, z.rank), size, step)   # (..., 2, size)
+    return Cx(ctx.call(C.movedim, y, -2, -1), z.rank + 1)
+
+
+# --------------------------------------------------------------------------------------- constructors
+
+
+@rule(aten.zeros_like, aten.empty_like)
+def _zeros_like(ctx, node, args, kwargs):
+    z = args[0]
+    dt = ctx.real_dtype(ctx.out_dtype(node))
+    src = z.node if is_c(z) else ctx.call(C.from_real, z)
+    return Cx(ctx.call(torch.zeros_like, src, dtype=dt), ctx.out_rank(node))
+
+
+@rule(aten.ones_like)
+def _ones_like(ctx, node, args, kwargs):
+    return _full_like(ctx, node, [args[0], 1.0], kwargs)
+
+
+@rule(aten.full_like)
+def _full_like(ctx, node, args, kwargs):
+    z, value = args[0], complex(args[1])
+    dt = ctx.real_dtype(ctx.out_dtype(node))
+    src = z.node if is_c(z) else ctx.call(C.from_real, z)
+    base = ctx.call(torch.zeros_like, src, dtype=dt)
+    return Cx(ctx.call(C.cadd_cscalar, base, value, True), ctx.out_rank(node))
+
+
+@rule(aten.full, aten.zeros, aten.ones, aten.empty, aten.new_zeros, aten.new_full, aten.new_ones,
+      aten.new_empty, aten.scalar_tensor, aten.empty_strided)
+def _full(ctx, node, args, kwargs):
+    op = node.target.overloadpacket
+    if op in (aten.new_zeros, aten.new_full, aten.new_ones, aten.new_empty):
+        args = args[1:]
+    size = [] if op is aten.scalar_tensor else list(args[0])
+    if op in (aten.full, aten.new_full):
+        value = args[1]
+    elif op is aten.scalar_tensor:
+        value = args[0]
+    elif op in (aten.ones, aten.new_ones):
+        value = 1.0
+    else:
+        value = 0.0
+    dt = ctx.real_dtype(ctx.out_dtype(node))
+    return Cx(ctx.call(C.cfull, size, value, dt, kwargs.get("device")), len(size))
+
+
+# functionalized graphs (make_fx + functionalize) use the *_copy form of every view op
+for _base in ("view", "permute", "transpose", "t", "slice", "select", "unsqueeze", "squeeze", "expand", "alias",
+              "unfold", "view_as_real", "view_as_complex", "split", "split_with_sizes", "unbind", "_conj", "real",
+              "imag", "detach", "clone", "narrow", "expand_as"):
+    _copy_op = getattr(aten, _base + "_copy", None)
+    if _copy_op is not None and getattr(aten, _base) in RULES:
+        RULES[_copy_op] = RULES[getattr(aten, _base)]
