@@ -6,10 +6,8 @@ complex spectra are returned as real tensors with a trailing dimension of 2.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Union
 
-import numpy as np
 import torch
 
 from .errors import SpecRewriteError
