@@ -1,6 +1,7 @@
 """rewrite(model): the graph pass that makes any real audio model free of spectral ops and complex tensors."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from typing import Any, Optional
@@ -112,17 +113,22 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
         _attach(work, report)
         return work
 
-    try:
-        with torch.no_grad():
+    from .swap import has_torchaudio_transforms
+
+    spy = _SpectralSpy()
+    swaps = has_torchaudio_transforms(work)
+    try:  # one eager run when there is nothing to swap: the reference and the spectral check at once
+        with torch.no_grad(), (spy if not swaps else contextlib.nullcontext()):
             ref = work(*args)
     except Exception as e:  # noqa: BLE001 - user model errors become one clear error
         raise SpecRewriteError(f"the model raises on the example inputs: {type(e).__name__}: {e}", op="rewrite",
                                fix="pass example inputs the model accepts (shapes, dtypes, number of inputs)") from e
 
-    work, _ = swap_torchaudio(work, mode, strategy, report, allow_complex_out=True)
-    spy = _SpectralSpy()
-    with torch.no_grad(), spy:
-        swapped_out = work(*args)
+    swapped_out = ref
+    if swaps:
+        work, _ = swap_torchaudio(work, mode, strategy, report, allow_complex_out=True)
+        with torch.no_grad(), spy:
+            swapped_out = work(*args)
     if spy.seen is None:  # nothing spectral left after the module swap: no capture needed
         report.capture = "module swap only (an eager run saw no other spectral op or complex tensor)"
         if verify:

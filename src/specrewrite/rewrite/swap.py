@@ -28,6 +28,11 @@ def _table():
             T.InverseSpectrogram: M.InverseSpectrogram}
 
 
+def has_torchaudio_transforms(model: torch.nn.Module) -> bool:
+    table = _table()
+    return bool(table) and any(type(m) in table for m in model.modules())
+
+
 def swap_torchaudio(model: torch.nn.Module, mode: Mode, strategy: Strategy, report: Report,
                     allow_complex_out: bool) -> Tuple[torch.nn.Module, List[str]]:
     """Replace torchaudio transforms in place (on the caller's copy). Returns (model, names of complex-output
