@@ -199,11 +199,6 @@ def _angle(ctx, node, args, kwargs):
     return ctx.call(C.cangle, args[0].node)
 
 
-@rule(aten.sgn)
-def _sgn(ctx, node, args, kwargs):
-    return Cx(ctx.call(C.csgn, args[0].node), args[0].rank)
-
-
 @rule(aten.pow)
 def _pow(ctx, node, args, kwargs):
     z, p = args
@@ -212,24 +207,16 @@ def _pow(ctx, node, args, kwargs):
     return Cx(ctx.call(C.cpow_scalar, z.node, p), z.rank)
 
 
-@rule(aten.exp)
-def _exp(ctx, node, args, kwargs):
-    return Cx(ctx.call(C.cexp, args[0].node), args[0].rank)
+def _unary(helper):
+    """complex -> complex elementwise op computed by one helper of ``_complex``."""
+    def fn(ctx, node, args, kwargs):
+        return Cx(ctx.call(helper, args[0].node), args[0].rank)
+    return fn
 
 
-@rule(aten.log)
-def _log(ctx, node, args, kwargs):
-    return Cx(ctx.call(C.clog, args[0].node), args[0].rank)
-
-
-@rule(aten.sqrt)
-def _sqrt(ctx, node, args, kwargs):
-    return Cx(ctx.call(C.csqrt, args[0].node), args[0].rank)
-
-
-@rule(aten.reciprocal)
-def _reciprocal(ctx, node, args, kwargs):
-    return Cx(ctx.call(C.creciprocal, args[0].node), args[0].rank)
+for _op, _helper in ((aten.exp, C.cexp), (aten.log, C.clog), (aten.sqrt, C.csqrt), (aten.reciprocal, C.creciprocal),
+                     (aten.sgn, C.csgn)):
+    RULES[_op] = _unary(_helper)
 
 
 @rule(aten.complex)
