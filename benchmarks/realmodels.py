@@ -44,32 +44,15 @@ def case_files(cases_dir: str):
 
 
 def _flat(out):
-    import torch
+    from specrewrite.rewrite import _flat as flat
 
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _flat(o)]
-    if isinstance(out, dict):
-        return [t for k in sorted(out) for t in _flat(out[k])]
-    return []
+    return flat(out)
 
 
 def _rel(a, b):
-    import torch
+    from specrewrite.rewrite import max_rel_err
 
-    a, b = _flat(a), _flat(b)
-    if len(a) != len(b) or not a:
-        return float("inf")
-    worst = 0.0
-    for x, y in zip(a, b):
-        x = torch.view_as_real(x) if x.is_complex() else x
-        y = torch.view_as_real(y) if y.is_complex() else y
-        if x.shape != y.shape:
-            return float("inf")
-        x, y = x.detach().double(), y.detach().double()
-        worst = max(worst, float((x - y).abs().max()) / max(float(y.abs().max()), 1e-12))
-    return worst
+    return max_rel_err(a, b)
 
 
 def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workdir):

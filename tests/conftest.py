@@ -176,3 +176,17 @@ def onnx_roundtrip(module, args, dynamic_shapes=None, input_names=None, kwargs=N
 def tmp_onnx_path(tmp_path):
     """A fresh .onnx path inside pytest's tmp_path."""
     return str(tmp_path / "model.onnx")
+
+
+SPECIAL_NFFT = (16, 17, 31, 64, 97, 127, 256, 257, 400, 509, 512, 1000, 1024, 1031, 1100)
+
+
+def make_window(kind: str, n: int, seed: int):
+    """float64 window by name ('hann', 'hamming', 'random' positive, anything else: None = rectangular)."""
+    if kind == "hann":
+        return torch.hann_window(n, dtype=torch.float64)
+    if kind == "hamming":
+        return torch.hamming_window(n, dtype=torch.float64)
+    if kind == "random":
+        return torch.as_tensor(np.random.default_rng(seed).uniform(0.05, 1.0, n))
+    return None

@@ -1,7 +1,6 @@
 """RealISTFT / specrewrite.istft against torch.istft in float64, round trips, and NOLA errors."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import assume, given, note
@@ -13,17 +12,7 @@ from specrewrite import IstftSpec, Mode, RealISTFT, RealSTFT, SpecRewriteError, 
 
 ALL_MODES = (Mode.STORE, Mode.INPUT, Mode.ON_THE_FLY)
 ALL_STRATEGIES = (Strategy.DENSE, Strategy.FACTORED, Strategy.AUTO)
-SPECIAL_NFFT = (16, 17, 31, 64, 97, 127, 256, 257, 400, 509, 512, 1000, 1024, 1031, 1100)
-
-
-def make_window(kind: str, n: int, seed: int):
-    if kind == "hann":
-        return torch.hann_window(n, dtype=torch.float64)
-    if kind == "hamming":
-        return torch.hamming_window(n, dtype=torch.float64)
-    if kind == "random":
-        return torch.as_tensor(np.random.default_rng(seed).uniform(0.05, 1.0, n))
-    return None
+from conftest import SPECIAL_NFFT, make_window  # noqa: E402
 
 
 def run_istft(m: RealISTFT, z: torch.Tensor, length=None) -> torch.Tensor:

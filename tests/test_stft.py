@@ -14,17 +14,7 @@ from specrewrite import Mode, RealSTFT, SpecRewriteError, StftSpec, Strategy
 ALL_MODES = (Mode.STORE, Mode.INPUT, Mode.ON_THE_FLY)
 ALL_STRATEGIES = (Strategy.DENSE, Strategy.FACTORED, Strategy.AUTO)
 PAD_MODES = ("reflect", "constant", "replicate", "circular")
-SPECIAL_NFFT = (16, 17, 31, 64, 97, 127, 256, 257, 400, 509, 512, 1000, 1024, 1031, 1100)
-
-
-def make_window(kind: str, n: int, seed: int):
-    if kind == "hann":
-        return torch.hann_window(n, dtype=torch.float64)
-    if kind == "hamming":
-        return torch.hamming_window(n, dtype=torch.float64)
-    if kind == "random":
-        return torch.as_tensor(np.random.default_rng(seed).uniform(0.05, 1.0, n))
-    return None
+from conftest import SPECIAL_NFFT, make_window  # noqa: E402
 
 
 def run_module(m: RealSTFT, x: torch.Tensor) -> torch.Tensor:

@@ -95,21 +95,23 @@ def _const_int(name, v, op):
     return v
 
 
-def _hop_win(n_fft, hop_length, win_length, window, op):
-    """torch's defaults for hop and win_length, and a window that fits (else an error at the user's line)."""
+def _sizes(n_fft, hop_length, win_length, window, op):
+    """Constant n_fft / hop / win_length with torch's defaults, and a window that fits (else an error at the
+    user's line)."""
+    n_fft = _const_int("n_fft", n_fft, op)
+    hop_length = _const_int("hop_length", hop_length, op)
+    win_length = _const_int("win_length", win_length, op)
     hop = n_fft // 4 if hop_length is None else hop_length
     wl = n_fft if win_length is None else win_length
     if window is not None and (window.dim() != 1 or window.shape[0] != wl):
         raise SpecRewriteError(f"window of shape {tuple(window.shape)} does not fit win_length={wl}", op=op,
                                where=user_frame(), fix="use a 1-D window of length win_length")
-    return hop, wl
+    return n_fft, hop, wl
 
 
 def _patched_stft(input, n_fft, hop_length=None, win_length=None, window=None, center=True, pad_mode="reflect",
                   normalized=False, onesided=None, return_complex=None, align_to_window=None):
-    n_fft = _const_int("n_fft", n_fft, "torch.stft")
-    hop_length = _const_int("hop_length", hop_length, "torch.stft")
-    win_length = _const_int("win_length", win_length, "torch.stft")
+    n_fft, hop, wl = _sizes(n_fft, hop_length, win_length, window, "torch.stft")
     if align_to_window:
         raise SpecRewriteError("align_to_window=True is not supported", op="torch.stft", where=user_frame(),
                                fix="use the default align_to_window")
@@ -117,9 +119,8 @@ def _patched_stft(input, n_fft, hop_length=None, win_length=None, window=None, c
         raise SpecRewriteError("complex input to torch.stft is not supported", op="torch.stft", where=user_frame(),
                                fix="pass a real signal (split real and imaginary parts into two stft calls)")
     if return_complex is None:
-        return _orig_stft(input, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided,
+        return _orig_stft(input, n_fft, hop, wl, window, center, pad_mode, normalized, onesided,
                           return_complex)  # torch raises its own error for real input
-    hop, wl = _hop_win(n_fft, hop_length, win_length, window, "torch.stft")
     if _active:
         _active[-1].sites["stft"].append(user_frame())
     out = torch.ops.specrewrite.stft(input, n_fft, hop, wl, window, bool(center), pad_mode, bool(normalized),
@@ -129,15 +130,12 @@ def _patched_stft(input, n_fft, hop_length=None, win_length=None, window=None, c
 
 def _patched_istft(input, n_fft, hop_length=None, win_length=None, window=None, center=True, normalized=False,
                    onesided=None, length=None, return_complex=False):
-    n_fft = _const_int("n_fft", n_fft, "torch.istft")
-    hop_length = _const_int("hop_length", hop_length, "torch.istft")
-    win_length = _const_int("win_length", win_length, "torch.istft")
+    n_fft, hop, wl = _sizes(n_fft, hop_length, win_length, window, "torch.istft")
     if return_complex:
         raise SpecRewriteError("istft(return_complex=True) is not supported", op="torch.istft", where=user_frame(),
                                fix="use return_complex=False (a real signal)")
     if not input.is_complex():
         raise SpecRewriteError("torch.istft needs a complex input", op="torch.istft", where=user_frame())
-    hop, wl = _hop_win(n_fft, hop_length, win_length, window, "torch.istft")
     if onesided is None:
         onesided = input.shape[-2] != n_fft
     if _active:
