@@ -313,3 +313,4 @@ def _reduce(ctx, node, args, kwargs):
 
 
 from .rules_shapes import CxList  # noqa: E402,F401 - registers the shape rules; CxList is part of this API
+from . import rules_math  # noqa: E402,F401 - registers the math / reduction / linalg rules
