@@ -29,7 +29,9 @@ class TorchNS:
         return r
 
     def cos_sin(self, m, n):
-        a = torch.remainder(m, n).to(torch.float32) * (2.0 * math.pi / n)
+        # the angle in float64 for float64 bases, else float32 (exact for indices below 2**24)
+        ft = torch.float64 if self.dtype == torch.float64 else torch.float32
+        a = torch.remainder(m, n).to(ft) * (2.0 * math.pi / n)
         return torch.cos(a).to(self.dtype), torch.sin(a).to(self.dtype)
 
     def const(self, arr):

@@ -1,4 +1,4 @@
-"""Pure kernels: DFT / iDFT bases, factored stages, windows, mel and DCT matrices.
+"""Pure kernels: DFT / iDFT bases, factored stages, FFT plans of any length (``fft_plan``), windows, mel and DCT matrices.
 
 Everything here is computed in float64 (numpy) and has no backend import. Formulas are written once against a
 tiny array namespace (``NP``) so the same code can also be emitted in-graph (``on_the_fly`` mode) by passing a
@@ -6,8 +6,11 @@ namespace that builds graph ops instead (see ``specrewrite._torch.bases``).
 """
 from .dft import (NP, FactorPlan, analysis_dense, analysis_factored, choose_plan, fft_matrix, ifft_real_matrix,
                   synthesis_dense, synthesis_factored_a, synthesis_factored_b)
+from .fft_plan import (DENSE_MAX, MAX_N, MAX_WEIGHT_BYTES, FFTPlan, chirp, chirp_filter, ct_constants, ct_shapes,
+                       irfft_pre, plan_fft, rfft_post)
 from .mel import create_dct, linear_fbanks, melscale_fbanks
 
 __all__ = ["NP", "FactorPlan", "analysis_dense", "analysis_factored", "choose_plan", "fft_matrix",
            "ifft_real_matrix", "synthesis_dense", "synthesis_factored_a", "synthesis_factored_b", "create_dct",
-           "linear_fbanks", "melscale_fbanks"]
+           "linear_fbanks", "melscale_fbanks", "DENSE_MAX", "MAX_N", "MAX_WEIGHT_BYTES", "FFTPlan", "chirp",
+           "chirp_filter", "ct_constants", "ct_shapes", "irfft_pre", "plan_fft", "rfft_post"]

@@ -7,6 +7,7 @@ import time
 from typing import Any, Optional
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
@@ -52,23 +53,35 @@ def max_rel_err(got, ref) -> float:
     return worst
 
 
-class _SpectralSpy(torch.overrides.TorchFunctionMode):
-    """Notes whether an eager run touches a spectral op or a complex tensor (then a capture is needed)."""
+_SPECTRAL_ATEN = ("_fft_r2c", "_fft_c2r", "_fft_c2c", "stft", "istft", "fft_fft", "fft_ifft", "fft_rfft",
+                  "fft_irfft", "fft_hfft", "fft_ihfft", "fft_fftfreq", "fft_rfftfreq")
 
-    _NAMES = ("stft", "istft", "fft", "ifft", "rfft", "irfft", "view_as_complex", "polar", "complex")
+
+class _SpectralSpy(TorchDispatchMode):
+    """Notes whether an eager run executes a spectral ATen op or makes a complex tensor (then a capture is
+    needed). It watches the ATen ops that actually run, so any spelling (torch.fft.*, Tensor methods, library
+    wrappers, real-input irfft) is seen."""
 
     def __init__(self):
         super().__init__()
         self.seen = None
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if self.seen is None:
-            name = getattr(func, "__name__", "")
-            hit = name in self._NAMES or any(isinstance(t, torch.Tensor) and t.is_complex() for t in _flat(out))
-            if hit:
-                self.seen = f"{getattr(func, '__module__', '') or ''}.{name}".lstrip(".")
+            name = getattr(func, "_opname", "") or getattr(func, "__name__", "")
+            if name in _SPECTRAL_ATEN or any(isinstance(t, torch.Tensor) and t.is_complex() for t in _flat(out)):
+                self.seen = f"aten.{name}"
         return out
+
+
+def _refuse_scripted(model):
+    for name, m in model.named_modules():
+        if isinstance(m, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+            what = "the model" if not name else f"submodule '{name}'"
+            raise SpecRewriteError(f"{what} is a TorchScript module ({type(m).__name__}); its FFTs cannot be "
+                                   "rewritten from the compiled graph", op="rewrite",
+                                   fix="pass the eager nn.Module (before torch.jit.script / torch.jit.trace)")
 
 
 def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | str = Mode.STORE,
@@ -94,6 +107,7 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
     if not isinstance(model, torch.nn.Module):
         raise SpecRewriteError(f"rewrite() needs an nn.Module, got {type(model).__name__}",
                                fix="wrap the function in an nn.Module")
+    _refuse_scripted(model)
     mode, strategy = Mode.parse(mode), Strategy.parse(strategy)
     args = _as_args(example_inputs)
     report = Report()

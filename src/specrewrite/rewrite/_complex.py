@@ -253,3 +253,15 @@ def check_shape(x, shape: tuple, index: int):
                                fix="rewrite again with example inputs of this shape, or remove the data-dependent "
                                "Python that prevented torch.export")
     return x
+
+
+def fftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=None):
+    """torch.fft.fftfreq from arange (exporters do not all know the op)."""
+    k = torch.arange(n, device=device)
+    k = torch.remainder(k + n // 2, n) - n // 2
+    return k.to(dtype or torch.get_default_dtype()) / (d * n)
+
+
+def rfftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=None):
+    k = torch.arange(n // 2 + 1, device=device)
+    return k.to(dtype or torch.get_default_dtype()) / (d * n)

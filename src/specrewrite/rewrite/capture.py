@@ -6,6 +6,7 @@ Order of attempts: torch.export (non-strict, dynamic axes where the model allows
 """
 from __future__ import annotations
 
+import operator
 import warnings
 from typing import Dict, Tuple
 
@@ -39,6 +40,7 @@ def via_export(model, args, dynamic: bool = True) -> Tuple[fx.GraphModule, CallS
         # no run_decompositions(): it re-traces the whole model (47 s of 53 s on HDemucs); the rules handle
         # the pre-dispatch ops (torch.fft.* as fft_*, in-place ops on complex values) directly.
         gm = ep.module()
+    inline_higher_order(gm)
     return gm, sites
 
 
@@ -60,6 +62,7 @@ def via_trace(model, args) -> Tuple[fx.GraphModule, CallSites, Dict[str, str]]:
         # pre_dispatch keeps the ops converters know (lstm, batch_norm, linear, ...) instead of their kernels
         gm = make_fx(fn, tracing_mode="real", pre_dispatch=True, record_stack_traces=True,
                      _error_on_data_dependent_ops=False)([named[n] for n in names], *args)
+    inline_higher_order(gm)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     attr_map = {}
     for node, qual in zip(placeholders[: len(names)], names):
@@ -79,3 +82,80 @@ def _set_attr(root: torch.nn.Module, qualname: str, value: torch.Tensor) -> None
         mod.register_parameter(leaf, value)
     else:
         mod.register_buffer(leaf, value)
+
+
+# higher-order ops that only set a dispatch context (grad mode, autocast) around a subgraph: for an inference
+# graph of real pairs the context changes nothing we keep, so the subgraph is inlined into its caller
+_CONTEXT_HOPS = ("wrap_with_set_grad_enabled", "wrap_with_autocast", "wrap", "autograd_function_apply_fwd",
+                 "tag_activation_checkpoint")
+
+
+def inline_higher_order(gm: fx.GraphModule) -> list:
+    """Inline every context-only higher-order op (``with torch.no_grad()`` / ``autocast`` / ``set_grad_enabled``
+    inside forward) of ``gm``, recursively. Returns the names of the inlined ops (for the report)."""
+    inlined = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.HigherOrderOperator):
+            continue
+        name = getattr(node.target, "__name__", str(node.target))
+        if name not in _CONTEXT_HOPS:
+            continue
+        pos = [i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.op == "get_attr"
+               and isinstance(_attr(gm, a.target), fx.GraphModule)]
+        if not pos:
+            continue
+        sub = _attr(gm, node.args[pos[0]].target)
+        inlined += inline_higher_order(sub)
+        operands = list(node.args[pos[0] + 1:])
+        env = {}
+        phs = [n for n in sub.graph.nodes if n.op == "placeholder"]
+        for ph, a in zip(phs, operands):
+            env[ph] = a
+        out_vals = None
+        with gm.graph.inserting_before(node):
+            for n in sub.graph.nodes:
+                if n.op == "placeholder":
+                    continue
+                if n.op == "output":
+                    out_vals = fx.node.map_arg(n.args[0], lambda a: env[a])
+                    continue
+                if n.op == "get_attr":  # constants of the subgraph move to the parent under a fresh name
+                    new_name = _fresh_attr(gm, n.target)
+                    _set_attr(gm, new_name, _attr(sub, n.target)) if isinstance(_attr(sub, n.target), torch.Tensor) \
+                        else setattr(gm, new_name, _attr(sub, n.target))
+                    env[n] = gm.graph.get_attr(new_name)
+                    env[n].meta = dict(n.meta)
+                    continue
+                new = gm.graph.node_copy(n, lambda a: env[a])
+                env[n] = new
+        for user in list(node.users):
+            if user.op == "call_function" and user.target is operator.getitem and isinstance(out_vals, (list, tuple)):
+                user.replace_all_uses_with(out_vals[user.args[1]])
+                gm.graph.erase_node(user)
+            else:
+                user.replace_input_with(node, out_vals if not isinstance(out_vals, (list, tuple)) or
+                                        len(out_vals) != 1 else out_vals[0])
+        sub_attr = node.args[pos[0]]
+        gm.graph.erase_node(node)
+        if not sub_attr.users:
+            gm.graph.erase_node(sub_attr)
+        inlined.append(name)
+    if inlined:
+        gm.recompile()
+    return inlined
+
+
+def _attr(root, qualname):
+    v = root
+    for p in qualname.split("."):
+        v = getattr(v, p)
+    return v
+
+
+def _fresh_attr(root, base):
+    base = base.replace(".", "_")
+    name, i = base, 0
+    while hasattr(root, name):
+        i += 1
+        name = f"{base}_{i}"
+    return name

@@ -88,6 +88,7 @@ class Lowering:
         self._cur: Optional[fx.Node] = None
         self._last_placeholder: Optional[fx.Node] = None
         self.basis_feeds: Dict[str, torch.Tensor] = {}
+        self._depth = 0
 
     # ------------------------------------------------------------------ helpers used by the rules
     def call(self, fn, *args, **kwargs) -> fx.Node:
@@ -365,77 +366,135 @@ class Lowering:
 
     # ------------------------------------------------------------------ the walk
     def run(self) -> fx.GraphModule:
-        spectral = {
-            "specrewrite::stft": self._stft, "aten.stft.default": self._stft, "aten.stft.center": self._stft,
-        }
         for node in self.gm.graph.nodes:
             self._cur = node
             if node.op == "placeholder":
-                if node.name in self.attr_placeholders:
-                    self.env[node] = self.graph.get_attr(self.attr_placeholders[node.name])
-                    continue
-                if _is_complex_node(node):
-                    raise SpecRewriteError(f"model input '{node.target}' is complex; complex model inputs are not "
-                                           "supported", op="input", fix="pass torch.view_as_real(x) and call "
-                                           "torch.view_as_complex inside the model")
-                self.env[node] = self._last_placeholder = self.copy(node, (), {})
-                v = _val(node)
-                if self.traced and isinstance(v, torch.Tensor):
-                    self._n_inputs = getattr(self, "_n_inputs", 0) + 1
-                    self.env[node] = self.call(C.check_shape, self.env[node], tuple(int(d) for d in v.shape),
-                                               self._n_inputs - 1)
-                continue
-            if node.op == "get_attr":
-                self.env[node] = self._get_attr(node)
-                continue
-            if node.op == "output":
+                self._placeholder(node)
+            elif node.op == "output":
                 out = fx.node.map_arg(node.args, lambda n: self.env[n])
                 out = _strip_cx(out)
                 self.graph.output(out[0], type_expr=node.type)
-                continue
-            args = fx.node.map_aggregate(node.args, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
-            kwargs = fx.node.map_aggregate(node.kwargs, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
-            target = node.target
-            key = str(target)
-            if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
-                key = f"{target.namespace}::{target._opname}" if target.namespace == "specrewrite" else \
-                    f"aten.{target._opname}.{target._overloadname}"
-            if key in spectral:
-                self.env[node] = spectral[key](node, args, kwargs, key)
-                continue
-            if key in ("specrewrite::istft", "aten.istft.default"):
-                self.env[node] = self._istft(node, args, kwargs, key)
-                continue
-            if node.op == "call_function" and isinstance(target, torch._ops.OpOverload) and \
-                    target.overloadpacket in (aten._fft_r2c, aten._fft_c2c, aten._fft_c2r):
-                self.env[node] = self._fft(node, args, kwargs)
-                continue
-            if node.op == "call_function" and isinstance(target, torch._ops.OpOverload) and \
-                    target.namespace == "aten" and target._opname in _FFT_CIA:
-                self.env[node] = self._fft_cia(node, args, kwargs)
-                continue
-            touches = _has_cx(args) or _has_cx(kwargs) or _is_complex_node(node)
-            if not touches and target is aten.sym_size.int:
-                self.env[node] = self.call(C.sym_size, *args)
-                continue
-            if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
-                self.env[node] = self.call(_SPELL_OUT[target], *args, **kwargs)
-                continue
-            if not touches:
-                new = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
-                new.target = _uncopy(target)
-                self.env[node] = new
-                continue
-            fn = RULES.get(target)
-            if fn is None and isinstance(target, torch._ops.OpOverload):
-                fn = RULES.get(target.overloadpacket)
-                if fn is None and target._opname.endswith("_") and is_c(args[0] if args else None):
-                    fn = _inplace(RULES.get(getattr(aten, target._opname[:-1], None)))
-            if fn is None:
-                raise self.unsupported(node)
-            self.report.count_complex(getattr(target, "__name__", str(target)))
-            self.env[node] = fn(self, node, list(args), dict(kwargs))
+            else:
+                self.env[node] = self.lower_node(node)
         return self._finish()
+
+    def _placeholder(self, node):
+        if node.name in self.attr_placeholders:
+            self.env[node] = self.graph.get_attr(self.attr_placeholders[node.name])
+            return
+        if _is_complex_node(node):
+            raise SpecRewriteError(f"model input '{node.target}' is complex; complex model inputs are not "
+                                   "supported", op="input", fix="pass torch.view_as_real(x) and call "
+                                   "torch.view_as_complex inside the model")
+        self.env[node] = self._last_placeholder = self.copy(node, (), {})
+        v = _val(node)
+        if self.traced and isinstance(v, torch.Tensor):
+            self._n_inputs = getattr(self, "_n_inputs", 0) + 1
+            self.env[node] = self.call(C.check_shape, self.env[node], tuple(int(d) for d in v.shape),
+                                       self._n_inputs - 1)
+
+    def lower_node(self, node):
+        """The new graph's value (a node, a ``Cx``, a list of them or a Python value) for one original node."""
+        if node.op == "get_attr":
+            return self._get_attr(node)
+        args = fx.node.map_aggregate(node.args, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
+        kwargs = fx.node.map_aggregate(node.kwargs, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
+        target = node.target
+        key = str(target)
+        is_op = node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
+        if is_op:
+            key = f"{target.namespace}::{target._opname}" if target.namespace == "specrewrite" else \
+                f"aten.{target._opname}.{target._overloadname}"
+        if key in ("specrewrite::stft", "aten.stft.default", "aten.stft.center"):
+            return self._stft(node, args, kwargs, key)
+        if key in ("specrewrite::istft", "aten.istft.default"):
+            return self._istft(node, args, kwargs, key)
+        if is_op and target.overloadpacket in (aten._fft_r2c, aten._fft_c2c, aten._fft_c2r):
+            return self._fft(node, args, kwargs)
+        if is_op and target.namespace == "aten" and target._opname in _FFT_CIA:
+            return self._fft_cia(node, args, kwargs)
+        if is_op and target.namespace == "aten" and target._opname.startswith("fft_") and target not in _SPELL_OUT:
+            # hfft / ihfft / fftshift / fftfreq / any other torch.fft function: lowered through its decomposition
+            return self._lower_decomposed(node, args, kwargs)
+        if target is operator.getitem and isinstance(args[0], (list, tuple)):
+            return args[0][args[1]]
+        touches = _has_cx(args) or _has_cx(kwargs) or _is_complex_node(node)
+        if not touches and target is aten.sym_size.int:
+            return self.call(C.sym_size, *args)
+        if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
+            return self.call(_SPELL_OUT[target], *args, **kwargs)
+        if not touches:
+            new = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
+            new.target = _uncopy(target)
+            return new
+        fn = RULES.get(target)
+        if fn is None and isinstance(target, torch._ops.OpOverload):
+            fn = RULES.get(target.overloadpacket)
+            if fn is None and target._opname.endswith("_") and is_c(args[0] if args else None):
+                fn = _inplace(RULES.get(getattr(aten, target._opname[:-1], None)))
+        if fn is None:
+            return self._lower_decomposed(node, args, kwargs)
+        self.report.count_complex(getattr(target, "__name__", str(target)))
+        return fn(self, node, list(args), dict(kwargs))
+
+    def _lower_decomposed(self, node, args, kwargs):
+        """An op with no rule of its own: trace torch's decomposition of it (its CompositeImplicit kernel or its
+        entry in the decomposition table) on the node's metadata and lower the pieces one by one."""
+        from ._decompose import decompose
+
+        if self._depth > 8:
+            raise self.unsupported(node, "its decomposition does not terminate")
+        sub = decompose(node)
+        if sub is None:
+            raise self.unsupported(node)
+        sub_gm, leaves = sub
+        env = {}
+        phs = [n for n in sub_gm.graph.nodes if n.op == "placeholder"]
+        self._depth += 1
+        saved = self._cur
+        try:
+            for ph, leaf in zip(phs, leaves):
+                env[ph] = self.env[leaf] if isinstance(leaf, fx.Node) else leaf
+            outer_env, self.env = self.env, env
+            try:
+                for n in sub_gm.graph.nodes:
+                    if n.op == "placeholder":
+                        continue
+                    if "stack_trace" in node.meta:
+                        n.meta["stack_trace"] = node.meta["stack_trace"]
+                    if n.op == "output":
+                        result = fx.node.map_aggregate(n.args[0], lambda a: env[a] if isinstance(a, fx.Node) else a)
+                        continue
+                    if n.op == "get_attr":
+                        value = _attr_of(sub_gm, n.target)
+                        const = self.graph.get_attr(self._fresh_const(value))
+                        is_cx = isinstance(value, torch.Tensor) and value.is_complex()
+                        env[n] = Cx(const, value.dim()) if is_cx else const
+                        continue
+                    self._cur = n
+                    env[n] = self.lower_node(n)
+            finally:
+                self.env = outer_env
+        except SpecRewriteError as e:
+            name = getattr(node.target, "__name__", str(node.target))
+            raise SpecRewriteError(f"{name} (lowered through its decomposition): {e.reason}", op=str(node.target),
+                                   where=where_of(node), fix=e.fix) from None
+        finally:
+            self._depth -= 1
+            self._cur = saved
+        self.report.count_complex(getattr(node.target, "__name__", str(node.target)))
+        if isinstance(result, (list, tuple)) and len(result) == 1 and not isinstance(_val(node), (list, tuple)):
+            result = result[0]
+        return result
+
+    def _fresh_const(self, value):
+        consts = self.modules.setdefault("__complex_consts__", {})
+        name = f"_sr_const_{len(consts)}"
+        if isinstance(value, torch.Tensor) and value.is_complex():
+            consts[name] = torch.view_as_real(value.detach()).clone()
+        else:
+            consts[name] = value.detach().clone() if isinstance(value, torch.Tensor) else value
+        return name
 
     def _get_attr(self, node):
         v = self.const_value_attr(node.target)
@@ -480,9 +539,17 @@ class Lowering:
         return gm
 
 
-_SPELL_OUT = {aten.l1_loss.default: C.l1_loss}
+_SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
+              aten.fft_rfftfreq.default: C.rfftfreq}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",
             "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
+
+
+def _attr_of(root, qualname):
+    v = root
+    for part in qualname.split("."):
+        v = getattr(v, part)
+    return v
 
 
 def _uncopy(target):

@@ -88,7 +88,7 @@ def _imag(ctx, node, args, kwargs):
     return ctx.call(C.im, args[0].node)
 
 
-@rule(aten._conj, aten.conj, aten.conj_physical)
+@rule(aten._conj, aten.conj, aten.conj_physical, aten._conj_physical)
 def _conj(ctx, node, args, kwargs):
     x = args[0]
     if not is_c(x):

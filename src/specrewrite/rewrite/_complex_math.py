@@ -1,0 +1,399 @@
+"""Run-time helpers for the math rules (``rules_math``): complex elementary functions, comparisons and
+reductions on real pairs (..., 2), written so that float32 stays as accurate as eager's complex64 kernels.
+
+Conventions follow C99 / torch for the principal branches: the branch cuts lie on the real or imaginary axis and
+the sign of a zero imaginary (real) part picks the side of the cut, as in eager. The formulas are Kahan's
+("Branch cuts for complex elementary functions", 1987) where the textbook ones cancel.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._complex import atan2, pack
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+
+
+def re(z):
+    return z[..., 0]
+
+
+def im(z):
+    return z[..., 1]
+
+
+def hypot(x, y):
+    """sqrt(x^2 + y^2) without overflow or underflow of the squares: big * sqrt(1 + (small / big)^2)."""
+    ax, ay = torch.abs(x), torch.abs(y)
+    big, small = torch.maximum(ax, ay), torch.minimum(ax, ay)
+    safe = torch.where(big > 0, big, torch.ones_like(big))
+    q = small / safe
+    out = big * torch.sqrt(1.0 + q * q)
+    # inf beats nan (C99 hypot(inf, nan) = inf)
+    return torch.where(torch.isinf(ax) | torch.isinf(ay), torch.full_like(big, float("inf")), out)
+
+
+def cabs(z):
+    return hypot(re(z), im(z))
+
+
+def _copysign(mag, sign):
+    """|mag| with the sign bit of ``sign`` (signed zeros included)."""
+    return torch.copysign(mag, sign)
+
+
+# ------------------------------------------------------------------------------------------ sqrt, log, exp
+def csqrt(z):
+    """Principal square root (Kahan): no cancellation, sqrt(x - 0i) = conj(sqrt(x + 0i)) on the cut."""
+    x, y = re(z), im(z)
+    t = torch.sqrt((torch.abs(x) + hypot(x, y)) * 0.5)
+    two_t = torch.where(t > 0, 2.0 * t, torch.ones_like(t))
+    other = torch.abs(y) / two_t
+    r = torch.where(x >= 0, t, other)
+    i = torch.where(x >= 0, torch.where(t > 0, y / two_t, y), _copysign(t, y))
+    return pack(r, i)
+
+
+def log_abs(z):
+    """log |z|; for 0.5 < |z| < 2 as log1p((big - 1)(big + 1) + small^2) / 2, which keeps its accuracy where
+    log |z| is near 0 (the rounding of |z| itself would dominate)."""
+    x, y = re(z), im(z)
+    ax, ay = torch.abs(x), torch.abs(y)
+    big, small = torch.maximum(ax, ay), torch.minimum(ax, ay)
+    h = hypot(x, y)
+    near_one = (h > 0.5) & (h < 2.0)
+    return torch.where(near_one, 0.5 * torch.log1p((big - 1.0) * (big + 1.0) + small * small), torch.log(h))
+
+
+def clog(z):
+    return pack(log_abs(z), atan2(im(z), re(z)))
+
+
+def clog_scaled(z, scale: float):
+    return clog(z) * scale
+
+
+def clog1p(z):
+    """log(1 + z); near 0 the modulus goes through log1p of |1 + z|^2 - 1 = 2x + x^2 + y^2."""
+    x, y = re(z), im(z)
+    small = (torch.abs(x) < 0.5) & (torch.abs(y) < 0.5)
+    x1 = 1.0 + x
+    m_small = 0.5 * torch.log1p(x * (2.0 + x) + y * y)
+    m_big = torch.log(hypot(x1, y))
+    return pack(torch.where(small, m_small, m_big), atan2(y, x1))
+
+
+def cexp(z):
+    m = torch.exp(re(z))
+    y = im(z)
+    return pack(m * torch.cos(y), m * torch.sin(y))
+
+
+def cexpm1(z):
+    """exp(z) - 1: real part expm1(x) cos(y) - 2 sin^2(y / 2) (no cancellation near 0)."""
+    x, y = re(z), im(z)
+    s = torch.sin(0.5 * y)
+    return pack(torch.expm1(x) * torch.cos(y) - 2.0 * s * s, torch.exp(x) * torch.sin(y))
+
+
+def cexp2(z):
+    return cexp(z * _LN2)
+
+
+def creciprocal(z):
+    """1 / z scaled by the larger part (Smith), so |z| up to float max neither overflows nor underflows."""
+    x, y = re(z), im(z)
+    use_x = torch.abs(x) >= torch.abs(y)
+    safe_x = torch.where(use_x & (x != 0), x, torch.ones_like(x))
+    safe_y = torch.where(~use_x, y, torch.ones_like(y))
+    r1 = y / safe_x                      # |x| >= |y|: 1/z = (1 - i r) / (x + y r)
+    d1 = x + y * r1
+    r2 = x / safe_y                      # |y| > |x|: 1/z = (r - i) / (x r + y)
+    d2 = x * r2 + y
+    a = torch.where(use_x, 1.0 / d1, r2 / d2)
+    b = torch.where(use_x, -r1 / d1, -1.0 / d2)
+    zero = (x == 0) & (y == 0)           # 1 / 0 = inf + nan i in eager (c10::complex division)
+    return pack(torch.where(zero, torch.full_like(a, float("inf")), a),
+                torch.where(zero, torch.full_like(b, float("nan")), b))
+
+
+def crsqrt(z):
+    return creciprocal(csqrt(z))
+
+
+def cpow(z, w):
+    """z ** w = exp(w log z) for complex pairs z and w (broadcast); 0 ** w = 0 for Re(w) > 0 and 1 for w = 0,
+    like eager."""
+    lz = clog(z)
+    a, b, c, d = re(lz), im(lz), re(w), im(w)
+    e = pack(a * c - b * d, a * d + b * c)
+    out = cexp(e)
+    zero_base = (re(z) == 0) & (im(z) == 0)
+    zero_exp = (c == 0) & (d == 0)
+    out = torch.where((zero_base & (c > 0)).unsqueeze(-1), torch.zeros_like(out), out)
+    one = torch.stack([torch.ones_like(a), torch.zeros_like(a)], -1)
+    return torch.where(zero_exp.unsqueeze(-1), one.expand_as(out), out)
+
+
+def real_pow_complex(base, w):
+    """real base ** complex w (base a tensor or a number): exp(w log base) with log of a negative base = log|b| + i pi."""
+    if not isinstance(base, torch.Tensor):
+        base = torch.full_like(re(w), float(base))
+    zb = torch.stack([base, torch.zeros_like(base)], -1)
+    return cpow(zb, w)
+
+
+# ------------------------------------------------------------------------------------------ trigonometric
+def csinh(z):
+    x, y = re(z), im(z)
+    return pack(torch.sinh(x) * torch.cos(y), torch.cosh(x) * torch.sin(y))
+
+
+def ccosh(z):
+    x, y = re(z), im(z)
+    return pack(torch.cosh(x) * torch.cos(y), torch.sinh(x) * torch.sin(y))
+
+
+def csin(z):
+    x, y = re(z), im(z)
+    return pack(torch.sin(x) * torch.cosh(y), torch.cos(x) * torch.sinh(y))
+
+
+def ccos(z):
+    x, y = re(z), im(z)
+    return pack(torch.cos(x) * torch.cosh(y), -(torch.sin(x) * torch.sinh(y)))
+
+
+def ctanh(z):
+    """tanh (Kahan): with t = tan(y), s = sinh(x), b = 1 + t^2: (b sqrt(1 + s^2) s + i t) / (1 + b s^2);
+    |x| > 20 (where float32 tanh is +-1) gives +-1 + 0i with the signs of x and sin(2y)."""
+    x, y = re(z), im(z)
+    big = torch.abs(x) > 20.0
+    xs = torch.where(big, torch.zeros_like(x), x)
+    t = torch.tan(y)
+    b = 1.0 + t * t
+    s = torch.sinh(xs)
+    rho = torch.sqrt(1.0 + s * s)
+    den = 1.0 + b * s * s
+    r = b * rho * s / den
+    i = t / den
+    r = torch.where(big, _copysign(torch.ones_like(x), x), r)
+    i = torch.where(big, _copysign(torch.zeros_like(y), torch.sin(2.0 * y)), i)
+    return pack(r, i)
+
+
+def _times_i(z):          # i z
+    return pack(-im(z), re(z))
+
+
+def _times_minus_i(z):    # -i z
+    return pack(im(z), -re(z))
+
+
+def ctan(z):
+    return _times_minus_i(ctanh(_times_i(z)))
+
+
+def csigmoid(z):
+    """1 / (1 + exp(-z)) = (1 + tanh(z / 2)) / 2 (no overflow of exp for large |Re z|)."""
+    x = re(z)
+    neg = (x < 0).unsqueeze(-1)
+    e = cexp(torch.where(neg, z, -z))           # |e| <= 1: exp(z) for Re z < 0, exp(-z) otherwise
+    one = torch.zeros_like(e) + torch.tensor([1.0, 0.0], dtype=z.dtype, device=z.device)
+    num = torch.where(neg, e, one)
+    return cdiv(num, one + e)
+
+
+def cdiv(a, b):
+    """a / b with Smith's scaling (no overflow of |b|^2)."""
+    return cmul(a, creciprocal(b))
+
+
+# ------------------------------------------------------------------------------------------ inverse functions
+def _mul_conj_a(a, b):
+    """conj(a) * b."""
+    return pack(re(a) * re(b) + im(a) * im(b), re(a) * im(b) - im(a) * re(b))
+
+
+def casin(z):
+    """asin (Kahan): s1 = sqrt(1 - z), s2 = sqrt(1 + z); Re = atan2(x, Re(s1 s2)), Im = asinh(Im(conj(s1) s2))."""
+    x, y = re(z), im(z)
+    one_minus = pack(1.0 - x, -y)
+    one_plus = pack(1.0 + x, y)
+    s1, s2 = csqrt(one_minus), csqrt(one_plus)
+    den = re(s1) * re(s2) - im(s1) * im(s2)
+    return pack(torch.atan2(x, den), torch.asinh(im(_mul_conj_a(s1, s2))))
+
+
+def cacos(z):
+    """acos (Kahan): Re = 2 atan2(Re sqrt(1 - z), Re sqrt(1 + z)), Im = asinh(Im(conj(sqrt(1 + z)) sqrt(1 - z)))."""
+    x, y = re(z), im(z)
+    s1 = csqrt(pack(1.0 - x, -y))
+    s2 = csqrt(pack(1.0 + x, y))
+    # + 0.0: eager's imaginary part is +0 on both sides of the real segment (-1, 1)
+    return pack(2.0 * torch.atan2(re(s1), re(s2)), torch.asinh(im(_mul_conj_a(s2, s1))) + 0.0)
+
+
+def casinh(z):
+    """asinh(z) = -i asin(i z)."""
+    return _times_minus_i(casin(_times_i(z)))
+
+
+def cacosh(z):
+    """acosh (Kahan): Re = asinh(Re(conj(sqrt(z - 1)) sqrt(z + 1))), Im = 2 atan2(Im sqrt(z - 1), Re sqrt(z + 1))."""
+    x, y = re(z), im(z)
+    s1 = csqrt(pack(x - 1.0, y))
+    s2 = csqrt(pack(x + 1.0, y))
+    return pack(torch.asinh(re(_mul_conj_a(s1, s2))), 2.0 * torch.atan2(im(s1), re(s2)))
+
+
+def catanh(z):
+    """atanh (Kahan): Re = log1p(4x / ((1 - x)^2 + y^2)) / 4, Im = atan2(2y, (1 - x)(1 + x) - y^2) / 2."""
+    x, y = re(z), im(z)
+    one_m, one_p, y2 = 1.0 - x, 1.0 + x, y * y
+    den = one_m * one_m + y2
+    # near |x| = 1 the quotient rounds to -1 (log1p -> -inf): take the difference of the two logs there
+    r = torch.where(torch.abs(x) < 0.5, 0.25 * torch.log1p(4.0 * x / den),
+                    0.25 * (torch.log(one_p * one_p + y2) - torch.log(den)))
+    i = 0.5 * torch.atan2(2.0 * y, one_m * (1.0 + x) - y * y)
+    return pack(r, i)
+
+
+def catan(z):
+    """atan(z) = -i atanh(i z)."""
+    return _times_minus_i(catanh(_times_i(z)))
+
+
+# ------------------------------------------------------------------------------------------ predicates
+def ceq(a, b):
+    """a == b for two pairs (broadcast): both parts equal."""
+    return (re(a) == re(b)) & (im(a) == im(b))
+
+
+def cne(a, b):
+    return (re(a) != re(b)) | (im(a) != im(b))
+
+
+def real_to_pair(x, like):
+    """A real tensor or Python number as a pair with zero imaginary part (dtype of ``like``)."""
+    if isinstance(x, torch.Tensor):
+        x = x.to(like.dtype)
+        return torch.stack([x, torch.zeros_like(x)], -1)
+    v = complex(x)
+    return torch.tensor([v.real, v.imag], dtype=like.dtype, device=like.device)
+
+
+def cisnan(z):
+    return torch.isnan(re(z)) | torch.isnan(im(z))
+
+
+def cisinf(z):
+    return torch.isinf(re(z)) | torch.isinf(im(z))
+
+
+def cisfinite(z):
+    return torch.isfinite(re(z)) & torch.isfinite(im(z))
+
+
+def cnonzero_mask(z):
+    return (re(z) != 0) | (im(z) != 0)
+
+
+# ------------------------------------------------------------------------------------------ reductions
+def cmul(a, b):
+    ar, ai, br, bi = re(a), im(a), re(b), im(b)
+    return pack(ar * br - ai * bi, ar * bi + ai * br)
+
+
+def cprod_dim(z, dim: int, n: int, keepdim: bool):
+    """Product over complex dim ``dim`` (of a pair tensor, size n known) as a pairwise tree: ceil(log2 n) rounds of
+    complex multiplications, padding odd lengths with 1."""
+    x = z
+    while n > 1:
+        if n % 2:
+            one = torch.zeros_like(x.narrow(dim, 0, 1))
+            one = one + torch.tensor([1.0, 0.0], dtype=z.dtype, device=z.device)
+            x = torch.cat([x, one], dim)
+            n += 1
+        half = n // 2
+        x = cmul(x.narrow(dim, 0, half), x.narrow(dim, half, half))
+        n = half
+    if n == 0:   # empty product
+        shape = list(z.shape)
+        shape[dim] = 1
+        x = torch.zeros(shape, dtype=z.dtype, device=z.device) + torch.tensor([1.0, 0.0], dtype=z.dtype,
+                                                                                device=z.device)
+    return x if keepdim else x.squeeze(dim)
+
+
+def cprod_polar(z, dim: int, keepdim: bool):
+    """Product over a dim whose size is not known statically: prod |z| * exp(i sum arg z)."""
+    mag = torch.prod(cabs(z), dim, keepdim=keepdim)
+    ang = torch.sum(atan2(im(z), re(z)), dim, keepdim=keepdim)
+    return pack(mag * torch.cos(ang), mag * torch.sin(ang))
+
+
+def ccumprod(z, dim: int, n: int):
+    """Inclusive scan of complex products along complex dim ``dim`` (Hillis-Steele: ceil(log2 n) rounds)."""
+    x = z
+    k = 1
+    while k < n:
+        head = torch.zeros_like(x.narrow(dim, 0, k)) + torch.tensor([1.0, 0.0], dtype=z.dtype, device=z.device)
+        shifted = torch.cat([head, x.narrow(dim, 0, n - k)], dim)
+        x = cmul(x, shifted)
+        k *= 2
+    return x
+
+
+def cvar(z, dims, correction, keepdim: bool):
+    """Variance of complex values: sum |z - mean|^2 / (N - correction) = var(re) + var(im)."""
+    return (torch.var(re(z), dims, correction=correction, keepdim=keepdim)
+            + torch.var(im(z), dims, correction=correction, keepdim=keepdim))
+
+
+# ------------------------------------------------------------------------------------------ linear algebra
+def block(a):
+    """The real (2n, 2n) form [[Ar, -Ai], [Ai, Ar]] of complex matrices a (..., n, n, 2): an algebra map, so
+    products, inverses, solves and matrix functions commute with it."""
+    ar, ai = re(a), im(a)
+    top = torch.cat([ar, -ai], -1)
+    bot = torch.cat([ai, ar], -1)
+    return torch.cat([top, bot], -2)
+
+
+def unblock(m, n: int):
+    """The complex (..., n, k, 2) pair from the real block form of a complex matrix (first block column)."""
+    return pack(m[..., :n, :n], m[..., n:, :n])
+
+
+def stack_rows(b):
+    """Complex (..., n, k) pair -> real (..., 2n, k) [Br; Bi] (right-hand sides of the block system)."""
+    return torch.cat([re(b), im(b)], -2)
+
+
+def unstack_rows(x, n: int):
+    return pack(x[..., :n, :], x[..., n:, :])
+
+
+def csolve(a, b, vector: bool):
+    """A X = B for complex A (..., n, n) and B (..., n, k) or vector B (..., n) through the real block system."""
+    n = a.shape[-3]
+    m = block(a)
+    if vector:
+        rhs = torch.cat([re(b), im(b)], -1)
+        x = torch.linalg.solve(m, rhs)
+        return pack(x[..., :n], x[..., n:])
+    return unstack_rows(torch.linalg.solve(m, stack_rows(b)), n)
+
+
+def cinv(a):
+    n = a.shape[-3]
+    return unblock(torch.linalg.inv(block(a)), n)
+
+
+def cmatrix_exp(a):
+    n = a.shape[-3]
+    return unblock(torch.linalg.matrix_exp(block(a)), n)
