@@ -27,8 +27,15 @@ class _NumpyNS:
         return np.arange(n, dtype=np.int64)
 
     def cos_sin(self, m, n):
-        a = (2.0 * np.pi / n) * (np.asarray(m) % n).astype(np.float64)
-        return np.cos(a), np.sin(a)
+        m = np.asarray(m) % n
+        a = (2.0 * np.pi / n) * m.astype(np.float64)
+        c, s = np.cos(a), np.sin(a)
+        # exact at multiples of a quarter turn (DC / Nyquist rows are exactly real, as in torch's FFT)
+        quarter = (4 * m) % n == 0
+        q = (4 * m) // n % 4
+        c = np.where(quarter, np.array([1.0, 0.0, -1.0, 0.0])[q], c)
+        s = np.where(quarter, np.array([0.0, 1.0, 0.0, -1.0])[q], s)
+        return c, s
 
     def const(self, arr):
         return np.asarray(arr, dtype=np.float64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import warnings
 from typing import Any, Optional
 
 import torch
@@ -99,6 +100,22 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
 
     The result carries ``.specrewrite_report`` (see ``specrewrite.inspect``).
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _rewrite(model, example_inputs, mode=mode, strategy=strategy, strict=strict, inplace=inplace,
+                       verify=verify)
+    report = getattr(out, "specrewrite_report", None)
+    if report is not None and caught:   # torch / tracing warnings the user cannot act on: in the report
+        seen = []
+        for w in caught:
+            msg = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0][:160]}"
+            if msg not in seen:
+                seen.append(msg)
+        report.notes += [f"warning during the rewrite: {m}" for m in seen[:5]]
+    return out
+
+
+def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify):
     from .lower import Lowering, NeedsStaticShapes
     from .swap import forward_mentions_spectral_ops, swap_torchaudio
     from . import capture as cap

@@ -115,22 +115,43 @@ def _patched_stft(input, n_fft, hop_length=None, win_length=None, window=None, c
     if align_to_window:
         raise SpecRewriteError("align_to_window=True is not supported", op="torch.stft", where=user_frame(),
                                fix="use the default align_to_window")
-    if input.is_complex():
-        raise SpecRewriteError("complex input to torch.stft is not supported", op="torch.stft", where=user_frame(),
-                               fix="pass a real signal (split real and imaginary parts into two stft calls)")
-    if return_complex is None:
+    if return_complex is None and not input.is_complex():
         return _orig_stft(input, n_fft, hop, wl, window, center, pad_mode, normalized, onesided,
                           return_complex)  # torch raises its own error for real input
+    if window is not None and window.is_complex():
+        raise SpecRewriteError("complex windows are not supported", op="torch.stft", where=user_frame(),
+                               fix="use a real-valued window")
+    if pad_mode is None and center:
+        return _orig_stft(input, n_fft, hop, wl, window, center, pad_mode, normalized, onesided,
+                          return_complex)  # torch raises its own error for a missing pad mode
+    pad_mode = "reflect" if pad_mode is None else pad_mode   # unused without centre padding
+    if not isinstance(pad_mode, str):
+        raise SpecRewriteError(f"pad_mode must be a string, got {pad_mode!r}", op="torch.stft", where=user_frame(),
+                               fix="use 'reflect', 'constant', 'replicate' or 'circular'")
     if _active:
         _active[-1].sites["stft"].append(user_frame())
-    out = torch.ops.specrewrite.stft(input, n_fft, hop, wl, window, bool(center), pad_mode, bool(normalized),
-                                     True if onesided is None else bool(onesided))
-    return out if return_complex else torch.view_as_real(out)
+    if input.is_complex():   # linear in the signal: stft(re) + i stft(im), two-sided as torch requires
+        if onesided:
+            return _orig_stft(input, n_fft, hop, wl, window, center, pad_mode, normalized, onesided,
+                              return_complex)  # torch raises its own error (onesided needs a real input)
+        parts = [torch.ops.specrewrite.stft(p, n_fft, hop, wl, window, bool(center), pad_mode, bool(normalized),
+                                            False) for p in (input.real, input.imag)]
+        if _active:
+            _active[-1].sites["stft"].append(_active[-1].sites["stft"][-1])
+        out = parts[0] + 1j * parts[1]
+    else:
+        out = torch.ops.specrewrite.stft(input, n_fft, hop, wl, window, bool(center), pad_mode, bool(normalized),
+                                         True if onesided is None else bool(onesided))
+    return out if return_complex or return_complex is None else torch.view_as_real(out)
 
 
 def _patched_istft(input, n_fft, hop_length=None, win_length=None, window=None, center=True, normalized=False,
                    onesided=None, length=None, return_complex=False):
     n_fft, hop, wl = _sizes(n_fft, hop_length, win_length, window, "torch.istft")
+    if not isinstance(center, bool) or not isinstance(normalized, bool) or \
+            not (onesided is None or isinstance(onesided, bool)):
+        return _orig_istft(input, n_fft, hop_length, win_length, window, center, normalized, onesided, length,
+                           return_complex)   # torch's own error for arguments it does not accept
     if return_complex:
         raise SpecRewriteError("istft(return_complex=True) is not supported", op="torch.istft", where=user_frame(),
                                fix="use return_complex=False (a real signal)")

@@ -422,6 +422,9 @@ class Lowering:
         if not touches and target is aten.sym_size.int:
             return self.call(C.sym_size, *args)
         if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
+            if target._opname.startswith("fft_"):
+                self.report.add(f"torch.fft.{target._opname[4:]}", where_of(node), {},
+                                replaced_by="arange arithmetic")
             return self.call(_SPELL_OUT[target], *args, **kwargs)
         if not touches:
             new = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
