@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import time
 import warnings
 from typing import Any, Optional
@@ -55,7 +56,8 @@ def max_rel_err(got, ref) -> float:
 
 
 _SPECTRAL_ATEN = ("_fft_r2c", "_fft_c2r", "_fft_c2c", "stft", "istft", "fft_fft", "fft_ifft", "fft_rfft",
-                  "fft_irfft", "fft_hfft", "fft_ihfft", "fft_fftfreq", "fft_rfftfreq")
+                  "fft_irfft", "fft_hfft", "fft_ihfft", "fft_fftfreq", "fft_rfftfreq", "hann_window",
+                  "hamming_window", "blackman_window", "bartlett_window", "kaiser_window")
 
 
 class _SpectralSpy(TorchDispatchMode):
@@ -100,7 +102,7 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
 
     The result carries ``.specrewrite_report`` (see ``specrewrite.inspect``).
     """
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _quiet_torch_logs():
         warnings.simplefilter("always")
         out = _rewrite(model, example_inputs, mode=mode, strategy=strategy, strict=strict, inplace=inplace,
                        verify=verify)
@@ -113,6 +115,22 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
                 seen.append(msg)
         report.notes += [f"warning during the rewrite: {m}" for m in seen[:5]]
     return out
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    """torch.export / symbolic-shape log lines (e.g. 'dimension ... specialized') are about our own capture, not
+    something the user can act on: keep them off the console while rewriting."""
+    names = ("torch._export", "torch.export", "torch.fx", "torch._dynamo", "torch._subclasses", "torch._functorch")
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, saved):
+            lg.setLevel(lvl)
 
 
 def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify):
@@ -196,7 +214,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify):
         report.shapes_specialised = True
         report.notes.append(f"{e}: shapes specialised to the example inputs")
         out = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites).run()
-    if len(report.entries) == n_swapped and not report.complex_ops:
+    if len(report.entries) == n_swapped and not report.complex_ops and not report.folded:
         out = work  # nothing spectral in the graph: hand back the (swapped) copy, not a re-traced graph
     else:
         out.train(model.training)

@@ -168,11 +168,12 @@ def polar(mag, ang):
 def cpad(z, pad, mode="constant", value=0.0):
     """F.pad on a complex tensor carried as (..., 2)."""
     if mode == "constant":
-        if isinstance(value, complex) and value != 0:
+        value = complex(value)
+        if value != 0:   # the pad value v means v + 0j: the imaginary plane pads with v.imag, not v
             r = F.pad(re(z), list(pad), value=value.real)
             i = F.pad(im(z), list(pad), value=value.imag)
             return pack(r, i)
-        return F.pad(z, [0, 0] + list(pad), value=float(value.real if isinstance(value, complex) else value))
+        return F.pad(z, [0, 0] + list(pad))
     k = len(pad) // 2
     x = movedim(z, -1, 0)                                   # (2, ..., *padded)
     lead, keep = x.shape[: x.dim() - k], x.shape[x.dim() - k:]
@@ -265,3 +266,20 @@ def fftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=None):
 def rfftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=None):
     k = torch.arange(n // 2 + 1, device=device)
     return k.to(dtype or torch.get_default_dtype()) / (d * n)
+
+
+def cas_strided(z, order, size, stride, offset=0):
+    """Tensor.as_strided on a complex tensor held as real pairs: lay the pairs out in the original tensor's memory
+    order (``order``: its dims from the largest stride to the smallest), then stride over (re, im) elements."""
+    flat = z.permute(list(order) + [z.dim() - 1]).reshape(-1)
+    return flat.as_strided(list(size) + [2], [2 * s for s in stride] + [1], 2 * (offset or 0))
+
+
+def dense_stride(z, order, dim: int):
+    """The stride (in complex elements) of ``dim`` of a dense complex tensor laid out in ``order``."""
+    s = 1
+    for d in reversed(order):
+        if d == dim:
+            return s
+        s = s * z.shape[d]
+    return s

@@ -125,25 +125,13 @@ def crsqrt(z):
 
 
 def cpow(z, w):
-    """z ** w = exp(w log z) for complex pairs z and w (broadcast); 0 ** w = 0 for Re(w) > 0 and 1 for w = 0,
-    like eager."""
+    """z ** w = exp(w log z) for complex pairs z and w (broadcast); 0 ** w = 0 for Re(w) > 0 like eager (other
+    zero bases give eager's nan)."""
     lz = clog(z)
     a, b, c, d = re(lz), im(lz), re(w), im(w)
-    e = pack(a * c - b * d, a * d + b * c)
-    out = cexp(e)
-    zero_base = (re(z) == 0) & (im(z) == 0)
-    zero_exp = (c == 0) & (d == 0)
-    out = torch.where((zero_base & (c > 0)).unsqueeze(-1), torch.zeros_like(out), out)
-    one = torch.stack([torch.ones_like(a), torch.zeros_like(a)], -1)
-    return torch.where(zero_exp.unsqueeze(-1), one.expand_as(out), out)
-
-
-def real_pow_complex(base, w):
-    """real base ** complex w (base a tensor or a number): exp(w log base) with log of a negative base = log|b| + i pi."""
-    if not isinstance(base, torch.Tensor):
-        base = torch.full_like(re(w), float(base))
-    zb = torch.stack([base, torch.zeros_like(base)], -1)
-    return cpow(zb, w)
+    out = cexp(pack(a * c - b * d, a * d + b * c))
+    zero = (re(z) == 0) & (im(z) == 0) & (c > 0)
+    return torch.where(zero.unsqueeze(-1), torch.zeros_like(out), out)
 
 
 # ------------------------------------------------------------------------------------------ trigonometric
@@ -286,6 +274,11 @@ def real_to_pair(x, like):
     return torch.tensor([v.real, v.imag], dtype=like.dtype, device=like.device)
 
 
+def scalar_pair(like, r: float, i: float):
+    """The constant (r, i) as a pair of ``like``'s dtype."""
+    return torch.tensor([r, i], dtype=like.dtype, device=like.device)
+
+
 def cisnan(z):
     return torch.isnan(re(z)) | torch.isnan(im(z))
 
@@ -296,6 +289,11 @@ def cisinf(z):
 
 def cisfinite(z):
     return torch.isfinite(re(z)) & torch.isfinite(im(z))
+
+
+def csize(z):
+    """Tensor.size() of the complex tensor a pair stands for."""
+    return list(z.shape[:-1])
 
 
 def cnonzero_mask(z):
@@ -348,52 +346,15 @@ def ccumprod(z, dim: int, n: int):
     return x
 
 
+def ccumprod_polar(z, dim: int):
+    """cumprod along a dim of dynamic length: cumprod |z| * exp(i cumsum arg z)."""
+    mag = torch.cumprod(cabs(z), dim)
+    ang = torch.cumsum(atan2(im(z), re(z)), dim)
+    return pack(mag * torch.cos(ang), mag * torch.sin(ang))
+
+
 def cvar(z, dims, correction, keepdim: bool):
     """Variance of complex values: sum |z - mean|^2 / (N - correction) = var(re) + var(im)."""
     return (torch.var(re(z), dims, correction=correction, keepdim=keepdim)
             + torch.var(im(z), dims, correction=correction, keepdim=keepdim))
 
-
-# ------------------------------------------------------------------------------------------ linear algebra
-def block(a):
-    """The real (2n, 2n) form [[Ar, -Ai], [Ai, Ar]] of complex matrices a (..., n, n, 2): an algebra map, so
-    products, inverses, solves and matrix functions commute with it."""
-    ar, ai = re(a), im(a)
-    top = torch.cat([ar, -ai], -1)
-    bot = torch.cat([ai, ar], -1)
-    return torch.cat([top, bot], -2)
-
-
-def unblock(m, n: int):
-    """The complex (..., n, k, 2) pair from the real block form of a complex matrix (first block column)."""
-    return pack(m[..., :n, :n], m[..., n:, :n])
-
-
-def stack_rows(b):
-    """Complex (..., n, k) pair -> real (..., 2n, k) [Br; Bi] (right-hand sides of the block system)."""
-    return torch.cat([re(b), im(b)], -2)
-
-
-def unstack_rows(x, n: int):
-    return pack(x[..., :n, :], x[..., n:, :])
-
-
-def csolve(a, b, vector: bool):
-    """A X = B for complex A (..., n, n) and B (..., n, k) or vector B (..., n) through the real block system."""
-    n = a.shape[-3]
-    m = block(a)
-    if vector:
-        rhs = torch.cat([re(b), im(b)], -1)
-        x = torch.linalg.solve(m, rhs)
-        return pack(x[..., :n], x[..., n:])
-    return unstack_rows(torch.linalg.solve(m, stack_rows(b)), n)
-
-
-def cinv(a):
-    n = a.shape[-3]
-    return unblock(torch.linalg.inv(block(a)), n)
-
-
-def cmatrix_exp(a):
-    n = a.shape[-3]
-    return unblock(torch.linalg.matrix_exp(block(a)), n)

@@ -89,6 +89,8 @@ class Lowering:
         self._last_placeholder: Optional[fx.Node] = None
         self.basis_feeds: Dict[str, torch.Tensor] = {}
         self._depth = 0
+        self._fold, self._const_nodes = set(), set()
+        self._corder, self._cidx, self._cpos = None, {}, 0
 
     # ------------------------------------------------------------------ helpers used by the rules
     def call(self, fn, *args, **kwargs) -> fx.Node:
@@ -137,9 +139,14 @@ class Lowering:
             fix="rewrite that expression on real and imaginary parts (torch.view_as_real), or report it")
 
     # ------------------------------------------------------------------ constant evaluation
-    def const_value(self, node):
+    def const_value(self, node, upto: Optional[fx.Node] = None):
+        """The value of an input-independent node as the graph has it just before ``upto`` (default: right after
+        the node): constant nodes run in graph order, so in-place ops on views (a DCT matrix built with
+        ``mul_`` / ``fill_``) are seen exactly as in eager."""
         if not isinstance(node, fx.Node):
             return node
+        if node in self._const_nodes and node not in self._const:
+            self._run_consts(upto if upto is not None else node.next)
         if node in self._const:
             return self._const[node]
         if node.op == "get_attr":
@@ -160,6 +167,20 @@ class Lowering:
         self._const[node] = v
         return v
 
+    def _run_consts(self, stop: fx.Node):
+        if self._corder is None:
+            self._corder = list(self.gm.graph.nodes)
+            self._cidx = {n: i for i, n in enumerate(self._corder)}
+        end = self._cidx.get(stop, len(self._corder))
+        while self._cpos < end:
+            n = self._corder[self._cpos]
+            self._cpos += 1
+            if n in self._const_nodes and n not in self._const:
+                try:
+                    self.const_value(n)
+                except Exception:  # noqa: BLE001 - not evaluable: such a node is lowered like any other
+                    self._const_nodes.discard(n)
+
     def const_value_attr(self, qualname):
         v = self.gm
         for part in qualname.split("."):
@@ -170,7 +191,7 @@ class Lowering:
         if win_node is None:
             return None
         try:
-            return self.const_value(win_node)
+            return self.const_value(win_node, upto=node)
         except NotConstant:
             raise SpecRewriteError("the window is computed from the model input, so its values are not known "
                                    "when the model is rewritten", op=op, where=self._where(node, op),
@@ -366,6 +387,7 @@ class Lowering:
 
     # ------------------------------------------------------------------ the walk
     def run(self) -> fx.GraphModule:
+        self._fold, self._const_nodes, self._skip = _foldable_roots(self.gm, self.attr_placeholders)
         for node in self.gm.graph.nodes:
             self._cur = node
             if node.op == "placeholder":
@@ -397,6 +419,14 @@ class Lowering:
         """The new graph's value (a node, a ``Cx``, a list of them or a Python value) for one original node."""
         if node.op == "get_attr":
             return self._get_attr(node)
+        if node in self._fold:
+            folded = self._folded(node)
+            if folded is not None:
+                return folded
+        if node in self._skip:
+            return None   # an in-place op whose effect is already in the folded constants
+        if node.target is aten._assert_tensor_metadata.default and node.args[0] in self._const_nodes:
+            return None   # a dtype check of a folded constant (it would keep the window op alive)
         args = fx.node.map_aggregate(node.args, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         kwargs = fx.node.map_aggregate(node.kwargs, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         target = node.target
@@ -490,6 +520,28 @@ class Lowering:
             result = result[0]
         return result
 
+    def _folded(self, node):
+        """An input-independent value computed in forward (a window, a grid, a filterbank): evaluated once and
+        stored as a constant, so no window / linspace op reaches an exporter."""
+        use = min((u for u in node.users if u not in self._const_nodes), key=self._position, default=None)
+        try:
+            value = self.const_value(node, upto=use)
+        except Exception:  # noqa: BLE001 - not evaluable here: lower it like any other node
+            return None
+        if not isinstance(value, torch.Tensor) or value.numel() > _FOLD_MAX_NUMEL:
+            return None
+        const = self.graph.get_attr(self._fresh_const(value))
+        const.meta = dict(node.meta)
+        for n in _ancestors(node):
+            if n.op == "call_function" and n.target._opname in _FOLD_OPS:
+                self.report.folded[n.target._opname] = self.report.folded.get(n.target._opname, 0) + 1
+        return Cx(const, value.dim()) if value.is_complex() else const
+
+    def _position(self, node):
+        if self._corder is None:
+            self._run_consts(next(iter(self.gm.graph.nodes)))
+        return self._cidx.get(node, len(self._corder))
+
     def _fresh_const(self, value):
         consts = self.modules.setdefault("__complex_consts__", {})
         name = f"_sr_const_{len(consts)}"
@@ -546,6 +598,83 @@ _SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfr
               aten.fft_rfftfreq.default: C.rfftfreq}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",
             "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
+
+
+_FOLD_MAX_NUMEL = 1 << 20
+# ops whose input-independent results are folded (they are what exporters do not translate everywhere)
+_FOLD_OPS = {"hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window", "linspace",
+             "logspace", "arange", "fft_fftfreq", "fft_rfftfreq", "polar", "complex", "view_as_complex", "exp",
+             "cos", "sin"}
+
+
+def _foldable_roots(gm: fx.GraphModule, attr_placeholders):
+    """(roots, const, skip): ``skip`` are in-place ops already contained in the folded values; ``const`` are the nodes that depend on no model input (nor on a parameter, which stays
+    trainable) and that nothing input-dependent writes into; ``roots`` are those among them that compute
+    something worth folding (a window function, a grid, complex constants) and feed a non-constant node."""
+    const, base, skip = set(), {}, set()
+    for n in gm.graph.nodes:
+        base[n] = n
+        if n.op == "get_attr":
+            v = _attr_of(gm, n.target)
+            if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter):
+                const.add(n)
+            continue
+        if n.op == "placeholder" and n.name in attr_placeholders:
+            if not isinstance(_attr_of(gm, attr_placeholders[n.name]), torch.nn.Parameter):
+                const.add(n)
+            continue
+        if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
+            continue
+        schema = n.target._schema
+        if schema.returns and schema.returns[0].alias_info is not None and n.args and \
+                isinstance(n.args[0], fx.Node):
+            base[n] = base[n.args[0]]   # a view (or an in-place op returning self) shares its input's storage
+        if torch.Tag.nondeterministic_seeded in n.target.tags or n.target.namespace == "specrewrite":
+            continue
+        if all(a in const for a in n.all_input_nodes):
+            const.add(n)
+    # storage that an input-dependent in-place op writes into is not constant (nor anything derived from it)
+    tainted = set()
+    for n in gm.graph.nodes:
+        if n in const or n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
+            continue
+        for a, v in zip(n.target._schema.arguments, n.args):
+            if a.alias_info is not None and a.alias_info.is_write and isinstance(v, fx.Node) and v in const:
+                tainted.add(base[v])
+    if tainted:
+        for n in gm.graph.nodes:
+            if n in const and (base[n] in tainted or any(a not in const for a in n.all_input_nodes)):
+                const.discard(n)
+    interesting = set()
+    for n in gm.graph.nodes:
+        if n in const and n.op == "call_function" and (n.target._opname in _FOLD_OPS or
+                                                       any(a in interesting for a in n.all_input_nodes)):
+            interesting.add(n)
+    roots = {n for n in interesting if isinstance(n.meta.get("val"), torch.Tensor)
+             and n.meta["val"].numel() <= _FOLD_MAX_NUMEL and any(u not in const for u in n.users)}
+    # an in-place op inside the constant region is already in the folded values: emitting it again would
+    # apply it twice, unless some member of its storage family reaches the model unfolded
+    seen_outside = {base[n] for n in const if n not in roots and any(u not in const for u in n.users)}
+    for n in const:
+        if _mutates(n) and base[n] not in seen_outside and \
+                any(base[r] == base[n] or base[n] in {base[a] for a in _ancestors(r)} for r in roots):
+            skip.add(n)
+    return roots, const, skip
+
+
+def _mutates(n) -> bool:
+    return n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload) and \
+        any(a.alias_info is not None and a.alias_info.is_write for a in n.target._schema.arguments)
+
+
+def _ancestors(node):
+    seen, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(n.all_input_nodes)
+    return seen
 
 
 def _attr_of(root, qualname):

@@ -21,6 +21,7 @@ class Report:
     entries: List[Entry] = dataclasses.field(default_factory=list)
     complex_ops: Dict[str, int] = dataclasses.field(default_factory=dict)
     notes: List[str] = dataclasses.field(default_factory=list)
+    folded: Dict[str, int] = dataclasses.field(default_factory=dict)
     max_rel_err: Optional[float] = None
     seconds: Optional[float] = None
 
@@ -50,7 +51,7 @@ class Report:
     def __str__(self) -> str:
         lines = [f"specrewrite report: capture={self.capture}"
                  + (" (shapes specialised to the example inputs)" if self.shapes_specialised else "")]
-        if not self.entries:
+        if not self.entries and not self.complex_ops and not self.folded:
             lines.append("  no spectral op found: the model is returned unchanged (as a copy)")
         for i, e in enumerate(self.entries):
             params = ", ".join(f"{k}={v}" for k, v in e.params.items())
@@ -61,6 +62,9 @@ class Report:
         if self.complex_ops:
             ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.complex_ops.items()))
             lines.append(f"  complex ops lowered to real pairs: {ops}")
+        if self.folded:
+            ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.folded.items()))
+            lines.append(f"  input-independent values computed in forward, folded into constants: {ops}")
         for n in self.notes:
             lines.append(f"  note: {n}")
         if self.max_rel_err is not None:

@@ -113,18 +113,16 @@ def _to_copy(ctx, node, args, kwargs):
 
 
 def _binary_add(ctx, node, args, kwargs, sign):
+    """a + sign*alpha*b where each side is a complex value (Cx), a real tensor node or a Python number."""
     a, b = args[0], args[1]
     alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1) * sign
     r = ctx.out_rank(node)
-    if isinstance(b, complex) or (not is_c(b) and not isinstance(b, torch.fx.Node) and is_c(a)):
-        if isinstance(b, complex):
-            return Cx(ctx.call(C.cadd_cscalar, a.node, complex(b) * alpha, True), r)
-        return Cx(ctx.call(C.cadd_cscalar, a.node, complex(b) * alpha, True), r)
-    if isinstance(a, complex):
-        a_node = ctx.call(C.from_scalar_like, b.node if is_c(b) else b, a)
-        return Cx(ctx.call(C.cadd, a_node, _n(b), True, is_c(b), alpha), r)
-    if not is_c(a) and not isinstance(a, torch.fx.Node):  # python real scalar + complex tensor
-        return Cx(ctx.call(C.cadd_cscalar, ctx.call(operator.mul, b.node, alpha), complex(a), True), r)
+    scalar = (int, float, complex, bool)
+    if isinstance(b, scalar):
+        return Cx(ctx.call(C.cadd_cscalar, _n(a), complex(b) * alpha, is_c(a)), r)
+    if isinstance(a, scalar):
+        scaled = ctx.call(operator.mul, _n(b), alpha) if alpha != 1 else _n(b)
+        return Cx(ctx.call(C.cadd_cscalar, scaled, complex(a), is_c(b)), r)
     return Cx(ctx.call(C.cadd, _n(a), _n(b), is_c(a), is_c(b), alpha), r)
 
 

@@ -304,3 +304,35 @@ for _base in ("view", "permute", "transpose", "t", "slice", "select", "unsqueeze
     _copy_op = getattr(aten, _base + "_copy", None)
     if _copy_op is not None and getattr(aten, _base) in RULES:
         RULES[_copy_op] = RULES[getattr(aten, _base)]
+
+
+def _memory_order(ctx, node, x):
+    """Dims of the original complex tensor from the largest stride to the smallest, when its memory is dense
+    and starts at its storage offset 0 (what as_strided / stride() of it mean); else a clear error."""
+    from torch.fx.experimental.symbolic_shapes import guard_or_false
+
+    v = x.meta.get("val") if isinstance(x, torch.fx.Node) else None
+    if not isinstance(v, torch.Tensor):
+        raise ctx.unsupported(node, "the strides of its input are unknown")
+    order = sorted(range(v.dim()), key=lambda d: (int(v.stride(d)) if not isinstance(v.stride(d), torch.SymInt)
+                                                   else v.stride(d).node.hint), reverse=True)
+    dense = guard_or_false(v.permute(order).is_contiguous()) if v.dim() else True
+    if not dense or not guard_or_false(v.storage_offset() == 0):
+        raise ctx.unsupported(node, "its input is a view with gaps or an offset into a larger tensor; "
+                              "call .contiguous() on it first")
+    return order
+
+
+@rule(aten.as_strided)
+def _as_strided(ctx, node, args, kwargs):
+    z, size, stride = args[0], args[1], args[2]
+    offset = args[3] if len(args) > 3 else kwargs.get("storage_offset", 0)
+    order = _memory_order(ctx, node, node.args[0])
+    return Cx(ctx.call(C.cas_strided, z.node, order, list(size), list(stride), offset or 0), len(size))
+
+
+@rule(aten.sym_stride)
+def _sym_stride(ctx, node, args, kwargs):
+    z, d = args
+    order = _memory_order(ctx, node, node.args[0])
+    return ctx.call(C.dense_stride, z.node, order, nd(d, z.rank))

@@ -1,0 +1,278 @@
+"""Classes of real-model code that rewrite() must handle (each with a reference in float64 and an ONNX check):
+context managers in forward (higher-order ops), input-independent values computed in forward (folded),
+every argument form torch.stft / istft accept, spectral ops found by the ATen ops that run, scripted modules."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import specrewrite as sr
+from conftest import TOL, onnx_roundtrip, rel_err
+from specrewrite import SpecRewriteError
+from test_rewrite import ref64, signal
+
+N_FFT, HOP = 128, 32
+
+
+def _window64():
+    return torch.hann_window(N_FFT, dtype=torch.float64)
+
+
+def _check(model, args, onnx=True, tol="fp32_rel"):
+    """rewrite matches float64 eager within tolerance, leaves no FFT op, and (optionally) runs in ONNX Runtime."""
+    fast = sr.rewrite(model, args)
+    ref = ref64(model, *args)
+    got = fast(*args)
+    assert rel_err(got, ref) <= TOL[tol], str(fast.specrewrite_report)
+    if isinstance(fast, torch.fx.GraphModule):
+        left = [n for n in fast.graph.nodes if n.op == "call_function" and "fft" in str(n.target)
+                and "aten" in str(n.target)]
+        assert not left, left
+    if onnx:
+        sess, _, _ = onnx_roundtrip(fast, args)
+        out = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)})[0]
+        assert rel_err(torch.from_numpy(out), ref) <= TOL[tol]
+    return fast
+
+
+# ------------------------------------------------------------------------------ 1. higher-order ops
+CONTEXTS = {
+    "no_grad": torch.no_grad,
+    "enable_grad": torch.enable_grad,
+    "set_grad_enabled": lambda: torch.set_grad_enabled(False),
+    "autocast_off": lambda: torch.autocast("cpu", enabled=False),
+    "inference_mode": torch.inference_mode,
+}
+
+
+class _InContext(torch.nn.Module):
+    def __init__(self, ctx, nested=False):
+        super().__init__()
+        self.ctx, self.nested = ctx, nested
+        self.register_buffer("window", torch.hann_window(N_FFT))
+
+    def forward(self, x):
+        with self.ctx():
+            z = torch.stft(x, N_FFT, HOP, window=self.window, return_complex=True)
+            if self.nested:
+                with torch.no_grad():
+                    z = z * torch.exp(1j * z.angle() * 0.0) * (0.5 + 0.5j)
+            y = z * (1 + 1j)
+        return torch.istft(y, N_FFT, HOP, window=self.window, length=x.shape[-1])
+
+
+@pytest.mark.parametrize("name", list(CONTEXTS))
+def test_context_manager_in_forward(name):
+    _check(_InContext(CONTEXTS[name]).eval(), (signal(2, 1000),))
+
+
+def test_nested_context_managers_in_forward():
+    _check(_InContext(CONTEXTS["set_grad_enabled"], nested=True).eval(), (signal(2, 1000),), onnx=False)
+
+
+class _TracedNoGrad(torch.nn.Module):
+    """Not torch.export-able (int(tensor)): the tracing route meets the same context manager."""
+
+    def forward(self, x):
+        k = int(x.abs().max() > -1)
+        with torch.no_grad():
+            z = torch.fft.rfft(x) * k
+        return torch.fft.irfft(z * 1j, n=x.shape[-1])
+
+
+def test_context_manager_on_the_tracing_route():
+    fast = _check(_TracedNoGrad(), (signal(2, 256),), onnx=False)
+    assert "trace" in fast.specrewrite_report.capture
+
+
+# ------------------------------------------------------------------------------ 4. values computed in forward
+class _WindowInForward(torch.nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.plain = torch.blackman_window(N_FFT)          # a plain attribute, not a buffer
+
+    def forward(self, x):
+        if self.kind == "hamming64":
+            w = torch.hamming_window(N_FFT, dtype=torch.float64).to(x.dtype)
+        elif self.kind == "kaiser":
+            w = torch.kaiser_window(N_FFT, periodic=False, beta=8.0)
+        elif self.kind == "bartlett":
+            w = torch.bartlett_window(N_FFT)
+        elif self.kind == "attribute_to":
+            w = self.plain.to(x.device)
+        elif self.kind == "lazy":
+            if not hasattr(self, "lazy_window"):
+                self.lazy_window = torch.hann_window(N_FFT)
+            w = self.lazy_window
+        else:   # a window from a linspace grid, the way some packages write it
+            t = torch.linspace(0, 2 * torch.pi, N_FFT + 1)[:-1]
+            w = 0.5 - 0.5 * torch.cos(t)
+        z = torch.stft(x, N_FFT, HOP, window=w, return_complex=True)
+        return z.abs()
+
+
+@pytest.mark.parametrize("kind", ["hamming64", "kaiser", "bartlett", "attribute_to", "lazy", "linspace"])
+def test_window_computed_in_forward(kind):
+    _check(_WindowInForward(kind), (signal(2, 1000),))
+
+
+class _ManualFrames(torch.nn.Module):
+    """Framing + a window made in forward + an FFT filterbank built per call: every constant is folded."""
+
+    def forward(self, x):
+        frames = x.unfold(-1, N_FFT, HOP) * torch.hann_window(N_FFT, dtype=torch.float64).to(x.dtype)
+        mag = torch.fft.rfft(frames).abs()
+        freqs = torch.fft.rfftfreq(N_FFT, d=1 / 16000, dtype=x.dtype)
+        centre = torch.linspace(0, 8000, 8, dtype=x.dtype).unsqueeze(-1)
+        fb = torch.relu(1 - (freqs - centre).abs() / 1000)
+        return mag @ fb.T
+
+
+def test_constants_built_in_forward_are_folded():
+    fast = _check(_ManualFrames(), (signal(2, 1000),))
+    rep = fast.specrewrite_report
+    assert "hann_window" in rep.folded and "linspace" in rep.folded, str(rep)
+    ops = {str(n.target) for n in fast.graph.nodes if n.op == "call_function"}
+    assert not any("window" in o or "linspace" in o for o in ops), ops
+
+
+class _WindowOnly(torch.nn.Module):
+    """No FFT at all, but a window function in forward (which coremltools cannot convert)."""
+
+    def forward(self, x):
+        return (x.unfold(-1, N_FFT, HOP) * torch.hamming_window(N_FFT)).sum(-1)
+
+
+def test_window_only_model_is_captured_and_folded():
+    fast = _check(_WindowOnly(), (signal(2, 1000),))
+    assert fast.specrewrite_report.folded == {"hamming_window": 1}
+
+
+class _DctBuiltInPlace(torch.nn.Module):
+    """A matrix built with in-place ops on views (the kaldi / torchaudio DCT idiom) must fold to its final value."""
+
+    def forward(self, x):
+        m = torch.cos(torch.arange(8, dtype=x.dtype).unsqueeze(1) * torch.arange(8, dtype=x.dtype) * 0.3)
+        m[0] *= 0.5
+        m[:, 1].fill_(2.0)
+        return torch.fft.rfft(x).abs()[..., :8] @ m
+
+
+def test_constant_built_with_inplace_ops_folds_to_final_value():
+    _check(_DctBuiltInPlace(), (signal(2, 64),))
+
+
+class _InputIntoBuffer(torch.nn.Module):
+    """A factory tensor that the input is written into is NOT constant."""
+
+    def forward(self, x):
+        buf = torch.zeros(x.shape[0], 33, dtype=torch.complex64)
+        buf[:, :] = torch.fft.rfft(x)
+        return torch.view_as_real(buf * torch.exp(1j * torch.linspace(0, 1, 33)))
+
+
+def test_factory_tensor_written_from_input_is_not_folded():
+    _check(_InputIntoBuffer(), (signal(2, 64),), onnx=False)
+
+
+# ------------------------------------------------------------------------------ 5. argument forms
+W = torch.hann_window(N_FFT)
+ARG_FORMS = {
+    "positional": lambda x: torch.stft(x, N_FFT, HOP, N_FFT, W, True, "reflect", False, True, True).abs(),
+    "tensor_method": lambda x: x.stft(N_FFT, hop_length=HOP, window=W, return_complex=True).abs(),
+    "functional_module": lambda x: torch.functional.stft(x, N_FFT, HOP, window=W, return_complex=True).abs(),
+    "legacy_return_complex_false": lambda x: torch.stft(x, N_FFT, HOP, window=W, return_complex=False),
+    "pad_mode_none_no_centre": lambda x: torch.stft(x, N_FFT, HOP, window=W, center=False, pad_mode=None,
+                                                    return_complex=True).abs(),
+    "defaults_none": lambda x: torch.stft(x, N_FFT, None, None, None, return_complex=True).abs(),
+    "onesided_false": lambda x: torch.stft(x, N_FFT, HOP, window=W, onesided=False, return_complex=True).abs(),
+    "complex_input": lambda x: torch.stft(torch.complex(x, x.flip(-1)), N_FFT, HOP, window=W,
+                                          return_complex=True).abs(),
+    "istft_positional": lambda x: torch.istft(torch.stft(x, N_FFT, HOP, window=W, return_complex=True), N_FFT,
+                                              HOP, N_FFT, W, True, False, True, x.shape[-1]),
+    "istft_onesided_none": lambda x: torch.istft(torch.stft(x, N_FFT, HOP, window=W, return_complex=True), N_FFT,
+                                                 HOP, window=W, onesided=None, length=None),
+}
+
+
+class _Fn(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("form", list(ARG_FORMS))
+def test_stft_argument_forms(form):
+    x = signal(2, 1000)
+    fast = sr.rewrite(_Fn(ARG_FORMS[form]), (x,))
+    with torch.no_grad():   # float64 reference with a float64 window
+        global W
+        saved, W = W, W.double()
+        try:
+            ref = ARG_FORMS[form](x.double())
+        finally:
+            W = saved
+    assert rel_err(fast(x), ref) <= TOL["fp32_rel"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64])
+def test_double_precision_model(dtype):
+    class M(torch.nn.Module):
+        def forward(self, x):
+            z = torch.stft(x, N_FFT, HOP, window=torch.hann_window(N_FFT, dtype=x.dtype), return_complex=True)
+            return torch.istft(z * (1 - 0.5j), N_FFT, HOP, window=torch.hann_window(N_FFT, dtype=x.dtype))
+
+    x = signal(2, 1000).to(dtype)
+    fast = sr.rewrite(M(), (x,))
+    assert rel_err(fast(x), M()(x)) <= TOL["fp64_rel"]
+
+
+def test_argument_torch_rejects_is_a_clear_error():
+    """pad_mode=None with centre padding: torch itself raises; rewrite names it as a SpecRewriteError."""
+    bad = _Fn(lambda x: torch.stft(x, N_FFT, HOP, window=W, pad_mode=None, return_complex=True).abs())
+    with pytest.raises(SpecRewriteError, match="pad"):
+        sr.rewrite(bad, (signal(2, 1000),))
+
+
+# ------------------------------------------------------------------------------ 8. detection and scripted modules
+class _RealIrfft(torch.nn.Module):
+    """The only spectral op: irfft of a REAL tensor (no complex value anywhere in the program)."""
+
+    def forward(self, x):
+        return torch.fft.irfft(x, n=2 * x.shape[-1] - 2)
+
+
+def test_real_input_irfft_is_found_and_rewritten():
+    fast = _check(_RealIrfft(), (signal(3, 33),))
+    assert fast.specrewrite_report.entries, str(fast.specrewrite_report)
+
+
+class _LibraryWrapper(torch.nn.Module):
+    """A spectral op behind a name the spy could not guess (a helper calling the Tensor method)."""
+
+    def forward(self, x):
+        spec = getattr(torch.fft, "r" + "fft")
+        return spec(x).real * 2
+
+
+def test_spectral_op_found_by_the_aten_op_that_runs():
+    fast = _check(_LibraryWrapper(), (signal(3, 40),))
+    assert "torch.export" in fast.specrewrite_report.capture
+
+
+@pytest.mark.parametrize("how", ["script", "trace", "script_submodule"])
+def test_torchscript_module_is_refused(how):
+    x = signal(2, 64)
+    if how == "script":
+        m = torch.jit.script(_RealIrfft())
+    elif how == "trace":
+        m = torch.jit.trace(_RealIrfft(), (x,))
+    else:
+        m = torch.nn.Sequential(torch.nn.Identity(), torch.jit.script(_RealIrfft()))
+    with pytest.raises(SpecRewriteError, match="TorchScript") as ei:
+        sr.rewrite(m, (x,))
+    assert "eager" in ei.value.fix
