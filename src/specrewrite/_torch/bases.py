@@ -22,6 +22,11 @@ class TorchNS:
         self.dtype, self.device, self.anchor = dtype, device, anchor
 
     def arange(self, n):
+        if n > 1024 and self.anchor is not None:
+            # a long ramp from two short anchored ones, so exporters keep no n-long index constant
+            a = math.isqrt(n - 1) + 1
+            r = self.arange(a)
+            return (r.reshape(-1, 1) * a + r.reshape(1, -1)).reshape(-1)[:n]
         r = torch.arange(n, dtype=torch.int64, device=self.device)
         if self.anchor is not None:
             # 0 for every finite or infinite input; keeps the ramp data-dependent for exporters.
@@ -31,8 +36,16 @@ class TorchNS:
     def cos_sin(self, m, n):
         # the angle in float64 for float64 bases, else float32 (exact for indices below 2**24)
         ft = torch.float64 if self.dtype == torch.float64 else torch.float32
-        a = torch.remainder(m, n).to(ft) * (2.0 * math.pi / n)
-        return torch.cos(a).to(self.dtype), torch.sin(a).to(self.dtype)
+        m = torch.remainder(m, n)
+        a = m.to(ft) * (2.0 * math.pi / n)
+        c, s = torch.cos(a), torch.sin(a)
+        if n % 2 == 0:  # exact at the quarter / half turns (DC and Nyquist rows exactly real, as torch's FFT)
+            q4 = 4 * m
+            on = torch.remainder(q4, n) == 0
+            q = torch.div(q4, n, rounding_mode="floor")
+            c = torch.where(on, (q == 0).to(ft) - (q == 2).to(ft), c)
+            s = torch.where(on, (q == 1).to(ft) - (q == 3).to(ft), s)
+        return c.to(self.dtype), s.to(self.dtype)
 
     def const(self, arr):
         return torch.as_tensor(np.asarray(arr), dtype=self.dtype, device=self.device)

@@ -120,11 +120,16 @@ def _plan_shapes(plan, real_in=False, real_out=False) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ module
+_OP = {"r2c": "torch.fft.rfft", "c2c": "torch.fft.fft", "c2r": "torch.fft.irfft"}
+
+
 class RealFFT(BasisHolder):
     """kind: 'r2c' (x (..., n) -> (..., F, 2)), 'c2c' ((..., n, 2) -> (..., n, 2)), 'c2r' ((..., F, 2) -> (..., n)).
 
     ``scale`` is the normalisation factor (torch.fft's norm), ``inverse`` the sign of c2c. ``self.plan``
     describes the route: 'dense', 'packed ...' (even-length r2c / c2r over a half-length plan) or the plan.
+    Lengths above ``kernels.fft_plan.MAX_N`` (2**22), or plans over its weight / intermediate limits (64 MiB of
+    constants, 2**24 floats per row), raise SpecRewriteError.
     """
 
     def __init__(self, kind: str, n: int, *, scale: float = 1.0, inverse: bool = False, onesided: bool = True,
@@ -132,10 +137,10 @@ class RealFFT(BasisHolder):
         super().__init__(mode, dtype)
         if kind not in ("r2c", "c2c", "c2r"):
             raise ValueError(kind)
-        check_length(n, {"r2c": "torch.fft.rfft", "c2c": "torch.fft.fft", "c2r": "torch.fft.irfft"}[kind])
+        check_length(n, _OP[kind])
         self.kind, self.n, self.onesided = kind, n, onesided
         self.scale, self.inverse = float(scale), bool(inverse)
-        self.n_bins = (n // 2 + 1 if (onesided or kind == "c2r") else n) if kind != "c2c" else n
+        self.n_bins = n if (kind == "c2c" or (kind == "r2c" and not onesided)) else n // 2 + 1
         if n <= DENSE_MAX:
             self.route, self.fplan = "dense", None
             self._init_dense(kind, n, scale, inverse)
@@ -144,9 +149,9 @@ class RealFFT(BasisHolder):
         self.fplan = plan_fft(n // 2 if self.route == "packed" else n)
         self._shapes = self._const_shapes()
         itemsize = torch.tensor([], dtype=dtype).element_size()
-        inter = 4 * self.fplan.length + 2 * n
+        inter = 2 * max(self.fplan.length, n)    # floats per row of the largest intermediate
         check_weights(n, sum(math.prod(s) for s in self._shapes.values()), itemsize, inter,
-                      op=f"RealFFT {kind}")
+                      op=_OP[kind])
         self._add_basis("fft_basis", lambda ns: ns.cat([t.reshape(-1) for t in self._constants(ns).values()], 0))
 
     @property
