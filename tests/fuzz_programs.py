@@ -385,7 +385,9 @@ def _step(draw, S: _State) -> Optional[tuple]:
     if kind == "exp":
         return [f"z = torch.exp(z / (z.abs() + {peak:.3g}))"], "exp"
     if kind == "log":
-        return [f"z = torch.log(z + 2 * z.abs() + {1e-3 * peak:.3g})"], "log"
+        # the argument stays off the branch cut (Re > 0, |Im(log)| < pi/2) and the result stays off zero (+2j):
+        # near a zero, angle / sgn / 1/sqrt(|.|) downstream would compare rounding noise, not the library
+        return [f"z = torch.log(z + 2 * z.abs() + {1e-3 * peak:.3g}) + 2j"], "log"
     if kind == "sqrt_pow":
         form = draw.choice(["torch.sqrt(z + z.abs())", "(z + 2 * z.abs()) ** 0.5", "(z * s) ** 2",
                                      "torch.pow(z * s, 3)", "(z * s).pow(2)", "(z * s).square()",

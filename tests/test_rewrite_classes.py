@@ -276,3 +276,39 @@ def test_torchscript_module_is_refused(how):
     with pytest.raises(SpecRewriteError, match="TorchScript") as ei:
         sr.rewrite(m, (x,))
     assert "eager" in ei.value.fix
+
+
+# ------------------------------------------------------------------------------ 2. complex ops found in real models
+class _ComplexTaps(torch.nn.Module):
+    """Framing a complex STFT with as_strided (multichannel linear prediction, e.g. WPE taps)."""
+
+    def forward(self, x):
+        Y = torch.stft(x, 64, 16, window=torch.hann_window(64, dtype=x.dtype), return_complex=True)
+        F, T = Y.shape
+        taps = Y.as_strided((F, 4, T - 3), (Y.stride(0), Y.stride(1), Y.stride(1)))
+        return torch.view_as_real(taps.sum(1) * Y[:, 3:].conj())
+
+
+class _PsdTrace(torch.nn.Module):
+    """Spatial covariance by einsum, then its trace through torch.diagonal (beamformers)."""
+
+    def forward(self, x):
+        X = torch.stft(x, 64, 16, window=torch.hann_window(64, dtype=x.dtype), return_complex=True)
+        psd = torch.einsum("cft,eft->fce", X, X.conj())
+        return torch.diagonal(psd, dim1=-2, dim2=-1).sum(-1).real
+
+
+class _RealPlusComplexScalar(torch.nn.Module):
+    """A real spectrum made complex with `+ 0.0j` before irfft (autocorrelation by FFT)."""
+
+    def forward(self, x):
+        X = torch.fft.rfft(x, n=256)
+        acf = X.real ** 2 + X.imag ** 2
+        return torch.fft.irfft(acf + 0.0j, n=256) + torch.view_as_real(1j - acf + (2 - X)).sum((-1, -2))[..., None]
+
+
+@pytest.mark.parametrize("model,shape", [(_ComplexTaps, (2000,)), (_PsdTrace, (2, 2000)),
+                                         (_RealPlusComplexScalar, (2, 200))],
+                         ids=["as_strided", "einsum_diagonal", "real_plus_complex_scalar"])
+def test_complex_ops_from_real_models(model, shape):
+    _check(model(), (signal(*shape),))
