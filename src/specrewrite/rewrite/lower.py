@@ -13,62 +13,20 @@ import torch.fx as fx
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
-from ..specs import IstftSpec, StftSpec, fft_scale
-from .._torch.fft import RealFFT
-from .._torch.istft import RealISTFT
-from .._torch.stft import RealSTFT
 from . import _complex as C
+from ._fold import FOLD_MAX_NUMEL, FOLD_OPS, ancestors, foldable_roots
+from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_complex_node as _is_complex_node
+from ._nodes import val as _val, where_of
+from .lower_spectral import SpectralLowering
 from .report import Report
 from .rules import RULES, Cx, CxList, is_c
+
+__all__ = ["Lowering", "NeedsStaticShapes", "NotConstant", "where_of"]
 
 aten = torch.ops.aten
 
 
-def where_of(node: fx.Node) -> Optional[str]:
-    """The innermost user-code frame of a node's stack trace ('file:line in func: code')."""
-    st = node.meta.get("stack_trace")
-    if not st:
-        return None
-    lines = [ln.strip() for ln in st.strip().splitlines()]
-    best = None
-    for i, ln in enumerate(lines):
-        if ln.startswith("File ") and "/torch/" not in ln and "/specrewrite/" not in ln:
-            code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
-            best = f"{ln[5:]}: {code}"
-    return best
-
-
-def _val(node):
-    return node.meta.get("val") if isinstance(node, fx.Node) else None
-
-
-def _is_complex_node(node) -> bool:
-    v = _val(node)
-    if isinstance(v, torch.Tensor):
-        return v.is_complex()
-    if isinstance(v, (list, tuple)):
-        return any(isinstance(t, torch.Tensor) and t.is_complex() for t in v)
-    return False
-
-
-def _bind(node: fx.Node, args, kwargs) -> Dict[str, Any]:
-    schema = node.target._schema
-    out = {a.name: a.default_value if a.has_default_value() else None for a in schema.arguments}
-    for a, v in zip(schema.arguments, args):
-        out[a.name] = v
-    out.update(kwargs)
-    return out
-
-
-class NotConstant(Exception):
-    pass
-
-
-class NeedsStaticShapes(Exception):
-    """A DFT runs along an axis the capture left dynamic: capture again with the example shapes."""
-
-
-class Lowering:
+class Lowering(SpectralLowering):
     def __init__(self, gm: fx.GraphModule, *, mode: Mode, strategy: Strategy, report: Report,
                  sites: Optional[dict] = None, attr_placeholders: Optional[Dict[str, str]] = None):
         self.gm, self.mode, self.strategy, self.report = gm, mode, strategy, report
@@ -204,190 +162,8 @@ class Lowering:
             return lst.pop(0)
         return where_of(node)
 
-    def _call_spectral(self, name, args, kwargs=None):
-        """call_module of a spectral submodule; in ``input`` mode its bases become new model inputs."""
-        mod = self.modules[name]
-        if self.mode is Mode.INPUT:
-            feeds = mod.basis_inputs()
-            extra = []
-            for i, (bname, t) in enumerate(feeds.items()):
-                ph_name = f"{name[4:]}_{bname}"
-                with self.graph.inserting_after(self._last_placeholder):
-                    ph = self.graph.placeholder(ph_name)
-                self._last_placeholder = ph
-                self.basis_feeds[ph.name] = t
-                extra.append(ph)
-            args = tuple(args) + tuple(extra) + (None,) * (2 - len(extra))
-        return self.graph.call_module(name, tuple(args), dict(kwargs or {}))
-
-    def _add_module(self, prefix: str, module: torch.nn.Module) -> str:
-        name = f"_sr_{prefix}_{len(self.modules)}"
-        self.modules[name] = module
-        return name
-
-    # ------------------------------------------------------------------ spectral ops
-    def _stft(self, node, args, kwargs, op):
-        b = _bind(node, args, kwargs) if op != "specrewrite::stft" else dict(zip(
-            ["input", "n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "normalized",
-             "onesided"], args))
-        where = self._where(node, "stft")
-        x = b.get("input", b.get("self"))
-        if is_c(x):
-            raise SpecRewriteError("complex input to stft is not supported", op="torch.stft", where=where,
-                                   fix="pass a real signal")
-        window = self._window(node, node.args[4] if len(node.args) > 4 else node.kwargs.get("window"), "torch.stft")
-        center = b.get("center", False) if op != "aten.stft.default" else False
-        spec = StftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, center,
-                             b.get("pad_mode") or "reflect", b.get("normalized") or False, b.get("onesided"),
-                             op="torch.stft", where=where)
-        mod = RealSTFT(spec, self.mode, self.strategy, dtype=self._float_dtype(node.args[0]))
-        name = self._add_module("stft", mod)
-        self.report.add("torch.stft", where, spec.describe(), replaced_by=f"{name}: RealSTFT({mod.extra_repr()})")
-        out = self._call_spectral(name, (x,))
-        if op != "specrewrite::stft" and b.get("return_complex") is False:
-            return out
-        return Cx(out, self.out_rank(node))
-
-    def _istft(self, node, args, kwargs, op):
-        if op == "specrewrite::istft":
-            b = dict(zip(["self", "n_fft", "hop_length", "win_length", "window", "center", "normalized", "onesided",
-                          "length"], args))
-        else:
-            b = _bind(node, args, kwargs)
-        where = self._where(node, "istft")
-        z = b["self"]
-        if not is_c(z):
-            raise SpecRewriteError("istft input is not complex", op="torch.istft", where=where)
-        window = self._window(node, node.args[4] if len(node.args) > 4 else node.kwargs.get("window"),
-                              "torch.istft")
-        onesided = b.get("onesided")
-        spec = IstftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, b.get("center", True),
-                              b.get("normalized") or False, onesided, op="torch.istft", where=where)
-        mod = RealISTFT(spec, self.mode, self.strategy, dtype=self.real_dtype(self._float_dtype(node.args[0])))
-        name = self._add_module("istft", mod)
-        d = spec.describe()
-        d["length"] = b.get("length") if not isinstance(b.get("length"), fx.Node) else "dynamic"
-        self.report.add("torch.istft", where, d, replaced_by=f"{name}: RealISTFT({mod.extra_repr()})")
-        length = b.get("length")
-        return self._call_spectral(name, (z.node,), {"length": length} if length is not None else {})
-
-    def _fft_module(self, node, kind, n, scale, inverse=False, onesided=True):
-        if not isinstance(n, int):
-            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis")
-        mod = RealFFT(kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode,
-                      dtype=self.real_dtype(self._float_dtype(node.args[0])))
-        return self._add_module("fft", mod), mod
-
-    def _log_fft(self, node, what, n, d, norm, name, mod):
-        self.report.add(what, where_of(node), {"n": n, "dim": d, "norm": norm},
-                        replaced_by=f"{name}: RealFFT({mod.extra_repr()})")
-
-    def _r2c(self, node, x, d, n, norm, onesided=True, what="torch.fft.rfft"):
-        name, mod = self._fft_module(node, "r2c", n, fft_scale(norm, n, True), onesided=onesided)
-        self._log_fft(node, what, n, d, norm, name, mod)
-        y = self._call_spectral(name, (self.call(C.movedim, x, d, -1),))
-        return self.call(C.unmove_fft_dim, y, d)
-
-    def _c2c(self, node, z, d, n, norm, forward, what=None):
-        name, mod = self._fft_module(node, "c2c", n, fft_scale(norm, n, forward), inverse=not forward)
-        self._log_fft(node, what or ("torch.fft.fft" if forward else "torch.fft.ifft"), n, d, norm, name, mod)
-        y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
-        return Cx(self.call(C.unmove_fft_dim, y, d), z.rank)
-
-    def _c2r(self, node, z, d, n, norm, what="torch.fft.irfft"):
-        name, mod = self._fft_module(node, "c2r", n, fft_scale(norm, n, False))
-        self._log_fft(node, what, n, d, norm, name, mod)
-        y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
-        return self.call(C.movedim, y, -1, d)
-
-    def _resize(self, x, d, have, want):
-        """torch.fft's n= semantics: zero-pad or trim dim d (of a real tensor or a complex Cx) to ``want``."""
-        if want is None or want == have:
-            return x
-        node, c = (x.node, True) if is_c(x) else (x, False)
-        y = self.call(C.resize_dim, node, d, want, c)
-        return Cx(y, x.rank) if c else y
-
-    def _fft(self, node, args, kwargs):
-        """ATen's _fft_r2c / _fft_c2c / _fft_c2r (normalisation given as an int per ATen)."""
-        op = node.target.overloadpacket
-        b = _bind(node, args, kwargs)
-        x = b["self"]
-        in_val = _val(node.args[0])
-        dims = [d % in_val.dim() for d in b["dim"]]
-        norm = b["normalization"]
-        size = [int(v) if isinstance(v, int) else v for v in in_val.shape]
-        if op is aten._fft_r2c:
-            z = Cx(self._r2c(node, x, dims[-1], size[dims[-1]], norm, b["onesided"]), in_val.dim())
-            for d in dims[:-1]:
-                z = self._c2c(node, z, d, size[d], norm, True)
-            return z
-        if op is aten._fft_c2c:
-            z = x if is_c(x) else Cx(self.call(C.from_real, x), in_val.dim())
-            for d in dims:
-                z = self._c2c(node, z, d, size[d], norm, b["forward"])
-            return z
-        z = x
-        for d in dims[:-1]:
-            z = self._c2c(node, z, d, size[d], norm, False)
-        n_last = b["last_dim_size"]
-        if not isinstance(n_last, int):
-            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length")
-        return self._c2r(node, z, dims[-1], n_last, norm)
-
-    def _fft_cia(self, node, args, kwargs):
-        """torch.fft.* as they appear before decomposition (aten.fft_rfft, fft_irfftn, ...)."""
-        name = node.target._opname            # fft_rfft, fft_irfft2, ...
-        b = _bind(node, args, kwargs)
-        x = b["self"]
-        in_val = _val(node.args[0])
-        r = in_val.dim()
-        size = list(in_val.shape)
-        norm = b.get("norm")
-        base = name[4:]
-        multi = base.endswith("2") or base.endswith("n")
-        if multi:
-            dims = b.get("dim")
-            s_ = b.get("s")
-            if dims is None:
-                dims = [-2, -1] if base.endswith("2") else (list(range(-len(s_), 0)) if s_ else list(range(r)))
-            dims = [d % r for d in dims]
-            ns = list(s_) if s_ else [None] * len(dims)
-            base = base[:-1]
-        else:
-            dims, ns = [b.get("dim", -1) % r], [b.get("n")]
-        if base in ("fft", "ifft"):
-            fwd = base == "fft"
-            z = x if is_c(x) else Cx(self.call(C.from_real, x), r)
-            for d, n in zip(dims, ns):
-                z = self._resize(z, d, size[d], n)
-                z = self._c2c(node, z, d, n or size[d], norm, fwd)
-            return z
-        if base == "rfft":
-            d, n = dims[-1], ns[-1]
-            x = self._resize(x, d, size[d], n)
-            z = Cx(self._r2c(node, x, d, n or size[d], norm), r)
-            for d, n in zip(dims[:-1], ns[:-1]):
-                z = self._resize(z, d, size[d], n)
-                z = self._c2c(node, z, d, n or size[d], norm, True)
-            return z
-        if base == "irfft":
-            z = x if is_c(x) else Cx(self.call(C.from_real, x), r)
-            for d, n in zip(dims[:-1], ns[:-1]):
-                z = self._resize(z, d, size[d], n)
-                z = self._c2c(node, z, d, n or size[d], norm, False)
-            d, n = dims[-1], ns[-1]
-            n = n or 2 * (size[d] - 1)
-            if not isinstance(n, int):
-                raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length")
-            z = self._resize(z, d, size[d], n // 2 + 1)
-            return self._c2r(node, z, d, n, norm)
-        raise SpecRewriteError(f"torch.fft.{name[4:]} is not supported", op=str(node.target), where=where_of(node),
-                               fix="use rfft/irfft/fft/ifft (and their 2-D / n-D forms)")
-
-    # ------------------------------------------------------------------ the walk
     def run(self) -> fx.GraphModule:
-        self._fold, self._const_nodes, self._skip = _foldable_roots(self.gm, self.attr_placeholders)
+        self._fold, self._const_nodes, self._skip = foldable_roots(self.gm, self.attr_placeholders)
         for node in self.gm.graph.nodes:
             self._cur = node
             if node.op == "placeholder":
@@ -528,12 +304,12 @@ class Lowering:
             value = self.const_value(node, upto=use)
         except Exception:  # noqa: BLE001 - not evaluable here: lower it like any other node
             return None
-        if not isinstance(value, torch.Tensor) or value.numel() > _FOLD_MAX_NUMEL:
+        if not isinstance(value, torch.Tensor) or value.numel() > FOLD_MAX_NUMEL:
             return None
         const = self.graph.get_attr(self._fresh_const(value))
         const.meta = dict(node.meta)
-        for n in _ancestors(node):
-            if n.op == "call_function" and n.target._opname in _FOLD_OPS:
+        for n in ancestors(node):
+            if n.op == "call_function" and n.target._opname in FOLD_OPS:
                 self.report.folded[n.target._opname] = self.report.folded.get(n.target._opname, 0) + 1
         return Cx(const, value.dim()) if value.is_complex() else const
 
@@ -582,6 +358,7 @@ class Lowering:
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         gm.graph.eliminate_dead_code()
         gm.recompile()
+        _check_nothing_spectral_left(gm)
         for attr in (("meta",) if self.traced or self.basis_feeds else ("_in_spec", "_out_spec", "meta")):
             if hasattr(self.gm, attr):
                 try:
@@ -600,88 +377,23 @@ _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_iff
             "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
 
 
-_FOLD_MAX_NUMEL = 1 << 20
-# ops whose input-independent results are folded (they are what exporters do not translate everywhere)
-_FOLD_OPS = {"hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window", "linspace",
-             "logspace", "arange", "fft_fftfreq", "fft_rfftfreq", "polar", "complex", "view_as_complex", "exp",
-             "cos", "sin"}
+_LEFT = ("_fft_r2c", "_fft_c2r", "_fft_c2c", "stft", "istft")
 
 
-def _foldable_roots(gm: fx.GraphModule, attr_placeholders):
-    """(roots, const, skip): ``skip`` are in-place ops already contained in the folded values; ``const`` are the nodes that depend on no model input (nor on a parameter, which stays
-    trainable) and that nothing input-dependent writes into; ``roots`` are those among them that compute
-    something worth folding (a window function, a grid, complex constants) and feed a non-constant node."""
-    const, base, skip = set(), {}, set()
-    for n in gm.graph.nodes:
-        base[n] = n
-        if n.op == "get_attr":
-            v = _attr_of(gm, n.target)
-            if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter):
-                const.add(n)
+def _check_nothing_spectral_left(gm: fx.GraphModule) -> None:
+    """The pass's own guarantee: no FFT op and no complex value anywhere in the result (nested graphs of
+    higher-order ops such as torch.cond included). A leftover is an error, never a silent pass-through."""
+    for mod in gm.modules():
+        if not isinstance(mod, fx.GraphModule):
             continue
-        if n.op == "placeholder" and n.name in attr_placeholders:
-            if not isinstance(_attr_of(gm, attr_placeholders[n.name]), torch.nn.Parameter):
-                const.add(n)
-            continue
-        if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
-            continue
-        schema = n.target._schema
-        if schema.returns and schema.returns[0].alias_info is not None and n.args and \
-                isinstance(n.args[0], fx.Node):
-            base[n] = base[n.args[0]]   # a view (or an in-place op returning self) shares its input's storage
-        if torch.Tag.nondeterministic_seeded in n.target.tags or n.target.namespace == "specrewrite":
-            continue
-        if all(a in const for a in n.all_input_nodes):
-            const.add(n)
-    # storage that an input-dependent in-place op writes into is not constant (nor anything derived from it)
-    tainted = set()
-    for n in gm.graph.nodes:
-        if n in const or n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
-            continue
-        for a, v in zip(n.target._schema.arguments, n.args):
-            if a.alias_info is not None and a.alias_info.is_write and isinstance(v, fx.Node) and v in const:
-                tainted.add(base[v])
-    if tainted:
-        for n in gm.graph.nodes:
-            if n in const and (base[n] in tainted or any(a not in const for a in n.all_input_nodes)):
-                const.discard(n)
-    interesting = set()
-    for n in gm.graph.nodes:
-        if n in const and n.op == "call_function" and (n.target._opname in _FOLD_OPS or
-                                                       any(a in interesting for a in n.all_input_nodes)):
-            interesting.add(n)
-    roots = {n for n in interesting if isinstance(n.meta.get("val"), torch.Tensor)
-             and n.meta["val"].numel() <= _FOLD_MAX_NUMEL and any(u not in const for u in n.users)}
-    # an in-place op inside the constant region is already in the folded values: emitting it again would
-    # apply it twice, unless some member of its storage family reaches the model unfolded
-    seen_outside = {base[n] for n in const if n not in roots and any(u not in const for u in n.users)}
-    for n in const:
-        if _mutates(n) and base[n] not in seen_outside and \
-                any(base[r] == base[n] or base[n] in {base[a] for a in _ancestors(r)} for r in roots):
-            skip.add(n)
-    return roots, const, skip
-
-
-def _mutates(n) -> bool:
-    return n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload) and \
-        any(a.alias_info is not None and a.alias_info.is_write for a in n.target._schema.arguments)
-
-
-def _ancestors(node):
-    seen, todo = set(), [node]
-    while todo:
-        n = todo.pop()
-        if n not in seen:
-            seen.add(n)
-            todo.extend(n.all_input_nodes)
-    return seen
-
-
-def _attr_of(root, qualname):
-    v = root
-    for part in qualname.split("."):
-        v = getattr(v, part)
-    return v
+        for n in mod.graph.nodes:
+            t = n.target
+            name = getattr(t, "_opname", "") if isinstance(t, torch._ops.OpOverload) else ""
+            if name in _LEFT or name.startswith("fft_") or (mod is not gm and _is_complex_node(n)):
+                raise SpecRewriteError(f"{name or t} is still in the rewritten graph (inside a construct the pass "
+                                       "cannot lower, such as torch.cond / a loop / a nested module call)",
+                                       op=str(t), where=where_of(n),
+                                       fix="move the spectral op out of the control-flow construct, or report it")
 
 
 def _uncopy(target):

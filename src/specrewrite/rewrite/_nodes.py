@@ -1,0 +1,58 @@
+"""Small helpers on FX nodes shared by the graph pass and its parts."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+import torch.fx as fx
+
+
+def where_of(node: fx.Node) -> Optional[str]:
+    """The innermost user-code frame of a node's stack trace ('file:line in func: code')."""
+    st = node.meta.get("stack_trace")
+    if not st:
+        return None
+    lines = [ln.strip() for ln in st.strip().splitlines()]
+    best = None
+    for i, ln in enumerate(lines):
+        if ln.startswith("File ") and "/torch/" not in ln and "/specrewrite/" not in ln:
+            code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
+            best = f"{ln[5:]}: {code}"
+    return best
+
+
+def val(node):
+    return node.meta.get("val") if isinstance(node, fx.Node) else None
+
+
+def is_complex_node(node) -> bool:
+    v = val(node)
+    if isinstance(v, torch.Tensor):
+        return v.is_complex()
+    if isinstance(v, (list, tuple)):
+        return any(isinstance(t, torch.Tensor) and t.is_complex() for t in v)
+    return False
+
+
+def bind(node: fx.Node, args, kwargs) -> Dict[str, Any]:
+    schema = node.target._schema
+    out = {a.name: a.default_value if a.has_default_value() else None for a in schema.arguments}
+    for a, v in zip(schema.arguments, args):
+        out[a.name] = v
+    out.update(kwargs)
+    return out
+
+
+class NotConstant(Exception):
+    pass
+
+
+class NeedsStaticShapes(Exception):
+    """A DFT runs along an axis the capture left dynamic: capture again with the example shapes."""
+
+
+def attr_of(root, qualname):
+    v = root
+    for part in qualname.split("."):
+        v = getattr(v, part)
+    return v

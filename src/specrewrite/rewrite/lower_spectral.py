@@ -1,0 +1,201 @@
+"""The spectral nodes of the graph pass: stft / istft / ATen FFTs / torch.fft.* become RealSTFT / RealISTFT /
+RealFFT submodules (a mixin of ``Lowering``)."""
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+
+from ..errors import SpecRewriteError
+from ..modes import Mode
+from ..specs import IstftSpec, StftSpec, fft_scale
+from .._torch.fft import RealFFT
+from .._torch.istft import RealISTFT
+from .._torch.stft import RealSTFT
+from . import _complex as C
+from ._nodes import NeedsStaticShapes, bind as _bind, val as _val, where_of
+from .rules import Cx, is_c
+
+aten = torch.ops.aten
+
+
+class SpectralLowering:
+    def _call_spectral(self, name, args, kwargs=None):
+        """call_module of a spectral submodule; in ``input`` mode its bases become new model inputs."""
+        mod = self.modules[name]
+        if self.mode is Mode.INPUT:
+            feeds = mod.basis_inputs()
+            extra = []
+            for i, (bname, t) in enumerate(feeds.items()):
+                ph_name = f"{name[4:]}_{bname}"
+                with self.graph.inserting_after(self._last_placeholder):
+                    ph = self.graph.placeholder(ph_name)
+                self._last_placeholder = ph
+                self.basis_feeds[ph.name] = t
+                extra.append(ph)
+            args = tuple(args) + tuple(extra) + (None,) * (2 - len(extra))
+        return self.graph.call_module(name, tuple(args), dict(kwargs or {}))
+
+    def _add_module(self, prefix: str, module: torch.nn.Module) -> str:
+        name = f"_sr_{prefix}_{len(self.modules)}"
+        self.modules[name] = module
+        return name
+
+    # ------------------------------------------------------------------ spectral ops
+    def _stft(self, node, args, kwargs, op):
+        b = _bind(node, args, kwargs) if op != "specrewrite::stft" else dict(zip(
+            ["input", "n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "normalized",
+             "onesided"], args))
+        where = self._where(node, "stft")
+        x = b.get("input", b.get("self"))
+        if is_c(x):
+            raise SpecRewriteError("complex input to stft is not supported", op="torch.stft", where=where,
+                                   fix="pass a real signal")
+        window = self._window(node, node.args[4] if len(node.args) > 4 else node.kwargs.get("window"), "torch.stft")
+        center = b.get("center", False) if op != "aten.stft.default" else False
+        spec = StftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, center,
+                             b.get("pad_mode") or "reflect", b.get("normalized") or False, b.get("onesided"),
+                             op="torch.stft", where=where)
+        mod = RealSTFT(spec, self.mode, self.strategy, dtype=self._float_dtype(node.args[0]))
+        name = self._add_module("stft", mod)
+        self.report.add("torch.stft", where, spec.describe(), replaced_by=f"{name}: RealSTFT({mod.extra_repr()})")
+        out = self._call_spectral(name, (x,))
+        if op != "specrewrite::stft" and b.get("return_complex") is False:
+            return out
+        return Cx(out, self.out_rank(node))
+
+    def _istft(self, node, args, kwargs, op):
+        if op == "specrewrite::istft":
+            b = dict(zip(["self", "n_fft", "hop_length", "win_length", "window", "center", "normalized", "onesided",
+                          "length"], args))
+        else:
+            b = _bind(node, args, kwargs)
+        where = self._where(node, "istft")
+        z = b["self"]
+        if not is_c(z):
+            raise SpecRewriteError("istft input is not complex", op="torch.istft", where=where)
+        window = self._window(node, node.args[4] if len(node.args) > 4 else node.kwargs.get("window"),
+                              "torch.istft")
+        onesided = b.get("onesided")
+        spec = IstftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, b.get("center", True),
+                              b.get("normalized") or False, onesided, op="torch.istft", where=where)
+        mod = RealISTFT(spec, self.mode, self.strategy, dtype=self.real_dtype(self._float_dtype(node.args[0])))
+        name = self._add_module("istft", mod)
+        d = spec.describe()
+        d["length"] = b.get("length") if not isinstance(b.get("length"), fx.Node) else "dynamic"
+        self.report.add("torch.istft", where, d, replaced_by=f"{name}: RealISTFT({mod.extra_repr()})")
+        length = b.get("length")
+        return self._call_spectral(name, (z.node,), {"length": length} if length is not None else {})
+
+    def _fft_module(self, node, kind, n, scale, inverse=False, onesided=True):
+        if not isinstance(n, int):
+            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis")
+        mod = RealFFT(kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode,
+                      dtype=self.real_dtype(self._float_dtype(node.args[0])))
+        return self._add_module("fft", mod), mod
+
+    def _log_fft(self, node, what, n, d, norm, name, mod):
+        self.report.add(what, where_of(node), {"n": n, "dim": d, "norm": norm},
+                        replaced_by=f"{name}: RealFFT({mod.extra_repr()})")
+
+    def _r2c(self, node, x, d, n, norm, onesided=True, what="torch.fft.rfft"):
+        name, mod = self._fft_module(node, "r2c", n, fft_scale(norm, n, True), onesided=onesided)
+        self._log_fft(node, what, n, d, norm, name, mod)
+        y = self._call_spectral(name, (self.call(C.movedim, x, d, -1),))
+        return self.call(C.unmove_fft_dim, y, d)
+
+    def _c2c(self, node, z, d, n, norm, forward, what=None):
+        name, mod = self._fft_module(node, "c2c", n, fft_scale(norm, n, forward), inverse=not forward)
+        self._log_fft(node, what or ("torch.fft.fft" if forward else "torch.fft.ifft"), n, d, norm, name, mod)
+        y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
+        return Cx(self.call(C.unmove_fft_dim, y, d), z.rank)
+
+    def _c2r(self, node, z, d, n, norm, what="torch.fft.irfft"):
+        name, mod = self._fft_module(node, "c2r", n, fft_scale(norm, n, False))
+        self._log_fft(node, what, n, d, norm, name, mod)
+        y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
+        return self.call(C.movedim, y, -1, d)
+
+    def _resize(self, x, d, have, want):
+        """torch.fft's n= semantics: zero-pad or trim dim d (of a real tensor or a complex Cx) to ``want``."""
+        if want is None or want == have:
+            return x
+        node, c = (x.node, True) if is_c(x) else (x, False)
+        y = self.call(C.resize_dim, node, d, want, c)
+        return Cx(y, x.rank) if c else y
+
+    def _fft(self, node, args, kwargs):
+        """ATen's _fft_r2c / _fft_c2c / _fft_c2r (normalisation given as an int per ATen)."""
+        op = node.target.overloadpacket
+        b = _bind(node, args, kwargs)
+        x = b["self"]
+        in_val = _val(node.args[0])
+        dims = [d % in_val.dim() for d in b["dim"]]
+        norm = b["normalization"]
+        size = [int(v) if isinstance(v, int) else v for v in in_val.shape]
+        if op is aten._fft_r2c:
+            z = Cx(self._r2c(node, x, dims[-1], size[dims[-1]], norm, b["onesided"]), in_val.dim())
+            for d in dims[:-1]:
+                z = self._c2c(node, z, d, size[d], norm, True)
+            return z
+        if op is aten._fft_c2c:
+            z = x if is_c(x) else Cx(self.call(C.from_real, x), in_val.dim())
+            for d in dims:
+                z = self._c2c(node, z, d, size[d], norm, b["forward"])
+            return z
+        z = x
+        for d in dims[:-1]:
+            z = self._c2c(node, z, d, size[d], norm, False)
+        n_last = b["last_dim_size"]
+        if not isinstance(n_last, int):
+            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length")
+        return self._c2r(node, z, dims[-1], n_last, norm)
+
+    def _fft_cia(self, node, args, kwargs):
+        """torch.fft.* as they appear before decomposition (aten.fft_rfft, fft_irfftn, ...)."""
+        name = node.target._opname            # fft_rfft, fft_irfft2, ...
+        b = _bind(node, args, kwargs)
+        x = b["self"]
+        in_val = _val(node.args[0])
+        r = in_val.dim()
+        size = list(in_val.shape)
+        norm = b.get("norm")
+        base = name[4:]
+        multi = base.endswith("2") or base.endswith("n")
+        if multi:
+            dims = b.get("dim")
+            s_ = b.get("s")
+            if dims is None:
+                dims = [-2, -1] if base.endswith("2") else (list(range(-len(s_), 0)) if s_ else list(range(r)))
+            dims = [d % r for d in dims]
+            ns = list(s_) if s_ else [None] * len(dims)
+            base = base[:-1]
+        else:
+            dims, ns = [b.get("dim", -1) % r], [b.get("n")]
+        if base in ("fft", "ifft"):
+            fwd = base == "fft"
+            z = x if is_c(x) else Cx(self.call(C.from_real, x), r)
+            for d, n in zip(dims, ns):
+                z = self._resize(z, d, size[d], n)
+                z = self._c2c(node, z, d, n or size[d], norm, fwd)
+            return z
+        if base == "rfft":
+            d, n = dims[-1], ns[-1]
+            x = self._resize(x, d, size[d], n)
+            z = Cx(self._r2c(node, x, d, n or size[d], norm), r)
+            for d, n in zip(dims[:-1], ns[:-1]):
+                z = self._resize(z, d, size[d], n)
+                z = self._c2c(node, z, d, n or size[d], norm, True)
+            return z
+        if base == "irfft":
+            z = x if is_c(x) else Cx(self.call(C.from_real, x), r)
+            for d, n in zip(dims[:-1], ns[:-1]):
+                z = self._resize(z, d, size[d], n)
+                z = self._c2c(node, z, d, n or size[d], norm, False)
+            d, n = dims[-1], ns[-1]
+            n = n or 2 * (size[d] - 1)
+            if not isinstance(n, int):
+                raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length")
+            z = self._resize(z, d, size[d], n // 2 + 1)
+            return self._c2r(node, z, d, n, norm)
+        raise SpecRewriteError(f"torch.fft.{name[4:]} is not supported", op=str(node.target), where=where_of(node),
+                               fix="use rfft/irfft/fft/ifft (and their 2-D / n-D forms)")
