@@ -176,6 +176,23 @@ def test_factory_tensor_written_from_input_is_not_folded():
     _check(_InputIntoBuffer(), (signal(2, 64),), onnx=False)
 
 
+class _ChainedBuffers(torch.nn.Module):
+    """Two zero buffers filled in turn (kymatio's scattering): the second is written from a value that depends on
+    the first, which the input was written into. Neither may be folded."""
+
+    def forward(self, x):
+        a = torch.zeros(x.shape[0], 64, 2, dtype=x.dtype)
+        a[..., 0] = x
+        spec = torch.fft.fft(torch.view_as_complex(a))
+        b = torch.zeros(x.shape[0], 64, 2, dtype=x.dtype)
+        b[..., 0] = spec.abs()
+        return torch.fft.ifft(torch.view_as_complex(b)).real
+
+
+def test_buffers_written_in_a_chain_are_not_folded():
+    _check(_ChainedBuffers(), (signal(2, 64),))
+
+
 # ------------------------------------------------------------------------------ 5. argument forms
 W = torch.hann_window(N_FFT)
 ARG_FORMS = {

@@ -14,8 +14,9 @@ FOLD_OPS = {"hann_window", "hamming_window", "blackman_window", "bartlett_window
 
 
 def foldable_roots(gm: fx.GraphModule, attr_placeholders):
-    """(roots, const, skip): ``skip`` are in-place ops already contained in the folded values; ``const`` are the nodes that depend on no model input (nor on a parameter, which stays
-    trainable) and that nothing input-dependent writes into; ``roots`` are those among them that compute
+    """(roots, const, skip): ``const`` are the nodes that depend on no model input (nor on a parameter, which
+    stays trainable) and that nothing input-dependent writes into; ``skip`` are in-place ops whose effect is
+    already in the folded values; ``roots`` are those among them that compute
     something worth folding (a window function, a grid, complex constants) and feed a non-constant node."""
     const, base, skip = set(), {}, set()
     for n in gm.graph.nodes:
@@ -40,14 +41,18 @@ def foldable_roots(gm: fx.GraphModule, attr_placeholders):
         if all(a in const for a in n.all_input_nodes):
             const.add(n)
     # storage that an input-dependent in-place op writes into is not constant (nor anything derived from it)
+    # (to a fixed point: a write that stops being constant taints the storage it writes into, and so on)
     tainted = set()
-    for n in gm.graph.nodes:
-        if n in const or n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
-            continue
-        for a, v in zip(n.target._schema.arguments, n.args):
-            if a.alias_info is not None and a.alias_info.is_write and isinstance(v, fx.Node) and v in const:
-                tainted.add(base[v])
-    if tainted:
+    while True:
+        before = len(tainted)
+        for n in gm.graph.nodes:
+            if n in const or n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
+                continue
+            for a, v in zip(n.target._schema.arguments, n.args):
+                if a.alias_info is not None and a.alias_info.is_write and isinstance(v, fx.Node) and v in const:
+                    tainted.add(base[v])
+        if len(tainted) == before:
+            break
         for n in gm.graph.nodes:
             if n in const and (base[n] in tainted or any(a not in const for a in n.all_input_nodes)):
                 const.discard(n)

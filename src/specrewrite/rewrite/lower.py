@@ -5,6 +5,7 @@ tensors with a trailing dim of 2 and every op touching one goes through its rule
 """
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Dict, Optional
 
@@ -52,10 +53,19 @@ class Lowering(SpectralLowering):
 
     # ------------------------------------------------------------------ helpers used by the rules
     def call(self, fn, *args, **kwargs) -> fx.Node:
+        args, kwargs = fx.node.map_aggregate((args, kwargs), self._literal)
         n = self.graph.call_function(fn, tuple(args), dict(kwargs))
         if self._cur is not None and "stack_trace" in self._cur.meta:
             n.meta["stack_trace"] = self._cur.meta["stack_trace"]
         return n
+
+    def _literal(self, v):
+        """A Python complex with a non-finite part has no literal in generated code ((nan+nanj)): build it."""
+        if isinstance(v, complex) and not (math.isfinite(v.real) and math.isfinite(v.imag)):
+            return self.graph.call_function(complex, (v.real, v.imag))
+        if isinstance(v, float) and not math.isfinite(v):
+            return self.graph.call_function(float, (str(v),))
+        return v
 
     def copy(self, node, args, kwargs) -> fx.Node:
         n = self.graph.create_node(node.op, node.target, tuple(args), dict(kwargs), name=node.name)

@@ -76,6 +76,8 @@ class SpectralLowering:
         window = self._window(node, node.args[4] if len(node.args) > 4 else node.kwargs.get("window"),
                               "torch.istft")
         onesided = b.get("onesided")
+        if onesided is None:   # torch's default: one-sided unless the input holds all n_fft bins
+            onesided = _val(node.args[0]).shape[-2] != b["n_fft"]
         spec = IstftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, b.get("center", True),
                               b.get("normalized") or False, onesided, op="torch.istft", where=where)
         mod = RealISTFT(spec, self.mode, self.strategy, dtype=self.real_dtype(self._float_dtype(node.args[0])))
