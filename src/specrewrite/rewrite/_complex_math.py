@@ -296,6 +296,11 @@ def csize(z):
     return list(z.shape[:-1])
 
 
+def cnumel(z):
+    """Tensor.numel() of the complex tensor a pair stands for."""
+    return z.numel() // 2
+
+
 def cnonzero_mask(z):
     return (re(z) != 0) | (im(z) != 0)
 

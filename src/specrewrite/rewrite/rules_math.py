@@ -64,7 +64,8 @@ for _op, _helper in ((aten.sin, M.csin), (aten.cos, M.ccos), (aten.tan, M.ctan),
                      (aten.cosh, M.ccosh), (aten.tanh, M.ctanh), (aten.asin, M.casin), (aten.acos, M.cacos),
                      (aten.atan, M.catan), (aten.asinh, M.casinh), (aten.acosh, M.cacosh), (aten.atanh, M.catanh),
                      (aten.log1p, M.clog1p), (aten.expm1, M.cexpm1), (aten.exp2, M.cexp2), (aten.rsqrt, M.crsqrt),
-                     (aten.sigmoid, M.csigmoid)):
+                     (aten.sigmoid, M.csigmoid),
+                     (aten.log, M.clog)):   # log: rules' log(sqrt(x^2 + y^2)) loses log|z| near |z| = 1
     RULES[_op] = _unary(_helper)
 RULES[aten.log10] = _scaled_log(1.0 / M._LN10)
 RULES[aten.log2] = _scaled_log(1.0 / M._LN2)
@@ -355,6 +356,11 @@ def _split_copy(ctx, node, args, kwargs):
     z = args[0]
     dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
     return CxList(ctx.call(torch.split, z.node, args[1], nd(dim, z.rank)), z.rank)
+
+
+@rule(aten.sym_numel, aten.numel)
+def _numel(ctx, node, args, kwargs):
+    return ctx.call(M.cnumel, args[0].node)
 
 
 @rule(aten.size)
