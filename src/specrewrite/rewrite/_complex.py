@@ -177,8 +177,8 @@ def cpad(z, pad, mode="constant", value=0.0):
     k = len(pad) // 2
     x = movedim(z, -1, 0)                                   # (2, ..., *padded)
     lead, keep = x.shape[: x.dim() - k], x.shape[x.dim() - k:]
-    x = F.pad(x.reshape((-1,) + tuple(keep)), list(pad), mode=mode)   # (batch, *padded): what F.pad wants
-    x = x.reshape(tuple(lead) + tuple(x.shape[1:]))
+    x = F.pad(x.reshape((-1, 1) + tuple(keep)), list(pad), mode=mode)   # (batch, 1, *padded): what F.pad wants
+    x = x.reshape(tuple(lead) + tuple(x.shape[2:]))
     return movedim(x, 0, -1)
 
 
