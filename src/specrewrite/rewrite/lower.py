@@ -332,7 +332,7 @@ class Lowering(SpectralLowering):
         consts = self.modules.setdefault("__complex_consts__", {})
         name = f"_sr_const_{len(consts)}"
         if isinstance(value, torch.Tensor) and value.is_complex():
-            consts[name] = torch.view_as_real(value.detach()).clone()
+            consts[name] = torch.view_as_real(value.detach().resolve_conj().resolve_neg()).clone()
         else:
             consts[name] = value.detach().clone() if isinstance(value, torch.Tensor) else value
         return name
@@ -343,7 +343,7 @@ class Lowering(SpectralLowering):
         new.meta = dict(node.meta)
         if isinstance(v, torch.Tensor) and v.is_complex():
             real_name = node.target.replace(".", "_") + "_as_real"
-            self.modules.setdefault("__complex_consts__", {})[real_name] = torch.view_as_real(v.detach()).clone()
+            self.modules.setdefault("__complex_consts__", {})[real_name] = torch.view_as_real(v.detach().resolve_conj().resolve_neg()).clone()
             return Cx(self.graph.get_attr(real_name), v.dim())
         return new
 
