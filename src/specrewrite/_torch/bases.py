@@ -37,7 +37,7 @@ class TorchNS:
         # the angle in float64 for float64 bases, else float32 (exact for indices below 2**24)
         ft = torch.float64 if self.dtype == torch.float64 else torch.float32
         m = torch.remainder(m, n)
-        a = m.to(ft) * (2.0 * math.pi / n)
+        a = m.to(ft) * torch.tensor(2.0 * math.pi / n, dtype=ft)   # a tensor: exporters keep it in ft
         c, s = torch.cos(a), torch.sin(a)
         if n % 2 == 0:  # exact at the quarter / half turns (DC and Nyquist rows exactly real, as torch's FFT)
             q4 = 4 * m

@@ -34,6 +34,25 @@ def overlap_add(frames: torch.Tensor, hop: int, n: int) -> torch.Tensor:
     return out[:, : -(s - 1) * g] if s > 1 else out
 
 
+def overlap_add_hop_blocks(frames: torch.Tensor, hop: int, n: int) -> torch.Tensor:
+    """(B, T, N) -> (B, (T-1)*hop + N) as a sum of R = ceil(N / hop) shifted block sequences (Pad + Add only).
+
+    Each frame is zero-padded to R*hop samples and cut into R blocks of hop samples: block i of frame t lands on
+    output block t + i. Constant pads and trims only (no shape arithmetic), and R stays small for any N and hop,
+    unlike ``overlap_add``'s N / gcd(N, hop) shifts."""
+    r = -(-n // hop)
+    extra = r * hop - n
+    if extra:
+        frames = F.pad(frames, (0, extra))
+    blocks = frames.unflatten(2, (r, hop))                                     # (B, T, R, hop)
+    out = None
+    for i in range(r):
+        part = F.pad(blocks[:, :, i, :], (0, 0, i, r - 1 - i))                  # (B, T + R - 1, hop)
+        out = part if out is None else out + part
+    out = out.flatten(1)                                                       # (B, (T + R - 1) * hop)
+    return out[:, :-extra] if extra else out
+
+
 class RealISTFT(BasisHolder):
     """Drop-in for ``torch.istft(torch.view_as_complex(z), ...)`` with real output."""
 
@@ -84,14 +103,18 @@ class RealISTFT(BasisHolder):
         if not spec.onesided:
             z = z[:, : spec.n_fft // 2 + 1]
         w = self._bases((basis0, basis1), z)
-        if self.plan is None:
-            zz = z.permute(0, 3, 1, 2).flatten(1, 2)                          # (B, 2F, T)
-            y = F.conv_transpose1d(zz, w[0].to(z.dtype), stride=spec.hop_length)[:, 0]
+        if z.dtype == torch.float64:
+            # ONNX Runtime's CPU provider has no double ConvTranspose: MatMul frames, overlap-add by Pad + Add
+            y, env = self._synthesis_f64(z, w)
         else:
-            y = overlap_add(self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype)) * self.window.to(z.dtype),
-                            spec.hop_length, spec.n_fft)
-        ones = torch.ones_like(z[:1, :1, :, 0])                                # (1, 1, T)
-        env = F.conv_transpose1d(ones, self.window_sq.to(z.dtype), stride=spec.hop_length)[:, 0]
+            if self.plan is None:
+                zz = z.permute(0, 3, 1, 2).flatten(1, 2)                      # (B, 2F, T)
+                y = F.conv_transpose1d(zz, w[0].to(z.dtype), stride=spec.hop_length)[:, 0]
+            else:
+                y = overlap_add(self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype)) * self.window.to(z.dtype),
+                                spec.hop_length, spec.n_fft)
+            ones = torch.ones_like(z[:1, :1, :, 0])                            # (1, 1, T)
+            env = F.conv_transpose1d(ones, self.window_sq.to(z.dtype), stride=spec.hop_length)[:, 0]
         # trimming uses constant bounds only (no shape arithmetic: traced graphs stay free of int ops)
         start = spec.n_fft // 2 if spec.center else 0
         if length is not None:
@@ -101,6 +124,20 @@ class RealISTFT(BasisHolder):
             y, env = y[:, start:-start], env[:, start:-start]
         y = y / torch.where(env.abs() > 1e-11, env, torch.ones_like(env))
         return y.reshape(lead + y.shape[-1:])
+
+    def _synthesis_f64(self, z, w):
+        """Float64 overlap-added frames and window envelope, conv-free: (B, F, T, 2) -> (B, L'), (1, L')."""
+        spec = self.spec
+        n, hop = spec.n_fft, spec.hop_length
+        if self.plan is None:
+            zz = z.permute(0, 2, 3, 1).flatten(2)                              # (B, T, 2F): [re | im]
+            frames = torch.matmul(zz, w[0].to(z.dtype)[:, 0])                  # (B, T, N), window folded in
+        else:
+            frames = self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype)) * self.window.to(z.dtype)
+        y = overlap_add_hop_blocks(frames, hop, n)
+        ones = torch.ones_like(z[:1, 0, :, :1])                                # (1, T, 1)
+        env = overlap_add_hop_blocks(ones * self.window_sq.to(z.dtype)[0], hop, n)
+        return y, env
 
     def _frames(self, z, wa, wb):
         """Inverse DFT of every frame through the two factored stages: (B, F, T, 2) -> (B, T, N)."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -43,6 +45,14 @@ class RealSTFT(BasisHolder):
         self.plan = plan
         if plan is not None:
             self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype).unsqueeze(1), persistent=False)
+            # float64 route: the DC (and even-N Nyquist) bins' imaginary parts set to an exact +0 as torch's
+            # FFT gives them (the factored stages leave ~1e-16 of either sign there, which flips angle() at
+            # a negative real bin between +pi and -pi)
+            real_bins = torch.ones(2, nb, 1, dtype=torch.bool)
+            real_bins[1, 0] = False
+            if n % 2 == 0:
+                real_bins[1, n // 2] = False
+            self.register_buffer("keep_f64", real_bins, persistent=False)
         if plan is None:
             self._add_basis("dft_basis", lambda ns: analysis_dense(ns, n, nb, window, scale),
                             lambda t: t.unsqueeze(1))
@@ -74,11 +84,30 @@ class RealSTFT(BasisHolder):
         if spec.center:
             x = center_pad(x, spec.n_fft // 2, spec.pad_mode)
         w = self._bases((basis0, basis1), x)
-        if self.plan is None:
+        if x.dtype == torch.float64:
+            # ONNX Runtime's CPU provider has no double Conv: frame with Gather, transform with MatMul
+            y = self._planar_f64(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
+        elif self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
         else:
             y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))          # (B, 2, F, T)
         return y.reshape(tuple(lead) + (2, spec.n_bins, -1))  # no frame count baked into traced graphs
+
+    def _planar_f64(self, x, w0, w1):
+        """The float64 route, conv-free: (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T) (factored)."""
+        spec, plan = self.spec, self.plan
+        frames = frame_signal(x[:, 0], spec.n_fft, spec.hop_length)          # (B, T, N)
+        if plan is None:
+            return torch.matmul(frames, w0[:, 0].transpose(0, 1)).transpose(1, 2)  # (B, 2F, T)
+        n1, n2 = plan.n1, plan.n2
+        # sample N2*i1 + i2 of a frame is tap i1 of phase i2: stage 1 is one GEMM per phase (batched over N2)
+        ph = frames.unflatten(2, (n1, n2)).permute(0, 3, 1, 2)                 # (B, N2, T, N1[i1])
+        y = torch.matmul(ph, w0[:, 0].reshape(n2, 2 * n1, n1).transpose(1, 2))  # (B, N2, T, 2*N1)
+        # the conv route's layout, rows (n2, c) x columns (k1, t), then the same stage 2 as _factored
+        t = y.shape[2]
+        y = torch.matmul(w1, y.transpose(2, 3).reshape(y.shape[0], 2 * n2, -1))  # (B, 2*K2, N1*T)
+        y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)[:, :, : spec.n_bins]    # (B, 2, F, T)
+        return torch.where(self.keep_f64, y, torch.zeros_like(y))
 
     def _factored(self, x, w1, w2):
         # No shape arithmetic anywhere (it becomes fragile int ops in traced graphs): the phase split is a
@@ -94,6 +123,23 @@ class RealSTFT(BasisHolder):
         y = torch.matmul(w2, y.reshape(y.shape[0], 2 * n2, -1))                # (B, 2*K2, N1*T)
         y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)                          # (B, 2, K2*N1, T)
         return y[:, :, : spec.n_bins]
+
+
+def frame_signal(x: torch.Tensor, n: int, hop: int) -> torch.Tensor:
+    """(B, L) -> (B, T, N) frames, T = 1 + (L - N) // hop, from reshapes and one Gather (no conv, no unfold).
+
+    The signal is cut into blocks of g = gcd(N, hop) samples; frame t is blocks t*s .. t*s + R - 1
+    (s = hop / g, R = N / g), so the gathered index table is only (T, R) and is computed from the dynamic
+    length (no frame count baked into exported graphs)."""
+    g = math.gcd(n, hop)
+    r, s = n // g, hop // g
+    m = x.shape[-1] // g                                                       # whole blocks
+    blocks = x[:, : m * g].unflatten(1, (-1, g))                               # (B, M, g)
+    t = (m - r) // s + 1
+    ramp = torch.arange(t, dtype=torch.int64, device=x.device) * s
+    idx = ramp.unsqueeze(1) + torch.arange(r, dtype=torch.int64, device=x.device).unsqueeze(0)  # (T, R)
+    frames = torch.index_select(blocks, 1, idx.reshape(-1))                    # (B, T*R, g)
+    return frames.reshape(frames.shape[0], -1, n)                              # (B, T, N)
 
 
 def _forced_plan(n, hop, n_bins):

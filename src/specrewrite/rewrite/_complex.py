@@ -41,7 +41,23 @@ def atan2(y, x):
     """atan2 from atan and the two half-angle forms (coremltools lowers torch.atan2 wrongly for x < 0, y == 0).
 
     x >= 0: 2 atan(y / (r + x)); x < 0: 2 atan((r - x) / y) -- neither form cancels, and y == +-0 with x < 0
-    gives +-pi like torch."""
+    gives +-pi like torch.
+
+    float64 (ONNX Runtime's CPU provider has no double Atan): a float32 estimate t0 from the formula above on
+    the inputs scaled by max(|x|, |y|) (nothing overflows in float32; what underflows only worsens the estimate),
+    then one correction in float64, t = t0 + r with r = (y cos t0 - x sin t0) / (x cos t0 + y sin t0) =
+    tan(t - t0) on the scaled inputs: |r| ~ 1e-7, so the neglected atan(r) - r = -r^3 / 3 is below double
+    rounding. y == +-0 with x >= 0 (the origin too) keeps the estimate's exact signed zero; x < 0, y == +-0
+    gives +-pi (to double rounding, like torch). Infinite inputs give nan (as in float32)."""
+    if isinstance(y, torch.Tensor) and y.dtype == torch.float64:
+        m = torch.maximum(torch.abs(x), torch.abs(y))
+        m = torch.where(m > 0, m, torch.ones_like(m))
+        xs, ys = x / m, y / m
+        t0 = atan2(ys.to(torch.float32), xs.to(torch.float32)).to(torch.float64)
+        c, s = torch.cos(t0), torch.sin(t0)
+        den = xs * c + ys * s                       # = |(xs, ys)| cos(t - t0) >= ~1, 0 only at the origin
+        res = (ys * c - xs * s) / torch.where(den > 0, den, torch.ones_like(den))
+        return torch.where(res == 0, t0, t0 + res)  # keeps t0's signed zeros (y == +-0, x >= 0; the origin)
     r = torch.sqrt(x * x + y * y)
     den = r + x
     pos = 2.0 * torch.atan(y / torch.where(den > 0, den, torch.ones_like(den)))
