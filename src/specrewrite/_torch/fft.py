@@ -58,8 +58,8 @@ def _ct(z: torch.Tensor, radices, c: Dict[str, torch.Tensor], real_in: bool = Fa
         tc, ts = t[0], t[1]
         re, im = a * tc - b * ts, a * ts + b * tc                # (B, P, r, Q)
         r2 = radices[i + 1]
-        y = torch.stack([re.reshape(-1, p, r, r2, q // r2), im.reshape(-1, p, r, r2, q // r2)], dim=3)
-        p *= r
+        p *= r   # (B, P r, [c,] r2, Q / r2): rank 5 at most (Core ML's limit)
+        y = torch.stack([re.reshape(-1, p, r2, q // r2), im.reshape(-1, p, r2, q // r2)], dim=2)
         y = y.reshape(-1, p, 2 * r2, q // r2)
     # y: (B, r_1..r_{s-1}, [c,] r_s) in digit order k_1..k_s; the output index has k_1 fastest
     lead = tuple(radices[:-1])

@@ -33,7 +33,8 @@ def hypot(x, y):
     q = small / safe
     out = big * torch.sqrt(1.0 + q * q)
     # inf beats nan (C99 hypot(inf, nan) = inf)
-    return torch.where(torch.isinf(ax) | torch.isinf(ay), torch.full_like(big, float("inf")), out)
+    inf = float("inf")   # comparisons, not isinf: coremltools converts those
+    return torch.where(torch.logical_or(ax == inf, ay == inf), torch.full_like(big, inf), out)
 
 
 def cabs(z):
