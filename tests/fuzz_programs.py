@@ -845,22 +845,6 @@ def _compare(prog: Program, got, ref, mag) -> float:
     return float(d[keep].abs().max()) / math.pi if bool(keep.any()) else 0.0
 
 
-class _SpectralOrComplex(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records aten ops that are spectral or produce complex tensors while the rewritten model runs."""
-
-    def __init__(self):
-        super().__init__()
-        self.bad = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        name = str(func)
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        if "fft" in name or "stft" in name or any(isinstance(o, torch.Tensor) and o.is_complex() for o in outs):
-            self.bad.add(name)
-        return out
-
-
 def check(prog: Program, do_onnx: bool = False) -> Outcome:
     """Eager float32 / float64, rewrite(float32 model) and optionally ONNX: the outcome (never raises)."""
     import specrewrite as sr
@@ -891,7 +875,9 @@ def check(prog: Program, do_onnx: bool = False) -> Outcome:
         tb = traceback.format_exc(limit=-4)
         return Outcome("crash", f"{type(e).__name__}: {str(e)[:600]}\n{tb[-1500:]}", op=type(e).__name__)
     try:
-        spy = _SpectralOrComplex()
+        from test_rewrite import _SpectralRecorder
+
+        spy = _SpectralRecorder()
         with torch.no_grad(), spy:
             got = rw(*x32)
         if spy.bad:

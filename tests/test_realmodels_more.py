@@ -28,7 +28,7 @@ import torch
 
 import specrewrite as sr
 from conftest import onnx_roundtrip, rel_err
-from test_realmodels import MODEL_TOL, snapshot
+from test_realmodels import MODEL_TOL, assert_untouched, snapshot
 from test_rewrite import flat, run_real_only
 
 pytestmark = pytest.mark.realmodel
@@ -461,18 +461,6 @@ def model_err(got, ref) -> float:
     g, r = flat(got) if not isinstance(got, list) else got, flat(ref) if not isinstance(ref, list) else ref
     assert len(g) == len(r), f"{len(g)} outputs vs {len(r)}"
     return max([rel_err(_pairs(a).detach(), _pairs(b).detach()) for a, b in zip(g, r)] + [0.0])
-
-
-def assert_untouched(model, snap, args, y0):
-    state, types = snap
-    after = model.state_dict()
-    assert set(after) == set(state), "state_dict keys changed"
-    for k, v in state.items():
-        assert torch.equal(after[k], v), f"{k} changed"
-    assert {name: type(m) for name, m in model.named_modules()} == types, "submodules were swapped"
-    with torch.no_grad():
-        y = flat(model(*args))
-    assert len(y) == len(y0) and all(torch.equal(a, b) for a, b in zip(y, y0)), "outputs changed"
 
 
 def eager_close(model, args, got, y0) -> tuple:

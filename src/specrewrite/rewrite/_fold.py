@@ -18,7 +18,7 @@ def foldable_roots(gm: fx.GraphModule, attr_placeholders):
     stays trainable) and that nothing input-dependent writes into; ``skip`` are in-place ops whose effect is
     already in the folded values; ``roots`` are those among them that compute
     something worth folding (a window function, a grid, complex constants) and feed a non-constant node."""
-    const, base, skip = set(), {}, set()
+    const, base = set(), {}
     for n in gm.graph.nodes:
         base[n] = n
         if n.op == "get_attr":
@@ -66,10 +66,8 @@ def foldable_roots(gm: fx.GraphModule, attr_placeholders):
     # an in-place op inside the constant region is already in the folded values: emitting it again would
     # apply it twice, unless some member of its storage family reaches the model unfolded
     seen_outside = {base[n] for n in const if n not in roots and any(u not in const for u in n.users)}
-    for n in const:
-        if _mutates(n) and base[n] not in seen_outside and \
-                any(base[r] == base[n] or base[n] in {base[a] for a in ancestors(r)} for r in roots):
-            skip.add(n)
+    folded_bases = {base[a] for r in roots for a in ancestors(r)}   # ancestors(r) includes r
+    skip = {n for n in const if _mutates(n) and base[n] in folded_bases and base[n] not in seen_outside}
     return roots, const, skip
 
 

@@ -13,6 +13,7 @@ from typing import Dict, Tuple
 import torch
 import torch.fx as fx
 
+from ._nodes import attr_of
 from ._ops import CallSites, patched
 
 
@@ -101,10 +102,10 @@ def inline_higher_order(gm: fx.GraphModule) -> list:
         if name not in _CONTEXT_HOPS:
             continue
         pos = [i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.op == "get_attr"
-               and isinstance(_attr(gm, a.target), fx.GraphModule)]
+               and isinstance(attr_of(gm, a.target), fx.GraphModule)]
         if not pos:
             continue
-        sub = _attr(gm, node.args[pos[0]].target)
+        sub = attr_of(gm, node.args[pos[0]].target)
         inlined += inline_higher_order(sub)
         operands = list(node.args[pos[0] + 1:])
         env = {}
@@ -120,9 +121,11 @@ def inline_higher_order(gm: fx.GraphModule) -> list:
                     out_vals = fx.node.map_arg(n.args[0], lambda a: env[a])
                     continue
                 if n.op == "get_attr":  # constants of the subgraph move to the parent under a fresh name
-                    new_name = _fresh_attr(gm, n.target)
-                    _set_attr(gm, new_name, _attr(sub, n.target)) if isinstance(_attr(sub, n.target), torch.Tensor) \
-                        else setattr(gm, new_name, _attr(sub, n.target))
+                    new_name, value = _fresh_attr(gm, n.target), attr_of(sub, n.target)
+                    if isinstance(value, torch.Tensor):
+                        _set_attr(gm, new_name, value)
+                    else:
+                        setattr(gm, new_name, value)
                     env[n] = gm.graph.get_attr(new_name)
                     env[n].meta = dict(n.meta)
                     continue
@@ -143,13 +146,6 @@ def inline_higher_order(gm: fx.GraphModule) -> list:
     if inlined:
         gm.recompile()
     return inlined
-
-
-def _attr(root, qualname):
-    v = root
-    for p in qualname.split("."):
-        v = getattr(v, p)
-    return v
 
 
 def _fresh_attr(root, base):

@@ -49,7 +49,9 @@ class Lowering(SpectralLowering):
         self.basis_feeds: Dict[str, torch.Tensor] = {}
         self._depth = 0
         self._fold, self._const_nodes = set(), set()
-        self._corder, self._cidx, self._cpos = None, {}, 0
+        self._corder = list(gm.graph.nodes)   # graph order, for evaluating constants as eager would
+        self._cidx = {n: i for i, n in enumerate(self._corder)}
+        self._cpos = 0
 
     # ------------------------------------------------------------------ helpers used by the rules
     def call(self, fn, *args, **kwargs) -> fx.Node:
@@ -118,12 +120,10 @@ class Lowering(SpectralLowering):
         if node in self._const:
             return self._const[node]
         if node.op == "get_attr":
-            v = self.gm
-            for part in node.target.split("."):
-                v = getattr(v, part)
+            v = _attr_of(self.gm, node.target)
         elif node.op == "placeholder":
             if node.name in self.attr_placeholders:
-                return self.const_value_attr(self.attr_placeholders[node.name])
+                return _attr_of(self.gm, self.attr_placeholders[node.name])
             raise NotConstant(node.name)
         elif node.op == "call_function":
             args = fx.node.map_arg(node.args, self.const_value)
@@ -136,9 +136,6 @@ class Lowering(SpectralLowering):
         return v
 
     def _run_consts(self, stop: fx.Node):
-        if self._corder is None:
-            self._corder = list(self.gm.graph.nodes)
-            self._cidx = {n: i for i, n in enumerate(self._corder)}
         end = self._cidx.get(stop, len(self._corder))
         while self._cpos < end:
             n = self._corder[self._cpos]
@@ -148,12 +145,6 @@ class Lowering(SpectralLowering):
                     self.const_value(n)
                 except Exception:  # noqa: BLE001 - not evaluable: such a node is lowered like any other
                     self._const_nodes.discard(n)
-
-    def const_value_attr(self, qualname):
-        v = self.gm
-        for part in qualname.split("."):
-            v = getattr(v, part)
-        return v
 
     def _window(self, node, win_node, op):
         if win_node is None:
@@ -285,10 +276,7 @@ class Lowering(SpectralLowering):
                         result = fx.node.map_aggregate(n.args[0], lambda a: env[a] if isinstance(a, fx.Node) else a)
                         continue
                     if n.op == "get_attr":
-                        value = _attr_of(sub_gm, n.target)
-                        const = self.graph.get_attr(self._fresh_const(value))
-                        is_cx = isinstance(value, torch.Tensor) and value.is_complex()
-                        env[n] = Cx(const, value.dim()) if is_cx else const
+                        env[n] = self._const_node(_attr_of(sub_gm, n.target))
                         continue
                     self._cur = n
                     env[n] = self.lower_node(n)
@@ -316,35 +304,30 @@ class Lowering(SpectralLowering):
             return None
         if not isinstance(value, torch.Tensor) or value.numel() > FOLD_MAX_NUMEL:
             return None
-        const = self.graph.get_attr(self._fresh_const(value))
-        const.meta = dict(node.meta)
         for n in ancestors(node):
             if n.op == "call_function" and n.target._opname in FOLD_OPS:
                 self.report.folded[n.target._opname] = self.report.folded.get(n.target._opname, 0) + 1
-        return Cx(const, value.dim()) if value.is_complex() else const
+        return self._const_node(value)
 
     def _position(self, node):
-        if self._corder is None:
-            self._run_consts(next(iter(self.gm.graph.nodes)))
         return self._cidx.get(node, len(self._corder))
 
-    def _fresh_const(self, value):
+    def _const_node(self, value, name: Optional[str] = None):
+        """A constant of the new graph: a buffer of the result (a complex one as real pairs, returned as a Cx)."""
         consts = self.modules.setdefault("__complex_consts__", {})
-        name = f"_sr_const_{len(consts)}"
+        name = name or f"_sr_const_{len(consts)}"
         if isinstance(value, torch.Tensor) and value.is_complex():
             consts[name] = torch.view_as_real(value.detach().resolve_conj().resolve_neg()).clone()
-        else:
-            consts[name] = value.detach().clone() if isinstance(value, torch.Tensor) else value
-        return name
+            return Cx(self.graph.get_attr(name), value.dim())
+        consts[name] = value.detach().clone() if isinstance(value, torch.Tensor) else value
+        return self.graph.get_attr(name)
 
     def _get_attr(self, node):
-        v = self.const_value_attr(node.target)
+        v = _attr_of(self.gm, node.target)
+        if isinstance(v, torch.Tensor) and v.is_complex():
+            return self._const_node(v, node.target.replace(".", "_") + "_as_real")
         new = self.graph.get_attr(node.target)
         new.meta = dict(node.meta)
-        if isinstance(v, torch.Tensor) and v.is_complex():
-            real_name = node.target.replace(".", "_") + "_as_real"
-            self.modules.setdefault("__complex_consts__", {})[real_name] = torch.view_as_real(v.detach().resolve_conj().resolve_neg()).clone()
-            return Cx(self.graph.get_attr(real_name), v.dim())
         return new
 
     def _finish(self) -> fx.GraphModule:

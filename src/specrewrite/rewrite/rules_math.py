@@ -12,19 +12,10 @@ import torch.fx as fx
 
 from . import _complex as C
 from . import _complex_math as M
+from ._nodes import bind  # noqa: F401 - re-exported for rules_linalg
 from .rules import RULES, Cx, CxList, _n, aten, is_c, nd, rule
 
 _ = _n
-
-
-def bind(node, args, kwargs) -> dict:
-    """The op's arguments by schema name (defaults filled in), from the mapped args / kwargs."""
-    schema = node.target._schema
-    out = {a.name: a.default_value if a.has_default_value() else None for a in schema.arguments}
-    for a, v in zip(schema.arguments, args):
-        out[a.name] = v
-    out.update(kwargs)
-    return out
 
 
 def in_val(node, i: int = 0):
