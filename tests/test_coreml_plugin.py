@@ -176,3 +176,23 @@ class _DynamicWindow(torch.nn.Module):
 def test_non_constant_window_is_a_clear_error(registered):
     with pytest.raises(SpecRewriteError, match="window must be a constant"):
         plugin_convert(_DynamicWindow(), (torch.randn(1, 64), torch.rand(16)), "iOS16", "trace")
+
+
+class _StftL1Loss(torch.nn.Module):
+    """A spectral loss (auraloss-style): |STFT| of two signals compared with F.l1_loss, every reduction."""
+
+    def forward(self, x, y):
+        w = torch.hann_window(256, dtype=x.dtype)
+        mx = torch.stft(x, 256, 64, window=w, return_complex=True).abs()
+        my = torch.stft(y, 256, 64, window=w, return_complex=True).abs()
+        f = torch.nn.functional.l1_loss
+        return f(mx, my), f(mx, my, reduction="sum"), f(mx, my, reduction="none")
+
+
+@pytest.mark.parametrize("route", ["trace", "export"])
+def test_l1_loss_converts_under_the_plugin(registered, route):
+    g = torch.Generator().manual_seed(3)
+    args = (torch.randn(1, 2000, generator=g), torch.randn(1, 2000, generator=g))
+    ml = plugin_convert(_StftL1Loss(), args, "iOS16", route)
+    assert forbidden_ops(ml) == []
+    check(ml, _StftL1Loss(), args, TOL["fp32"])

@@ -308,3 +308,19 @@ def constant(context, node):
     arr = np.asarray(val.detach().cpu().numpy() if hasattr(val, "detach") else val)
     pair = np.stack([arr.real, arr.imag], axis=-1).astype(np.float32)
     add(context, node, mb.const(val=pair, name=node.name), True)
+
+
+@rule("l1_loss")
+def l1_loss(context, node):
+    """aten.l1_loss (coremltools has no converter): |a - b| then the reduction (0 none, 1 mean, 2 sum), spelt the
+    way the graph pass spells it (rewrite/_complex.l1_loss)."""
+    a, b = (bind(context, raw_inputs(node)[i]) for i in (0, 1))
+    reduction = _arg(context, node, 2, "reduction", 1)
+    d = mb.abs(x=mb.sub(x=a, y=b))
+    if reduction == 1:
+        out = mb.reduce_mean(x=d, keep_dims=False, name=node.name)
+    elif reduction == 2:
+        out = mb.reduce_sum(x=d, keep_dims=False, name=node.name)
+    else:
+        out = mb.identity(x=d, name=node.name)
+    add(context, node, out, False)
