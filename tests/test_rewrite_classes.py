@@ -329,3 +329,16 @@ class _RealPlusComplexScalar(torch.nn.Module):
                          ids=["as_strided", "einsum_diagonal", "real_plus_complex_scalar"])
 def test_complex_ops_from_real_models(model, shape):
     _check(model(), (signal(*shape),))
+
+
+class _ComplexWindow(torch.nn.Module):
+    def forward(self, x):
+        w = torch.hann_window(N_FFT) * (1 + 1j)
+        return torch.view_as_real(torch.stft(x, N_FFT, HOP, window=w, return_complex=True))  # <complex-window>
+
+
+def test_complex_window_is_a_clear_error():
+    """A complex window must never be cast to real on the way into the spec (that returned wrong numbers)."""
+    with pytest.raises(SpecRewriteError, match="complex windows") as ei:
+        sr.rewrite(_ComplexWindow(), (signal(2, 1000),))
+    assert "complex-window" in (ei.value.where or "")

@@ -16,10 +16,11 @@ PAD_MODES = ("reflect", "constant", "replicate", "circular")
 def _window_tuple(window, n: int, op: str, where: str | None) -> Optional[Tuple[float, ...]]:
     if window is None:
         return None
-    w = np.asarray(window.detach().cpu().double().numpy() if hasattr(window, "detach") else window, dtype=np.float64)
-    if np.iscomplexobj(w):
+    if (hasattr(window, "is_complex") and window.is_complex()) or np.iscomplexobj(window):
+        # checked before any conversion: a cast to float64 would drop the imaginary part silently
         raise SpecRewriteError("complex windows are not supported", op=op, where=where,
                                fix="use a real-valued window")
+    w = np.asarray(window.detach().cpu().double().numpy() if hasattr(window, "detach") else window, dtype=np.float64)
     if w.ndim != 1 or w.shape[0] != n:
         raise SpecRewriteError(f"window has shape {tuple(w.shape)}, expected ({n},) (= win_length)", op=op,
                                where=where, fix="pass a 1-D window of length win_length")

@@ -118,9 +118,6 @@ def _patched_stft(input, n_fft, hop_length=None, win_length=None, window=None, c
     if return_complex is None and not input.is_complex():
         return _orig_stft(input, n_fft, hop, wl, window, center, pad_mode, normalized, onesided,
                           return_complex)  # torch raises its own error for real input
-    if window is not None and window.is_complex():
-        raise SpecRewriteError("complex windows are not supported", op="torch.stft", where=user_frame(),
-                               fix="use a real-valued window")
     if pad_mode is None and center:
         return _orig_stft(input, n_fft, hop, wl, window, center, pad_mode, normalized, onesided,
                           return_complex)  # torch raises its own error for a missing pad mode
@@ -128,20 +125,17 @@ def _patched_stft(input, n_fft, hop_length=None, win_length=None, window=None, c
     if not isinstance(pad_mode, str):
         raise SpecRewriteError(f"pad_mode must be a string, got {pad_mode!r}", op="torch.stft", where=user_frame(),
                                fix="use 'reflect', 'constant', 'replicate' or 'circular'")
+    if input.is_complex() and onesided:
+        return _orig_stft(input, n_fft, hop, wl, window, center, pad_mode, normalized, onesided,
+                          return_complex)  # torch raises its own error (onesided needs a real input)
+    # a complex signal is linear in its parts: stft(re) + i stft(im), two-sided as torch requires
+    signals = (input.real, input.imag) if input.is_complex() else (input,)
+    one = False if input.is_complex() else (True if onesided is None else bool(onesided))
     if _active:
-        _active[-1].sites["stft"].append(user_frame())
-    if input.is_complex():   # linear in the signal: stft(re) + i stft(im), two-sided as torch requires
-        if onesided:
-            return _orig_stft(input, n_fft, hop, wl, window, center, pad_mode, normalized, onesided,
-                              return_complex)  # torch raises its own error (onesided needs a real input)
-        parts = [torch.ops.specrewrite.stft(p, n_fft, hop, wl, window, bool(center), pad_mode, bool(normalized),
-                                            False) for p in (input.real, input.imag)]
-        if _active:
-            _active[-1].sites["stft"].append(_active[-1].sites["stft"][-1])
-        out = parts[0] + 1j * parts[1]
-    else:
-        out = torch.ops.specrewrite.stft(input, n_fft, hop, wl, window, bool(center), pad_mode, bool(normalized),
-                                         True if onesided is None else bool(onesided))
+        _active[-1].sites["stft"] += [user_frame()] * len(signals)
+    parts = [torch.ops.specrewrite.stft(p, n_fft, hop, wl, window, bool(center), pad_mode, bool(normalized), one)
+             for p in signals]
+    out = parts[0] + 1j * parts[1] if len(parts) == 2 else parts[0]
     return out if return_complex or return_complex is None else torch.view_as_real(out)
 
 
