@@ -40,7 +40,7 @@ settings.load_profile(os.environ.get("SPECREWRITE_HYPOTHESIS_PROFILE", "ci"))
 # ------------------------------------------------------------------------------------------ metrics
 def _as_f64(a) -> np.ndarray:
     if isinstance(a, torch.Tensor):
-        a = a.detach().cpu()
+        a = a.detach().cpu().resolve_conj().resolve_neg()   # views such as z.conj().imag carry lazy bits
         if a.is_complex():
             a = torch.view_as_real(a)
         return a.to(torch.float64).numpy()
