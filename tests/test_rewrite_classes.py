@@ -210,6 +210,10 @@ ARG_FORMS = {
                                               HOP, N_FFT, W, True, False, True, x.shape[-1]),
     "istft_onesided_none": lambda x: torch.istft(torch.stft(x, N_FFT, HOP, window=W, return_complex=True), N_FFT,
                                                  HOP, window=W, onesided=None, length=None),
+    "istft_complex_output": lambda x: torch.view_as_real(torch.istft(
+        torch.stft(torch.complex(x, x.flip(-1)), N_FFT, HOP, window=W, onesided=False, return_complex=True)
+        * torch.exp(0.3j * torch.arange(N_FFT, dtype=x.dtype)).unsqueeze(-1),   # not Hermitian: a complex signal
+        N_FFT, HOP, window=W, onesided=False, return_complex=True, length=x.shape[-1])),
 }
 
 

@@ -146,17 +146,25 @@ def _patched_istft(input, n_fft, hop_length=None, win_length=None, window=None, 
             not (onesided is None or isinstance(onesided, bool)):
         return _orig_istft(input, n_fft, hop_length, win_length, window, center, normalized, onesided, length,
                            return_complex)   # torch's own error for arguments it does not accept
-    if return_complex:
-        raise SpecRewriteError("istft(return_complex=True) is not supported", op="torch.istft", where=user_frame(),
-                               fix="use return_complex=False (a real signal)")
     if not input.is_complex():
         raise SpecRewriteError("torch.istft needs a complex input", op="torch.istft", where=user_frame())
     if onesided is None:
         onesided = input.shape[-2] != n_fft
+    if return_complex and (onesided or input.shape[-2] != n_fft):
+        return _orig_istft(input, n_fft, hop_length, win_length, window, center, normalized, onesided, length,
+                           return_complex)   # torch's own error: a complex output needs all n_fft bins
+    if return_complex:
+        # a complex signal from a two-sided spectrum: Z = H1 + i H2 with H1, H2 Hermitian (H(-k) = conj H(k)),
+        # each the spectrum of a real signal, so istft(Z) = istft(H1) + i istft(H2), both real inverses
+        mirrored = torch.roll(torch.flip(input, [-2]), 1, -2).conj()          # Z((-k) mod n_fft), conjugated
+        spectra = ((input + mirrored) * 0.5, (input - mirrored) * -0.5j)
+    else:
+        spectra = (input,)
     if _active:
-        _active[-1].sites["istft"].append(user_frame())
-    return torch.ops.specrewrite.istft(input, n_fft, hop, wl, window, bool(center), bool(normalized),
-                                       bool(onesided), length)
+        _active[-1].sites["istft"] += [user_frame()] * len(spectra)
+    parts = [torch.ops.specrewrite.istft(z, n_fft, hop, wl, window, bool(center), bool(normalized), bool(onesided),
+                                         length) for z in spectra]
+    return parts[0] + 1j * parts[1] if return_complex else parts[0]
 
 
 @contextlib.contextmanager
