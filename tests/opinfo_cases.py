@@ -59,8 +59,12 @@ def op_id(op) -> str:
 
 def complex_opinfos() -> list:
     """Every OpInfo of op_db that supports complex64 on CPU, sorted by id (ids are unique)."""
+    frozen = torch.backends.flags_frozen()
     from torch.testing._internal.common_methods_invocations import op_db
 
+    if not frozen:   # torch's test utilities freeze torch.backends flags on import (disable_global_flags); undo
+        # it so packages imported later in the same process (speechbrain sets cudnn flags) still import
+        torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
     ops = [op for op in op_db if torch.complex64 in op.supported_dtypes("cpu")]
     return sorted(ops, key=op_id)
 
