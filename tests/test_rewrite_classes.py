@@ -346,3 +346,21 @@ def test_complex_window_is_a_clear_error():
     with pytest.raises(SpecRewriteError, match="complex windows") as ei:
         sr.rewrite(_ComplexWindow(), (signal(2, 1000),))
     assert "complex-window" in (ei.value.where or "")
+
+
+class _SpectrumAngle(torch.nn.Module):
+    def forward(self, x):
+        return torch.fft.rfft(x).angle()
+
+
+@pytest.mark.parametrize("n", [64, 63, 4000, 4001])
+def test_rfft_dc_and_nyquist_are_exactly_real(n):
+    """A negative DC (or Nyquist) bin must have angle exactly pi, as eager has it: a +-1e-8 imaginary residue
+    flips it to -pi (a 2 pi error) and the sign of sqrt / log downstream."""
+    x = signal(3, n) - 10.0
+    x[..., 1::2] += 20.0          # a large negative Nyquist bin too (even n)
+    fast = sr.rewrite(_SpectrumAngle(), (x,))
+    got, ref = fast(x), _SpectrumAngle()(x)
+    bins = [0] + ([n // 2] if n % 2 == 0 else [])
+    for k in bins:
+        assert torch.equal(got[..., k], ref[..., k]), (k, got[..., k], ref[..., k])

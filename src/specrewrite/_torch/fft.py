@@ -215,6 +215,10 @@ class RealFFT(BasisHolder):
 
     # ---------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, basis0: Optional[torch.Tensor] = None, basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
+        y = self._forward(x, basis0, basis1)
+        return exact_real_bins(y, self.n) if self.kind == "r2c" else y
+
+    def _forward(self, x, basis0, basis1):
         if self.route == "dense":
             return self._dense(x, basis0, basis1)
         c = self._get_constants(x, basis0, basis1)
@@ -255,3 +259,17 @@ class RealFFT(BasisHolder):
         if self.kind == "c2c":
             return torch.matmul(x.flatten(-2), m).unflatten(-1, (self.n, 2))
         return torch.matmul(x[..., : self.n_bins, :].flatten(-2), m)
+
+
+def exact_real_bins(y: torch.Tensor, n: int) -> torch.Tensor:
+    """The spectrum of a real signal (..., F, 2) with the imaginary parts of DC (and Nyquist for even n) exactly
+    +0, as torch's FFT returns them: a rounding residue of either sign there would flip angle() by 2 pi and the
+    sign of sqrt / log on the negative real axis. Static slices only (no index constant of F entries)."""
+    im = y[..., 1]
+    zero = torch.zeros_like(im[..., :1])
+    h, nb = n // 2, y.shape[-2]
+    parts = [zero, im[..., 1:]]
+    if n % 2 == 0 and h < nb:
+        parts = [zero, im[..., 1:h], zero, im[..., h + 1:]]
+    return torch.stack([y[..., 0], torch.cat(parts, -1)], -1)
+
