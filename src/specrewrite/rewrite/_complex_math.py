@@ -353,8 +353,9 @@ def ccumprod(z, dim: int, n: int):
 
 
 def ccumprod_polar(z, dim: int):
-    """cumprod along a dim of dynamic length: cumprod |z| * exp(i cumsum arg z)."""
-    mag = torch.cumprod(cabs(z), dim)
+    """cumprod along a dim of dynamic length: exp(cumsum log |z|) * exp(i cumsum arg z) (torch.onnx has no
+    cumprod; a zero magnitude gives log = -inf and stays 0 from there on, as the product does)."""
+    mag = torch.exp(torch.cumsum(torch.log(cabs(z)), dim))
     ang = torch.cumsum(atan2(im(z), re(z)), dim)
     return pack(mag * torch.cos(ang), mag * torch.sin(ang))
 
