@@ -190,3 +190,21 @@ def make_window(kind: str, n: int, seed: int):
     if kind == "random":
         return torch.as_tensor(np.random.default_rng(seed).uniform(0.05, 1.0, n))
     return None
+
+
+# ------------------------------------------------------------------------------------------ module hygiene
+def _drop_unloadable_lazy_modules() -> None:
+    """speechbrain registers lazy modules for optional integrations (k2_fsa, ...) in sys.modules; touching any
+    attribute of one whose package is missing raises ImportError. Hypothesis scans sys.modules for constants
+    (getattr(module, '__file__')) and would crash on them in a worker that ran a speechbrain test first."""
+    import sys
+
+    for name, mod in list(sys.modules.items()):
+        try:
+            getattr(mod, "__file__", None)
+        except ImportError:
+            del sys.modules[name]
+
+
+def pytest_runtest_setup(item):
+    _drop_unloadable_lazy_modules()
