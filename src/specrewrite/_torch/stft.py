@@ -120,9 +120,20 @@ class RealSTFT(BasisHolder):
         # channel-first: rows (n2, c) x columns (k1, t); stage 2 from the left gives rows (c, k2) and the bin
         # k = k1 + N1*k2 comes out in order with no transpose at all
         t = y.shape[-1]
+        if isinstance(t, torch.SymInt):
+            return self._factored_stage2_symbolic(y, w2)
         y = torch.matmul(w2, y.reshape(y.shape[0], 2 * n2, -1))                # (B, 2*K2, N1*T)
         y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)                          # (B, 2, K2*N1, T)
         return y[:, :, : spec.n_bins]
+
+    def _factored_stage2_symbolic(self, y, w2):
+        """Stage 2 for a symbolic frame count (torch.export / ONNX with a dynamic length): same math, but no
+        reshape merges a static dim with the frame count (that adds divisibility / contiguity guards such as
+        ``32 % (32*T) != 0`` which torch.export rejects under a Dim range); the frames go outermost instead."""
+        plan, n2, n1 = self.plan, self.plan.n2, self.plan.n1
+        y = F.conv2d(y.unflatten(1, (2 * n2, n1)), w2[:, :, None, None])          # (B, 2*K2, N1, T)
+        y = y.unflatten(1, (2, plan.k2)).permute(0, 1, 4, 2, 3).contiguous()      # (B, 2, T, K2, N1)
+        return y.flatten(3, 4)[..., : self.spec.n_bins].transpose(2, 3)           # (B, 2, F, T)
 
 
 def frame_signal(x: torch.Tensor, n: int, hop: int) -> torch.Tensor:
