@@ -13,7 +13,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
+from .dynamic import AxisPlan, accept, describe_guard
 from .report import Report
+from .verify import _first_line, _flat, max_rel_err, verify_example, verify_second_shape
 
 __all__ = ["rewrite", "inspect", "Report"]
 
@@ -27,32 +29,6 @@ def _as_args(example_inputs) -> Optional[tuple]:
         return tuple(example_inputs)
     raise SpecRewriteError(f"example_inputs must be a tensor or a tuple of inputs, got {type(example_inputs).__name__}",
                            fix="pass example_inputs=(x,) or (x, y)")
-
-
-def _flat(out):
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _flat(o)]
-    if isinstance(out, dict):
-        return [t for k in sorted(out) for t in _flat(out[k])]
-    return []
-
-
-def max_rel_err(got, ref) -> float:
-    a, b = _flat(got), _flat(ref)
-    if len(a) != len(b):
-        return float("inf")
-    worst = 0.0
-    for x, y in zip(a, b):
-        x = torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
-        y = torch.view_as_real(y.resolve_conj()) if y.is_complex() else y
-        if x.shape != y.shape:
-            return float("inf")
-        x, y = x.detach().double(), y.detach().double()
-        peak = max(float(y.abs().max()) if y.numel() else 0.0, 1e-12)
-        worst = max(worst, float((x - y).abs().max()) / peak if y.numel() else 0.0)
-    return worst
 
 
 # what reaches the dispatcher: stft / istft / torch.fft.* are composite and arrive as the _fft_* kernels
@@ -89,7 +65,7 @@ def _refuse_scripted(model):
 
 def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | str = Mode.STORE,
             strategy: Strategy | str = Strategy.AUTO, strict: bool = True, inplace: bool = False,
-            verify: bool = True) -> torch.nn.Module:
+            verify: bool = True, dynamic_shapes: Any = None) -> torch.nn.Module:
     """Return a module computing the same function as ``model`` with no stft / istft / fft op and no complex tensor.
 
     * ``example_inputs``: a tensor or tuple of positional inputs. Without them only torchaudio transforms are
@@ -98,14 +74,21 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
     * ``mode``: where the DFT bases live: 'store' (constants), 'on_the_fly' (computed in the graph) or 'input'
       (extra model inputs after the original ones; ``result.basis_inputs()`` gives the tensors to feed).
     * ``inplace``: allow changing ``model`` itself (its torchaudio transforms are swapped); never otherwise.
-    * ``verify``: run the result on the example inputs and record the error against eager in the report.
+    * ``verify``: run the result on the example inputs and record the error against eager in the report; where
+      an axis stays dynamic, also at a second length (and batch size) derived from them. With ``strict=True`` a
+      result that is right at the example but wrong at the second shape is a ``SpecRewriteError``.
+    * ``dynamic_shapes``: which input axes must stay dynamic, in torch.export's format (a dict keyed by the
+      forward's argument names, or a tuple, of ``{axis: Dim}``). Default: every batch axis (axis 0 of inputs of
+      rank >= 2, also when the example's batch is 1) and every time axis (the last axis) stays dynamic unless the
+      model's code pins it; ``False``: all static. ``report.axes`` says per axis whether it stayed dynamic and,
+      if not, why (with ``strict=True`` an axis you asked for explicitly that cannot stay dynamic is an error).
 
     The result carries ``.specrewrite_report`` (see ``specrewrite.inspect``).
     """
     with warnings.catch_warnings(record=True) as caught, _quiet_torch_logs():
         warnings.simplefilter("always")
         out = _rewrite(model, example_inputs, mode=mode, strategy=strategy, strict=strict, inplace=inplace,
-                       verify=verify)
+                       verify=verify, dynamic_shapes=dynamic_shapes)
     report = getattr(out, "specrewrite_report", None)
     if report is not None and caught:   # torch / tracing warnings the user cannot act on: in the report
         seen = []
@@ -133,7 +116,7 @@ def _quiet_torch_logs():
             lg.setLevel(lvl)
 
 
-def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify):
+def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, dynamic_shapes):
     from .lower import Lowering, NeedsStaticShapes
     from .swap import forward_mentions_spectral_ops, swap_torchaudio
     from . import capture as cap
@@ -185,35 +168,39 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify):
         report.seconds = time.perf_counter() - t0
         _attach(work, report)
         return work
-    attr_map = None
-    try:
-        gm, sites = cap.via_export(work, args)
-        report.capture = "torch.export (dynamic shapes kept where the model allows)"
-        static = _static_input_dims(gm, args)
-        if static:
-            report.shapes_specialised = True
-            report.notes.append("torch.export fixed these input sizes to the example's: " + ", ".join(static))
-    except SpecRewriteError:
-        raise
-    except Exception as e:  # noqa: BLE001 - fall back to tracing with the real inputs
-        first = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-        gm, sites, attr_map = cap.via_trace(work, args)
-        report.capture = "trace with the example inputs (make_fx)"
-        report.shapes_specialised = True
-        report.notes.append(f"torch.export could not capture the model ({first}); traced instead, so shapes are "
-                            "specialised to the example inputs")
+    plan = AxisPlan(work, args, dynamic_shapes)
+    gm, sites, attr_map = _capture(work, plan, strict, report)
     n_swapped = len(report.entries)
-    try:
-        out = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites,
-                       attr_placeholders=attr_map).run()
-    except NeedsStaticShapes as e:
-        del report.entries[n_swapped:]
-        report.complex_ops.clear()
-        gm, sites = cap.via_export(work, args, dynamic=False)
-        report.capture = "torch.export with the example shapes"
-        report.shapes_specialised = True
-        report.notes.append(f"{e}: shapes specialised to the example inputs")
-        out = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites).run()
+    for _ in range(8):
+        try:
+            out = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites,
+                           attr_placeholders=attr_map).run()
+            if not plan.batch_expanded or _same_at_example(out, args, swapped_out):
+                break
+            # captured at batch 2 for a batch of 1: at 1 the graph takes another path (a squeeze of the batch
+            # axis, say) than the one captured, so one graph cannot hold both
+            del report.entries[n_swapped:]
+            report.complex_ops.clear()
+            report.folded.clear()
+            plan.without_batch_expansion("at a batch of 1 the model's code takes another path than at 2 (such as "
+                                         "a squeeze of the batch axis), which one graph cannot hold")
+            gm, sites, attr_map = _capture(work, plan, strict, report)
+        except NeedsStaticShapes as e:
+            del report.entries[n_swapped:]
+            report.complex_ops.clear()
+            report.folded.clear()
+            axes = (plan.axes_behind(gm, e.symbols) or [ax for ax in plan.axes if ax.dynamic and ax.role == "time"]
+                    or [ax for ax in plan.axes if ax.dynamic])
+            for ax in axes:
+                if ax.explicit:
+                    _refuse_explicit(plan, strict, str(e), only=ax)
+                plan.fix(ax, str(e))
+            gm, sites, attr_map = _capture(work, plan, strict, report)
+    else:
+        raise SpecRewriteError("the rewrite kept needing static shapes", op="rewrite",
+                               fix="pass dynamic_shapes=False, and report this model as a specrewrite bug")
+    report.axes = plan.report()
+    report.shapes_specialised = not any(ax.dynamic for ax in plan.axes)
     if len(report.entries) == n_swapped and not report.complex_ops and not report.folded:
         out = work  # nothing spectral in the graph: hand back the (swapped) copy, not a re-traced graph
     else:
@@ -222,39 +209,108 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify):
     if feeds:
         report.notes.append("input mode: feed the DFT bases after the model inputs, in this order: "
                             + ", ".join(feeds) + " (values from result.basis_inputs())")
-    if verify:
-        with torch.no_grad():
-            got = out(*args, *feeds.values())
-        report.max_rel_err = max_rel_err(got, ref)
-        if report.max_rel_err > 1e-3:
-            report.notes.append("the rewritten model differs from eager on the example inputs by more than 1e-3 "
-                                "of the peak: the model may be random (dropout in train mode, torch.rand) or this is "
-                                "a specrewrite bug worth reporting")
+    if verify and verify_example(work, out, args, feeds, ref, report, strict):
+        verify_second_shape(work, out, plan.second_inputs(), feeds, report, strict)
     report.seconds = time.perf_counter() - t0
     _attach(out, report)
     return out
 
 
-def _static_input_dims(gm, args):
-    """'input i dim d = n' for every input dimension (size > 1) that the capture made static."""
-    out = []
-    phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    for i, (ph, a) in enumerate(zip(phs, args)):
-        v = ph.meta.get("val")
-        if not isinstance(a, torch.Tensor) or not isinstance(v, torch.Tensor):
+def _capture(work, plan: AxisPlan, strict: bool, report: Report):
+    """torch.export with the plan's dynamic axes (re-captured with an axis fixed where the capture pins it to
+    the example's size), else tracing with the example inputs. Returns (gm, sites, attr_map)."""
+    from . import capture as cap
+
+    draft = False
+    for _ in range(12):
+        try:
+            gm, sites = cap.via_export(work, plan.capture_args, plan.spec, draft=draft)
+        except SpecRewriteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - each failure has a fallback below
+            if _is_constraint_violation(e) and any(ax.explicit for ax in plan.axes):
+                _refuse_explicit(plan, strict, str(e))
+                plan.relax_explicit()
+                continue
+            if not draft and _data_dependent(e):
+                draft = True   # the same shapes, with the example's data-dependent values checked at run time
+                continue
+            if plan.batch_expanded:   # the model may not take a batch of 2: keep the example's batch of 1
+                plan.without_batch_expansion(f"the model fails at batch 2 ({_first_line(e)})")
+                draft = False
+                continue
+            gm, sites, attr_map = cap.via_trace(work, plan.args)
+            report.capture = "trace with the example inputs (make_fx)"
+            why = (f"torch.export could not capture the model ({_first_line(e)}); traced with the example "
+                   "inputs instead")
+            _refuse_explicit(plan, strict, why)
+            plan.all_static(why)
+            plan.judge(gm)
+            report.notes.append(why + ", so every shape is fixed to the example's")
+            return gm, sites, attr_map
+        capture = "torch.export" + (" (draft_export: values the model's Python reads from tensors are fixed to "
+                                     "the example's and checked at run time)" if draft else "")
+        pinned = plan.judge(gm)
+        if plan.batch_expanded and plan.expanded_axis_fixed():
+            plan.without_batch_expansion("the capture fixed the batch size (the model's code uses its value)")
+            draft = False
             continue
-        for d, size in enumerate(v.shape):
-            fixed = isinstance(size, int)
-            if not fixed:
-                try:  # a symbol the export later pinned to one value (a guard such as s0 == 4000)
-                    node = size.node
-                    rng = node.shape_env.bound_sympy(node.shape_env.simplify(node.expr))
-                    fixed = rng.lower == rng.upper
-                except Exception:  # noqa: BLE001 - best effort, only for the report
-                    fixed = False
-            if fixed and a.shape[d] > 1:
-                out.append(f"input {i} dim {d} = {a.shape[d]}")
-    return out
+        if not pinned:
+            report.capture = capture
+            return gm, sites, None
+        refix = False
+        for ax, guard, size in pinned:
+            if not _eager_runs(work, plan.inputs_at(ax, size)):
+                accept(ax, guard, size)   # the model's own code restricts the axis the same way
+                continue
+            why = describe_guard(guard, size)
+            if ax.explicit:
+                _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {why}", only=ax)
+            plan.fix(ax, why)
+            refix = True
+        if not refix:
+            report.capture = capture
+            return gm, sites, None
+    raise SpecRewriteError("the capture kept pinning input axes to the example's sizes", op="rewrite",
+                           fix="pass dynamic_shapes=False (or report this model as a specrewrite bug)")
+
+
+def _same_at_example(out, args, expect) -> bool:
+    """The graph captured at batch 2 gives eager's output at the example's batch of 1."""
+    feeds = out.basis_inputs() if hasattr(out, "basis_inputs") else {}
+    try:
+        with torch.no_grad():
+            got = out(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args], *feeds.values())
+    except Exception:  # noqa: BLE001 - a guard or a shape error at batch 1
+        return False
+    return max_rel_err(got, expect) <= 1e-4
+
+
+def _eager_runs(work, inputs) -> bool:
+    try:
+        with torch.no_grad():
+            work(*[a.clone() if isinstance(a, torch.Tensor) else a for a in inputs])
+        return True
+    except Exception:  # noqa: BLE001 - the model's own code rejects the shape
+        return False
+
+
+def _data_dependent(e: BaseException) -> bool:
+    return "data-dependent" in str(e) or "DataDependent" in type(e).__name__
+
+
+def _is_constraint_violation(e: BaseException) -> bool:
+    return "Constraints violated" in str(e) or type(e).__name__ in ("ConstraintViolationError", "UserError")
+
+
+def _refuse_explicit(plan: AxisPlan, strict: bool, why: str, only=None) -> None:
+    """With strict=True, an axis the user asked to keep dynamic that cannot stay so is an error."""
+    asked = [ax for ax in plan.axes if ax.explicit and (only is None or ax is only)]
+    if strict and asked:
+        names = ", ".join(f"input '{ax.input}' axis {ax.axis}" for ax in asked)
+        raise SpecRewriteError(f"dynamic_shapes asks for {names} to stay dynamic, but it cannot: {why}",
+                               op="rewrite", fix="drop that axis from dynamic_shapes (it is then fixed to the "
+                               "example's size), or pass strict=False to get a graph with it fixed")
 
 
 def _attach(module, report):

@@ -234,9 +234,14 @@ def unmove_fft_dim(z, dim: int):
 def resize_dim(x, dim: int, n: int, is_complex: bool):
     """Zero-pad or trim dim ``dim`` to n (torch.fft's n=); for a real pair the pair dim stays last."""
     have = x.shape[dim]
+    rank = x.dim()
+    if isinstance(have, torch.SymInt):
+        # a dynamic length: pad by max(n - have, 0), then trim, so one graph serves both branches (no guard
+        # on which side of n the example fell)
+        pad = [0, 0] * (rank - 1 - dim) + [0, torch.sym_max(n - have, 0)]
+        return F.pad(x, pad).narrow(dim, 0, n)
     if have >= n:
         return x.narrow(dim, 0, n)
-    rank = x.dim()
     pad = [0, 0] * (rank - 1 - dim)
     pad += [0, n - have]
     return F.pad(x, pad)

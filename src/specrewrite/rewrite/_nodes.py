@@ -43,12 +43,32 @@ def bind(node: fx.Node, args, kwargs) -> Dict[str, Any]:
     return out
 
 
+def concrete(v):
+    """``v`` as a Python number where it is one (a number, or a SymInt / SymFloat / SymBool the capture replaced
+    by a constant)."""
+    kinds = {torch.SymInt: int, torch.SymFloat: float, torch.SymBool: bool}
+    cast = kinds.get(type(v))
+    if cast is not None and not getattr(v.node.expr, "free_symbols", None):
+        try:
+            return cast(v.node.expr)
+        except (TypeError, ValueError):
+            return v
+    return v
+
+
 class NotConstant(Exception):
     pass
 
 
 class NeedsStaticShapes(Exception):
-    """A DFT runs along an axis the capture left dynamic: capture again with the example shapes."""
+    """A DFT runs along an axis the capture left dynamic: capture again with the input axes behind ``size``
+    (a SymInt) fixed."""
+
+    def __init__(self, msg: str, size=None):
+        super().__init__(msg)
+        if hasattr(size, "meta"):   # an fx.Node computing the size: its SymInt value
+            size = size.meta.get("val")
+        self.symbols = set(getattr(getattr(getattr(size, "node", None), "expr", None), "free_symbols", ()) or ())
 
 
 def attr_of(root, qualname):

@@ -17,27 +17,16 @@ from ._nodes import attr_of
 from ._ops import CallSites, patched
 
 
-def _dynamic_shapes(args):
-    auto = torch.export.Dim.AUTO
-
-    def one(a):
-        if isinstance(a, torch.Tensor):
-            return {i: auto for i in range(a.dim())} if a.dim() > 0 else None
-        if isinstance(a, (list, tuple)):
-            return type(a)(one(v) for v in a)
-        if isinstance(a, dict):
-            return {k: one(v) for k, v in a.items()}
-        return None
-
-    return tuple(one(a) for a in args)
-
-
-def via_export(model, args, dynamic: bool = True) -> Tuple[fx.GraphModule, CallSites]:
+def via_export(model, args, dynamic_shapes=None, draft: bool = False) -> Tuple[fx.GraphModule, CallSites]:
+    """torch.export (non-strict) with ``dynamic_shapes`` in torch.export's format (None: all static).
+    ``draft``: torch.export.draft_export, which captures models whose Python reads values from tensors
+    (``int(t)``, asserts on values) with those values taken from the example and checked at run time, instead of
+    failing; the shapes stay dynamic."""
     sites = CallSites()
     with patched(sites), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ep = torch.export.export(model, tuple(args), dynamic_shapes=_dynamic_shapes(args) if dynamic else None,
-                                strict=False)
+        export = torch.export.draft_export if draft else torch.export.export
+        ep = export(model, tuple(args), dynamic_shapes=dynamic_shapes, strict=False)
         # no run_decompositions(): it re-traces the whole model (47 s of 53 s on HDemucs); the rules handle
         # the pre-dispatch ops (torch.fft.* as fft_*, in-place ops on complex values) directly.
         gm = ep.module()

@@ -12,7 +12,7 @@ from .._torch.fft import RealFFT
 from .._torch.istft import RealISTFT
 from .._torch.stft import RealSTFT
 from . import _complex as C
-from ._nodes import NeedsStaticShapes, bind as _bind, val as _val, where_of
+from ._nodes import NeedsStaticShapes, bind as _bind, concrete, val as _val, where_of
 from .rules import Cx, is_c
 
 aten = torch.ops.aten
@@ -89,8 +89,9 @@ class SpectralLowering:
         return self._call_spectral(name, (z.node,), {"length": length} if length is not None else {})
 
     def _fft_module(self, node, kind, n, scale, inverse=False, onesided=True):
+        n, scale = concrete(n), concrete(scale)
         if not isinstance(n, int):
-            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis")
+            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis", n)
         mod = RealFFT(kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode,
                       dtype=self.real_dtype(self._float_dtype(node.args[0])))
         return self._add_module("fft", mod), mod
@@ -100,18 +101,21 @@ class SpectralLowering:
                         replaced_by=f"{name}: RealFFT({mod.extra_repr()})")
 
     def _r2c(self, node, x, d, n, norm, onesided=True, what="torch.fft.rfft"):
+        n = concrete(n)
         name, mod = self._fft_module(node, "r2c", n, fft_scale(norm, n, True), onesided=onesided)
         self._log_fft(node, what, n, d, norm, name, mod)
         y = self._call_spectral(name, (self.call(C.movedim, x, d, -1),))
         return self.call(C.unmove_fft_dim, y, d)
 
     def _c2c(self, node, z, d, n, norm, forward, what=None):
+        n = concrete(n)
         name, mod = self._fft_module(node, "c2c", n, fft_scale(norm, n, forward), inverse=not forward)
         self._log_fft(node, what or ("torch.fft.fft" if forward else "torch.fft.ifft"), n, d, norm, name, mod)
         y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
         return Cx(self.call(C.unmove_fft_dim, y, d), z.rank)
 
     def _c2r(self, node, z, d, n, norm, what="torch.fft.irfft"):
+        n = concrete(n)
         name, mod = self._fft_module(node, "c2r", n, fft_scale(norm, n, False))
         self._log_fft(node, what, n, d, norm, name, mod)
         y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
@@ -133,7 +137,7 @@ class SpectralLowering:
         in_val = _val(node.args[0])
         dims = [d % in_val.dim() for d in b["dim"]]
         norm = b["normalization"]
-        size = [int(v) if isinstance(v, int) else v for v in in_val.shape]
+        size = [concrete(v) for v in in_val.shape]
         if op is aten._fft_r2c:
             z = Cx(self._r2c(node, x, dims[-1], size[dims[-1]], norm, b["onesided"]), in_val.dim())
             for d in dims[:-1]:
@@ -147,9 +151,9 @@ class SpectralLowering:
         z = x
         for d in dims[:-1]:
             z = self._c2c(node, z, d, size[d], norm, False)
-        n_last = b["last_dim_size"]
+        n_last = concrete(b["last_dim_size"])
         if not isinstance(n_last, int):
-            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length")
+            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length", n_last)
         return self._c2r(node, z, dims[-1], n_last, norm)
 
     def _fft_cia(self, node, args, kwargs):
@@ -159,7 +163,7 @@ class SpectralLowering:
         x = b["self"]
         in_val = _val(node.args[0])
         r = in_val.dim()
-        size = list(in_val.shape)
+        size = [concrete(v) for v in in_val.shape]
         norm = b.get("norm")
         base = name[4:]
         multi = base.endswith("2") or base.endswith("n")
@@ -194,9 +198,9 @@ class SpectralLowering:
                 z = self._resize(z, d, size[d], n)
                 z = self._c2c(node, z, d, n or size[d], norm, False)
             d, n = dims[-1], ns[-1]
-            n = n or 2 * (size[d] - 1)
+            n = concrete(n or 2 * (size[d] - 1))
             if not isinstance(n, int):
-                raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length")
+                raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length", n)
             z = self._resize(z, d, size[d], n // 2 + 1)
             return self._c2r(node, z, d, n, norm)
         raise SpecRewriteError(f"torch.fft.{name[4:]} is not supported", op=str(node.target), where=where_of(node),

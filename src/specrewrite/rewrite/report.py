@@ -23,7 +23,23 @@ class Report:
     notes: List[str] = dataclasses.field(default_factory=list)
     folded: Dict[str, int] = dataclasses.field(default_factory=dict)
     max_rel_err: Optional[float] = None
+    axes: List[Dict[str, Any]] = dataclasses.field(default_factory=list)   # per input axis, see dynamic.Axis
+    second_shape: Optional[str] = None
+    max_rel_err_second: Optional[float] = None
     seconds: Optional[float] = None
+
+    def axis(self, input: str, role: str) -> Optional[Dict[str, Any]]:
+        """The report of input ``input``'s ``role`` axis ('batch' / 'time'), or None."""
+        for a in self.axes:
+            if a["input"] == input and a["role"] == role:
+                return a
+        return None
+
+    @property
+    def time_axes_dynamic(self) -> bool:
+        """Every input's time axis stayed dynamic."""
+        times = [a for a in self.axes if a["role"] == "time"]
+        return bool(times) and all(a["dynamic"] for a in times)
 
     @property
     def found(self) -> List[Entry]:
@@ -50,7 +66,7 @@ class Report:
 
     def __str__(self) -> str:
         lines = [f"specrewrite report: capture={self.capture}"
-                 + (" (shapes specialised to the example inputs)" if self.shapes_specialised else "")]
+                 + (" (every input shape fixed to the example's)" if self.shapes_specialised else "")]
         if not self.entries and not self.complex_ops and not self.folded:
             lines.append("  no spectral op found: the model is returned unchanged (as a copy)")
         for i, e in enumerate(self.entries):
@@ -65,10 +81,15 @@ class Report:
         if self.folded:
             ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.folded.items()))
             lines.append(f"  input-independent values computed in forward, folded into constants: {ops}")
+        for a in self.axes:
+            lines.append(f"  {a['text']}")
         for n in self.notes:
             lines.append(f"  note: {n}")
         if self.max_rel_err is not None:
             lines.append(f"  verified on the example inputs: max error {self.max_rel_err:.2e} of the output peak")
+        if self.max_rel_err_second is not None:
+            lines.append(f"  verified at a second shape {self.second_shape}: max error "
+                         f"{self.max_rel_err_second:.2e} of the output peak")
         if self.seconds is not None:
             lines.append(f"  rewrite took {self.seconds:.2f} s")
         return "\n".join(lines)

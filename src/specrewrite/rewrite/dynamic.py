@@ -1,0 +1,438 @@
+"""Which input axes stay dynamic: the default request, the capture's verdict per axis, and why an axis is fixed.
+
+Default request: for every tensor input, axis 0 is the batch (inputs of rank >= 2, or integer / bool vectors)
+and the last axis is the time axis; both are asked to stay dynamic (``Dim.AUTO``: torch.export keeps them
+symbolic unless the model's code pins them). A batch of 1 in the example is captured at batch 2 (torch.export
+specialises every size-1 axis), so one exported file serves every batch size.
+
+After the capture each requested axis is judged three ways:
+  * the graph made it a constant (the model's code used its value);
+  * a guard of the capture holds at the example's size and at no other tested size (for example
+    ``Eq(512*ceil(T/0.8)/5, 7987.2)``): the axis is symbolic in name only, so it is captured as fixed instead,
+    giving an honest static graph rather than one that is silently wrong at other lengths in a runtime with no
+    guards (ONNX);
+  * the range torch.export proves for it (``7989 <= time``) is reported with the axis.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..errors import SpecRewriteError
+
+
+@dataclasses.dataclass
+class Axis:
+    """One axis of one tensor input, as the report shows it."""
+    input: str
+    axis: int
+    role: str                   # 'batch' | 'time' | 'other'
+    size: int                   # the example's size
+    requested: bool             # asked to stay dynamic (by default or by the user)
+    explicit: bool = False      # asked by the user (dynamic_shapes=...)
+    dynamic: bool = False       # the final graph keeps it symbolic
+    why: str = ""               # why it is fixed (empty when dynamic)
+    range: str = ""             # sizes the graph accepts, when dynamic and limited
+
+    def describe(self) -> str:
+        name = f"input '{self.input}' axis {self.axis} ({self.role}, {self.size} in the example)"
+        if self.dynamic:
+            return f"{name}: dynamic" + (f" for {self.range}" if self.range else "")
+        return f"{name}: fixed" + (f": {self.why}" if self.why else "")
+
+
+def input_names(model: torch.nn.Module, n: int) -> List[str]:
+    """Names of the first ``n`` positional inputs of ``model.forward`` (``args[i]`` past a ``*args``)."""
+    names: List[str] = []
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            break
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            names.append(p.name)
+    names = names[:n]
+    return names + [f"args[{i}]" for i in range(len(names), n)]
+
+
+def role_of(t: torch.Tensor, axis: int) -> str:
+    if t.dim() == 1:
+        return "batch" if not t.is_floating_point() and not t.is_complex() else "time"
+    if axis == 0:
+        return "batch"
+    return "time" if axis == t.dim() - 1 else "other"
+
+
+def _is_dim(v) -> bool:
+    return v is not None and not isinstance(v, (int, bool))
+
+
+class AxisPlan:
+    """The dynamic_shapes given to torch.export, the example inputs to capture with, and the axes to report."""
+
+    def __init__(self, model: torch.nn.Module, args: tuple, dynamic_shapes: Any):
+        self.args = args
+        self.names = input_names(model, len(args))
+        self.user = dynamic_shapes not in (None, True, False)
+        self.static = dynamic_shapes is False
+        self.axes: List[Axis] = []
+        self.spec = self._spec(dynamic_shapes)
+        self.capture_args, self.batch_expanded = self._expand_batch()
+        self.fixed_reasons: Dict[Tuple[int, int], str] = {}
+
+    # -------------------------------------------------------------------------------------- the request
+    def _spec(self, dynamic_shapes) -> tuple:
+        auto = torch.export.Dim.AUTO
+        if self.user:
+            per_input = _normalise(dynamic_shapes, self.names, self.args)
+        spec = []
+        for i, a in enumerate(self.args):
+            if not isinstance(a, torch.Tensor) or a.dim() == 0:
+                spec.append(None)
+                continue
+            want = {}
+            for d in range(a.dim()):
+                role = role_of(a, d)
+                if self.user:
+                    v = (per_input[i] or {}).get(d)
+                    req, explicit = _is_dim(v), _is_dim(v) and v is not auto   # AUTO: keep it if the model allows
+                    # captured with AUTO: a user's Dim without a range (Dim("time")) fails torch.export on the
+                    # smallest sizes no STFT takes; whether the axis stayed dynamic is judged after the capture
+                    # (and is an error under strict=True for an explicit request), its range reported
+                    v = auto if req else v
+                else:
+                    v = auto
+                    req, explicit = (not self.static and role in ("batch", "time")), False
+                if req:
+                    want[d] = v
+                self.axes.append(Axis(self.names[i], d, role, int(a.shape[d]), req, explicit))
+            spec.append(want or None)
+        return tuple(spec)
+
+    def _expand_batch(self):
+        """Capture at batch 2 where a requested batch axis has size 1 (torch.export specialises size 1)."""
+        grow = [ax for ax in self.axes if ax.requested and ax.axis == 0 and ax.role == "batch" and ax.size == 1]
+        if not grow:
+            return self.args, False
+        names = {ax.input for ax in grow}
+        out = []
+        for name, a in zip(self.names, self.args):
+            out.append(torch.cat([a, a.flip(-1) if a.is_floating_point() and a.dim() > 1 else a]) if name in names
+                       else a)
+        return tuple(out), True
+
+    def without_batch_expansion(self, reason: str) -> None:
+        self.capture_args, self.batch_expanded = self.args, False
+        for ax in self.axes:
+            if ax.requested and ax.axis == 0 and ax.role == "batch" and ax.size == 1:
+                self.fix(ax, reason)
+        self.capture_args, self.batch_expanded = self.args, False
+
+    def expanded_axis_fixed(self) -> bool:
+        """A batch axis captured at 2 (for a batch of 1 in the example) came out fixed: the graph is at 2."""
+        return any(ax.requested and not ax.dynamic and ax.axis == 0 and ax.role == "batch" and ax.size == 1
+                   for ax in self.axes)
+
+    def fix(self, ax: Axis, reason: str) -> None:
+        """Capture ``ax`` as fixed from now on, for ``reason``."""
+        if self.batch_expanded and ax.role == "batch" and ax.axis == 0 and ax.size == 1:
+            self.without_batch_expansion(reason)
+        self.fixed_reasons[(self._index(ax.input), ax.axis)] = reason
+        i = self._index(ax.input)
+        spec = list(self.spec)
+        if spec[i]:
+            d = dict(spec[i])
+            d.pop(ax.axis, None)
+            spec[i] = d or None
+        self.spec = tuple(spec)
+
+    def all_static(self, reason: str) -> None:
+        for ax in self.axes:
+            if ax.requested and (self._index(ax.input), ax.axis) not in self.fixed_reasons:
+                self.fixed_reasons[(self._index(ax.input), ax.axis)] = reason
+        self.spec = tuple(None for _ in self.spec)
+        self.capture_args, self.batch_expanded = self.args, False
+
+    def relax_explicit(self) -> None:
+        """The user's Dims could not all hold (strict=False): ask for the same axes with Dim.AUTO."""
+        auto = torch.export.Dim.AUTO
+        self.spec = tuple({d: auto for d in s} if s else None for s in self.spec)
+
+    def _index(self, name: str) -> int:
+        return self.names.index(name)
+
+    # -------------------------------------------------------------------------------------- the verdict
+    def judge(self, gm: torch.fx.GraphModule) -> List[Axis]:
+        """Fill in dynamic / why / range from the captured graph. Returns (axis, guard, size) for requested axes
+        that a guard of the capture restricts: it holds at the example's size and fails at ``size`` (the caller
+        checks whether the model's own code accepts that size)."""
+        phs = _user_placeholders(gm, len(self.args))
+        shape_env = _shape_env(phs)
+        pinned = []
+        for ax in self.axes:
+            i = self._index(ax.input)
+            if (i, ax.axis) in self.fixed_reasons:
+                ax.dynamic, ax.why = False, self.fixed_reasons[(i, ax.axis)]
+                continue
+            v = phs[i].meta.get("val") if i < len(phs) and phs[i] is not None else None
+            size = v.shape[ax.axis] if isinstance(v, torch.Tensor) else None
+            if not ax.requested:
+                ax.dynamic, ax.why = False, ("not requested" if self.user or self.static else "")
+                continue
+            if isinstance(size, torch.SymInt) and not getattr(size.node.expr, "free_symbols", None):
+                size = int(size)   # a symbol the capture replaced by a constant
+            if not isinstance(size, torch.SymInt):
+                ax.dynamic = False
+                ax.why = _pin_reason(shape_env, self.names[i], ax.axis) or \
+                    "the model's code uses its value (torch.export made it a constant)"
+                continue
+            expr = size.node.expr
+            hit = _restricting_guard(shape_env, expr, int(self.capture_args[i].shape[ax.axis]), (ax.size,))
+            if hit is not None:   # symbolic, but restricted by a guard: the caller decides
+                ax.dynamic, ax.why = True, ""
+                pinned.append((ax, hit[0], hit[1]))
+                continue
+            ax.dynamic, ax.why = True, ""
+            ax.range = _range_text(shape_env, expr, ax.role)
+        return pinned
+
+    def axes_behind(self, gm, symbols) -> List[Axis]:
+        """The dynamic axes whose size symbols are among ``symbols`` (a size expression's free symbols)."""
+        env = _shape_env(_user_placeholders(gm, len(self.args)))
+        if env is None or not symbols:
+            return []
+        out = []
+        for ax in self.axes:
+            if ax.dynamic and set(_sources(env, ax.input, ax.axis)) & set(symbols):
+                out.append(ax)
+        return out
+
+    def report(self) -> List[Dict[str, Any]]:
+        """Per batch / time / requested axis: input, axis, role, size, dynamic, why, range and the text line."""
+        return [dict(dataclasses.asdict(ax), text=ax.describe()) for ax in self.axes
+                if ax.requested or ax.role != "other"]
+
+    def inputs_at(self, ax: Axis, size: int) -> tuple:
+        """The example inputs with ``ax`` (and the same axis of inputs of equal size there) set to ``size``."""
+        g = torch.Generator().manual_seed(4321)
+        i = self._index(ax.input)
+        ref = int(self.args[i].shape[ax.axis])
+        out = []
+        for a in self.args:
+            if isinstance(a, torch.Tensor) and a.dim() > ax.axis and ax.axis in (0, a.dim() - 1) and \
+                    int(a.shape[ax.axis]) == ref and (a is self.args[i] or role_of(a, ax.axis) == ax.role):
+                shape = list(a.shape)
+                shape[ax.axis] = size
+                out.append(_resize_like(a, shape, g))
+            else:
+                out.append(a)
+        return tuple(out)
+
+    def second_inputs(self) -> Optional[tuple]:
+        """Example inputs at another time length (+25 %, odd) and, where the batch is dynamic, another batch
+        size, for verification; None when no axis is dynamic."""
+        dyn = {(self._index(ax.input), ax.axis): ax for ax in self.axes if ax.dynamic}
+        if not dyn:
+            return None
+        g = torch.Generator().manual_seed(1234)
+        out = []
+        for i, a in enumerate(self.args):
+            if not isinstance(a, torch.Tensor) or not any(k[0] == i for k in dyn):
+                out.append(a)
+                continue
+            shape = list(a.shape)
+            for (j, d), ax in dyn.items():
+                if j != i:
+                    continue
+                if ax.role == "time":
+                    shape[d] = shape[d] + max(shape[d] // 4, 1) | 1
+                elif ax.role == "batch":
+                    shape[d] = shape[d] + 1
+            out.append(_resize_like(a, shape, g))
+        return tuple(out)
+
+
+def _resize_like(a: torch.Tensor, shape, g) -> torch.Tensor:
+    """A tensor of ``shape`` that continues ``a``: the example's values where they fit, fresh values of the
+    same scale beyond (integer inputs repeat the example's values)."""
+    if a.is_floating_point() or a.is_complex():
+        scale = float(a.detach().abs().max()) if a.numel() else 1.0
+        fresh = torch.randn(shape, generator=g, dtype=torch.float64) * (scale or 1.0) * 0.5
+        fresh = fresh.to(a.dtype) if not a.is_complex() else torch.complex(fresh, fresh).to(a.dtype)
+    else:
+        idx = [torch.arange(s) % max(n, 1) for s, n in zip(shape, a.shape)]
+        return a[torch.meshgrid(*idx, indexing="ij")] if a.dim() else a.clone()
+    region = tuple(slice(0, min(s, n)) for s, n in zip(shape, a.shape))
+    fresh[region] = a[region]
+    return fresh
+
+
+def _normalise(dynamic_shapes, names, args) -> list:
+    if isinstance(dynamic_shapes, dict):
+        unknown = [k for k in dynamic_shapes if k not in names]
+        if unknown:
+            raise SpecRewriteError(f"dynamic_shapes names {unknown}, which are not inputs of forward {names}",
+                                   op="rewrite", fix="key dynamic_shapes by the forward's argument names, or pass "
+                                   "a tuple with one entry per example input")
+        per = [dynamic_shapes.get(n) for n in names]
+    elif isinstance(dynamic_shapes, (list, tuple)):
+        if len(dynamic_shapes) != len(args):
+            raise SpecRewriteError(f"dynamic_shapes has {len(dynamic_shapes)} entries for {len(args)} example "
+                                   "inputs", op="rewrite", fix="give one entry (a dict axis -> Dim, or None) per input")
+        per = list(dynamic_shapes)
+    else:
+        raise SpecRewriteError(f"dynamic_shapes must be a dict or a tuple in torch.export's format, or False, got "
+                               f"{type(dynamic_shapes).__name__}", op="rewrite",
+                               fix="e.g. dynamic_shapes={'wav': {0: Dim('batch'), 1: Dim('time')}}")
+    out = []
+    for p in per:
+        if isinstance(p, (list, tuple)):
+            p = {d: v for d, v in enumerate(p) if v is not None}
+        out.append(p)
+    return out
+
+
+def _user_placeholders(gm, n) -> list:
+    phs = [p for p in gm.graph.nodes if p.op == "placeholder"]
+    return phs[:n]
+
+
+def _shape_env(phs):
+    for p in phs:
+        v = p.meta.get("val")
+        mode = getattr(v, "fake_mode", None)
+        if mode is not None and getattr(mode, "shape_env", None) is not None:
+            return mode.shape_env
+    return None
+
+
+def _sources(shape_env, name: str, axis: int):
+    """Symbols of the shape env whose source is input ``name``'s size at ``axis``."""
+    want = (f"L['{name}'].size()[{axis}]", f"{name}.size()[{axis}]")
+    out = []
+    for sym, srcs in getattr(shape_env, "var_to_sources", {}).items():
+        if any(s.name in want or s.name.endswith(f"['{name}'].size()[{axis}]") for s in srcs):
+            out.append(sym)
+    return out
+
+
+def _where(guard) -> str:
+    """The guard's source line, when it is outside torch itself."""
+    import os
+
+    torch_dir = os.path.dirname(torch.__file__)
+    loc = getattr(guard, "sloc", None)
+    for frame in (getattr(loc, "maybe_user_loc", None), getattr(loc, "framework_loc", None)):
+        if frame is None:
+            continue
+        if isinstance(frame, str):
+            return frame
+        if not os.path.abspath(frame.filename).startswith(torch_dir):
+            return f"{frame.filename}:{frame.lineno}"
+    return ""
+
+
+def _pin_reason(shape_env, name, axis) -> str:
+    """The guard that made input ``name``'s ``axis`` a constant, as 'guard at file:line'."""
+    if shape_env is None:
+        return ""
+    import sympy
+
+    syms = set(_sources(shape_env, name, axis))
+    guards = [g for g in getattr(shape_env, "guards", []) if syms & set(getattr(g.expr, "free_symbols", ()))]
+    for g in sorted(guards, key=lambda g: not isinstance(g.expr, sympy.Eq)):   # the pinning equality first
+        where = _where(g)
+        return f"guard {g.expr}" + (f" at {where}" if where else "")
+    return ""
+
+
+def _restricting_guard(shape_env, expr, example: int, also=()):
+    """(guard, size): a guard of the capture on ``expr``'s symbol, other than a plain range bound, that holds
+    at the example's size and fails at ``size``, a nearby size inside the axis's range (ONNX and other runtimes
+    do not check such guards, so the graph would be silently wrong there); None when there is none."""
+    import sympy
+
+    if shape_env is None or len(getattr(expr, "free_symbols", ())) != 1:
+        return None
+    (sym,) = expr.free_symbols
+    rng = getattr(shape_env, "var_to_range", {}).get(sym)
+    trial = list(also) + [example + d for d in (1, 2, 3, 7, example // 4 + 1, example)] + [2 * example + 1]
+    try:
+        trial = [t for t in trial if t in also or rng is None or (t >= int(rng.lower) and (str(rng.upper) in ("oo", "int_oo")
+                                                                             or t <= int(rng.upper)))]
+    except (TypeError, ValueError):
+        pass
+    hints = getattr(shape_env, "backed_var_to_val", None) or getattr(shape_env, "var_to_val", {})
+    for g in getattr(shape_env, "guards", []):
+        e = g.expr
+        free = getattr(e, "free_symbols", set())
+        if sym not in free or _is_range_bound(e, sym):
+            continue
+        others = {o: hints[o] for o in free if o != sym and o in hints}
+        if len(others) != len(free) - 1:
+            continue   # a symbol with no example value (unbacked): not judged
+        try:
+            if not _true(e.xreplace({**others, sym: sympy.Integer(example)})):
+                continue
+            for t in trial:
+                if not _true(e.xreplace({**others, sym: sympy.Integer(t)})):
+                    return g, t
+        except Exception:  # noqa: BLE001 - a guard sympy cannot evaluate is not judged
+            continue
+    return None
+
+
+def _is_range_bound(e, sym) -> bool:
+    """``a*s + b`` compared with ``<, <=, >, >=``: a range torch.export reports as the axis's bounds."""
+    import sympy
+
+    if not isinstance(e, (sympy.StrictLessThan, sympy.LessThan, sympy.StrictGreaterThan, sympy.GreaterThan)):
+        return False
+    diff = e.lhs - e.rhs
+    try:
+        return sympy.Poly(diff, sym).degree() <= 1
+    except Exception:  # noqa: BLE001 - not a polynomial in s (floor, ceil, Mod): not a plain bound
+        return False
+
+
+def _true(v) -> bool:
+    try:
+        return bool(v)
+    except TypeError:
+        return True
+
+
+def _range_text(shape_env, expr, role) -> str:
+    try:
+        rng = shape_env.var_to_range.get(expr) if expr in getattr(shape_env, "var_to_range", {}) else None
+        rng = rng if rng is not None else shape_env.bound_sympy(expr)
+        lo, hi = int(rng.lower), rng.upper
+    except Exception:  # noqa: BLE001 - only for the report
+        return ""
+    try:
+        hi_txt = "" if str(hi) in ("oo", "int_oo") else f" <= {int(hi)}"
+    except (TypeError, ValueError, OverflowError):
+        hi_txt = ""
+    if lo <= 2 and not hi_txt:
+        return ""
+    return f"{lo} <= {role}{hi_txt}"
+
+
+def describe_guard(guard, size) -> str:
+    where = _where(guard)
+    return (f"the capture's guard {guard.expr} fails at size {size}, where the model runs"
+            + (f" (guard from {where})" if where else ""))
+
+    
+def accept(ax: Axis, guard, size) -> None:
+    """A restricting guard the model's own code also has (eager fails at ``size`` too): the axis stays
+    dynamic, with the restriction in the report."""
+    ax.dynamic = True
+    where = _where(guard)
+    ax.range = (ax.range + ", " if ax.range else "") + f"sizes where {guard.expr} holds" + \
+        (f" ({where})" if where else "")

@@ -1,0 +1,127 @@
+"""Verification of a rewritten model against eager: at the example inputs and, where an axis stayed dynamic, at
+a second shape. An error above ``TOL`` of the output peak is judged against float64 eager next to eager
+float32's own error there (an ill-conditioned model, such as phase accumulated over near-zero bins, is as
+far from float64 in eager float32 as in the rewrite), and a model whose eager output is random (dropout in
+train mode, torch.rand) is told apart by running eager twice."""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Tuple
+
+import torch
+
+from ..errors import SpecRewriteError
+
+TOL = 1e-3          # of the output peak, before the float64 judgement
+EAGER_FACTOR = 4.0  # the rewrite may be this many times as far from float64 as eager float32 is
+
+
+def _flat(out):
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _flat(o)]
+    if isinstance(out, dict):
+        return [t for k in sorted(out) for t in _flat(out[k])]
+    return []
+
+
+def max_rel_err(got, ref) -> float:
+    """max over outputs of max|got - ref| / max|ref| (complex outputs as (re, im) pairs; inf on a shape or
+    count mismatch)."""
+    a, b = _flat(got), _flat(ref)
+    if len(a) != len(b):
+        return float("inf")
+    worst = 0.0
+    for x, y in zip(a, b):
+        x = torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
+        y = torch.view_as_real(y.resolve_conj()) if y.is_complex() else y
+        if x.shape != y.shape:
+            return float("inf")
+        x, y = x.detach().double(), y.detach().double()
+        peak = max(float(y.abs().max()) if y.numel() else 0.0, 1e-12)
+        worst = max(worst, float((x - y).abs().max()) / peak if y.numel() else 0.0)
+    return worst
+
+
+def _clones(inputs):
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in inputs)
+
+
+def judge(work, inputs, got, ref) -> Tuple[bool, float, str]:
+    """(ok, error, detail) of ``got`` against eager ``ref`` at ``inputs``."""
+    err = max_rel_err(got, ref)
+    if err <= TOL:
+        return True, err, ""
+    try:
+        with torch.no_grad():
+            again = work(*_clones(inputs))
+    except Exception:  # noqa: BLE001
+        again = ref
+    if max_rel_err(again, ref) > TOL:
+        return True, err, "eager itself is random (it differs between two runs on the same inputs)"
+    try:
+        m64 = copy.deepcopy(work).double()
+        a64 = tuple(a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in inputs)
+        with torch.no_grad():
+            ref64 = m64(*a64)
+    except Exception:  # noqa: BLE001 - no float64 form of the model: the plain criterion stands
+        return False, err, ""
+    err64, eager64 = max_rel_err(got, ref64), max_rel_err(ref, ref64)
+    detail = f"against float64 eager: {err64:.2e} (eager float32: {eager64:.2e})"
+    return err64 <= EAGER_FACTOR * eager64 + 1e-6, err, detail
+
+
+def verify_example(work, out, args, feeds, ref, report, strict: bool) -> bool:
+    with torch.no_grad():
+        got = out(*_clones(args), *feeds.values())
+    ok, err, detail = judge(work, args, got, ref)
+    report.max_rel_err = err
+    if detail:
+        report.notes.append(f"verification at the example: {detail}")
+    if not ok:
+        msg = (f"the rewritten model differs from eager on the example inputs by {err:.2e} of the peak"
+               + (f" ({detail})" if detail else ""))
+        if strict:
+            raise SpecRewriteError(msg, op="rewrite", fix="report this model as a specrewrite bug; strict=False "
+                                   "returns the result with this note")
+        report.notes.append(msg)
+    return ok
+
+
+def verify_second_shape(work, out, second: Optional[tuple], feeds, report, strict: bool) -> None:
+    """Eager and the rewritten model at a second length / batch size: a dynamic axis must give eager's numbers
+    there too (a size the pass baked in would show here)."""
+    if second is None:
+        return
+    shapes = ", ".join(str(tuple(a.shape)) for a in second if isinstance(a, torch.Tensor))
+    try:
+        with torch.no_grad():
+            ref2 = work(*_clones(second))
+    except Exception as e:  # noqa: BLE001 - the model's own code takes one shape only
+        report.notes.append(f"the model itself does not run at {shapes} ({_first_line(e)}): the dynamic axes "
+                            "were verified at the example's shape only")
+        return
+    try:
+        with torch.no_grad():
+            got2 = out(*_clones(second), *feeds.values())
+    except Exception as e:  # noqa: BLE001 - a guard of the captured graph: the axes are narrower than claimed
+        report.notes.append(f"the rewritten model does not run at {shapes}, where eager does ({_first_line(e)}): "
+                            "the dynamic axes hold only for some sizes")
+        return
+    ok, err, detail = judge(work, second, got2, ref2)
+    report.max_rel_err_second, report.second_shape = err, shapes
+    if detail:
+        report.notes.append(f"verification at {shapes}: {detail}")
+    if not ok:
+        msg = (f"the rewritten model matches eager at the example's shape but differs by {err:.2e} of the peak at "
+               f"{shapes}: a size of the example was baked into the graph")
+        if strict:
+            raise SpecRewriteError(msg, op="rewrite", fix="pass dynamic_shapes=False to fix every shape to the "
+                                   "example's, and report this model as a specrewrite bug")
+        report.notes.append(msg)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"

@@ -1,0 +1,216 @@
+"""Dynamic batch and time axes (issue 10): the default request, dynamic_shapes=, the per-axis report, the
+second-shape verification, and ONNX Runtime at several lengths and batch sizes against eager float64."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.export import Dim
+
+import specrewrite as sr
+from conftest import rel_err
+from specrewrite import SpecRewriteError
+
+ort = pytest.importorskip("onnxruntime")
+
+
+# ------------------------------------------------------------------------------------------ models
+class Mag(torch.nn.Module):
+    def forward(self, wav):
+        s = torch.stft(wav, 512, 128, window=torch.hann_window(512, dtype=wav.dtype), return_complex=True)
+        return s.abs()
+
+
+class Roundtrip(torch.nn.Module):
+    """stft -> mask -> istft, with or without length=, in any pad mode."""
+
+    def __init__(self, pad_mode="reflect", with_length=True):
+        super().__init__()
+        self.pad_mode, self.with_length = pad_mode, with_length
+
+    def forward(self, wav):
+        w = torch.hann_window(512, dtype=wav.dtype)
+        z = torch.stft(wav, 512, 128, window=w, return_complex=True, pad_mode=self.pad_mode)
+        z = z * torch.sigmoid(z.abs())
+        return torch.istft(z, 512, 128, window=w, length=wav.shape[-1] if self.with_length else None)
+
+
+class BatchOfOne(torch.nn.Module):
+    """Code that only works for a batch of 1 (the batch axis reshaped away)."""
+
+    def forward(self, wav):
+        s = torch.stft(wav.reshape(wav.shape[-1]), 256, 64, window=torch.hann_window(256, dtype=wav.dtype),
+                       return_complex=True)
+        return s.abs().unsqueeze(0)
+
+
+class PinsLength(torch.nn.Module):
+    """Eager runs at any length, but the capture pins it: int() of a float size computation becomes the guard
+    Eq(TruncToInt(1.25*T), 5000), which ONNX would not check (a dynamic export would be silently wrong)."""
+
+    def forward(self, wav):
+        k = int(wav.shape[-1] * 1.25)   # <pins-length>
+        y = torch.nn.functional.interpolate(wav[:, None], size=k, mode="linear")[:, 0]
+        return torch.stft(y, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True).abs()
+
+
+class RfftN(torch.nn.Module):
+    def forward(self, x):
+        return torch.fft.rfft(x, n=1160).abs()
+
+
+def _f64(model, *args):
+    with torch.no_grad():
+        return model(*[a.double() for a in args])
+
+
+def _ort_session(model, args, dyn, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, str(path), dynamo=True, dynamic_shapes=dyn, external_data=False,
+                          verbose=False)
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+# ------------------------------------------------------------------------------------------ default request
+def test_batch_of_one_example_gives_dynamic_batch_and_time():
+    model = Mag().eval()
+    out = sr.rewrite(model, (torch.randn(1, 16000),))
+    rep = out.specrewrite_report
+    assert [a["text"] for a in rep.axes] == ["input 'wav' axis 0 (batch, 1 in the example): dynamic",
+                                             "input 'wav' axis 1 (time, 16000 in the example): dynamic"], rep.axes
+    assert not rep.shapes_specialised and "axis 0 (batch, 1 in the example): dynamic" in str(rep)
+    assert rep.max_rel_err_second is not None and rep.max_rel_err_second < 1e-5, str(rep)
+    for shape in ((4, 16000), (3, 12345), (1, 20011)):
+        x = torch.randn(*shape)
+        got = out(x)
+        ref = _f64(model, x)
+        eager = model(x)
+        assert got.shape == ref.shape
+        assert rel_err(got, ref) <= max(4 * rel_err(eager, ref), 1e-6), shape
+
+
+@pytest.mark.parametrize("pad_mode,batch,length", [("reflect", 1, 16384), ("constant", 3, 16000),
+                                                   ("replicate", 3, 16000), ("reflect", 2, 15999)])
+@pytest.mark.parametrize("with_length", [True, False])
+def test_roundtrip_onnx_three_lengths_two_batches(pad_mode, batch, length, with_length, tmp_path):
+    """stft -> istft exported with dynamic batch and time runs in ONNX Runtime at shorter, equal and longer
+    (odd) lengths and two batch sizes; istft's output length is right at every length."""
+    model = Roundtrip(pad_mode, with_length).eval()
+    x = torch.randn(batch, length)
+    out = sr.rewrite(model, (x,))
+    assert all(a["dynamic"] for a in out.specrewrite_report.axes), out.specrewrite_report.axes
+    sess = _ort_session(out, (x,), ({0: Dim("batch"), 1: Dim("time")},), tmp_path / "rt.onnx")
+    for b in (1, batch + 1):
+        for n in (length // 2 + 1, length, length + length // 3 + 1):
+            xi = torch.randn(b, n)
+            (got,) = sess.run(None, {sess.get_inputs()[0].name: xi.numpy()})
+            ref = _f64(model, xi)
+            assert got.shape == tuple(ref.shape), (b, n, got.shape, ref.shape)
+            err = rel_err(torch.from_numpy(got), ref)
+            assert err <= max(4 * rel_err(model(xi), ref), 2e-6), (b, n, err)
+
+
+@pytest.mark.parametrize("strategy", ["factored", "dense"])
+def test_spectrogram_exports_under_a_dim_range(strategy):
+    """No divisibility guard (such as 32 % (32*T) != 0) in either strategy under torch.export with a range."""
+    sp = sr.Spectrogram(n_fft=512, hop_length=128, strategy=strategy)
+    ep = torch.export.export(sp, (torch.randn(2, 16000),),
+                             dynamic_shapes=({0: Dim("batch"), 1: Dim("time", min=1024, max=1 << 20)},))
+    for shape in ((1, 1024), (3, 20011)):
+        x = torch.randn(*shape)
+        ref = torch.stft(x.double(), 512, 128, window=torch.hann_window(512, dtype=torch.float64),
+                         return_complex=True).abs() ** 2
+        assert rel_err(ep.module()(x), ref) < 1e-5
+
+
+# ------------------------------------------------------------------------------------------ axes that cannot stay
+def test_batch_of_one_model_keeps_batch_fixed_with_the_reason():
+    model = BatchOfOne().eval()
+    x = torch.randn(1, 8000)
+    out = sr.rewrite(model, (x,))
+    rep = out.specrewrite_report
+    assert not rep.axis("wav", "batch")["dynamic"] and rep.axis("wav", "batch")["why"], str(rep)
+    assert rep.axis("wav", "time")["dynamic"], str(rep)
+    y = torch.randn(1, 9001)
+    assert rel_err(out(y), _f64(model, y)) < 1e-5
+
+
+def test_pinned_length_is_reported_fixed_not_dynamic():
+    """The model's Python bakes the example's frame count in: the time axis must come out fixed (an honest
+    static graph), never 'dynamic' with a graph that is wrong at other lengths."""
+    model = PinsLength().eval()
+    x = torch.randn(1, 4000)
+    out = sr.rewrite(model, (x,))
+    t = out.specrewrite_report.axis("wav", "time")
+    assert not t["dynamic"] and "fails at size 4001, where the model runs" in t["why"], t
+    assert "test_dynamic_shapes.py" in t["why"], t          # the line that pinned it
+    ref = _f64(model, x)
+    assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6)
+
+
+def test_explicit_request_that_cannot_hold_is_an_error_under_strict():
+    model = PinsLength().eval()
+    x = torch.randn(1, 4000)
+    with pytest.raises(SpecRewriteError) as e:
+        sr.rewrite(model, (x,), dynamic_shapes={"wav": {1: Dim("time")}})
+    assert "input 'wav' axis 1" in str(e.value)
+    out = sr.rewrite(model, (x,), dynamic_shapes={"wav": {1: Dim("time")}}, strict=False)
+    assert not out.specrewrite_report.axis("wav", "time")["dynamic"], str(out.specrewrite_report)
+
+
+def test_explicit_dynamic_shapes_and_static():
+    model = Mag().eval()
+    x = torch.randn(2, 8000)
+    out = sr.rewrite(model, (x,), dynamic_shapes={"wav": {1: Dim("time")}})
+    rep = out.specrewrite_report
+    assert rep.axis("wav", "batch")["why"] == "not requested" and rep.axis("wav", "time")["dynamic"], str(rep)
+    static = sr.rewrite(model, (x,), dynamic_shapes=False)
+    assert static.specrewrite_report.shapes_specialised
+    with pytest.raises(SpecRewriteError, match="not inputs of forward"):
+        sr.rewrite(model, (x,), dynamic_shapes={"audio": {1: Dim("time")}})
+    with pytest.raises(SpecRewriteError, match="entries for 1 example"):
+        sr.rewrite(model, (x,), dynamic_shapes=({1: Dim("time")}, None))
+
+
+# ------------------------------------------------------------------------------------------ fft along time
+def test_rfft_with_n_pads_or_trims_on_one_graph():
+    model = RfftN()
+    out = sr.rewrite(model, (torch.randn(1147),))
+    for n in (1000, 1147, 1159):
+        x = torch.randn(n)
+        assert rel_err(out(x), _f64(model, x)) < 1e-5
+    axis = out.specrewrite_report.axis("x", "time")
+    assert not axis["dynamic"] or axis["range"] == "2 <= time <= 1159", axis
+
+
+def test_fft_along_a_dynamic_axis_fixes_that_axis_only():
+    class Conv(torch.nn.Module):
+        def forward(self, x):
+            n = x.shape[-1]
+            return torch.fft.irfft(torch.fft.rfft(x, n=2 * n) * torch.fft.rfft(x.flip(-1), n=2 * n), n=2 * n)
+
+    model = Conv()
+    x = torch.randn(1, 300)
+    out = sr.rewrite(model, (x,))
+    rep = out.specrewrite_report
+    assert rep.axis("x", "batch")["dynamic"], str(rep)
+    assert not rep.axis("x", "time")["dynamic"] and "transforms a dynamic axis" in rep.axis("x", "time")["why"]
+    y = torch.randn(3, 300)
+    assert rel_err(out(y), _f64(model, y)) < 1e-5
+
+
+# ------------------------------------------------------------------------------------------ verification
+def test_verification_judges_against_float64_next_to_eager():
+    importlib = __import__("importlib")
+    verify = importlib.import_module("specrewrite.rewrite.verify")
+    model = Mag().eval()
+    x = torch.randn(1, 4000)
+    ref = model(x)
+    ok, err, _ = verify.judge(model, (x,), ref * (1 + 1e-7), ref)
+    assert ok and err < 1e-6
+    ok, err, detail = verify.judge(model, (x,), ref * 1.01, ref)
+    assert not ok and err > 5e-3 and "float64" in detail
