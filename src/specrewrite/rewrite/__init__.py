@@ -93,6 +93,8 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
     if report is not None and caught:   # torch / tracing warnings the user cannot act on: in the report
         seen = []
         for w in caught:
+            if issubclass(w.category, ResourceWarning):   # torch.export's draft report files: not the user's
+                continue
             msg = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0][:160]}"
             if msg not in seen:
                 seen.append(msg)
@@ -236,9 +238,9 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
                 draft = True   # the same shapes, with the example's data-dependent values checked at run time
                 continue
             if plan.batch_expanded:   # the model may not take a batch of 2: keep the example's batch of 1
-                plan.without_batch_expansion(f"the model fails at batch 2 ({_first_line(e)})")
-                draft = False
-                continue
+                # (the reason is tentative: if batch 1 fails the same way, the real reason is given below)
+                plan.without_batch_expansion(f"the model fails at batch 2 ({_first_line(e)})", tentative=True)
+                continue   # in draft mode still, when plain export failed on data-dependent Python
             gm, sites, attr_map = cap.via_trace(work, plan.args)
             report.capture = "trace with the example inputs (make_fx)"
             why = (f"torch.export could not capture the model ({_first_line(e)}); traced with the example "

@@ -36,6 +36,9 @@ class Axis:
     dynamic: bool = False       # the final graph keeps it symbolic
     why: str = ""               # why it is fixed (empty when dynamic)
     range: str = ""             # sizes the graph accepts, when dynamic and limited
+    index: int = 0              # position of the input among the example inputs
+    min: Optional[int] = None   # the range's bounds (None: unbounded)
+    max: Optional[int] = None
 
     def describe(self) -> str:
         name = f"input '{self.input}' axis {self.axis} ({self.role}, {self.size} in the example)"
@@ -84,6 +87,7 @@ class AxisPlan:
         self.spec = self._spec(dynamic_shapes)
         self.capture_args, self.batch_expanded = self._expand_batch()
         self.fixed_reasons: Dict[Tuple[int, int], str] = {}
+        self._tentative: set = set()   # reasons that a later, more general one replaces
 
     # -------------------------------------------------------------------------------------- the request
     def _spec(self, dynamic_shapes) -> tuple:
@@ -110,7 +114,7 @@ class AxisPlan:
                     req, explicit = (not self.static and role in ("batch", "time")), False
                 if req:
                     want[d] = v
-                self.axes.append(Axis(self.names[i], d, role, int(a.shape[d]), req, explicit))
+                self.axes.append(Axis(self.names[i], d, role, int(a.shape[d]), req, explicit, index=i))
             spec.append(want or None)
         return tuple(spec)
 
@@ -126,11 +130,13 @@ class AxisPlan:
                        else a)
         return tuple(out), True
 
-    def without_batch_expansion(self, reason: str) -> None:
+    def without_batch_expansion(self, reason: str, tentative: bool = False) -> None:
         self.capture_args, self.batch_expanded = self.args, False
         for ax in self.axes:
             if ax.requested and ax.axis == 0 and ax.role == "batch" and ax.size == 1:
                 self.fix(ax, reason)
+                if tentative:
+                    self._tentative.add((self._index(ax.input), ax.axis))
         self.capture_args, self.batch_expanded = self.args, False
 
     def expanded_axis_fixed(self) -> bool:
@@ -153,8 +159,9 @@ class AxisPlan:
 
     def all_static(self, reason: str) -> None:
         for ax in self.axes:
-            if ax.requested and (self._index(ax.input), ax.axis) not in self.fixed_reasons:
-                self.fixed_reasons[(self._index(ax.input), ax.axis)] = reason
+            key = (self._index(ax.input), ax.axis)
+            if ax.requested and (key not in self.fixed_reasons or key in self._tentative):
+                self.fixed_reasons[key] = reason
         self.spec = tuple(None for _ in self.spec)
         self.capture_args, self.batch_expanded = self.args, False
 
@@ -179,11 +186,11 @@ class AxisPlan:
             if (i, ax.axis) in self.fixed_reasons:
                 ax.dynamic, ax.why = False, self.fixed_reasons[(i, ax.axis)]
                 continue
-            v = phs[i].meta.get("val") if i < len(phs) and phs[i] is not None else None
-            size = v.shape[ax.axis] if isinstance(v, torch.Tensor) else None
             if not ax.requested:
                 ax.dynamic, ax.why = False, ("not requested" if self.user or self.static else "")
                 continue
+            v = phs[i].meta.get("val") if i < len(phs) and phs[i] is not None else None
+            size = v.shape[ax.axis] if isinstance(v, torch.Tensor) and v.dim() > ax.axis else None
             if isinstance(size, torch.SymInt) and not getattr(size.node.expr, "free_symbols", None):
                 size = int(size)   # a symbol the capture replaced by a constant
             if not isinstance(size, torch.SymInt):
@@ -198,7 +205,7 @@ class AxisPlan:
                 pinned.append((ax, hit[0], hit[1]))
                 continue
             ax.dynamic, ax.why = True, ""
-            ax.range = _range_text(shape_env, expr, ax.role)
+            ax.range, ax.min, ax.max = _range_text(shape_env, expr, ax.role)
         return pinned
 
     def axes_behind(self, gm, symbols) -> List[Axis]:
@@ -407,20 +414,21 @@ def _true(v) -> bool:
         return True
 
 
-def _range_text(shape_env, expr, role) -> str:
+def _range_text(shape_env, expr, role):
+    """(text, min, max) of the sizes torch.export proved the axis takes ('' / None when unbounded)."""
     try:
         rng = shape_env.var_to_range.get(expr) if expr in getattr(shape_env, "var_to_range", {}) else None
         rng = rng if rng is not None else shape_env.bound_sympy(expr)
         lo, hi = int(rng.lower), rng.upper
     except Exception:  # noqa: BLE001 - only for the report
-        return ""
+        return "", None, None
     try:
-        hi_txt = "" if str(hi) in ("oo", "int_oo") else f" <= {int(hi)}"
+        hi = None if str(hi) in ("oo", "int_oo") else int(hi)
     except (TypeError, ValueError, OverflowError):
-        hi_txt = ""
-    if lo <= 2 and not hi_txt:
-        return ""
-    return f"{lo} <= {role}{hi_txt}"
+        hi = None
+    if lo <= 2 and hi is None:
+        return "", None, None
+    return f"{lo} <= {role}" + ("" if hi is None else f" <= {hi}"), lo, hi
 
 
 def describe_guard(guard, size) -> str:
