@@ -214,3 +214,40 @@ def test_verification_judges_against_float64_next_to_eager():
     assert ok and err < 1e-6
     ok, err, detail = verify.judge(model, (x,), ref * 1.01, ref)
     assert not ok and err > 5e-3 and "float64" in detail
+
+
+class TwoInputLoss(torch.nn.Module):
+    """Two inputs whose lengths the code ties together (a spectral loss): they move together."""
+
+    def forward(self, x, y):
+        w = torch.hann_window(256, dtype=x.dtype)
+        sx = torch.stft(x.flatten(0, 1), 256, 64, window=w, return_complex=True).abs()
+        sy = torch.stft(y.flatten(0, 1), 256, 64, window=w, return_complex=True).abs()
+        return (sx - sy).abs().mean()
+
+
+def test_inputs_tied_by_the_code_stay_dynamic_together():
+    model = TwoInputLoss()
+    x, y = torch.randn(1, 1, 4000), torch.randn(1, 1, 4000)
+    out = sr.rewrite(model, (x, y))
+    rep = out.specrewrite_report
+    assert all(a["dynamic"] for a in rep.axes), str(rep)
+    x2, y2 = torch.randn(3, 1, 5001), torch.randn(3, 1, 5001)
+    ref = _f64(model, x2, y2)
+    assert rel_err(out(x2, y2), ref) <= max(4 * rel_err(model(x2, y2), ref), 1e-6)
+
+
+def test_strict_verification_failure_is_an_error(monkeypatch):
+    """A result that fails verification (here: the STFT module made 1 % wrong on purpose) is a SpecRewriteError
+    under strict=True and a note under strict=False."""
+    from specrewrite._torch.stft import RealSTFT
+
+    planar = RealSTFT.planar
+    monkeypatch.setattr(RealSTFT, "planar", lambda self, *a, **k: planar(self, *a, **k) * 1.01)
+    model = Mag().eval()
+    x = torch.randn(1, 4000)
+    with pytest.raises(SpecRewriteError, match="differs from eager on the example inputs"):
+        sr.rewrite(model, (x,))
+    out = sr.rewrite(model, (x,), strict=False)
+    rep = out.specrewrite_report
+    assert rep.max_rel_err > 5e-3 and any("differs from eager" in n for n in rep.notes), str(rep)

@@ -29,6 +29,7 @@ import torch
 
 import specrewrite as sr
 from conftest import onnx_roundtrip, rel_err
+import test_realmodels as TR
 from test_realmodels import MODEL_TOL, assert_untouched, snapshot
 from test_rewrite import flat, run_real_only
 
@@ -553,6 +554,18 @@ def test_dynamic_shapes(name, tmp_path):
     """Every axis the report calls dynamic is exported dynamic to ONNX and checked in ONNX Runtime against eager
     at three lengths (shorter, equal, longer; odd) and two batch sizes; every axis it calls fixed says why."""
     model, args, y0, snap, out = rewritten(name)
+    check_dynamic(name, model, args, out, tmp_path)
+
+
+@pytest.mark.parametrize("name", list(TR.BUILDERS))
+def test_public_model_dynamic_shapes(name, tmp_path):
+    """The same for the public real models of test_realmodels.py."""
+    build, _ = TR.BUILDERS[name]
+    model, args = build()
+    check_dynamic(name, model, args, sr.rewrite(model, args), tmp_path)
+
+
+def check_dynamic(name, model, args, out, tmp_path):
     rep = out.specrewrite_report
     record = {}
     for ax in rep.axes:

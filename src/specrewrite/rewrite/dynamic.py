@@ -383,11 +383,15 @@ def _restricting_guard(shape_env, expr, example: int, also=()):
         others = {o: hints[o] for o in free if o != sym and o in hints}
         if len(others) != len(free) - 1:
             continue   # a symbol with no example value (unbacked): not judged
+        # symbols with the example's size move with it (two inputs of equal length, tied by the model's code)
+        tied = [o for o, v in others.items() if int(v) == int(example)]
+        fixed = {o: v for o, v in others.items() if o not in tied}
         try:
             if not _true(e.xreplace({**others, sym: sympy.Integer(example)})):
                 continue
             for t in trial:
-                if not _true(e.xreplace({**others, sym: sympy.Integer(t)})):
+                at = {o: sympy.Integer(t) for o in tied + [sym]}
+                if not _true(e.xreplace({**fixed, **at})):
                     return g, t
         except Exception:  # noqa: BLE001 - a guard sympy cannot evaluate is not judged
             continue
