@@ -237,7 +237,10 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
             if not draft and _data_dependent(e):
                 draft = True   # the same shapes, with the example's data-dependent values checked at run time
                 continue
-            if plan.batch_expanded:   # the model may not take a batch of 2: keep the example's batch of 1
+            if plan.batch_expanded and not (draft and _data_dependent(e)):
+                # the model may not take a batch of 2: keep the example's batch of 1 (a data-dependent failure of
+                # draft_export is about values, not the batch size: no second draft attempt, which costs as much
+                # as the first)
                 # (the reason is tentative: if batch 1 fails the same way, the real reason is given below)
                 plan.without_batch_expansion(f"the model fails at batch 2 ({_first_line(e)})", tentative=True)
                 continue   # in draft mode still, when plain export failed on data-dependent Python

@@ -6,6 +6,8 @@ Order of attempts: torch.export (non-strict, dynamic axes where the model allows
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
 import warnings
 from typing import Dict, Tuple
@@ -23,7 +25,9 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False) -> Tuple[f
     (``int(t)``, asserts on values) with those values taken from the example and checked at run time, instead of
     failing; the shapes stay dynamic."""
     sites = CallSites()
-    with patched(sites), warnings.catch_warnings():
+    # torch.export prints the partial graph of a failed capture to stderr: a failure here only means the next
+    # capture route is tried, so it is kept off the user's console
+    with patched(sites), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         export = torch.export.draft_export if draft else torch.export.export
         ep = export(model, tuple(args), dynamic_shapes=dynamic_shapes, strict=False)
