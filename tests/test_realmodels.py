@@ -216,6 +216,12 @@ def test_real_model(name, tmp_path):
     assert_model_close([torch.from_numpy(np.asarray(v)) for v in sess.run(None, feeds)], y0, f"{name} ORT")
     assert_untouched(model, snap, args, y0)
 
+    # dynamic axes: each axis the report calls dynamic exported dynamic and checked in ONNX Runtime at three
+    # lengths and two batch sizes; each fixed axis says why (the same check as test_realmodels_more's)
+    from test_realmodels_more import check_dynamic
+
+    check_dynamic(name, model, args, out, tmp_path)
+
 
 def test_torchlibrosa_is_left_unchanged(tmp_path):
     """Control: torchlibrosa already computes its DFT with conv1d; rewrite must find nothing and hand back an

@@ -256,14 +256,16 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
         capture = "torch.export" + (" (draft_export: values the model's Python reads from tensors are fixed to "
                                      "the example's and checked at run time)" if draft else "")
         pinned = plan.judge(gm)
+        refix = False
         if plan.batch_expanded and plan.expanded_axis_fixed():
+            # captured again at batch 1, with the pinned axes below fixed in the same pass (each capture of a
+            # large model costs seconds); draft mode stays as it was
             plan.without_batch_expansion("the capture fixed the batch size (the model's code uses its value)")
-            draft = False
-            continue
-        if not pinned:
+            pinned = [p for p in pinned if p[0].role != "batch"]
+            refix = True
+        if not pinned and not refix:
             report.capture = capture
             return gm, sites, None
-        refix = False
         for ax, guard, size in pinned:
             if not _eager_runs(work, plan.inputs_at(ax, size)):
                 accept(ax, guard, size)   # the model's own code restricts the axis the same way

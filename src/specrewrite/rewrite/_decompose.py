@@ -44,6 +44,7 @@ def decompose(node: fx.Node) -> Optional[Tuple[fx.GraphModule, List]]:
     if any(not isinstance(v, (torch.Tensor, torch.SymInt, torch.SymFloat, torch.SymBool, int, float, bool))
            for v in vals):
         return None
+    vals = _one_fake_mode(vals)
     table = {}
     if not _has_cia(op):
         dec = _table().get(op)
@@ -66,3 +67,20 @@ def decompose(node: fx.Node) -> Optional[Tuple[fx.GraphModule, List]]:
     if any(n.op == "call_function" and n.target is op for n in gm.graph.nodes):
         return None
     return gm, leaves
+
+
+def _one_fake_mode(vals: list) -> list:
+    """Tensor metadata from two fake modes (a constant folded by the pass next to a captured value) cannot be
+    traced together: static-shaped ones are re-made in the mode of the first."""
+    modes = [v.fake_mode for v in vals if isinstance(v, torch.Tensor) and hasattr(v, "fake_mode")]
+    if len({id(m) for m in modes}) <= 1:
+        return vals
+    mode = modes[0]
+    out = []
+    for v in vals:
+        if isinstance(v, torch.Tensor) and getattr(v, "fake_mode", mode) is not mode and \
+                all(isinstance(d, int) for d in v.shape):
+            with mode:
+                v = torch.empty_strided(tuple(v.shape), tuple(v.stride()), dtype=v.dtype, device=v.device)
+        out.append(v)
+    return out
