@@ -251,3 +251,17 @@ def test_strict_verification_failure_is_an_error(monkeypatch):
     out = sr.rewrite(model, (x,), strict=False)
     rep = out.specrewrite_report
     assert rep.max_rel_err > 5e-3 and any("differs from eager" in n for n in rep.notes), str(rep)
+
+
+def test_strict_verification_names_the_worst_output(monkeypatch):
+    from specrewrite._torch.stft import RealSTFT
+
+    class TwoOut(torch.nn.Module):
+        def forward(self, wav):
+            s = torch.stft(wav, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True)
+            return wav * 2, s.abs()
+
+    planar = RealSTFT.planar
+    monkeypatch.setattr(RealSTFT, "planar", lambda self, *a, **k: planar(self, *a, **k) * 1.01)
+    with pytest.raises(SpecRewriteError, match=r"in output 1 of 2 \(shape \(1, 129, 63\)\)"):
+        sr.rewrite(TwoOut().eval(), (torch.randn(1, 4000),))

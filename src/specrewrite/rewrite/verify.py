@@ -81,7 +81,7 @@ def verify_example(work, out, args, feeds, ref, report, strict: bool) -> bool:
         report.notes.append(f"verification at the example: {detail}")
     if not ok:
         msg = (f"the rewritten model differs from eager on the example inputs by {err:.2e} of the peak"
-               + (f" ({detail})" if detail else ""))
+               + _worst_output(got, ref) + (f" ({detail})" if detail else ""))
         if strict:
             raise SpecRewriteError(msg, op="rewrite", fix="report this model as a specrewrite bug; strict=False "
                                    "returns the result with this note")
@@ -120,6 +120,16 @@ def verify_second_shape(work, out, second: Optional[tuple], feeds, report, stric
             raise SpecRewriteError(msg, op="rewrite", fix="pass dynamic_shapes=False to fix every shape to the "
                                    "example's, and report this model as a specrewrite bug")
         report.notes.append(msg)
+
+
+def _worst_output(got, ref) -> str:
+    """' in output k (shape ...)' for the output with the largest error, when there are several."""
+    a, b = _flat(got), _flat(ref)
+    if len(a) != len(b) or len(a) < 2:
+        return ""
+    errs = [max_rel_err(x, y) for x, y in zip(a, b)]
+    k = max(range(len(errs)), key=lambda i: errs[i])
+    return f" in output {k} of {len(errs)} (shape {tuple(b[k].shape)})"
 
 
 def _first_line(e: BaseException) -> str:
