@@ -181,16 +181,12 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
                 break
             # captured at batch 2 for a batch of 1: at 1 the graph takes another path (a squeeze of the batch
             # axis, say) than the one captured, so one graph cannot hold both
-            del report.entries[n_swapped:]
-            report.complex_ops.clear()
-            report.folded.clear()
+            report.forget_lowering(n_swapped)
             plan.without_batch_expansion("at a batch of 1 the model's code takes another path than at 2 (such as "
                                          "a squeeze of the batch axis), which one graph cannot hold")
             gm, sites, attr_map = _capture(work, plan, strict, report)
         except NeedsStaticShapes as e:
-            del report.entries[n_swapped:]
-            report.complex_ops.clear()
-            report.folded.clear()
+            report.forget_lowering(n_swapped)
             axes = (plan.axes_behind(gm, e.symbols) or [ax for ax in plan.axes if ax.dynamic and ax.role == "time"]
                     or [ax for ax in plan.axes if ax.dynamic])
             for ax in axes:

@@ -440,7 +440,7 @@ def describe_guard(guard, size) -> str:
     return (f"the capture's guard {guard.expr} fails at size {size}, where the model runs"
             + (f" (guard from {where})" if where else ""))
 
-    
+
 def accept(ax: Axis, guard, size) -> None:
     """A restricting guard the model's own code also has (eager fails at ``size`` too): the axis stays
     dynamic, with the restriction in the report."""

@@ -58,6 +58,13 @@ class Report:
         self.entries.append(e)
         return e
 
+    def forget_lowering(self, keep_entries: int) -> None:
+        """Drop what a lowering attempt recorded (its entries past ``keep_entries``, complex ops, folds) before
+        the graph is captured again."""
+        del self.entries[keep_entries:]
+        self.complex_ops.clear()
+        self.folded.clear()
+
     def count_complex(self, op_name: str) -> None:
         self.complex_ops[op_name] = self.complex_ops.get(op_name, 0) + 1
 
