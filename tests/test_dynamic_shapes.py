@@ -265,3 +265,27 @@ def test_strict_verification_names_the_worst_output(monkeypatch):
     monkeypatch.setattr(RealSTFT, "planar", lambda self, *a, **k: planar(self, *a, **k) * 1.01)
     with pytest.raises(SpecRewriteError, match=r"in output 1 of 2 \(shape \(1, 129, 63\)\)"):
         sr.rewrite(TwoOut().eval(), (torch.randn(1, 4000),))
+
+
+def test_strict_verification_names_the_first_diverging_op(monkeypatch):
+    """The error points at the op where the rewritten graph first parts from eager (intermediate values compared
+    in graph order), with the user's line: here the magnitude, made 1 % wrong on purpose after a correct STFT."""
+    import importlib
+
+    rules = importlib.import_module("specrewrite.rewrite.rules")
+    aten_abs = torch.ops.aten.abs
+    right = rules.RULES[aten_abs]
+    monkeypatch.setitem(rules.RULES, aten_abs,
+                        lambda ctx, node, args, kwargs: ctx.call(torch.mul, right(ctx, node, args, kwargs), 1.01))
+
+    class MagLog(torch.nn.Module):
+        def forward(self, wav):
+            s = torch.stft(wav, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True)
+            m = s.abs()  # the line the error must name
+            return torch.log1p(m)
+
+    with pytest.raises(SpecRewriteError) as info:
+        sr.rewrite(MagLog().eval(), (torch.randn(1, 4000),))
+    msg = str(info.value)
+    assert "the first op whose value differs: abs" in msg, msg
+    assert "test_dynamic_shapes.py" in msg and "m = s.abs()" in msg, msg

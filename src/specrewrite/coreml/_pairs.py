@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._where import from_stack_text
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from ._ct_private import (Var, bind, conversion_state, is_complex_literal, is_torchscript, mb, node_meta,
@@ -109,11 +110,7 @@ def fallback(context, node):
 
 
 def where(node) -> str | None:
-    trace = node_meta(node).get("stack_trace")
-    if trace:
-        lines = [ln.strip() for ln in str(trace).strip().splitlines() if ln.strip()]
-        return " | ".join(lines[-2:]) if lines else None
-    return f"torch node {node.name!r}"
+    return from_stack_text(node_meta(node).get("stack_trace")) or f"torch node {node.name!r}"
 
 
 def unsupported(node, reason: str, fix: str | None = None) -> SpecRewriteError:

@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from .dynamic import AxisPlan, accept, describe_guard
+from ._user_errors import internal_error, model_raises
 from .report import Report
 from .verify import _first_line, _flat, max_rel_err, verify_example, verify_second_shape
 
@@ -87,8 +88,13 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
     """
     with warnings.catch_warnings(record=True) as caught, _quiet_torch_logs():
         warnings.simplefilter("always")
-        out = _rewrite(model, example_inputs, mode=mode, strategy=strategy, strict=strict, inplace=inplace,
-                       verify=verify, dynamic_shapes=dynamic_shapes)
+        try:
+            out = _rewrite(model, example_inputs, mode=mode, strategy=strategy, strict=strict, inplace=inplace,
+                           verify=verify, dynamic_shapes=dynamic_shapes)
+        except SpecRewriteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - anything else escaping is a bug of ours: said so
+            raise internal_error(e) from e
     report = getattr(out, "specrewrite_report", None)
     if report is not None and caught:   # torch / tracing warnings the user cannot act on: in the report
         seen = []
@@ -130,6 +136,8 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     _refuse_scripted(model)
     mode, strategy = Mode.parse(mode), Strategy.parse(strategy)
     args = _as_args(example_inputs)
+    # every run specrewrite makes uses copies: a model that writes into its input never changes the caller's
+    args = None if args is None else _clones(args)
     report = Report()
     work = model if inplace else copy.deepcopy(model)
 
@@ -139,7 +147,8 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
         report.capture = "module swap (no example inputs, no tracing)"
         if left or mentions:
             what = [f"torchaudio Spectrogram(power=None) '{n}' (complex output)" for n in left] + mentions
-            msg = ("spectral ops outside torchaudio transforms need tracing to rewrite: " + "; ".join(what))
+            msg = ("spectral ops outside torchaudio transforms need example inputs to be rewritten (they are "
+                   "found by tracing):\n  - " + "\n  - ".join(what))
             if strict:
                 raise SpecRewriteError(msg, op="rewrite", fix="pass example_inputs, e.g. rewrite(model, (x,))")
             report.notes.append(msg + " (left unchanged)")
@@ -153,16 +162,17 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     swaps = has_torchaudio_transforms(work)
     try:  # one eager run when there is nothing to swap: the reference and the spectral check at once
         with torch.no_grad(), (spy if not swaps else contextlib.nullcontext()):
-            ref = work(*args)
+            ref = work(*_clones(args))
     except Exception as e:  # noqa: BLE001 - user model errors become one clear error
-        raise SpecRewriteError(f"the model raises on the example inputs: {type(e).__name__}: {e}", op="rewrite",
-                               fix="pass example inputs the model accepts (shapes, dtypes, number of inputs)") from e
+        raise model_raises(e) from e
+    if work.training:
+        _refuse_train_mode(work, args, ref)
 
     swapped_out = ref
     if swaps:
         work, _ = swap_torchaudio(work, mode, strategy, report, allow_complex_out=True)
         with torch.no_grad(), spy:
-            swapped_out = work(*args)
+            swapped_out = work(*_clones(args))
     if spy.seen is None:  # nothing spectral left after the module swap: no capture needed
         report.capture = "module swap only (an eager run saw no other spectral op or complex tensor)"
         if verify:
@@ -175,8 +185,9 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     n_swapped = len(report.entries)
     for _ in range(8):
         try:
-            out = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites,
-                           attr_placeholders=attr_map).run()
+            low = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites,
+                           attr_placeholders=attr_map)
+            out = low.run()
             if not plan.batch_expanded or _same_at_example(out, args, swapped_out):
                 break
             # captured at batch 2 for a batch of 1: at 1 the graph takes another path (a squeeze of the batch
@@ -207,7 +218,13 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     if feeds:
         report.notes.append("input mode: feed the DFT bases after the model inputs, in this order: "
                             + ", ".join(feeds) + " (values from result.basis_inputs())")
-    if verify and verify_example(work, out, args, feeds, ref, report, strict):
+    explain = None
+    if out is not work:
+        from ._diverge import first_divergence
+
+        def explain():
+            return first_divergence(gm, low, out, args, feeds)
+    if verify and verify_example(work, out, args, feeds, ref, report, strict, explain):
         verify_second_shape(work, out, plan.second_inputs(), feeds, report, strict)
     report.seconds = time.perf_counter() - t0
     _attach(out, report)
@@ -222,7 +239,7 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
     draft = False
     for _ in range(12):
         try:
-            gm, sites = cap.via_export(work, plan.capture_args, plan.spec, draft=draft)
+            gm, sites = cap.via_export(work, _clones(plan.capture_args), plan.spec, draft=draft)
         except SpecRewriteError:
             raise
         except Exception as e:  # noqa: BLE001 - each failure has a fallback below
@@ -240,7 +257,7 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
                 # (the reason is tentative: if batch 1 fails the same way, the real reason is given below)
                 plan.without_batch_expansion(f"the model fails at batch 2 ({_first_line(e)})", tentative=True)
                 continue   # in draft mode still, when plain export failed on data-dependent Python
-            gm, sites, attr_map = cap.via_trace(work, plan.args)
+            gm, sites, attr_map = cap.via_trace(work, _clones(plan.args))
             report.capture = "trace with the example inputs (make_fx)"
             why = (f"torch.export could not capture the model ({_first_line(e)}); traced with the example "
                    "inputs instead")
@@ -276,6 +293,36 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
             return gm, sites, None
     raise SpecRewriteError("the capture kept pinning input axes to the example's sizes", op="rewrite",
                            fix="pass dynamic_shapes=False (or report this model as a specrewrite bug)")
+
+
+def _clones(inputs):
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in inputs)
+
+
+def _refuse_train_mode(work, args, ref) -> None:
+    """A model in train() mode: one graph holds one mode, so a model whose output depends on the mode (dropout,
+    batch norm's batch statistics, random augmentation, ``if self.training``) is refused with the fix; one that
+    computes the same in both modes is rewritten as it is."""
+    try:
+        work.eval()
+        with torch.no_grad():
+            ev = work(*_clones(args))
+    except Exception:  # noqa: BLE001 - fails in eval mode: the mode matters
+        ev = None
+    finally:
+        work.train()
+    if ev is not None and max_rel_err(ev, ref) <= 1e-6:
+        return
+    kinds = sorted({type(m).__name__ for m in work.modules() if isinstance(m, _MODE_DEPENDENT)})
+    what = f" ({', '.join(kinds)})" if kinds else ""
+    raise SpecRewriteError(f"the model is in training mode and computes differently there than in eval mode{what}; "
+                           "a rewritten graph holds one mode, and baking training-mode behaviour (such as dropout) "
+                           "into it would be wrong after .eval()", op="rewrite",
+                           fix="call model.eval() before rewrite() (deployment graphs are inference graphs)")
+
+
+_MODE_DEPENDENT = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm,
+                   torch.nn.modules.instancenorm._InstanceNorm, torch.nn.RReLU)
 
 
 def _same_at_example(out, args, expect) -> bool:

@@ -24,6 +24,12 @@ def from_real(x):
     return pack(x, torch.zeros_like(x))
 
 
+def as_pairs(x):
+    """A complex model input as real pairs: the rewritten model takes either the complex tensor (eager) or
+    ``torch.view_as_real`` of it (what an exporter and a deployment runtime are given)."""
+    return torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
+
+
 def from_scalar_like(x, value: complex):
     """A complex scalar broadcastable against real-pair x."""
     return torch.tensor([value.real, value.imag], dtype=x.dtype, device=x.device)

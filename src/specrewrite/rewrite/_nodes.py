@@ -6,19 +6,12 @@ from typing import Any, Dict, Optional
 import torch
 import torch.fx as fx
 
+from .._where import from_stack_text
+
 
 def where_of(node: fx.Node) -> Optional[str]:
     """The innermost user-code frame of a node's stack trace ('file:line in func: code')."""
-    st = node.meta.get("stack_trace")
-    if not st:
-        return None
-    lines = [ln.strip() for ln in st.strip().splitlines()]
-    best = None
-    for i, ln in enumerate(lines):
-        if ln.startswith("File ") and "/torch/" not in ln and "/specrewrite/" not in ln:
-            code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
-            best = f"{ln[5:]}: {code}"
-    return best
+    return from_stack_text(node.meta.get("stack_trace"))
 
 
 def val(node):

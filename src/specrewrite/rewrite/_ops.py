@@ -8,34 +8,18 @@ the window as a tensor input, and records the caller's source line for the repor
 from __future__ import annotations
 
 import contextlib
-import os
-
 import threading
-import traceback
 from typing import List, Optional
 
 import torch
 
+from .._where import from_stack as user_frame
 from ..errors import SpecRewriteError
 
 _lock = threading.Lock()
 _defined = False
 _orig_stft = torch.stft
 _orig_istft = torch.istft
-_SKIP = (os.sep + "torch" + os.sep, os.sep + "specrewrite" + os.sep, os.sep + "torchaudio" + os.sep + "transforms",
-         os.sep + "contextlib.py", os.sep + "torch" + os.sep + "nn" + os.sep)
-
-
-def user_frame(skip_torchaudio: bool = False) -> Optional[str]:
-    """'file:line in func: code' of the innermost stack frame outside torch and specrewrite."""
-    for fr in reversed(traceback.extract_stack()[:-1]):
-        f = fr.filename
-        if any(s in f for s in _SKIP) or (skip_torchaudio and "torchaudio" in f):
-            continue
-        return f"{f}:{fr.lineno} in {fr.name}: {(fr.line or '').strip()}"
-    return None
-
-
 class CallSites:
     """Source lines of the spectral calls seen during one capture, in call order, per op kind."""
 

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .._where import from_guard
 from ..errors import SpecRewriteError
 
 
@@ -297,10 +298,18 @@ def _normalise(dynamic_shapes, names, args) -> list:
                                f"{type(dynamic_shapes).__name__}", op="rewrite",
                                fix="e.g. dynamic_shapes={'wav': {0: Dim('batch'), 1: Dim('time')}}")
     out = []
-    for p in per:
+    for name, p, a in zip(names, per, args):
         if isinstance(p, (list, tuple)):
             p = {d: v for d, v in enumerate(p) if v is not None}
-        out.append(p)
+        if p is not None and not isinstance(p, dict):
+            raise SpecRewriteError(f"dynamic_shapes entry for input '{name}' must be a dict axis -> Dim (or None), "
+                                   f"got {type(p).__name__}", op="rewrite", fix="e.g. {1: Dim('time')}")
+        rank = a.dim() if isinstance(a, torch.Tensor) else 0
+        bad = [d for d in (p or {}) if not isinstance(d, int) or not -rank <= d < rank]
+        if bad:
+            raise SpecRewriteError(f"dynamic_shapes names axis {bad[0]!r} of input '{name}', which has {rank} axes",
+                                   op="rewrite", fix=f"use axes 0..{rank - 1} (or negative ones) of '{name}'")
+        out.append({d % rank: v for d, v in p.items()} if p else p)
     return out
 
 
@@ -328,22 +337,6 @@ def _sources(shape_env, name: str, axis: int):
     return out
 
 
-def _where(guard) -> str:
-    """The guard's source line, when it is outside torch itself."""
-    import os
-
-    torch_dir = os.path.dirname(torch.__file__)
-    loc = getattr(guard, "sloc", None)
-    for frame in (getattr(loc, "maybe_user_loc", None), getattr(loc, "framework_loc", None)):
-        if frame is None:
-            continue
-        if isinstance(frame, str):
-            return frame
-        if not os.path.abspath(frame.filename).startswith(torch_dir):
-            return f"{frame.filename}:{frame.lineno}"
-    return ""
-
-
 def _pin_reason(shape_env, name, axis) -> str:
     """The guard that made input ``name``'s ``axis`` a constant, as 'guard at file:line'."""
     if shape_env is None:
@@ -353,7 +346,7 @@ def _pin_reason(shape_env, name, axis) -> str:
     syms = set(_sources(shape_env, name, axis))
     guards = [g for g in getattr(shape_env, "guards", []) if syms & set(getattr(g.expr, "free_symbols", ()))]
     for g in sorted(guards, key=lambda g: not isinstance(g.expr, sympy.Eq)):   # the pinning equality first
-        where = _where(g)
+        where = from_guard(g)
         return f"guard {g.expr}" + (f" at {where}" if where else "")
     return ""
 
@@ -436,7 +429,7 @@ def _range_text(shape_env, expr, role):
 
 
 def describe_guard(guard, size) -> str:
-    where = _where(guard)
+    where = from_guard(guard)
     return (f"the capture's guard {guard.expr} fails at size {size}, where the model runs"
             + (f" (guard from {where})" if where else ""))
 
@@ -445,6 +438,6 @@ def accept(ax: Axis, guard, size) -> None:
     """A restricting guard the model's own code also has (eager fails at ``size`` too): the axis stays
     dynamic, with the restriction in the report."""
     ax.dynamic = True
-    where = _where(guard)
+    where = from_guard(guard)
     ax.range = (ax.range + ", " if ax.range else "") + f"sizes where {guard.expr} holds" + \
         (f" ({where})" if where else "")

@@ -52,6 +52,7 @@ class Lowering(SpectralLowering):
         self._corder = list(gm.graph.nodes)   # graph order, for evaluating constants as eager would
         self._cidx = {n: i for i, n in enumerate(self._corder)}
         self._cpos = 0
+        self._raw_inputs: Dict[fx.Node, fx.Node] = {}
 
     # ------------------------------------------------------------------ helpers used by the rules
     def call(self, fn, *args, **kwargs) -> fx.Node:
@@ -89,11 +90,11 @@ class Lowering(SpectralLowering):
         return {torch.complex64: torch.float32, torch.complex128: torch.float64,
                 torch.complex32: torch.float16}.get(dtype, dtype)
 
-    def as_tensor_like(self, x, ref):
+    def as_pair_like(self, x, ref):
+        """``x`` (a real node or a Python number, complex included) as a real pair shaped like complex ``ref``."""
         if isinstance(x, fx.Node):
-            return x
-        ref_real = self.call(C.re, ref.node) if is_c(ref) else ref
-        return self.call(torch.full_like, ref_real, x)
+            return self.call(C.from_real, x)
+        return self.call(C.from_scalar_like, ref.node, complex(x))
 
     def _float_dtype(self, node):
         v = _val(node)
@@ -181,16 +182,20 @@ class Lowering(SpectralLowering):
         if node.name in self.attr_placeholders:
             self.env[node] = self.graph.get_attr(self.attr_placeholders[node.name])
             return
-        if _is_complex_node(node):
-            raise SpecRewriteError(f"model input '{node.target}' is complex; complex model inputs are not "
-                                   "supported", op="input", fix="pass torch.view_as_real(x) and call "
-                                   "torch.view_as_complex inside the model")
         self.env[node] = self._last_placeholder = self.copy(node, (), {})
         v = _val(node)
+        cx = _is_complex_node(node)
+        if cx:   # a complex model input: taken as it is or as torch.view_as_real of it (what exporters get)
+            self._raw_inputs[node] = self.env[node]
+            self.env[node] = self.call(C.as_pairs, self.env[node])
+            self.report.notes.append(f"model input '{node.target}' is complex: the rewritten model also takes "
+                                     "torch.view_as_real of it, which is what to give an exporter")
         if self.traced and isinstance(v, torch.Tensor):
             self._n_inputs = getattr(self, "_n_inputs", 0) + 1
-            self.env[node] = self.call(C.check_shape, self.env[node], tuple(int(d) for d in v.shape),
-                                       self._n_inputs - 1)
+            self.env[node] = self.call(C.check_shape, self.env[node], tuple(int(d) for d in v.shape)
+                                       + ((2,) if cx else ()), self._n_inputs - 1)
+        if cx:
+            self.env[node] = Cx(self.env[node], v.dim())
 
     def lower_node(self, node):
         """The new graph's value (a node, a ``Cx``, a list of them or a Python value) for one original node."""
@@ -204,6 +209,10 @@ class Lowering(SpectralLowering):
             return None   # an in-place op whose effect is already in the folded constants
         if node.target is aten._assert_tensor_metadata.default and node.args[0] in self._const_nodes:
             return None   # a dtype check of a folded constant (it would keep the window op alive)
+        if node.op == "call_module" and str(node.target).startswith("_guards"):
+            # torch.export's input-guard check sees a complex input as the caller passed it
+            args = fx.node.map_arg(node.args, lambda a: self._raw_inputs.get(a, self.env[a]))
+            return self.copy(node, _strip_cx(args), {})
         args = fx.node.map_aggregate(node.args, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         kwargs = fx.node.map_aggregate(node.kwargs, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         target = node.target

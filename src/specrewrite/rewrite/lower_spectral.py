@@ -55,7 +55,10 @@ class SpectralLowering:
         spec = StftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, center,
                              b.get("pad_mode") or "reflect", b.get("normalized") or False, b.get("onesided"),
                              op="torch.stft", where=where)
-        mod = RealSTFT(spec, self.mode, self.strategy, dtype=self._float_dtype(node.args[0]))
+        dtype = self._float_dtype(node)   # torch promotes: float32 audio with a float64 window gives complex128
+        if dtype != self._float_dtype(node.args[0]):
+            x = self.call(torch.Tensor.to, x, dtype)
+        mod = RealSTFT(spec, self.mode, self.strategy, dtype=dtype)
         name = self._add_module("stft", mod)
         self.report.add("torch.stft", where, spec.describe(), replaced_by=f"{name}: RealSTFT({mod.extra_repr()})")
         out = self._call_spectral(name, (x,))
@@ -80,13 +83,15 @@ class SpectralLowering:
             onesided = _val(node.args[0]).shape[-2] != b["n_fft"]
         spec = IstftSpec.make(b["n_fft"], b["hop_length"], b["win_length"], window, b.get("center", True),
                               b.get("normalized") or False, onesided, op="torch.istft", where=where)
-        mod = RealISTFT(spec, self.mode, self.strategy, dtype=self.real_dtype(self._float_dtype(node.args[0])))
+        dtype = self._float_dtype(node)   # promoted with the window's dtype, as torch does
+        zn = z.node if dtype == self._float_dtype(node.args[0]) else self.call(torch.Tensor.to, z.node, dtype)
+        mod = RealISTFT(spec, self.mode, self.strategy, dtype=dtype)
         name = self._add_module("istft", mod)
         d = spec.describe()
         d["length"] = b.get("length") if not isinstance(b.get("length"), fx.Node) else "dynamic"
         self.report.add("torch.istft", where, d, replaced_by=f"{name}: RealISTFT({mod.extra_repr()})")
         length = b.get("length")
-        return self._call_spectral(name, (z.node,), {"length": length} if length is not None else {})
+        return self._call_spectral(name, (zn,), {"length": length} if length is not None else {})
 
     def _fft_module(self, node, kind, n, scale, inverse=False, onesided=True):
         n, scale = concrete(n), concrete(scale)

@@ -187,11 +187,6 @@ def _neg(ctx, node, args, kwargs):
     return Cx(ctx.call(operator.neg, args[0].node), args[0].rank)
 
 
-@rule(aten.abs)
-def _abs(ctx, node, args, kwargs):
-    return ctx.call(C.cabs, args[0].node)
-
-
 @rule(aten.angle)
 def _angle(ctx, node, args, kwargs):
     return ctx.call(C.cangle, args[0].node)
@@ -235,8 +230,10 @@ def _where(ctx, node, args, kwargs):
     cond, a, b = args
     r = ctx.out_rank(node)
     ref = a if is_c(a) else b
-    a2 = a.node if is_c(a) else ctx.call(C.from_real, ctx.as_tensor_like(a, ref))
-    b2 = b.node if is_c(b) else ctx.call(C.from_real, ctx.as_tensor_like(b, ref))
+    if not is_c(ref):   # two scalars (one complex) or a real tensor and a complex scalar
+        ref = Cx(ctx.call(C.from_real, ctx.call(torch.zeros_like, cond, dtype=ctx.real_dtype(ctx.out_dtype(node)))), r)
+    a2 = a.node if is_c(a) else ctx.as_pair_like(a, ref)
+    b2 = b.node if is_c(b) else ctx.as_pair_like(b, ref)
     return Cx(ctx.call(torch.where, ctx.call(torch.unsqueeze, cond, -1), a2, b2), r)
 
 

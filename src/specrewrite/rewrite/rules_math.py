@@ -98,7 +98,7 @@ def _pred(helper):
     return fn
 
 
-RULES[aten.abs] = _pred(M.cabs)   # hypot-like: rules._abs squares the parts (inf for |z| > 1.8e19 in float32)
+RULES[aten.abs] = _pred(M.cabs)   # hypot-like: squaring the parts overflows for |z| > 1.8e19 in float32
 RULES[aten.isnan] = _pred(M.cisnan)
 RULES[aten.isinf] = _pred(M.cisinf)
 RULES[aten.isfinite] = _pred(M.cisfinite)

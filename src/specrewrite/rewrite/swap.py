@@ -80,19 +80,43 @@ def _describe(m) -> dict:
 
 
 def forward_mentions_spectral_ops(model: torch.nn.Module) -> List[str]:
-    """Names of modules whose forward source calls stft/istft/fft directly (needs tracing to rewrite)."""
+    """Each line that calls stft / istft / an FFT in the source of a module's forward or of a function it calls
+    by name (helpers, methods, to a depth of 3): 'stft at file:line in Cls.forward: code'."""
     table = _table()
-    found = []
+    found: List[str] = []
+    seen_fns: set = set()
     seen = set()
     for name, m in model.named_modules():
         cls = type(m)
         if cls in seen or cls.__module__.startswith(("torch.", "specrewrite.")) or cls in table:
             continue
         seen.add(cls)
-        try:
-            src = inspect.getsource(cls.forward)
-        except (OSError, TypeError):
-            continue
-        if _SPECTRAL_SOURCE.search(src):
-            found.append(f"{cls.__module__}.{cls.__qualname__} (module '{name}')" if name else cls.__qualname__)
+        _scan(cls.forward, f"{cls.__qualname__}.forward" + (f" (module '{name}')" if name else ""), cls, found,
+              seen_fns, 3)
     return found
+
+
+def _scan(fn, label, cls, found, seen_fns, depth) -> None:
+    fn = inspect.unwrap(getattr(fn, "__func__", fn))
+    code = getattr(fn, "__code__", None)
+    if code is None or code in seen_fns or fn.__module__ is None or fn.__module__.startswith(("torch", "specrewrite")):
+        return
+    seen_fns.add(code)
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        path = inspect.getsourcefile(fn)
+    except (OSError, TypeError):
+        return
+    for i, line in enumerate(lines):
+        m = _SPECTRAL_SOURCE.search(line)
+        if m and not line.lstrip().startswith("#"):
+            found.append(f"{m.group(1)} at {path}:{first + i} in {label}: {line.strip()}")
+    if depth <= 1:
+        return
+    scope = dict(getattr(fn, "__globals__", {}))
+    for n in code.co_names:   # helpers called by name: module-level functions and methods of the class
+        target = scope.get(n)
+        if target is None and cls is not None:
+            target = getattr(cls, n, None)
+        if inspect.isfunction(target) or inspect.ismethod(target):
+            _scan(target, getattr(target, "__qualname__", n), cls, found, seen_fns, depth - 1)

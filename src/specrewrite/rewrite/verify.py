@@ -72,16 +72,22 @@ def judge(work, inputs, got, ref) -> Tuple[bool, float, str]:
     return err64 <= EAGER_FACTOR * eager64 + 1e-6, err, detail
 
 
-def verify_example(work, out, args, feeds, ref, report, strict: bool) -> bool:
+def verify_example(work, out, args, feeds, ref, report, strict: bool, explain=None) -> bool:
+    """Eager against the rewritten model at the example inputs; ``explain()`` (on failure only) says where the
+    rewritten graph first parts from eager."""
     with torch.no_grad():
         got = out(*_clones(args), *feeds.values())
     ok, err, detail = judge(work, args, got, ref)
     report.max_rel_err = err
+    wrong_dtype = _dtype_mismatch(got, ref)
+    if wrong_dtype:
+        ok, detail = False, wrong_dtype
     if detail:
         report.notes.append(f"verification at the example: {detail}")
     if not ok:
         msg = (f"the rewritten model differs from eager on the example inputs by {err:.2e} of the peak"
-               + _worst_output(got, ref) + (f" ({detail})" if detail else ""))
+               + _worst_output(got, ref) + (f" ({detail})" if detail else "")
+               + (explain() if explain is not None else ""))
         if strict:
             raise SpecRewriteError(msg, op="rewrite", fix="report this model as a specrewrite bug; strict=False "
                                    "returns the result with this note")
@@ -120,6 +126,14 @@ def verify_second_shape(work, out, second: Optional[tuple], feeds, report, stric
             raise SpecRewriteError(msg, op="rewrite", fix="pass dynamic_shapes=False to fix every shape to the "
                                    "example's, and report this model as a specrewrite bug")
         report.notes.append(msg)
+
+
+def _dtype_mismatch(got, ref) -> str:
+    """'output k is float32 where eager gives float64' for the first output whose dtype differs, else ''."""
+    for k, (x, y) in enumerate(zip(_flat(got), _flat(ref))):
+        if x.dtype != y.dtype and not (x.dtype.is_floating_point and y.is_complex() and x.shape[-1:] == (2,)):
+            return f"output {k} is {x.dtype} where eager gives {y.dtype}"
+    return ""
 
 
 def _worst_output(got, ref) -> str:

@@ -1,0 +1,109 @@
+"""Source locations: the one place that decides which frame of a stack is the user's code.
+
+Every location specrewrite prints has the form ``file:line in func: code``: the innermost frame that is not
+torch, specrewrite, torchaudio or the standard library's contextlib. It is found from a live stack
+(the patched stft / istft), a traceback (the model raising on the example inputs), the text of an FX node's
+``stack_trace`` (an op the pass cannot lower) or a shape guard's recorded location (an axis the capture pins).
+"""
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from typing import Iterable, Optional, Tuple
+
+import torch
+
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIB_PARTS = (os.sep + "torchaudio" + os.sep, os.sep + "contextlib.py")
+
+
+def is_library_file(filename: str) -> bool:
+    """torch, specrewrite, torchaudio or contextlib: not the user's code."""
+    path = os.path.abspath(filename) if filename and not filename.startswith("<") else (filename or "")
+    return path.startswith(_TORCH_DIR) or path.startswith(_OWN_DIR) or any(p in path for p in _LIB_PARTS)
+
+
+def fmt(filename: str, lineno: int, func: str = "", code: str = "") -> str:
+    text = f"{filename}:{lineno}"
+    if func:
+        text += f" in {func}"
+    if code:
+        text += f": {code.strip()}"
+    return text
+
+
+def _innermost_user(frames: Iterable[Tuple[str, int, str, str]]) -> Optional[str]:
+    found = None
+    for filename, lineno, func, code in frames:
+        if not is_library_file(filename):
+            found = fmt(filename, lineno, func, code)
+    return found
+
+
+def from_stack() -> Optional[str]:
+    """The innermost user frame of the current call stack."""
+    return _innermost_user((f.filename, f.lineno, f.name, f.line or "") for f in traceback.extract_stack()[:-1])
+
+
+def from_exception(e: BaseException) -> Tuple[Optional[str], Optional[str]]:
+    """(user location, op) of an exception raised inside the user's model: the innermost user frame of its
+    traceback, and the torch function that line calls (a spectral one first: ``torch.view_as_real(
+    torch.fft.rfft(z))`` failing is about rfft), else the torch function the frame entered."""
+    frames = traceback.extract_tb(e.__traceback__)
+    where, op = None, None
+    for i, f in enumerate(frames):
+        if not is_library_file(f.filename):
+            where = fmt(f.filename, f.lineno, f.name, f.line or "")
+            inner = frames[i + 1] if i + 1 < len(frames) else None
+            entered = inner.name if inner is not None and is_library_file(inner.filename) else None
+            op = _called(f.line or "", entered)
+    return where, op
+
+
+_CALL = re.compile(r"((?:torch\.|\bF\.)?[A-Za-z_][\w.]*)\s*\(")
+_SPECTRAL = re.compile(r"(?:^|\.)(?:stft|istft|i?r?fftn?2?|i?hfftn?2?|spectrogram|[a-z_]*fft\w*)$")
+
+
+def _called(code: str, entered: Optional[str] = None) -> Optional[str]:
+    """The op a failing line of user code is about: a spectral call in it first (``torch.fft.rfft``), then the
+    torch function the traceback entered (``stft`` for ``torch.stft``), then the first ``torch.`` call."""
+    names = [m.group(1) for m in _CALL.finditer(code)]
+    for n in names:
+        if _SPECTRAL.search(n):
+            return n
+    if entered in ("stft", "istft") or (entered or "").startswith(("fft", "rfft", "irfft", "ifft", "hfft")):
+        return entered
+    for n in names:
+        if n.startswith("torch."):
+            return n
+    return None
+
+
+def from_stack_text(text: Optional[str]) -> Optional[str]:
+    """The innermost user frame of an FX node's ``stack_trace`` text."""
+    if not text:
+        return None
+    lines = [ln.strip() for ln in str(text).strip().splitlines()]
+    frames = []
+    pat = re.compile(r'File "?([^",]+)"?, line (\d+)(?:, in (.+))?')
+    for i, ln in enumerate(lines):
+        m = pat.match(ln)
+        if m:
+            code = lines[i + 1] if i + 1 < len(lines) and not pat.match(lines[i + 1]) else ""
+            frames.append((m.group(1), int(m.group(2)), (m.group(3) or "").strip(), code))
+    return _innermost_user(frames)
+
+
+def from_guard(guard) -> str:
+    """A shape guard's source line, when it is in the user's code ('' when torch recorded none)."""
+    loc = getattr(guard, "sloc", None)
+    for frame in (getattr(loc, "maybe_user_loc", None), getattr(loc, "framework_loc", None)):
+        if frame is None:
+            continue
+        if isinstance(frame, str):
+            return frame
+        if not is_library_file(frame.filename):
+            return fmt(frame.filename, frame.lineno)
+    return ""
