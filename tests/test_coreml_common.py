@@ -14,7 +14,7 @@ import coremltools as ct  # noqa: E402
 
 logging.getLogger("coremltools").setLevel(logging.ERROR)
 
-from mil_eval import evaluate, op_types  # noqa: E402
+from specrewrite.coreml.evaluate import evaluate, op_types  # noqa: E402
 
 import specrewrite.coreml as src  # noqa: E402
 

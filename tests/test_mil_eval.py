@@ -14,10 +14,7 @@ with warnings.catch_warnings():  # untested-torch-version / missing libcoremlpyt
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil import types
 
-try:
-    from mil_eval import SUPPORTED_OPS, evaluate, op_types, unsupported_op_types  # noqa: E402
-except ImportError:  # pragma: no cover - tests/ imported as a package
-    from tests.mil_eval import SUPPORTED_OPS, evaluate, op_types, unsupported_op_types  # noqa: E402
+from specrewrite.coreml.evaluate import SUPPORTED_OPS, evaluate, op_types, unsupported_op_types  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # coremltools/torch version & renaming chatter
 

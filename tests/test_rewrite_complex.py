@@ -430,3 +430,17 @@ def test_inspect_reports_unsupported_op_instead_of_raising_or_raises_clearly():
         assert "eig" in str(e)
         return
     assert "eig" in str(rep)
+
+
+def test_one_rule_per_op():
+    """A second registration for an op is an error (rules shadowing each other by import order), unless it says
+    it replaces the earlier rule on purpose."""
+    import importlib
+
+    rules = importlib.import_module("specrewrite.rewrite.rules")
+    aten = torch.ops.aten
+    with pytest.raises(RuntimeError, match="two rules for"):
+        rules.rule(aten.angle)(lambda ctx, node, args, kwargs: None)
+    with pytest.raises(RuntimeError, match="does not exist"):
+        rules.rule(aten.gcd, replaces=True)(lambda ctx, node, args, kwargs: None)
+    assert aten.gcd not in rules.RULES

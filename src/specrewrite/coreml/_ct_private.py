@@ -38,13 +38,14 @@ PRIVATE_NAMES = (
     "coremltools.converters.mil.frontend.torch.utils.sanitize_op_kind / unify_inplace_and_functional",
     "torch._C.Node.cs (a missing accessor for complex-scalar constants, added while registered)",
     "coremltools.converters.mil.mil.Builder._maybe_set_name / _get_free_name (op name prefix in our lowerings)",
+    "coremltools.converters.mil.frontend.milproto.load.load (a saved mlprogram back to MIL, for evaluate)",
 )
 
 __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry_snapshot", "registry_pristine",
            "registry_restore", "registry_names_of", "original_func", "set_get_func_hook", "get_func_hooked",
            "raw_inputs", "raw_kwinputs", "bind", "delegate", "with_attr", "with_inputs", "node_attr", "node_meta",
            "is_torchscript", "conversion_state", "op_name_prefix", "opset_at_least", "add_function_input",
-           "mil_program", "install_frontend_patches", "remove_frontend_patches", "is_complex_literal"]
+           "mil_program", "milproto_load", "install_frontend_patches", "remove_frontend_patches", "is_complex_literal"]
 
 _REG = _TORCH_OPS_REGISTRY
 _PRISTINE = dict(_REG.name_to_func_mapping)  # coremltools' own table, taken before any specrewrite change
@@ -156,6 +157,13 @@ def with_inputs(node, inputs):
 def node_meta(node) -> dict:
     meta = getattr(node, "meta", None)
     return meta if isinstance(meta, dict) else {}
+
+
+def milproto_load(spec, version, weights_dir):
+    """A saved ML program's MIL ``Program`` (coremltools has no public loader back to MIL)."""
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    return load(spec, version, weights_dir)
 
 
 def mil_program(mlmodel):

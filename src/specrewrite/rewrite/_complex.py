@@ -295,13 +295,6 @@ def rfftfreq(n, d=1.0, *, dtype=None, layout=None, device=None, pin_memory=None)
     return k.to(dtype or torch.get_default_dtype()) / (d * n)
 
 
-def cas_strided(z, order, size, stride, offset=0):
-    """Tensor.as_strided on a complex tensor held as real pairs: lay the pairs out in the original tensor's memory
-    order (``order``: its dims from the largest stride to the smallest), then stride over (re, im) elements."""
-    flat = z.permute(list(order) + [z.dim() - 1]).reshape(-1)
-    return flat.as_strided(list(size) + [2], [2 * s for s in stride] + [1], 2 * (offset or 0))
-
-
 def dense_stride(z, order, dim: int):
     """The stride (in complex elements) of ``dim`` of a dense complex tensor laid out in ``order``."""
     s = 1

@@ -244,25 +244,33 @@ class AxisPlan:
     def second_inputs(self) -> Optional[tuple]:
         """Example inputs at another time length (+25 %, odd) and, where the batch is dynamic, another batch
         size, for verification; None when no axis is dynamic."""
-        dyn = {(self._index(ax.input), ax.axis): ax for ax in self.axes if ax.dynamic}
-        if not dyn:
-            return None
-        g = torch.Generator().manual_seed(1234)
-        out = []
-        for i, a in enumerate(self.args):
-            if not isinstance(a, torch.Tensor) or not any(k[0] == i for k in dyn):
-                out.append(a)
+        return second_inputs(self.args, [dataclasses.asdict(ax) for ax in self.axes])
+
+
+def second_inputs(args: tuple, axes: List[Dict[str, Any]]) -> Optional[tuple]:
+    """``args`` with every dynamic axis of ``axes`` (the report's dicts) moved: time +25 % (odd, within its
+    range), batch +1. None when no axis is dynamic."""
+    dyn = {(ax["index"], ax["axis"]): ax for ax in axes if ax["dynamic"]}
+    if not dyn:
+        return None
+    g = torch.Generator().manual_seed(1234)
+    out = []
+    for i, a in enumerate(args):
+        if not isinstance(a, torch.Tensor) or not any(k[0] == i for k in dyn):
+            out.append(a)
+            continue
+        shape = list(a.shape)
+        for (j, d), ax in dyn.items():
+            if j != i:
                 continue
-            shape = list(a.shape)
-            for (j, d), ax in dyn.items():
-                if j != i:
-                    continue
-                if ax.role == "time":
-                    shape[d] = shape[d] + max(shape[d] // 4, 1) | 1
-                elif ax.role == "batch":
-                    shape[d] = shape[d] + 1
-            out.append(_resize_like(a, shape, g))
-        return tuple(out)
+            if ax["role"] == "time":
+                shape[d] = shape[d] + max(shape[d] // 4, 1) | 1
+            elif ax["role"] == "batch":
+                shape[d] = shape[d] + 1
+            if ax.get("max") is not None:
+                shape[d] = min(shape[d], ax["max"])
+        out.append(_resize_like(a, shape, g))
+    return tuple(out)
 
 
 def _resize_like(a: torch.Tensor, shape, g) -> torch.Tensor:

@@ -68,6 +68,15 @@ class Report:
     def count_complex(self, op_name: str) -> None:
         self.complex_ops[op_name] = self.complex_ops.get(op_name, 0) + 1
 
+    def _groups(self):
+        """Entries with the same op, parameters and replacement (a model with 32 identical STFT / iSTFT pairs)
+        as one line each, in first-seen order."""
+        groups: Dict[Any, List[Entry]] = {}
+        for e in self.entries:
+            key = (e.op, repr(sorted(e.params.items())), (e.replaced_by or "").split(": ", 1)[-1], e.skipped)
+            groups.setdefault(key, []).append(e)
+        return [(g[0], g) for g in groups.values()]
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -76,12 +85,21 @@ class Report:
                  + (" (every input shape fixed to the example's)" if self.shapes_specialised else "")]
         if not self.entries and not self.complex_ops and not self.folded:
             lines.append("  no spectral op found: the model is returned unchanged (as a copy)")
-        for i, e in enumerate(self.entries):
+        for i, (e, group) in enumerate(self._groups()):
             params = ", ".join(f"{k}={v}" for k, v in e.params.items())
-            lines.append(f"  [{i}] {e.op}({params})")
-            if e.where:
-                lines.append(f"      at {e.where}")
-            lines.append(f"      -> {e.replaced_by}" if e.replaced_by else f"      skipped: {e.skipped}")
+            lines.append(f"  [{i}] {e.op}({params})" + (f" x{len(group)}" if len(group) > 1 else ""))
+            places = list(dict.fromkeys(g.where for g in group if g.where))
+            for w in places[:3]:
+                lines.append(f"      at {w}")
+            if len(places) > 3:
+                lines.append(f"      ... and {len(places) - 3} more places")
+            if e.replaced_by:
+                names = [g.replaced_by.split(": ", 1)[0] for g in group if ": " in g.replaced_by]
+                what = e.replaced_by.split(": ", 1)[-1]
+                more = ", ..." if len(names) > 4 else ""
+                lines.append(f"      -> {what}" + (f" ({', '.join(names[:4])}{more})" if names else ""))
+            else:
+                lines.append(f"      skipped: {e.skipped}")
         if self.complex_ops:
             ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.complex_ops.items()))
             lines.append(f"  complex ops lowered to real pairs: {ops}")

@@ -14,7 +14,21 @@ import torch
 from . import _complex as C
 
 aten = torch.ops.aten
-RULES: Dict[object, Callable] = {}
+class _Registry(dict):
+    """op (an OpOverload or an OpOverloadPacket) -> rule. Registering an op twice is an error (two rules for one
+    op would silently shadow each other, depending on import order); ``replace`` is the explicit way."""
+
+    def __setitem__(self, op, fn):
+        if op in self and self[op] is not fn:
+            raise RuntimeError(f"specrewrite: two rules for {op} ({self[op].__module__}.{self[op].__name__} and "
+                               f"{fn.__module__}.{getattr(fn, '__name__', fn)})")
+        super().__setitem__(op, fn)
+
+    def replace(self, op, fn) -> None:
+        super().__setitem__(op, fn)
+
+
+RULES: Dict[object, Callable] = _Registry()
 
 
 class Cx:
@@ -31,10 +45,17 @@ def is_c(x) -> bool:
     return isinstance(x, Cx)
 
 
-def rule(*ops):
+def rule(*ops, replaces: bool = False):
+    """Register ``fn`` as the rule of ``ops``. ``replaces=True``: a later module refines an earlier rule on
+    purpose (it must exist; the refinement usually calls it); any other second registration is an error."""
     def deco(fn):
         for op in ops:
-            RULES[op] = fn
+            if replaces:
+                if op not in RULES:
+                    raise RuntimeError(f"specrewrite: {fn.__name__} replaces a rule for {op} that does not exist")
+                RULES.replace(op, fn)
+            else:
+                RULES[op] = fn
         return fn
     return deco
 
@@ -60,7 +81,7 @@ def _clone(ctx, node, args, kwargs):
 
 
 @rule(aten.contiguous, aten.alias, aten.detach, aten.lift_fresh_copy, aten.resolve_conj,
-      aten.resolve_neg, aten.lift_fresh, aten.view_as_real_copy if hasattr(aten, "view_as_real_copy") else aten.alias)
+      aten.resolve_neg, aten.lift_fresh)
 def _identity(ctx, node, args, kwargs):
     x = args[0]
     if is_c(x):

@@ -55,9 +55,9 @@ for _op, _helper in ((aten.sin, M.csin), (aten.cos, M.ccos), (aten.tan, M.ctan),
                      (aten.cosh, M.ccosh), (aten.tanh, M.ctanh), (aten.asin, M.casin), (aten.acos, M.cacos),
                      (aten.atan, M.catan), (aten.asinh, M.casinh), (aten.acosh, M.cacosh), (aten.atanh, M.catanh),
                      (aten.log1p, M.clog1p), (aten.expm1, M.cexpm1), (aten.exp2, M.cexp2), (aten.rsqrt, M.crsqrt),
-                     (aten.sigmoid, M.csigmoid),
-                     (aten.log, M.clog)):   # log: rules' log(sqrt(x^2 + y^2)) loses log|z| near |z| = 1
+                     (aten.sigmoid, M.csigmoid)):
     RULES[_op] = _unary(_helper)
+RULES.replace(aten.log, _unary(M.clog))   # rules' log(sqrt(x^2 + y^2)) loses log|z| near |z| = 1
 RULES[aten.log10] = _scaled_log(1.0 / M._LN10)
 RULES[aten.log2] = _scaled_log(1.0 / M._LN2)
 for _name in ("arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh"):   # numpy-style aliases
@@ -68,7 +68,7 @@ for _name in ("arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh"):   
 _rules_pow = RULES[aten.pow]
 
 
-@rule(aten.pow)
+@rule(aten.pow, replaces=True)
 def _pow(ctx, node, args, kwargs):
     """z ** p for every mix of complex / real tensors and Python numbers; a complex base with a real Python
     exponent keeps the polar rule of ``rules``."""
@@ -144,7 +144,7 @@ def _cast(ctx, z_node, kwargs):
     return ctx.call(torch.Tensor.to, z_node, ctx.real_dtype(dt)) if dt is not None else z_node
 
 
-@rule(aten.sum, aten.mean)
+@rule(aten.sum, aten.mean, replaces=True)
 def _sum_mean(ctx, node, args, kwargs):
     """sum / mean over complex dims (never the pair dim: a rank-0 complex value reduces to itself)."""
     b = bind(node, args, kwargs)
@@ -160,7 +160,7 @@ def _sum_mean(ctx, node, args, kwargs):
 _rules_index_select = RULES[aten.index_select]
 
 
-@rule(aten.index_select)
+@rule(aten.index_select, replaces=True)
 def _index_select(ctx, node, args, kwargs):
     z = args[0]
     if is_c(z) and z.rank == 0:   # dim 0 of a 0-d tensor is the tensor itself (the index can only be 0)
@@ -318,7 +318,7 @@ for _name, _data, _contig, _check in (
 _rules_roll = RULES[aten.roll]
 
 
-@rule(aten.roll)
+@rule(aten.roll, replaces=True)
 def _roll(ctx, node, args, kwargs):
     dims = args[2] if len(args) > 2 else kwargs.get("dims", [])
     if dims:
@@ -329,20 +329,20 @@ def _roll(ctx, node, args, kwargs):
 _rules_to_copy = RULES[aten._to_copy]
 
 
-@rule(aten._to_copy, aten.to)
+@rule(aten._to_copy, aten.to, replaces=True)
 def _to_copy(ctx, node, args, kwargs):
     """rules._to_copy without the device keyword (it calls Tensor.to(dtype, device=...), which torch rejects)."""
     return _rules_to_copy(ctx, node, args, {k: v for k, v in kwargs.items() if k != "device"})
 
 
-@rule(aten.unbind_copy)
+@rule(aten.unbind_copy, replaces=True)
 def _unbind_copy(ctx, node, args, kwargs):
     z = args[0]
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     return CxList(ctx.call(torch.unbind, z.node, nd(dim, z.rank)), z.rank - 1)
 
 
-@rule(aten.split_with_sizes_copy, aten.split_copy)
+@rule(aten.split_with_sizes_copy, aten.split_copy, replaces=True)
 def _split_copy(ctx, node, args, kwargs):
     z = args[0]
     dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)

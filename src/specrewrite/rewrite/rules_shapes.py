@@ -323,14 +323,6 @@ def _memory_order(ctx, node, x):
     return order
 
 
-@rule(aten.as_strided)
-def _as_strided(ctx, node, args, kwargs):
-    z, size, stride = args[0], args[1], args[2]
-    offset = args[3] if len(args) > 3 else kwargs.get("storage_offset", 0)
-    order = _memory_order(ctx, node, node.args[0])
-    return Cx(ctx.call(C.cas_strided, z.node, order, list(size), list(stride), offset or 0), len(size))
-
-
 @rule(aten.sym_stride)
 def _sym_stride(ctx, node, args, kwargs):
     z, d = args

@@ -1,4 +1,4 @@
-"""Numpy reference evaluator for coremltools MIL programs (test support, not part of the package).
+"""Numpy reference evaluator for coremltools MIL programs: ``specrewrite.coreml.evaluate``.
 
 coremltools converts on Linux but cannot run Core ML models there.  ``evaluate`` walks a
 converted ``Program`` op by op in numpy so tests can check the numbers::
@@ -14,7 +14,7 @@ the default) rounds every op output to float16 just like Core ML mlprogram does.
 arrays), emulating an fp16 compute device.  Values beyond 65504 overflow to inf as in fp16.
 
 Op semantics follow the MIL op definitions in ``coremltools/converters/mil/mil/ops/defs``; the
-implementations live in ``_mil_eval_ops.py``.  Unsupported ops raise ``NotImplementedError``.
+implementations live in ``_eval_ops.py`` / ``_eval_ops_shape.py``.  Unsupported ops raise ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ from typing import Any
 
 import numpy as np
 
-try:  # works both with ``tests`` on sys.path (pytest rootdir import) and as a package
-    from . import _mil_eval_ops as _ops
-except ImportError:  # pragma: no cover
-    import _mil_eval_ops as _ops
+from . import _eval_ops as _ops
 
 __all__ = ["evaluate", "op_types", "unsupported_op_types", "SUPPORTED_OPS"]
 
@@ -40,7 +37,7 @@ def _program(model):
         prog = model
     if prog is None and hasattr(model, "get_spec") and getattr(model, "weights_dir", None):
         # MLModel loaded from disk (skip_model_load=True): rebuild the program from the proto
-        from coremltools.converters.mil.frontend.milproto.load import load as _milproto_load
+        from ._ct_private import milproto_load as _milproto_load
 
         spec = model.get_spec()
         if spec.WhichOneof("Type") == "mlProgram":

@@ -1,0 +1,121 @@
+"""``specrewrite.export``: any audio model to a verified deployment file in one call.
+
+    result = specrewrite.export(model, (wav,), "model.onnx")        # or "model.mlpackage"
+    print(result)          # file, size, dynamic axes, op types, each runtime's error against eager
+
+The model is rewritten (``specrewrite.rewrite``: no spectral op, no complex tensor), exported with the axes the
+rewrite kept dynamic and the input names of ``model.forward``, and the file is run in every runtime installed
+(ONNX Runtime, onnx.reference for small graphs, OpenVINO; the MIL evaluator for Core ML) at the example inputs
+and at a second shape (another length and batch size where those axes are dynamic), against eager PyTorch.
+With ``strict=True`` (default) a file that still holds a spectral op, or that a runtime runs wrong, is a
+``SpecRewriteError``; with ``strict=False`` it is returned with ``result.ok`` False.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import torch
+
+from ..errors import SpecRewriteError
+from ..modes import Mode, Strategy
+from ._result import ExportResult, RuntimeCheck
+
+__all__ = ["export", "ExportResult", "RuntimeCheck", "TARGETS"]
+
+TARGETS = {".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+_NAMES = {"onnx": "onnx", "coreml": "coreml", "mlpackage": "coreml", "mlprogram": "coreml"}
+
+
+def target_of(path: str, target: Optional[str]) -> str:
+    if target is not None:
+        t = _NAMES.get(str(target).lower())
+        if t is None:
+            raise SpecRewriteError(f"unknown export target {target!r}", op="specrewrite.export",
+                                   fix=f"use one of {sorted(set(_NAMES))}, or a path ending in "
+                                   f"{', '.join(TARGETS)}")
+        return t
+    ext = os.path.splitext(os.fspath(path).rstrip("/\\"))[1].lower()
+    if ext in (".tflite", ".pte"):
+        raise SpecRewriteError(f"{ext} files are not written by specrewrite.export yet", op="specrewrite.export",
+                               fix="export the rewritten model yourself: litert_torch.convert(specrewrite.rewrite("
+                               "model, args), args) for .tflite, or executorch's to_edge_transform_and_lower for "
+                               ".pte")
+    if ext not in TARGETS:
+        raise SpecRewriteError(f"cannot tell the target from the file name {os.fspath(path)!r}",
+                               op="specrewrite.export", fix=f"use a suffix in {', '.join(TARGETS)} or target=")
+    return TARGETS[ext]
+
+
+def export(model: torch.nn.Module, example_inputs: Any, path, *, target: Optional[str] = None,
+           dynamic_shapes: Any = None, mode: Mode | str = Mode.STORE, strategy: Strategy | str = Strategy.AUTO,
+           precision: str = "fp32", verify: bool = True, strict: bool = True) -> ExportResult:
+    """Rewrite ``model``, write it to ``path`` and check the file in the runtimes installed.
+
+    * ``target``: 'onnx' or 'coreml'; default from the suffix (.onnx, .mlpackage, .mlmodel).
+    * ``dynamic_shapes``, ``mode``, ``strategy``: as for ``specrewrite.rewrite`` (default: batch and time axes
+      dynamic where the model allows; the file keeps exactly the axes the rewrite kept).
+    * ``precision``: 'fp32' or 'fp16' (Core ML compute precision; ONNX files are float32).
+    * ``verify``: run the file in every runtime installed at the example and at a second shape.
+    """
+    from ..rewrite import rewrite
+    from ..rewrite.dynamic import input_names, second_inputs
+    from ..rewrite.verify import judge
+
+    path = os.fspath(path)
+    kind = target_of(path, target)
+    if precision not in ("fp32", "fp16"):
+        raise SpecRewriteError(f"precision={precision!r}", op="specrewrite.export", fix="use 'fp32' or 'fp16'")
+    if not isinstance(model, torch.nn.Module):
+        raise SpecRewriteError(f"export() needs an nn.Module, got {type(model).__name__}", op="specrewrite.export",
+                               fix="wrap the function in an nn.Module")
+    args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    fast = rewrite(model, args, mode=mode, strategy=strategy, strict=strict, verify=verify,
+                   dynamic_shapes=dynamic_shapes)
+    report = fast.specrewrite_report
+    names = input_names(model, len(args))
+    feeds = fast.basis_inputs() if hasattr(fast, "basis_inputs") else {}
+    axes = report.axes
+    if not axes and dynamic_shapes is not False:
+        # nothing was captured (a torchaudio module swap is enough): the file asks for the default axes and
+        # torch.export keeps those the model's code allows
+        import dataclasses
+
+        from ..rewrite.dynamic import AxisPlan
+
+        plan = AxisPlan(model, args, dynamic_shapes)
+        axes = [dict(dataclasses.asdict(ax), dynamic=ax.requested) for ax in plan.axes]
+    if kind == "coreml":
+        axes = [a for a in axes if a["role"] == "time"]
+    runs = []
+    if verify or (kind == "coreml" and any(a["dynamic"] for a in axes)):   # a Core ML length is always checked
+        second = second_inputs(args, axes)
+        for inputs in (args,) + ((second,) if second is not None else ()):
+            with torch.no_grad():
+                runs.append((inputs, model(*[a.clone() if isinstance(a, torch.Tensor) else a for a in inputs])))
+
+    def _judge(inputs, got, ref):
+        return judge(model, inputs, got, ref)
+
+    if kind == "onnx":
+        from . import _onnx
+
+        _onnx.write(fast, args, feeds, path, names, axes)
+        ops, left, dyn = _onnx.inspect_file(path)
+        checks = _onnx.check(path, names, feeds, runs, _judge) if verify else []
+        size = os.path.getsize(path)
+        notes = []
+    else:
+        from . import _coreml
+
+        ops, left, dyn, checks, size, notes = _coreml.write(model, fast, args, path, names, axes, runs, mode,
+                                                            strategy, precision, _judge)
+    result = ExportResult(path=path, target=kind, size_bytes=size, report=report, input_names=names,
+                          dynamic_axes=dyn, op_types=ops, spectral_ops_left=left, checks=checks, notes=notes)
+    if strict and not result.ok:
+        bad = [str(c) for c in checks if not c.ok] + [f"left in the file: {x}" for x in left]
+        raise SpecRewriteError("the exported file does not match eager: " + "; ".join(bad), op="specrewrite.export",
+                               where=path, fix="strict=False returns the result to inspect; report this model as "
+                               "a specrewrite bug")
+    return result

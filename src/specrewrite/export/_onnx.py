@@ -1,0 +1,163 @@
+"""The ONNX target: torch.onnx (dynamo) of the rewritten model, one self-contained file, verified in ONNX Runtime,
+in onnx.reference (small graphs) and in OpenVINO when installed."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from ..errors import SpecRewriteError, missing_extra
+from ._result import RuntimeCheck
+
+SPECTRAL_ONNX = {"STFT", "DFT", "MelWeightMatrix"}
+_REFERENCE_MAX_NODES = 400   # onnx.reference is pure Python: only small graphs
+
+
+def write(fast, args, feeds: Dict[str, torch.Tensor], path: str, names: List[str], axes: List[dict]) -> None:
+    """torch.onnx.export with the rewrite's dynamic axes and the forward's input names, all weights inline (an
+    external-data file of tiny initializers is what makes some runtimes refuse to load a model)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise missing_extra("onnx", "onnx / onnxscript") from e
+    auto = torch.export.Dim.AUTO
+    spec = []
+    for i, a in enumerate(list(args) + list(feeds.values())):
+        dyn = {ax["axis"]: auto for ax in axes if ax["dynamic"] and ax["index"] == i}
+        spec.append(dyn or None) if isinstance(a, torch.Tensor) else spec.append(None)
+    with _quiet():
+        prog = torch.onnx.export(fast, tuple(args) + tuple(feeds.values()), None, dynamo=True,
+                                 dynamic_shapes=tuple(spec), input_names=names + list(feeds), verbose=False,
+                                 optimize=True)
+        prog.save(path, external_data=_too_big_for_one_file(prog))
+
+
+def _too_big_for_one_file(prog) -> bool:
+    """Protobuf files stop at 2 GB: only then are weights written beside the model."""
+    total = 0
+    for init in prog.model.graph.initializers.values():
+        const = init.const_value
+        if const is not None:
+            total += const.nbytes
+    return total > 1_800_000_000
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.onnx prints its progress and warnings: kept off the user's console."""
+    import logging
+    import warnings
+
+    lg = logging.getLogger("torch.onnx")
+    level = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        lg.setLevel(level)
+
+
+def inspect_file(path: str):
+    """(op types, spectral / complex ops left, dynamic input axes as names) of an ONNX file."""
+    import onnx
+
+    m = onnx.load(path, load_external_data=False)
+    ops = sorted({n.op_type for g in _graphs(m.graph) for n in g.node})
+    left = sorted(set(ops) & SPECTRAL_ONNX)
+    complex_types = (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
+    for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
+        if v.type.tensor_type.elem_type in complex_types:
+            left.append(f"complex value '{v.name}'")
+    dyn = []
+    for v in m.graph.input:
+        for d, dim in enumerate(v.type.tensor_type.shape.dim):
+            if dim.dim_param or not dim.HasField("dim_value"):
+                dyn.append(f"{v.name} axis {d}")
+    return ops, left, dyn
+
+
+def _graphs(g):
+    yield g
+    for n in g.node:
+        for a in n.attribute:
+            if a.g is not None and a.g.node:
+                yield from _graphs(a.g)
+            for sub in a.graphs:
+                yield from _graphs(sub)
+
+
+def _feed(names, inputs):
+    return {n: (a.detach().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)) for n, a in zip(names, inputs)}
+
+
+def runtimes(path: str, names: List[str], n_nodes: int):
+    """(name, run(feed) -> list of arrays) for each runtime installed."""
+    out = []
+    try:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        out.append(("onnxruntime", lambda feed: sess.run(None, feed)))
+    except ImportError:
+        pass
+    if n_nodes <= _REFERENCE_MAX_NODES:
+        try:
+            from onnx.reference import ReferenceEvaluator
+
+            ref = ReferenceEvaluator(path)
+            out.append(("onnx.reference", lambda feed: ref.run(None, feed)))
+        except ImportError:
+            pass
+    try:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(path, "CPU")
+        out.append(("openvino", lambda feed: [compiled(feed)[o] for o in compiled.outputs]))
+    except ImportError:
+        pass
+    if not out:
+        raise missing_extra("onnx", "onnxruntime")
+    return out
+
+
+def node_count(path: str) -> int:
+    import onnx
+
+    m = onnx.load(path, load_external_data=False)
+    return sum(len(g.node) for g in _graphs(m.graph))
+
+
+def check(path: str, names: List[str], feeds: Dict[str, torch.Tensor], runs, judge) -> List[RuntimeCheck]:
+    """Every installed runtime at every (inputs, eager reference) of ``runs``; ``judge(inputs, got, ref)`` gives
+    (ok, err, detail) as rewrite's own verification does."""
+    checks = []
+    for runtime, run in runtimes(path, names + list(feeds), node_count(path)):
+        for inputs, ref in runs:
+            shapes = ", ".join(str(tuple(a.shape)) for a in inputs if isinstance(a, torch.Tensor))
+            try:
+                got = run(_feed(names + list(feeds), list(inputs) + list(feeds.values())))
+            except Exception as e:  # noqa: BLE001 - a runtime that cannot run the file is a failed check
+                msg = str(e).strip().splitlines()
+                checks.append(RuntimeCheck(runtime, shapes, None, False, f"{type(e).__name__}: "
+                                           f"{msg[0][:200] if msg else ''}"))
+                continue
+            got = [torch.from_numpy(np.asarray(g)) for g in got]
+            ok, err, detail = judge(inputs, got, ref)
+            checks.append(RuntimeCheck(runtime, shapes, err, ok, detail))
+    return checks
+
+
+def refuse_if_left(left: List[str], path: str) -> None:
+    if left:
+        raise SpecRewriteError(f"the ONNX file still holds {', '.join(left)}", op="specrewrite.export",
+                               where=path, fix="report this model as a specrewrite bug")

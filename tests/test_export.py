@@ -1,0 +1,195 @@
+"""specrewrite.export and the command line: one call from a model to a verified file.
+
+Every number asserted is measured here against eager PyTorch in float64 (rel_err), independently of the checks
+the export itself reports."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import specrewrite as sr
+from specrewrite.errors import SpecRewriteError
+from specrewrite.export import export
+
+from conftest import TOL, rel_err
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+class MelNet(torch.nn.Module):
+    """stft power -> mel (a constant matrix) -> log -> conv -> linear: a keyword-spotting front end."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("window", torch.hann_window(400))
+        self.register_buffer("fb", torch.rand(201, 40, generator=g))
+        self.conv = torch.nn.Conv1d(40, 16, 3, padding=1)
+        self.head = torch.nn.Linear(16, 5)
+
+    def forward(self, wav):
+        spec = torch.stft(wav, 400, 160, window=self.window, return_complex=True).abs() ** 2
+        mel = torch.log(torch.matmul(spec.transpose(-1, -2), self.fb) + 1e-6).transpose(-1, -2)
+        return self.head(torch.relu(self.conv(mel)).mean(-1))
+
+
+class Denoise(torch.nn.Module):
+    """stft -> magnitude mask -> istft at the input's length (an enhancement model's skeleton)."""
+
+    def forward(self, wav):
+        w = torch.hann_window(512, dtype=wav.dtype)
+        z = torch.stft(wav, 512, 128, window=w, return_complex=True)
+        z = z * torch.sigmoid(z.abs() - 1.0)
+        return torch.istft(z, 512, 128, window=w, length=wav.shape[-1])
+
+
+def _f64(model, *args):
+    with torch.no_grad():
+        import copy
+
+        return copy.deepcopy(model).double()(*[a.double() for a in args])
+
+
+def _ort(path, feed):
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return [torch.from_numpy(o) for o in sess.run(None, {k: v.numpy() for k, v in feed.items()})]
+
+
+@pytest.mark.parametrize("model_cls", [MelNet, Denoise])
+def test_onnx_file_is_verified_and_runs_at_any_length_and_batch(model_cls, tmp_path):
+    model = model_cls().eval()
+    wav = torch.randn(2, 8000) * 0.1
+    path = str(tmp_path / "m.onnx")
+    result = export(model, (wav,), path)
+    assert result.ok and result.target == "onnx" and result.input_names == ["wav"]
+    assert result.spectral_ops_left == [] and not set(result.op_types) & {"STFT", "DFT"}
+    assert set(result.dynamic_axes) == {"wav axis 0", "wav axis 1"}, result.dynamic_axes
+    assert {c.runtime for c in result.checks} >= {"onnxruntime"} and len(result.checks) >= 2
+    assert os.listdir(tmp_path) == ["m.onnx"]   # one self-contained file: no external data beside it
+    assert result.size_bytes == os.path.getsize(path)
+    for shape in [(2, 8000), (1, 5001), (4, 12345)]:
+        x = torch.randn(*shape) * 0.1
+        got = _ort(path, {"wav": x})[0]
+        ref = _f64(model, x)
+        eager = model(x)
+        assert rel_err(got, ref) <= max(4 * rel_err(eager, ref), TOL["fp32_rel"]), shape
+
+
+def test_onnx_input_mode_names_every_input(tmp_path):
+    model = MelNet().eval()
+    wav = torch.randn(2, 8000) * 0.1
+    path = str(tmp_path / "m.onnx")
+    result = export(model, (wav,), path, mode="input")
+    assert result.ok and result.input_names == ["wav"]
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    assert names[0] == "wav" and len(names) > 1
+    feeds = sr.rewrite(model, (wav,), mode="input").basis_inputs()
+    assert names[1:] == list(feeds)
+    got = torch.from_numpy(sess.run(None, {"wav": wav.numpy(), **{k: v.numpy() for k, v in feeds.items()}})[0])
+    assert rel_err(got, _f64(model, wav)) <= TOL["fp32_rel"] * 10
+
+
+def test_report_of_many_identical_ops_is_compact():
+    class Chain(torch.nn.Module):
+        def forward(self, x):
+            w = torch.hann_window(256)
+            for _ in range(8):
+                x = torch.istft(torch.stft(x, 256, 64, window=w, return_complex=True), 256, 64, window=w,
+                                length=x.shape[-1])
+            return x
+
+    rep = str(sr.rewrite(Chain().eval(), (torch.randn(1, 4000),)).specrewrite_report)
+    heads = [ln for ln in rep.splitlines() if ln.startswith("  [")]
+    assert len(heads) == 2 and all(h.endswith(" x8") for h in heads), rep
+    assert len(rep.splitlines()) < 20, rep
+
+
+def test_a_runtime_that_disagrees_fails_the_export(monkeypatch, tmp_path):
+    from specrewrite.export import _onnx
+
+    real = _onnx.runtimes
+
+    def wrong(path, names, n_nodes):
+        return [(name, (lambda run: lambda feed: [np.asarray(o) * 1.01 for o in run(feed)])(run))
+                for name, run in real(path, names, n_nodes)]
+
+    monkeypatch.setattr(_onnx, "runtimes", wrong)
+    model, wav = MelNet().eval(), torch.randn(2, 8000) * 0.1
+    with pytest.raises(SpecRewriteError, match="does not match eager"):
+        export(model, (wav,), str(tmp_path / "a.onnx"))
+    result = export(model, (wav,), str(tmp_path / "b.onnx"), strict=False)
+    assert not result.ok and all(not c.ok for c in result.checks) and "FAILED" in str(result)
+
+
+@pytest.mark.parametrize("path, words", [("m.tflite", "litert_torch"), ("m.pte", "executorch"),
+                                         ("m.bin", "suffix")])
+def test_targets_not_written_are_clear_errors(path, words, tmp_path):
+    with pytest.raises(SpecRewriteError, match=words):
+        export(MelNet().eval(), (torch.randn(1, 4000),), str(tmp_path / path))
+
+
+def test_unknown_target_and_precision(tmp_path):
+    with pytest.raises(SpecRewriteError, match="unknown export target"):
+        export(MelNet().eval(), (torch.randn(1, 4000),), str(tmp_path / "m.onnx"), target="tensorrt")
+    with pytest.raises(SpecRewriteError, match="precision"):
+        export(MelNet().eval(), (torch.randn(1, 4000),), str(tmp_path / "m.onnx"), precision="int8")
+
+
+# ------------------------------------------------------------------------------------------------ Core ML
+@pytest.mark.parametrize("precision, tol", [("fp32", 1e-5), ("fp16", 1e-2)])
+def test_coreml_package_verified_with_the_mil_evaluator(precision, tol, tmp_path):
+    pytest.importorskip("coremltools")
+    from specrewrite.coreml.evaluate import evaluate
+
+    model = MelNet().eval()
+    wav = torch.randn(2, 8000) * 0.1
+    path = str(tmp_path / "m.mlpackage")
+    result = export(model, (wav,), path, precision=precision)
+    assert result.ok and result.target == "coreml" and os.path.isdir(path)
+    assert result.dynamic_axes == ["wav axis 1 (time)"] and len(result.checks) == 2
+    import coremltools as ct
+
+    ml = ct.models.MLModel(path, skip_model_load=True)
+    x = torch.randn(2, 6001) * 0.1   # another length, from the saved file
+    got = torch.from_numpy(np.asarray(list(evaluate(ml, {"wav": x.numpy()}, fp16=precision == "fp16").values())[0]))
+    assert rel_err(got, _f64(model, x)) <= tol
+
+
+def test_coreml_length_that_cannot_vary_is_fixed_and_said(tmp_path):
+    pytest.importorskip("coremltools")
+    result = export(Denoise().eval(), (torch.randn(2, 8000),), str(tmp_path / "d.mlpackage"))
+    assert result.ok and result.dynamic_axes == []
+    assert any("fixed to the example's length" in n for n in result.notes), result.notes
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_export_and_inspect(tmp_path, capsys):
+    from specrewrite.cli import main
+
+    out = str(tmp_path / "kws.onnx")
+    assert main(["export", "specrewrite.demo:TinyKWS", out, "--shape", "2,16000"]) == 0
+    text = capsys.readouterr().out
+    assert "onnxruntime at (2, 16000)" in text and "OK" in text and os.path.isfile(out)
+    assert main(["inspect", "specrewrite.demo:TinyKWS", "--shape", "1,16000"]) == 0
+    assert "MelSpectrogram" in capsys.readouterr().out
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
+    from specrewrite.cli import main
+
+    assert main(["export", "specrewrite.demo:NoSuchModel", str(tmp_path / "a.onnx"), "--shape", "2,100"]) == 2
+    assert "has no 'NoSuchModel'" in capsys.readouterr().err
+    assert main(["export", "specrewrite.demo:TinyKWS", str(tmp_path / "a.onnx")]) == 2
+    assert "--shape" in capsys.readouterr().err
+    model_file = tmp_path / "net.py"
+    model_file.write_text("import torch\n\nclass Net(torch.nn.Module):\n    def forward(self, x):\n"
+                          "        return torch.stft(x, 64, 16, window=torch.hann_window(50), "
+                          "return_complex=True).abs()\n")
+    assert main(["inspect", f"{model_file}:Net", "--shape", "1,1000"]) == 2
+    err = capsys.readouterr().err
+    assert "net.py:5" in err and "win_length" in err
