@@ -24,6 +24,8 @@ echo "torch==$TORCH_VER" > "$CONS"
 
 # The package itself (editable) with its ONNX / Core ML extras and the test tools.
 $PIP -c "$CONS" -e ".[onnx,coreml,dev]"
+# The on-device targets (specrewrite.export to .tflite / .pte), with torch held by the constraint.
+$PIP -c "$CONS" -e ".[litert,executorch]"
 
 # torchaudio: the registry's Linux wheel is a CUDA build. Install it without dependencies (so pip
 # cannot touch torch) and delete its native libraries: the transforms we need are pure Python and
@@ -32,5 +34,5 @@ $PIP --no-deps "torchaudio==2.11.0"
 TA_LIB=$($VPY -c 'import importlib.util, os; s = importlib.util.find_spec("torchaudio"); print(os.path.join(os.path.dirname(s.origin), "lib"))')
 rm -f "$TA_LIB"/*.so
 
-$VPY -c 'import torch, torchaudio, onnx, onnxruntime, coremltools, hypothesis, specrewrite; print("dev env ok: torch", torch.__version__, "torchaudio", torchaudio.__version__)'
+$VPY -c 'import torch, torchaudio, onnx, onnxruntime, coremltools, hypothesis, litert_torch, executorch, specrewrite; print("dev env ok: torch", torch.__version__, "torchaudio", torchaudio.__version__)'
 touch "$STAMP"

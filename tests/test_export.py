@@ -5,6 +5,7 @@ the export itself reports."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -126,10 +127,20 @@ def test_a_runtime_that_disagrees_fails_the_export(monkeypatch, tmp_path):
     assert not result.ok and all(not c.ok for c in result.checks) and "FAILED" in str(result)
 
 
-@pytest.mark.parametrize("path, words", [("m.tflite", "litert_torch"), ("m.pte", "executorch"),
-                                         ("m.bin", "suffix")])
-def test_targets_not_written_are_clear_errors(path, words, tmp_path):
-    with pytest.raises(SpecRewriteError, match=words):
+def test_unknown_suffix_is_a_clear_error(tmp_path):
+    with pytest.raises(SpecRewriteError, match="suffix"):
+        export(MelNet().eval(), (torch.randn(1, 4000),), str(tmp_path / "m.bin"))
+
+
+@pytest.mark.parametrize("path, module, words", [("m.tflite", "litert_torch", "specrewrite[litert]"),
+                                                 ("m.pte", "executorch", "specrewrite[executorch]")])
+def test_missing_exporter_names_its_extra(path, module, words, tmp_path, monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)   # import fails as if not installed
+    with pytest.raises(SpecRewriteError, match=re.escape(words)):
         export(MelNet().eval(), (torch.randn(1, 4000),), str(tmp_path / path))
 
 
@@ -193,3 +204,28 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert main(["inspect", f"{model_file}:Net", "--shape", "1,1000"]) == 2
     err = capsys.readouterr().err
     assert "net.py:5" in err and "win_length" in err
+
+
+# ------------------------------------------------------------------------------------------------ on device
+@pytest.mark.parametrize("ext, module", [("tflite", "litert_torch"), ("pte", "executorch")])
+@pytest.mark.parametrize("model_cls", [MelNet, Denoise])
+def test_on_device_files_are_verified_in_their_runtimes(ext, module, model_cls, tmp_path):
+    pytest.importorskip(module)
+    model = model_cls().eval()
+    wav = torch.randn(2, 8000) * 0.1
+    path = str(tmp_path / f"m.{ext}")
+    result = export(model, (wav,), path)
+    assert result.ok and result.target == ext and os.path.getsize(path) == result.size_bytes
+    assert result.spectral_ops_left == [] and result.checks and all(c.ok for c in result.checks)
+    # every axis the file claims dynamic was run at a second size; every fixed one is said
+    if result.dynamic_axes:
+        assert len(result.checks) == 2
+    else:
+        assert any("example's shapes" in n for n in result.notes), result.notes
+    if ext == "pte":
+        from specrewrite.export import _edge
+
+        run = _edge.run_pte(path)
+        x = wav if not result.dynamic_axes else torch.randn(2, 7001) * 0.1
+        got = torch.from_numpy(np.asarray(run([x])[0]))
+        assert rel_err(got, _f64(model, x)) <= TOL["fp32_rel"] * 10

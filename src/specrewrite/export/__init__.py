@@ -23,8 +23,9 @@ from ._result import ExportResult, RuntimeCheck
 
 __all__ = ["export", "ExportResult", "RuntimeCheck", "TARGETS"]
 
-TARGETS = {".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml"}
-_NAMES = {"onnx": "onnx", "coreml": "coreml", "mlpackage": "coreml", "mlprogram": "coreml"}
+TARGETS = {".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml", ".tflite": "tflite", ".pte": "pte"}
+_NAMES = {"onnx": "onnx", "coreml": "coreml", "mlpackage": "coreml", "mlprogram": "coreml", "tflite": "tflite",
+          "litert": "tflite", "pte": "pte", "executorch": "pte"}
 
 
 def target_of(path: str, target: Optional[str]) -> str:
@@ -36,11 +37,6 @@ def target_of(path: str, target: Optional[str]) -> str:
                                    f"{', '.join(TARGETS)}")
         return t
     ext = os.path.splitext(os.fspath(path).rstrip("/\\"))[1].lower()
-    if ext in (".tflite", ".pte"):
-        raise SpecRewriteError(f"{ext} files are not written by specrewrite.export yet", op="specrewrite.export",
-                               fix="export the rewritten model yourself: litert_torch.convert(specrewrite.rewrite("
-                               "model, args), args) for .tflite, or executorch's to_edge_transform_and_lower for "
-                               ".pte")
     if ext not in TARGETS:
         raise SpecRewriteError(f"cannot tell the target from the file name {os.fspath(path)!r}",
                                op="specrewrite.export", fix=f"use a suffix in {', '.join(TARGETS)} or target=")
@@ -52,7 +48,7 @@ def export(model: torch.nn.Module, example_inputs: Any, path, *, target: Optiona
            precision: str = "fp32", verify: bool = True, strict: bool = True) -> ExportResult:
     """Rewrite ``model``, write it to ``path`` and check the file in the runtimes installed.
 
-    * ``target``: 'onnx' or 'coreml'; default from the suffix (.onnx, .mlpackage, .mlmodel).
+    * ``target``: 'onnx', 'coreml', 'tflite' or 'pte'; default from the suffix (.onnx, .mlpackage, .mlmodel, .tflite, .pte).
     * ``dynamic_shapes``, ``mode``, ``strategy``: as for ``specrewrite.rewrite`` (default: batch and time axes
       dynamic where the model allows; the file keeps exactly the axes the rewrite kept).
     * ``precision``: 'fp32' or 'fp16' (Core ML compute precision; ONNX files are float32).
@@ -88,12 +84,20 @@ def export(model: torch.nn.Module, example_inputs: Any, path, *, target: Optiona
         axes = [dict(dataclasses.asdict(ax), dynamic=ax.requested) for ax in plan.axes]
     if kind == "coreml":
         axes = [a for a in axes if a["role"] == "time"]
-    runs = []
-    if verify or (kind == "coreml" and any(a["dynamic"] for a in axes)):   # a Core ML length is always checked
-        second = second_inputs(args, axes)
+    if kind in ("tflite", "pte") and mode is not None and Mode.parse(mode) is Mode.INPUT:
+        raise SpecRewriteError(f"mode='input' is not supported for the {kind} target", op="specrewrite.export",
+                               fix="use mode='store' or 'on_the_fly'")
+    def runs_for(kept):
+        """(inputs, eager output) at the example and, with the axes ``kept`` dynamic moved, a second shape."""
+        second = second_inputs(args, kept)
+        out = []
         for inputs in (args,) + ((second,) if second is not None else ()):
             with torch.no_grad():
-                runs.append((inputs, model(*[a.clone() if isinstance(a, torch.Tensor) else a for a in inputs])))
+                out.append((inputs, model(*[a.clone() if isinstance(a, torch.Tensor) else a for a in inputs])))
+        return out
+
+    # a Core ML length is always checked: it decides whether the file can take other lengths
+    runs = runs_for(axes) if verify or (kind == "coreml" and any(a["dynamic"] for a in axes)) else []
 
     def _judge(inputs, got, ref):
         return judge(model, inputs, got, ref)
@@ -106,6 +110,20 @@ def export(model: torch.nn.Module, example_inputs: Any, path, *, target: Optiona
         checks = _onnx.check(path, names, feeds, runs, _judge) if verify else []
         size = os.path.getsize(path)
         notes = []
+    elif kind in ("tflite", "pte"):
+        from . import _edge
+
+        if kind == "tflite":
+            axes, notes = _edge.write_tflite(fast, args, path, axes)
+            ops, label, runner = _edge.tflite_ops(path), "litert (interpreter)", _edge.run_tflite
+        else:
+            axes, notes, ops = _edge.write_pte(fast, args, path, axes)
+            label, runner = "executorch (runtime, XNNPACK)", _edge.run_pte
+        dyn = [f"{a['input']} axis {a['axis']} ({a['role']})" for a in axes if a["dynamic"]]
+        runs = runs_for(axes) if verify else []
+        left = sorted(o for o in ops if any(w in o.lower() for w in ("fft", "stft", "complex")))
+        checks = _edge.check(label, runner(path), runs, _judge) if verify else []
+        size = os.path.getsize(path)
     else:
         from . import _coreml
 

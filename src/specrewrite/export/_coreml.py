@@ -3,20 +3,19 @@ kept dynamic becomes a ``RangeDim``), saved, and checked with the numpy MIL eval
 on macOS only) at the declared precision."""
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 
 import numpy as np
 import torch
 
+from .._quiet import quiet
 from ..errors import missing_extra
 from ._result import RuntimeCheck
 
 
 def write(model, fast, args, path, names, axes, runs, mode, strategy, precision, judge):
-    with _quiet():
+    with quiet():
         out = _write(model, fast, args, path, names, axes, runs, mode, strategy, precision, judge)
         if out[3] and not all(c.ok for c in out[3]) and out[3][0].ok and any(a["dynamic"] for a in axes):
             # right at the example's length only: the traced program holds a length (Core ML's route traces, and
@@ -27,24 +26,6 @@ def write(model, fast, args, path, names, axes, runs, mode, strategy, precision,
             out[5].insert(0, f"the time axis is fixed to the example's length in this file: with a variable length "
                           f"the converted program was wrong at another length ({why})")
     return out
-
-
-@contextlib.contextmanager
-def _quiet():
-    """coremltools' progress bars and tracing warnings: kept off the user's console."""
-    import logging
-    import warnings
-
-    lg = logging.getLogger("coremltools")
-    level = lg.level
-    lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
-                contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        lg.setLevel(level)
 
 
 def _write(model, fast, args, path, names, axes, runs, mode, strategy, precision, judge):

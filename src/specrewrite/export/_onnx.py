@@ -2,14 +2,13 @@
 in onnx.reference (small graphs) and in OpenVINO when installed."""
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from typing import Dict, List
 
 import numpy as np
 import torch
 
+from .._quiet import quiet
 from ..errors import SpecRewriteError, missing_extra
 from ._result import RuntimeCheck
 
@@ -30,7 +29,7 @@ def write(fast, args, feeds: Dict[str, torch.Tensor], path: str, names: List[str
     for i, a in enumerate(list(args) + list(feeds.values())):
         dyn = {ax["axis"]: auto for ax in axes if ax["dynamic"] and ax["index"] == i}
         spec.append(dyn or None) if isinstance(a, torch.Tensor) else spec.append(None)
-    with _quiet():
+    with quiet():
         prog = torch.onnx.export(fast, tuple(args) + tuple(feeds.values()), None, dynamo=True,
                                  dynamic_shapes=tuple(spec), input_names=names + list(feeds), verbose=False,
                                  optimize=True)
@@ -45,24 +44,6 @@ def _too_big_for_one_file(prog) -> bool:
         if const is not None:
             total += const.nbytes
     return total > 1_800_000_000
-
-
-@contextlib.contextmanager
-def _quiet():
-    """torch.onnx prints its progress and warnings: kept off the user's console."""
-    import logging
-    import warnings
-
-    lg = logging.getLogger("torch.onnx")
-    level = lg.level
-    lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        lg.setLevel(level)
 
 
 def inspect_file(path: str):

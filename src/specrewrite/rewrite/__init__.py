@@ -153,6 +153,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
                 raise SpecRewriteError(msg, op="rewrite", fix="pass example_inputs, e.g. rewrite(model, (x,))")
             report.notes.append(msg + " (left unchanged)")
         report.seconds = time.perf_counter() - t0
+        _persist_helper_buffers(work)
         _attach(work, report)
         return work
 
@@ -178,6 +179,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
         if verify:
             report.max_rel_err = max_rel_err(swapped_out, ref)
         report.seconds = time.perf_counter() - t0
+        _persist_helper_buffers(work)
         _attach(work, report)
         return work
     plan = AxisPlan(work, args, dynamic_shapes)
@@ -227,8 +229,23 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     if verify and verify_example(work, out, args, feeds, ref, report, strict, explain):
         verify_second_shape(work, out, plan.second_inputs(), feeds, report, strict)
     report.seconds = time.perf_counter() - t0
+    _persist_helper_buffers(out)
     _attach(out, report)
     return out
+
+
+def _persist_helper_buffers(module) -> None:
+    """specrewrite's modules keep small helper tensors (phase splits, masks) as non-persistent buffers;
+    ExecuTorch's verifier rejects a program whose state dict holds one ('Non-persistent buffer ... is in the
+    state dict'), so in a rewritten model they are ordinary buffers."""
+    for m in module.modules():
+        if not type(m).__module__.startswith("specrewrite."):
+            continue
+        keep = set(m.state_dict(keep_vars=True))
+        for name, buf in list(m.named_buffers(recurse=False)):
+            if name not in keep:
+                delattr(m, name)
+                m.register_buffer(name, buf, persistent=True)
 
 
 def _capture(work, plan: AxisPlan, strict: bool, report: Report):
