@@ -68,7 +68,7 @@ def test_onnx_file_is_verified_and_runs_at_any_length_and_batch(model_cls, tmp_p
     result = export(model, (wav,), path)
     assert result.ok and result.target == "onnx" and result.input_names == ["wav"]
     assert result.spectral_ops_left == [] and not set(result.op_types) & {"STFT", "DFT"}
-    assert set(result.dynamic_axes) == {"wav axis 0", "wav axis 1"}, result.dynamic_axes
+    assert set(result.dynamic_axes) == {"wav axis 0 (batch)", "wav axis 1 (time)"}, result.dynamic_axes
     assert {c.runtime for c in result.checks} >= {"onnxruntime"} and len(result.checks) >= 2
     assert os.listdir(tmp_path) == ["m.onnx"]   # one self-contained file: no external data beside it
     assert result.size_bytes == os.path.getsize(path)
@@ -184,10 +184,30 @@ def test_cli_export_and_inspect(tmp_path, capsys):
 
     out = str(tmp_path / "kws.onnx")
     assert main(["export", "specrewrite.demo:TinyKWS", out, "--shape", "2,16000"]) == 0
-    text = capsys.readouterr().out
-    assert "onnxruntime at (2, 16000)" in text and "OK" in text and os.path.isfile(out)
+    captured = capsys.readouterr()
+    assert "rewrite" in captured.err and "onnx: write" in captured.err   # progress, with elapsed time
+    row = [ln for ln in captured.out.splitlines() if ln.startswith("onnx ")][0]
+    assert out in row and "verified" in row and "wav axis 1 (time)" in row and os.path.isfile(out)
     assert main(["inspect", "specrewrite.demo:TinyKWS", "--shape", "1,16000"]) == 0
     assert "MelSpectrogram" in capsys.readouterr().out
+
+
+def test_cli_several_targets_from_a_factory_with_inputs_as_json(tmp_path, capsys):
+    import json
+
+    from specrewrite.cli import main
+
+    model_file = tmp_path / "factory.py"
+    model_file.write_text("import torch\n\nclass Mag(torch.nn.Module):\n    def forward(self, wav):\n"
+                          "        return torch.stft(wav, 256, 64, window=torch.hann_window(256), "
+                          "return_complex=True).abs()\n\n"
+                          "def build():\n    return Mag().eval(), (torch.randn(2, 4000),)\n")
+    out_dir = tmp_path / "files"
+    code = main(["export", f"{model_file}:build", "--to", "onnx,coreml", "--out", str(out_dir), "--json"])
+    results = json.loads(capsys.readouterr().out)
+    assert code == 0 and [r["target"] for r in results] == ["onnx", "coreml"]
+    assert all(r["ok"] and r["max_rel_err"] < 1e-5 for r in results)
+    assert sorted(os.listdir(out_dir)) == ["build.mlpackage", "build.onnx"]
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):

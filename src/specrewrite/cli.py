@@ -1,14 +1,18 @@
 """Command line.
 
-    specrewrite demo                                   the built-in example (rewrite, ONNX, ONNX Runtime)
-    specrewrite export MODEL OUT --shape 2,16000       rewrite MODEL, write OUT (.onnx / .mlpackage), verify it
-    specrewrite inspect MODEL --shape 2,16000          what rewrite finds and does, without writing anything
+    specrewrite demo                                        the built-in example (rewrite, ONNX, ONNX Runtime)
+    specrewrite export MODEL --to onnx,coreml,tflite,pte    rewrite once, write and verify one file per target
+    specrewrite export MODEL model.onnx                     one file, the target from its suffix
+    specrewrite inspect MODEL                               what rewrite finds and does, nothing written
     specrewrite --version
 
 MODEL is ``package.module:name`` or ``path/to/file.py:name``, where ``name`` is an ``nn.Module`` instance, a
-class or a function returning one (called without arguments, or with ``--kwargs '{"n_fft": 512}'``). Each
-``--shape`` gives one example input (float32 noise at 0.1 of full scale, or ``--dtype``). The model is put in
-eval mode. Exit status: 0 when the result is verified, 1 when it is not, 2 on an error (its message says why).
+class, or a function returning a module or ``(module, example_inputs)`` (called without arguments, or with
+``--kwargs '{"n_fft": 512}'``). Without example inputs from the factory, each ``--shape`` gives one (float32
+noise at 0.1 of full scale, or ``--dtype``). The model is put in eval mode. Files go to ``--out DIR`` (default
+the current folder) as ``<name>.onnx`` / ``.mlpackage`` / ``.tflite`` / ``.pte``. Progress goes to stderr,
+the summary table (or ``--json``) to stdout. Exit status: 0 when every file is verified, 1 when one is not, 2
+on an error (its message says why).
 """
 from __future__ import annotations
 
@@ -48,10 +52,15 @@ def _load(spec: str, kwargs: dict):
             raise SpecRewriteError(f"{where!r} has no {name!r}", fix="name a module instance, class or factory")
         obj = getattr(obj, part)
     model = obj if isinstance(obj, torch.nn.Module) else obj(**kwargs)
+    inputs = None
+    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], torch.nn.Module):
+        model, inputs = model
+        inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     if not isinstance(model, torch.nn.Module):
         raise SpecRewriteError(f"{spec} gave a {type(model).__name__}, not an nn.Module",
-                               fix="name a module instance, a module class or a function returning one")
-    return model.eval()
+                               fix="name a module instance, a module class or a function returning one (or "
+                               "(module, example_inputs))")
+    return model.eval(), inputs, name.split(".")[-1]
 
 
 def _inputs(shapes, dtype: str):
@@ -95,11 +104,15 @@ def main(argv=None) -> int:
     p.add_argument("--version", action="store_true", help="print the version")
     sub = p.add_subparsers(dest="cmd")
     sub.add_parser("demo", help="rewrite + export a small audio classifier and run it in ONNX Runtime")
-    ex = sub.add_parser("export", help="rewrite a model and write a verified .onnx / .mlpackage file")
+    ex = sub.add_parser("export", help="rewrite a model and write verified .onnx / .mlpackage / .tflite / .pte "
+                        "files")
     _common(ex)
-    ex.add_argument("out", help="the file to write: .onnx, .mlpackage or .mlmodel")
+    ex.add_argument("file", nargs="?", help="one file to write (the target from its suffix)")
+    ex.add_argument("--to", default="onnx", help="targets, comma-separated: onnx,coreml,tflite,pte (default onnx)")
+    ex.add_argument("--out", default=".", help="folder for the files of --to (default: the current folder)")
     ex.add_argument("--precision", default="fp32", help="fp32 | fp16 (Core ML)")
-    ex.add_argument("--no-verify", action="store_true", help="do not run the file in the installed runtimes")
+    ex.add_argument("--no-verify", action="store_true", help="do not run the files in their runtimes")
+    ex.add_argument("--json", action="store_true", help="print the results as JSON")
     ins = sub.add_parser("inspect", help="print what rewrite finds and does (nothing is written)")
     _common(ins)
     args = p.parse_args(argv)
@@ -118,26 +131,53 @@ def main(argv=None) -> int:
     return 0
 
 
+_SUFFIX = {"onnx": ".onnx", "coreml": ".mlpackage", "tflite": ".tflite", "pte": ".pte"}
+
+
 def _run(args) -> int:
+    import time
+
     from .errors import SpecRewriteError
 
+    t0 = time.perf_counter()
+
+    def progress(msg):
+        print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
     try:
-        model = _load(args.model, json.loads(args.kwargs))
-        inputs = _inputs(args.shape, args.dtype)
+        progress(f"load {args.model}")
+        model, inputs, name = _load(args.model, json.loads(args.kwargs))
+        if inputs is None or args.shape:
+            inputs = _inputs(args.shape, args.dtype)
         dyn = False if args.static else None
         if args.cmd == "inspect":
             from .rewrite import rewrite
 
+            progress("rewrite")
             out = rewrite(model, inputs, mode=args.mode, strategy=args.strategy, dynamic_shapes=dyn, strict=False)
             print(out.specrewrite_report)
             return 0
-        from .export import export
+        from .export import export_many
 
-        result = export(model, inputs, args.out, mode=args.mode, strategy=args.strategy, dynamic_shapes=dyn,
-                        precision=args.precision, verify=not args.no_verify, strict=False)
-        print(result.report)
-        print(result)
-        return 0 if result.ok else 1
+        if args.file:
+            paths = [args.file]
+        else:
+            targets = [t.strip().lower() for t in args.to.split(",") if t.strip()]
+            unknown = [t for t in targets if t not in _SUFFIX]
+            if unknown:
+                raise SpecRewriteError(f"--to names unknown targets {unknown}", fix=f"use {','.join(_SUFFIX)}")
+            os.makedirs(args.out, exist_ok=True)
+            paths = [os.path.join(args.out, name + _SUFFIX[t]) for t in targets]
+        results = export_many(model, inputs, paths, mode=args.mode, strategy=args.strategy, dynamic_shapes=dyn,
+                              precision=args.precision, verify=not args.no_verify, strict=False,
+                              progress=progress)
+        progress("done")
+        if args.json:
+            print(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+        else:
+            print(results[0].report)
+            print(_table(results))
+        return 0 if all(r.ok for r in results) else 1
     except SpecRewriteError as e:
         print(f"specrewrite: error: {e}", file=sys.stderr)
         return 2
@@ -145,6 +185,18 @@ def _run(args) -> int:
         print(f"specrewrite: error: --kwargs is not JSON ({e})", file=sys.stderr)
         return 2
 
+
+def _table(results) -> str:
+    rows = [("target", "file", "size", "max error", "dynamic axes", "status")]
+    for r in results:
+        err = "-" if r.max_rel_err is None else f"{r.max_rel_err:.1e}"
+        rows.append((r.target, r.path, f"{r.size_bytes / 1024:.0f} kB", err, ", ".join(r.dynamic_axes) or "none",
+                     "verified" if r.ok and r.checks else ("written" if r.ok else "FAILED")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"{r.target}: {n}" for r in results for n in r.notes if "predicts on macOS only" not in n]
+    return "\n".join(lines + [""] + notes)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,8 +12,10 @@ With ``strict=True`` (default) a file that still holds a spectral op, or that a 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any, Optional
+import time
+from typing import Any, List, Optional
 
 import torch
 
@@ -21,7 +23,7 @@ from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from ._result import ExportResult, RuntimeCheck
 
-__all__ = ["export", "ExportResult", "RuntimeCheck", "TARGETS"]
+__all__ = ["export", "export_many", "ExportResult", "RuntimeCheck", "TARGETS"]
 
 TARGETS = {".onnx": "onnx", ".mlpackage": "coreml", ".mlmodel": "coreml", ".tflite": "tflite", ".pte": "pte"}
 _NAMES = {"onnx": "onnx", "coreml": "coreml", "mlpackage": "coreml", "mlprogram": "coreml", "tflite": "tflite",
@@ -48,27 +50,53 @@ def export(model: torch.nn.Module, example_inputs: Any, path, *, target: Optiona
            precision: str = "fp32", verify: bool = True, strict: bool = True) -> ExportResult:
     """Rewrite ``model``, write it to ``path`` and check the file in the runtimes installed.
 
-    * ``target``: 'onnx', 'coreml', 'tflite' or 'pte'; default from the suffix (.onnx, .mlpackage, .mlmodel, .tflite, .pte).
+    * ``target``: 'onnx', 'coreml', 'tflite' or 'pte'; default from the suffix (.onnx, .mlpackage, .mlmodel,
+      .tflite, .pte).
     * ``dynamic_shapes``, ``mode``, ``strategy``: as for ``specrewrite.rewrite`` (default: batch and time axes
       dynamic where the model allows; the file keeps exactly the axes the rewrite kept).
     * ``precision``: 'fp32' or 'fp16' (Core ML compute precision; ONNX files are float32).
     * ``verify``: run the file in every runtime installed at the example and at a second shape.
     """
-    from ..rewrite import rewrite
-    from ..rewrite.dynamic import input_names, second_inputs
-    from ..rewrite.verify import judge
+    return export_many(model, example_inputs, [(path, target)], dynamic_shapes=dynamic_shapes, mode=mode,
+                       strategy=strategy, precision=precision, verify=verify, strict=strict)[0]
 
-    path = os.fspath(path)
-    kind = target_of(path, target)
+
+def export_many(model: torch.nn.Module, example_inputs: Any, paths, *, dynamic_shapes: Any = None,
+                mode: Mode | str = Mode.STORE, strategy: Strategy | str = Strategy.AUTO, precision: str = "fp32",
+                verify: bool = True, strict: bool = True, progress=None) -> List[ExportResult]:
+    """``export`` to several files (``paths``: paths or (path, target) pairs) from one rewrite. ``progress``: a
+    callable given one line per step (the command line prints them with the elapsed time)."""
+    from ..rewrite import rewrite
+
+    say = progress or (lambda msg: None)
+    jobs = [(os.fspath(p), target_of(p, t)) for p, t in (x if isinstance(x, tuple) else (x, None) for x in paths)]
     if precision not in ("fp32", "fp16"):
         raise SpecRewriteError(f"precision={precision!r}", op="specrewrite.export", fix="use 'fp32' or 'fp16'")
     if not isinstance(model, torch.nn.Module):
         raise SpecRewriteError(f"export() needs an nn.Module, got {type(model).__name__}", op="specrewrite.export",
                                fix="wrap the function in an nn.Module")
+    for _, kind in jobs:
+        if kind in ("tflite", "pte") and Mode.parse(mode) is Mode.INPUT:
+            raise SpecRewriteError(f"mode='input' is not supported for the {kind} target", op="specrewrite.export",
+                                   fix="use mode='store' or 'on_the_fly'")
     args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    say("rewrite (capture, lowering, verification)")
     fast = rewrite(model, args, mode=mode, strategy=strategy, strict=strict, verify=verify,
                    dynamic_shapes=dynamic_shapes)
+    results = []
+    for path, kind in jobs:
+        say(f"{kind}: write {path}" + (" and verify" if verify else ""))
+        results.append(_one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precision, verify,
+                            strict))
+    return results
+
+
+def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precision, verify, strict) -> ExportResult:
+    from ..rewrite.dynamic import input_names, second_inputs
+    from ..rewrite.verify import judge
+
+    t0 = time.perf_counter()
     report = fast.specrewrite_report
     names = input_names(model, len(args))
     feeds = fast.basis_inputs() if hasattr(fast, "basis_inputs") else {}
@@ -76,17 +104,12 @@ def export(model: torch.nn.Module, example_inputs: Any, path, *, target: Optiona
     if not axes and dynamic_shapes is not False:
         # nothing was captured (a torchaudio module swap is enough): the file asks for the default axes and
         # torch.export keeps those the model's code allows
-        import dataclasses
-
         from ..rewrite.dynamic import AxisPlan
 
-        plan = AxisPlan(model, args, dynamic_shapes)
-        axes = [dict(dataclasses.asdict(ax), dynamic=ax.requested) for ax in plan.axes]
+        axes = [dict(dataclasses.asdict(ax), dynamic=ax.requested) for ax in AxisPlan(model, args, dynamic_shapes).axes]
     if kind == "coreml":
         axes = [a for a in axes if a["role"] == "time"]
-    if kind in ("tflite", "pte") and mode is not None and Mode.parse(mode) is Mode.INPUT:
-        raise SpecRewriteError(f"mode='input' is not supported for the {kind} target", op="specrewrite.export",
-                               fix="use mode='store' or 'on_the_fly'")
+
     def runs_for(kept):
         """(inputs, eager output) at the example and, with the axes ``kept`` dynamic moved, a second shape."""
         second = second_inputs(args, kept)
@@ -96,17 +119,18 @@ def export(model: torch.nn.Module, example_inputs: Any, path, *, target: Optiona
                 out.append((inputs, model(*[a.clone() if isinstance(a, torch.Tensor) else a for a in inputs])))
         return out
 
-    # a Core ML length is always checked: it decides whether the file can take other lengths
-    runs = runs_for(axes) if verify or (kind == "coreml" and any(a["dynamic"] for a in axes)) else []
-
     def _judge(inputs, got, ref):
         return judge(model, inputs, got, ref)
 
+    # a Core ML length is always checked: it decides whether the file can take other lengths
+    runs = runs_for(axes) if verify or (kind == "coreml" and any(a["dynamic"] for a in axes)) else []
     if kind == "onnx":
         from . import _onnx
 
         _onnx.write(fast, args, feeds, path, names, axes)
         ops, left, dyn = _onnx.inspect_file(path)
+        roles = {f"{a['input']} axis {a['axis']}": a["role"] for a in axes}
+        dyn = [f"{d} ({roles[d]})" if d in roles else d for d in dyn]
         checks = _onnx.check(path, names, feeds, runs, _judge) if verify else []
         size = os.path.getsize(path)
         notes = []
@@ -130,7 +154,8 @@ def export(model: torch.nn.Module, example_inputs: Any, path, *, target: Optiona
         ops, left, dyn, checks, size, notes = _coreml.write(model, fast, args, path, names, axes, runs, mode,
                                                             strategy, precision, _judge)
     result = ExportResult(path=path, target=kind, size_bytes=size, report=report, input_names=names,
-                          dynamic_axes=dyn, op_types=ops, spectral_ops_left=left, checks=checks, notes=notes)
+                          dynamic_axes=dyn, op_types=ops, spectral_ops_left=left, checks=checks, notes=notes,
+                          seconds=time.perf_counter() - t0)
     if strict and not result.ok:
         bad = [str(c) for c in checks if not c.ok] + [f"left in the file: {x}" for x in left]
         raise SpecRewriteError("the exported file does not match eager: " + "; ".join(bad), op="specrewrite.export",

@@ -34,10 +34,23 @@ class ExportResult:
     spectral_ops_left: List[str]    # STFT / DFT / complex ops still in the file (empty: deployable anywhere)
     checks: List[RuntimeCheck] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
+    seconds: Optional[float] = None   # writing and checking this file (the rewrite is in report.seconds)
 
     @property
     def ok(self) -> bool:
         return not self.spectral_ops_left and all(c.ok for c in self.checks)
+
+    @property
+    def max_rel_err(self) -> Optional[float]:
+        errs = [c.max_rel_err for c in self.checks if c.max_rel_err is not None]
+        return max(errs) if errs else None
+
+    def to_dict(self) -> dict:
+        """Everything but the report object, for JSON (the report as its text)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("report", "checks")}
+        d.update(ok=self.ok, max_rel_err=self.max_rel_err, report=str(self.report),
+                 checks=[dataclasses.asdict(c) for c in self.checks])
+        return d
 
     def __str__(self) -> str:
         lines = [f"specrewrite export: {self.path} ({self.target}, {self.size_bytes / 1024:.0f} kB)",
