@@ -92,6 +92,10 @@ def export_many(model: torch.nn.Module, example_inputs: Any, paths, *, dynamic_s
     return results
 
 
+def _dyn(axes) -> List[str]:
+    return [f"{a['input']} axis {a['axis']} ({a['role']})" for a in axes if a["dynamic"]]
+
+
 def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precision, verify, strict) -> ExportResult:
     from ..rewrite.dynamic import input_names, second_inputs
     from ..rewrite.verify import judge
@@ -137,16 +141,29 @@ def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precisio
     elif kind in ("tflite", "pte"):
         from . import _edge
 
-        if kind == "tflite":
-            axes, notes = _edge.write_tflite(fast, args, path, axes)
-            ops, label, runner = _edge.tflite_ops(path), "litert (interpreter)", _edge.run_tflite
-        else:
-            axes, notes, ops = _edge.write_pte(fast, args, path, axes)
-            label, runner = "executorch (runtime, XNNPACK)", _edge.run_pte
-        dyn = [f"{a['input']} axis {a['axis']} ({a['role']})" for a in axes if a["dynamic"]]
-        runs = runs_for(axes) if verify else []
+        time_only = [dict(a, dynamic=a["dynamic"] and a["role"] == "time") for a in axes]
+        tries = [axes] + ([time_only] if time_only != axes else []) + [[dict(a, dynamic=False) for a in axes]]
+        earlier = []
+        for cand in tries:
+            if kind == "tflite":
+                kept, notes = _edge.write_tflite(fast, args, path, cand)
+                ops, label, runner = _edge.tflite_ops(path), "litert (interpreter)", _edge.run_tflite
+            else:
+                kept, notes, ops = _edge.write_pte(fast, args, path, cand)
+                label, runner = "executorch (runtime, XNNPACK)", _edge.run_pte
+            # the file is run at a second shape whenever it claims a dynamic axis, verify or not: a runtime that
+            # cannot take the shapes the file accepts must not ship a file that claims them
+            runs = runs_for(kept) if verify or any(a["dynamic"] for a in kept) else []
+            checks = _edge.check(label, runner(path), runs, _judge) if runs else []
+            if all(c.ok for c in checks) or not any(a["dynamic"] for a in kept):
+                break
+            earlier.append(f"with {', '.join(_dyn(kept))} dynamic the file fails at another shape in "
+                           f"{label} ({'; '.join(c.note or 'mismatch' for c in checks if not c.ok)[:160]})")
+        notes = earlier + notes
+        if not verify:
+            checks = []
+        dyn = _dyn(kept)
         left = sorted(o for o in ops if any(w in o.lower() for w in ("fft", "stft", "complex")))
-        checks = _edge.check(label, runner(path), runs, _judge) if verify else []
         size = os.path.getsize(path)
     else:
         from . import _coreml

@@ -170,13 +170,22 @@ def write_pte(fast, args, path, axes):
         f.write(prog.buffer)
     gm = prog.exported_program().graph_module
     calls = [n for n in gm.graph.nodes if n.op == "call_function"]
-    ops = sorted({str(n.target) for n in calls})
-    delegated = sum(1 for n in calls if "executorch_call_delegate" in str(n.target))
-    undelegated = sorted({str(n.target).split(".")[1] if str(n.target).startswith("aten.") else str(n.target)
-                          for n in calls if str(n.target).startswith("aten.")})
+    names = [_op_name(n.target) for n in calls]
+    ops = sorted(set(names))
+    delegated = names.count("executorch_call_delegate")
+    undelegated = sorted({n.split(".")[1] for n in names if n.startswith("aten.")})
     notes.append(f"XNNPACK runs {delegated} delegated subgraph(s); left to ExecuTorch's portable kernels: "
                  + (", ".join(undelegated) if undelegated else "nothing"))
     return axes, notes, ops
+
+
+def _op_name(target) -> str:
+    """'aten.abs.out', 'executorch_prim.add.Scalar', 'executorch_call_delegate', 'getitem', ..."""
+    for attr in ("_name", "__name__"):
+        name = getattr(target, attr, None)
+        if isinstance(name, str):
+            return name.replace("::", ".")
+    return str(target).split(":")[0]
 
 
 def run_pte(path):

@@ -1,0 +1,206 @@
+"""Portability matrix: each real model through ``specrewrite.export`` to every target, beside the unchanged model
+through each tool's own exporter.
+
+    python benchmarks/portability.py [--models a,b] [--out benchmarks/results/portability.md]
+
+Rows: the real models of ``tests/test_realmodels.py`` (random weights, packages from
+``scripts/install_realmodels.sh``). Columns: ONNX Runtime, onnx.reference, OpenVINO (when installed), Core ML
+(MIL evaluator, fp32 and fp16), LiteRT, ExecuTorch. A cell is the max error against eager (of the output peak,
+at the example and at a second length where the file keeps time dynamic), or the blocker in a few words. Each
+model runs in its own subprocess under a time limit, so one slow or crashing converter cannot stop the table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+COLUMNS = ["onnxruntime", "onnx.reference", "openvino", "coreml fp32", "coreml fp16", "litert", "executorch"]
+
+
+def _cell_from_checks(result) -> str:
+    if result is None:
+        return "-"
+    errs = [c["max_rel_err"] for c in result["checks"] if c["max_rel_err"] is not None]
+    if result["spectral_ops_left"]:
+        return "left: " + ", ".join(result["spectral_ops_left"])[:40]
+    if not result["checks"]:
+        return "not run"
+    bad = [c for c in result["checks"] if not c["ok"]]
+    if bad:
+        return "FAILED: " + (bad[0]["note"] or "mismatch")[:60]
+    return f"{max(errs):.1e}" + ("" if result["dynamic_axes"] else " (fixed shape)")
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:70] if text else ''}"
+
+
+def run_one(name: str) -> dict:
+    """In a subprocess: every target for the rewritten model, and each tool's exporter on the original."""
+    import tempfile
+
+    import torch
+
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import test_realmodels as R
+    from specrewrite.export import export_many
+
+    build, _ = R.BUILDERS[name]
+    model, args = build()
+    out = {"model": name, "rewritten": {}, "native": {}}
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        try:
+            res = export_many(model, args, [os.path.join(d, f"m.{ext}") for ext in ("onnx", "mlpackage")],
+                              strict=False)
+            res16 = export_many(model, args, [os.path.join(d, "m16.mlpackage")], precision="fp16", strict=False)
+            edge = []
+            for ext in ("tflite", "pte"):
+                try:
+                    edge += export_many(model, args, [os.path.join(d, f"m.{ext}")], strict=False)
+                except Exception as e:  # noqa: BLE001 - a converter failing on the rewritten graph is a cell
+                    out["rewritten"][{"tflite": "litert", "pte": "executorch"}[ext]] = _short(e)
+        except Exception as e:  # noqa: BLE001
+            out["rewritten"]["error"] = _short(e)
+            return out
+        out["seconds"] = time.perf_counter() - t0
+        onnx_r = res[0].to_dict()
+        for rt in ("onnxruntime", "onnx.reference", "openvino"):
+            sub = dict(onnx_r, checks=[c for c in onnx_r["checks"] if c["runtime"] == rt])
+            out["rewritten"][rt] = _cell_from_checks(sub) if sub["checks"] else "-"
+        out["rewritten"]["coreml fp32"] = _cell_from_checks(res[1].to_dict())
+        out["rewritten"]["coreml fp16"] = _cell_from_checks(res16[0].to_dict())
+        for r in edge:
+            out["rewritten"][{"tflite": "litert", "pte": "executorch"}[r.target]] = _cell_from_checks(r.to_dict())
+        out["native"] = _native(model, args, d)
+    return out
+
+
+def _native(model, args, d) -> dict:
+    """Each tool's exporter on the unchanged model: does it convert, and what is left (or what stops it)."""
+    import warnings
+
+    import torch
+
+    from specrewrite._quiet import quiet
+
+    cells = {}
+    warnings.simplefilter("ignore")
+    with quiet():
+        try:
+            path = os.path.join(d, "native.onnx")
+            torch.onnx.export(model, args, path, dynamo=True)
+            import onnx
+
+            ops = {n.op_type for n in onnx.load(path).graph.node}
+            left = sorted(ops & {"STFT", "DFT"})
+            try:
+                import onnxruntime as ort
+
+                sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+                sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)})
+                cells["onnxruntime"] = "runs" + (f" (with {', '.join(left)}: CPU provider only)" if left else "")
+            except Exception as e:  # noqa: BLE001
+                cells["onnxruntime"] = _short(e)
+        except Exception as e:  # noqa: BLE001
+            cells["onnxruntime"] = "export: " + _short(e)
+        try:
+            import coremltools as ct
+
+            traced = torch.jit.trace(model, args, check_trace=False, strict=False)
+            ct.convert(traced, inputs=[ct.TensorType(shape=a.shape) for a in args], convert_to="mlprogram",
+                       skip_model_load=True)
+            cells["coreml fp32"] = "converts"
+        except Exception as e:  # noqa: BLE001
+            cells["coreml fp32"] = _short(e)
+        try:
+            import litert_torch
+
+            litert_torch.convert(model, args)
+            cells["litert"] = "converts"
+        except Exception as e:  # noqa: BLE001
+            cells["litert"] = _short(e)
+        try:
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir import to_edge_transform_and_lower
+
+            ep = torch.export.export(model, args)
+            to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
+            cells["executorch"] = "converts"
+        except Exception as e:  # noqa: BLE001
+            cells["executorch"] = _short(e)
+    return cells
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "portability.md"))
+    p.add_argument("--timeout", type=int, default=900)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.one:
+        print(json.dumps(run_one(a.one)))
+        return 0
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import test_realmodels as R
+
+    names = [m for m in (a.models.split(",") if a.models else list(R.BUILDERS)) if m]
+    rows = []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True,
+                                  timeout=a.timeout, cwd=ROOT)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            row = json.loads(line[-1]) if line else {"model": name, "rewritten": {"error": proc.stderr[-200:]},
+                                                     "native": {}}
+        except subprocess.TimeoutExpired:
+            row = {"model": name, "rewritten": {"error": f"timeout {a.timeout} s"}, "native": {}}
+        row["wall"] = time.perf_counter() - t0
+        rows.append(row)
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    text = _markdown(rows)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+def _markdown(rows) -> str:
+    import platform
+
+    import torch
+
+    date = datetime.date.today().isoformat()
+    head = (f"Measured {date} on {platform.machine()} ({os.cpu_count()} cores), torch {torch.__version__}: "
+            "max error of the output peak against eager (at the example and at a second length where the file "
+            "keeps time dynamic), or what stops it.\n\n")
+    out = [head, "**specrewrite.export (rewritten model)**\n",
+           "| model | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for r in rows:
+        cells = r["rewritten"]
+        if "error" in cells:
+            out.append(f"| {r['model']} | " + " | ".join([cells["error"][:60]] + [""] * (len(COLUMNS) - 1)) + " |")
+            continue
+        out.append(f"| {r['model']} | " + " | ".join(cells.get(c, "-") for c in COLUMNS) + " |")
+    cols = ["onnxruntime", "coreml fp32", "litert", "executorch"]
+    out += ["", "**The unchanged model through each tool's own exporter**\n",
+            "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        out.append(f"| {r['model']} | " + " | ".join(r["native"].get(c, "-").replace("|", "/") for c in cols)
+                   + " |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
