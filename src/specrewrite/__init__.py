@@ -5,13 +5,13 @@ from .modes import Mode, Strategy
 from .modules import LFCC, MFCC, InverseSpectrogram, MelSpectrogram, Spectrogram
 from .specs import IstftSpec, StftSpec
 from .rewrite import Report, inspect, rewrite
-from .export import ExportResult, export
+from .export import ExportResult, export, export_many
 from ._torch.fft import RealFFT
 from ._torch.istft import RealISTFT
 from ._torch.stft import RealSTFT
 
 __version__ = "0.1.0"
 
-__all__ = ["rewrite", "inspect", "Report", "export", "ExportResult", "SpecRewriteError", "Mode", "Strategy", "StftSpec", "IstftSpec", "stft", "istft", "rfft", "irfft",
+__all__ = ["rewrite", "inspect", "Report", "export", "export_many", "ExportResult", "SpecRewriteError", "Mode", "Strategy", "StftSpec", "IstftSpec", "stft", "istft", "rfft", "irfft",
            "fft", "ifft", "Spectrogram", "MelSpectrogram", "MFCC", "LFCC", "InverseSpectrogram", "RealSTFT",
            "RealISTFT", "RealFFT"]
