@@ -45,14 +45,14 @@ class RealSTFT(BasisHolder):
         self.plan = plan
         if plan is not None:
             self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype).unsqueeze(1), persistent=False)
-            # float64 route: the DC (and even-N Nyquist) bins' imaginary parts set to an exact +0 as torch's
-            # FFT gives them (the factored stages leave ~1e-16 of either sign there, which flips angle() at
-            # a negative real bin between +pi and -pi)
-            real_bins = torch.ones(2, nb, 1, dtype=torch.bool)
-            real_bins[1, 0] = False
-            if n % 2 == 0:
-                real_bins[1, n // 2] = False
-            self.register_buffer("keep_f64", real_bins, persistent=False)
+        # the DC (and even-N Nyquist) bins' imaginary parts are an exact +0, as torch's FFT gives them for a real
+        # signal: the factored stages (and a conv's summation order) leave ~1e-8 of either sign there, which
+        # flips angle() at a negative real bin between +pi and -pi
+        real_bins = torch.ones(2, nb, 1, dtype=torch.bool)
+        real_bins[1, 0] = False
+        if n % 2 == 0 and n // 2 < nb:
+            real_bins[1, n // 2] = False
+        self.register_buffer("real_bins", real_bins, persistent=False)
         if plan is None:
             self._add_basis("dft_basis", lambda ns: analysis_dense(ns, n, nb, window, scale),
                             lambda t: t.unsqueeze(1))
@@ -89,8 +89,10 @@ class RealSTFT(BasisHolder):
             y = self._planar_f64(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
         elif self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
+            y = torch.where(self.real_bins, y.unflatten(1, (2, spec.n_bins)), 0.0)  # (B, 2, F, T)
         else:
             y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))          # (B, 2, F, T)
+            y = torch.where(self.real_bins, y, 0.0)
         return y.reshape(tuple(lead) + (2, spec.n_bins, -1))  # no frame count baked into traced graphs
 
     def _planar_f64(self, x, w0, w1):
@@ -98,7 +100,9 @@ class RealSTFT(BasisHolder):
         spec, plan = self.spec, self.plan
         frames = frame_signal(x[:, 0], spec.n_fft, spec.hop_length)          # (B, T, N)
         if plan is None:
-            return torch.matmul(frames, w0[:, 0].transpose(0, 1)).transpose(1, 2)  # (B, 2F, T)
+            y = torch.matmul(frames, w0[:, 0].transpose(0, 1)).transpose(1, 2)  # (B, 2F, T)
+            y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
+            return torch.where(self.real_bins, y, torch.zeros_like(y))
         n1, n2 = plan.n1, plan.n2
         # sample N2*i1 + i2 of a frame is tap i1 of phase i2: stage 1 is one GEMM per phase (batched over N2)
         ph = frames.unflatten(2, (n1, n2)).permute(0, 3, 1, 2)                 # (B, N2, T, N1[i1])
@@ -107,7 +111,7 @@ class RealSTFT(BasisHolder):
         t = y.shape[2]
         y = torch.matmul(w1, y.transpose(2, 3).reshape(y.shape[0], 2 * n2, -1))  # (B, 2*K2, N1*T)
         y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)[:, :, : spec.n_bins]    # (B, 2, F, T)
-        return torch.where(self.keep_f64, y, torch.zeros_like(y))
+        return torch.where(self.real_bins, y, torch.zeros_like(y))
 
     def _factored(self, x, w1, w2):
         # No shape arithmetic anywhere (it becomes fragile int ops in traced graphs): the phase split is a
