@@ -115,7 +115,7 @@ class Spectrogram(torch.nn.Module):
         if self.power is None:
             out = self.stft(waveform, basis0, basis1)
         else:  # the power straight from the re/im planes: no transpose in the graph
-            out = _planar_power(self.stft.planar(waveform, basis0, basis1), self.power)
+            out = _planar_power(self.stft.planar(waveform, basis0, basis1, exact_real_bins=False), self.power)
         return out if self.out_scale == 1.0 else out * self.out_scale
 
 

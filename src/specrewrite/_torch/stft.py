@@ -48,10 +48,11 @@ class RealSTFT(BasisHolder):
         # the DC (and even-N Nyquist) bins' imaginary parts are an exact +0, as torch's FFT gives them for a real
         # signal: the factored stages (and a conv's summation order) leave ~1e-8 of either sign there, which
         # flips angle() at a negative real bin between +pi and -pi
+        self.nyquist = n // 2 if n % 2 == 0 and n // 2 < nb else None
         real_bins = torch.ones(2, nb, 1, dtype=torch.bool)
         real_bins[1, 0] = False
-        if n % 2 == 0 and n // 2 < nb:
-            real_bins[1, n // 2] = False
+        if self.nyquist is not None:
+            real_bins[1, self.nyquist] = False
         self.register_buffer("real_bins", real_bins, persistent=False)
         if plan is None:
             self._add_basis("dft_basis", lambda ns: analysis_dense(ns, n, nb, window, scale),
@@ -76,8 +77,9 @@ class RealSTFT(BasisHolder):
         return y.permute(tuple(range(r - 3)) + (r - 2, r - 1, r - 3))
 
     def planar(self, x: torch.Tensor, basis0: Optional[torch.Tensor] = None,
-               basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(..., L) -> (..., 2, F, T): re/im planes, the layout the kernels produce without any transpose."""
+               basis1: Optional[torch.Tensor] = None, exact_real_bins: bool = True) -> torch.Tensor:
+        """(..., L) -> (..., 2, F, T): re/im planes, the layout the kernels produce without any transpose.
+        ``exact_real_bins``: DC / Nyquist imaginary parts an exact +0 (what a phase needs; a power does not)."""
         spec = self.spec
         lead = x.shape[:-1]
         x = x.reshape(-1, 1, x.shape[-1])
@@ -89,11 +91,30 @@ class RealSTFT(BasisHolder):
             y = self._planar_f64(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
         elif self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
-            y = torch.where(self.real_bins, y.unflatten(1, (2, spec.n_bins)), 0.0)  # (B, 2, F, T)
+            y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
+            y = self._exact_real_bins(y) if exact_real_bins else y
         else:
             y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))          # (B, 2, F, T)
-            y = torch.where(self.real_bins, y, 0.0)
+            y = self._exact_real_bins(y) if exact_real_bins else y
         return y.reshape(tuple(lead) + (2, spec.n_bins, -1))  # no frame count baked into traced graphs
+
+    def _exact_real_bins(self, y):
+        """(B, 2, F, T) with the DC / Nyquist imaginary rows replaced by +0: slices and a concatenation with a
+        zero row (a mask of the output's size would become a full-size constant in static-shape converters).
+        The bin axis is static, so every slice below has a known, non-zero size."""
+        nb, nyq = self.spec.n_bins, self.nyquist
+        re, im = y[:, :1], y[:, 1:]
+        zero = torch.zeros_like(im[:, :, :1])
+        cut = [0] + ([nyq] if nyq is not None else [])          # the rows that become zero, in order
+        parts, start = [], 0
+        for row in cut:
+            if row > start:
+                parts.append(im[:, :, start:row])
+            parts.append(zero)
+            start = row + 1
+        if start < nb:
+            parts.append(im[:, :, start:])
+        return torch.cat([re, torch.cat(parts, dim=2)], dim=1)
 
     def _planar_f64(self, x, w0, w1):
         """The float64 route, conv-free: (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T) (factored)."""
