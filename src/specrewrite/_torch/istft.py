@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..kernels import choose_plan, synthesis_dense, synthesis_factored_a, synthesis_factored_b
+from ..kernels import istft_plan, synthesis_dense, synthesis_factored_a, synthesis_factored_b
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec
 from .bases import BasisHolder
@@ -68,15 +68,7 @@ class RealISTFT(BasisHolder):
         window = spec.padded_window()
         self.register_buffer("window_sq", torch.as_tensor(window ** 2, dtype=dtype).reshape(1, 1, n),
                              persistent=False)
-        plan = None
-        # measured (ONNX Runtime, 1 thread): one conv_transpose1d beats the factored inverse up to n_fft 1024
-        auto_ok = self.strategy is Strategy.FACTORED or n > 1024
-        if auto_ok and self.strategy is not Strategy.DENSE and n // math.gcd(n, spec.hop_length) <= _MAX_OLA_SHIFTS:
-            plan = choose_plan(n, None, n)
-            if plan is None and self.strategy is Strategy.FACTORED:
-                from .stft import _forced_plan
-
-                plan = _forced_plan(n, n, n)
+        plan = istft_plan(self.strategy.value, n, n // math.gcd(n, spec.hop_length) <= _MAX_OLA_SHIFTS)
         self.plan = plan
         if plan is None:
             self._add_basis("idft_basis", lambda ns: synthesis_dense(ns, n, nb, True, window, scale),

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..kernels import analysis_dense, analysis_factored, choose_plan
+from ..kernels import analysis_dense, analysis_factored, stft_plan
 from ..modes import Mode, Strategy
 from ..specs import StftSpec
 from .bases import BasisHolder
@@ -37,11 +37,7 @@ class RealSTFT(BasisHolder):
         n, nb = spec.n_fft, spec.n_bins
         scale = extra_scale * (n ** -0.5 if spec.normalized else 1.0)
         window = spec.padded_window()
-        plan = None
-        if self.strategy is not Strategy.DENSE:
-            plan = choose_plan(n, spec.hop_length, nb)
-            if plan is None and self.strategy is Strategy.FACTORED:
-                plan = _forced_plan(n, spec.hop_length, nb)
+        plan = stft_plan(self.strategy.value, n, spec.hop_length, nb)
         self.plan = plan
         if plan is not None:
             self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype).unsqueeze(1), persistent=False)
@@ -176,17 +172,3 @@ def frame_signal(x: torch.Tensor, n: int, hop: int) -> torch.Tensor:
     idx = ramp.unsqueeze(1) + torch.arange(r, dtype=torch.int64, device=x.device).unsqueeze(0)  # (T, R)
     frames = torch.index_select(blocks, 1, idx.reshape(-1))                    # (B, T*R, g)
     return frames.reshape(frames.shape[0], -1, n)                              # (B, T, N)
-
-
-def _forced_plan(n, hop, n_bins):
-    """A factored plan even where AUTO would pick dense (for tests / benchmarks); None if impossible."""
-    import math
-
-    from ..kernels import FactorPlan
-
-    g = math.gcd(n, hop)
-    for n2 in sorted((d for d in range(2, g + 1) if g % d == 0), key=lambda d: abs(d - n ** 0.5)):
-        n1 = n // n2
-        if n1 >= 2:
-            return FactorPlan(n1, n2, min(n2, -(-n_bins // n1)))
-    return None

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..kernels import (analysis_dense, analysis_factored, choose_plan, fft_matrix, ifft_real_matrix,
+from ..kernels import (analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, stft_plan,
                        synthesis_dense)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec, StftSpec
@@ -31,12 +31,7 @@ def _plan(spec: StftSpec, strategy: Strategy, mode: Mode):
         return None
     if mode is not Mode.STORE and not opset_at_least(ct_target("iOS15")):
         return None  # the neuralnetwork backend has no grouped conv with non-constant weights
-    plan = choose_plan(spec.n_fft, spec.hop_length, spec.n_bins)
-    if plan is None and strategy is Strategy.FACTORED:
-        from .._torch.stft import _forced_plan
-
-        plan = _forced_plan(spec.n_fft, spec.hop_length, spec.n_bins)
-    return plan
+    return stft_plan(strategy.value, spec.n_fft, spec.hop_length, spec.n_bins)
 
 
 def center_pad(x, pad: int, mode: str):

@@ -144,6 +144,44 @@ def choose_plan(n_fft: int, hop: int | None, n_bins: int) -> FactorPlan | None:
     return best
 
 
+def forced_plan(n: int, hop: int, n_bins: int) -> FactorPlan | None:
+    """A factored plan even where ``choose_plan`` prefers dense (strategy 'factored'); None if n has no split
+    whose phase count divides the hop."""
+    g = math.gcd(n, hop)
+    for n2 in sorted((d for d in range(2, g + 1) if g % d == 0), key=lambda d: abs(d - n ** 0.5)):
+        n1 = n // n2
+        if n1 >= 2:
+            return FactorPlan(n1, n2, min(n2, -(-n_bins // n1)))
+    return None
+
+
+# measured (ONNX Runtime, 1 thread): one conv_transpose1d beats the factored inverse up to this n_fft
+ISTFT_DENSE_MAX = 1024
+
+
+def stft_plan(strategy: str, n_fft: int, hop: int, n_bins: int) -> FactorPlan | None:
+    """The one planning policy for the forward STFT, shared by every emitter: None (dense) for 'dense'; the
+    cheapest factored plan for 'auto' where it beats dense; a factored plan wherever one exists for
+    'factored'."""
+    if strategy == "dense":
+        return None
+    plan = choose_plan(n_fft, hop, n_bins)
+    if plan is None and strategy == "factored":
+        plan = forced_plan(n_fft, hop, n_bins)
+    return plan
+
+
+def istft_plan(strategy: str, n_fft: int, max_shifts_ok: bool) -> FactorPlan | None:
+    """The planning policy for the inverse STFT: dense up to ``ISTFT_DENSE_MAX`` under 'auto' (measured faster),
+    factored above it where the overlap-add shift count allows (``max_shifts_ok``)."""
+    if strategy == "dense" or not max_shifts_ok or (strategy == "auto" and n_fft <= ISTFT_DENSE_MAX):
+        return None
+    plan = choose_plan(n_fft, None, n_fft)
+    if plan is None and strategy == "factored":
+        plan = forced_plan(n_fft, n_fft, n_fft)
+    return plan
+
+
 def analysis_factored(ns, plan: FactorPlan, window, scale: float = 1.0):
     """(stage1 (N2*2*N1, N1), stage2 (2*N2, 2*K2)) for a real input frame; see the module docstring."""
     n1, n2, n = plan.n1, plan.n2, plan.n
