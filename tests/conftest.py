@@ -23,6 +23,9 @@ TOL = {
     "fp64_kernel": 1e-9,   # float64 kernels (bases, filterbanks, DCT) vs numpy.fft / torchaudio in float64
     "fp64_rel": 1e-9,      # float64 computation end to end (float32 bases are NOT used)
     "fp32_rel": 1e-5,      # float32 computation (float32 bases / data) vs a float64 reference
+    "fp16_op": 2e-3,       # one MIL program whose every op output is rounded to fp16, vs torch float32
+    "fp16_model": 1e-2,    # a whole model converted at fp16 compute precision (Core ML), vs torch float32
+    "exact": 0.0,          # pure data movement / integer results
 }
 
 # ------------------------------------------------------------------------------------------ hypothesis

@@ -14,6 +14,7 @@ import coremltools as ct  # noqa: E402
 
 logging.getLogger("coremltools").setLevel(logging.ERROR)
 
+from conftest import TOL  # noqa: E402,F401 - re-exported to the Core ML test modules
 from specrewrite.coreml.evaluate import evaluate, op_types  # noqa: E402
 
 import specrewrite.coreml as src  # noqa: E402
@@ -21,7 +22,6 @@ import specrewrite.coreml as src  # noqa: E402
 # Errors are max |got - ref| / max |ref| per output, ref = torch float64 eager of the original model.
 # fp32: programs computed in fp32. fp16: fp16 programs, evaluated with every value rounded to fp16
 # (11 significant bits: 4.9e-4 per rounding; DFTs sum n_fft products, so ~10-40 roundings of the peak add up).
-TOL = {"fp32": 1e-5, "fp16": 1e-2}
 
 TARGETS = {"iOS15": (ct.target.iOS15, "mlprogram"), "iOS16": (ct.target.iOS16, "mlprogram"),
            "iOS17": (ct.target.iOS17, "mlprogram"), "iOS18": (ct.target.iOS18, "mlprogram"),
