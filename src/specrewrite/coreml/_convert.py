@@ -11,7 +11,7 @@ import torch
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from . import _fp16
-from ._ct_private import mil_program
+from ._ct_private import mil_program, walk_ops
 
 FORBIDDEN = ("complex", "stft", "fft")
 
@@ -101,13 +101,6 @@ def _keep_fp32(factors):
         return True
 
     return selector
-
-
-def walk_ops(block):
-    for op in block.operations:
-        yield op
-        for b in op.blocks:
-            yield from walk_ops(b)
 
 
 def op_types(mlmodel) -> set:

@@ -45,7 +45,8 @@ __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry
            "registry_restore", "registry_names_of", "original_func", "set_get_func_hook", "get_func_hooked",
            "raw_inputs", "raw_kwinputs", "bind", "delegate", "with_attr", "with_inputs", "node_attr", "node_meta",
            "is_torchscript", "conversion_state", "op_name_prefix", "opset_at_least", "add_function_input",
-           "mil_program", "milproto_load", "install_frontend_patches", "remove_frontend_patches", "is_complex_literal"]
+           "mil_program", "milproto_load", "walk_ops", "install_frontend_patches", "remove_frontend_patches",
+           "is_complex_literal"]
 
 _REG = _TORCH_OPS_REGISTRY
 _PRISTINE = dict(_REG.name_to_func_mapping)  # coremltools' own table, taken before any specrewrite change
@@ -164,6 +165,14 @@ def milproto_load(spec, version, weights_dir):
     from coremltools.converters.mil.frontend.milproto.load import load
 
     return load(spec, version, weights_dir)
+
+
+def walk_ops(block):
+    """Every op of a MIL block, nested blocks (cond / while_loop bodies) included."""
+    for op in block.operations:
+        yield op
+        for b in op.blocks:
+            yield from walk_ops(b)
 
 
 def mil_program(mlmodel):

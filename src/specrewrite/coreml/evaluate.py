@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _eval_ops as _ops
+from ._ct_private import walk_ops
 
 __all__ = ["evaluate", "op_types", "unsupported_op_types", "SUPPORTED_OPS"]
 
@@ -49,17 +50,10 @@ def _program(model):
     return prog
 
 
-def _walk(block):
-    for op in block.operations:
-        yield op
-        for b in op.blocks:
-            yield from _walk(b)
-
-
 def op_types(mlmodel_or_program) -> set[str]:
     """All op types used in all functions of the program, including ops in nested blocks."""
     prog = _program(mlmodel_or_program)
-    return {op.op_type for f in prog.functions.values() for op in _walk(f)}
+    return {op.op_type for f in prog.functions.values() for op in walk_ops(f)}
 
 
 def unsupported_op_types(mlmodel_or_program) -> set[str]:

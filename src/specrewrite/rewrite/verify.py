@@ -29,44 +29,50 @@ def _flat(out):
     return []
 
 
-def max_rel_err(got, ref) -> float:
-    """max over outputs of max|got - ref| / max|ref| (complex outputs as (re, im) pairs; inf on a shape or
-    count mismatch)."""
+def _paired(got, ref):
+    """(x, y) float64 tensor pairs of the outputs (complex as (re, im) pairs), or None on a count / shape
+    mismatch."""
     a, b = _flat(got), _flat(ref)
     if len(a) != len(b):
-        return float("inf")
-    worst = 0.0
+        return None
+    out = []
     for x, y in zip(a, b):
         x = torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
         y = torch.view_as_real(y.resolve_conj()) if y.is_complex() else y
         if x.shape != y.shape:
-            return float("inf")
-        x, y = x.detach().double(), y.detach().double()
-        peak = max(float(y.abs().max()) if y.numel() else 0.0, 1e-12)
-        worst = max(worst, float((x - y).abs().max()) / peak if y.numel() else 0.0)
+            return None
+        out.append((x.detach().double(), y.detach().double()))
+    return out
+
+
+def max_rel_err(got, ref) -> float:
+    """max over outputs of max|got - ref| / max|ref| (complex outputs as (re, im) pairs; inf on a shape or
+    count mismatch)."""
+    pairs = _paired(got, ref)
+    if pairs is None:
+        return float("inf")
+    worst = 0.0
+    for x, y in pairs:
+        if y.numel():
+            worst = max(worst, float((x - y).abs().max()) / max(float(y.abs().max()), 1e-12))
     return worst
 
 
 def rms_rel_err(got, ref) -> float:
-    """max over outputs of the root-mean-square of (got - ref) / max|ref| (inf on a shape or count mismatch)."""
-    a, b = _flat(got), _flat(ref)
-    if len(a) != len(b):
+    """max over outputs of the root-mean-square of (got - ref) / max|ref| over eager's finite values (inf on a
+    mismatch, or where the two are not finite at the same places)."""
+    pairs = _paired(got, ref)
+    if pairs is None:
         return float("inf")
     worst = 0.0
-    for x, y in zip(a, b):
-        x = torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
-        y = torch.view_as_real(y.resolve_conj()) if y.is_complex() else y
-        if x.shape != y.shape:
-            return float("inf")
-        if not y.numel():
-            continue
-        x, y = x.detach().double(), y.detach().double()
+    for x, y in pairs:
         finite = torch.isfinite(y)
+        if not y.numel() or not bool(finite.any()):
+            continue
         if not bool(torch.equal(torch.isfinite(x), finite)):
             return float("inf")
-        peak = max(float(y[finite].abs().max()) if bool(finite.any()) else 0.0, 1e-12)
         d = (x - y)[finite]
-        worst = max(worst, float(d.pow(2).mean().sqrt()) / peak if d.numel() else 0.0)
+        worst = max(worst, float(d.pow(2).mean().sqrt()) / max(float(y[finite].abs().max()), 1e-12))
     return worst
 
 
