@@ -249,3 +249,21 @@ def test_on_device_files_are_verified_in_their_runtimes(ext, module, model_cls, 
         x = wav if not result.dynamic_axes else torch.randn(2, 7001) * 0.1
         got = torch.from_numpy(np.asarray(run([x])[0]))
         assert rel_err(got, _f64(model, x)) <= TOL["fp32_rel"] * 10
+
+
+def test_rewritten_model_has_no_non_persistent_buffers():
+    """ExecuTorch's verifier rejects a program whose state dict holds a non-persistent buffer: the rewritten
+    model keeps its helper tensors as ordinary buffers (the user's own model is not touched)."""
+    model = MelNet().eval()
+    fast = sr.rewrite(model, (torch.randn(2, 8000),))
+    for m in fast.modules():
+        keep = set(m.state_dict(keep_vars=True))
+        assert all(name in keep for name, _ in m.named_buffers(recurse=False)), type(m).__name__
+
+
+@pytest.mark.parametrize("ext, module", [("onnx", "onnx"), ("pte", "executorch")])
+def test_export_keeps_the_console_quiet(ext, module, tmp_path, capfd):
+    pytest.importorskip(module)
+    export(MelNet().eval(), (torch.randn(2, 8000) * 0.1,), str(tmp_path / f"m.{ext}"))
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out[-500:], err[-500:])

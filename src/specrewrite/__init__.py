@@ -12,6 +12,6 @@ from ._torch.stft import RealSTFT
 
 __version__ = "0.1.0"
 
-__all__ = ["rewrite", "inspect", "Report", "export", "export_many", "ExportResult", "SpecRewriteError", "Mode", "Strategy", "StftSpec", "IstftSpec", "stft", "istft", "rfft", "irfft",
-           "fft", "ifft", "Spectrogram", "MelSpectrogram", "MFCC", "LFCC", "InverseSpectrogram", "RealSTFT",
-           "RealISTFT", "RealFFT"]
+__all__ = ["rewrite", "inspect", "Report", "export", "export_many", "ExportResult", "SpecRewriteError", "Mode",
+           "Strategy", "StftSpec", "IstftSpec", "stft", "istft", "rfft", "irfft", "fft", "ifft", "Spectrogram",
+           "MelSpectrogram", "MFCC", "LFCC", "InverseSpectrogram", "RealSTFT", "RealISTFT", "RealFFT"]
