@@ -335,3 +335,33 @@ def test_istft_with_a_float64_window_promotes_like_eager():
     got = fast(Z)
     assert got.dtype == torch.float64
     assert rel_err(got, _f64(fn, Z)) <= TOL["fp32_rel"]
+
+
+def test_an_internal_failure_is_a_specrewrite_error_that_says_it_is_our_bug(monkeypatch):
+    """Anything but a SpecRewriteError escaping rewrite() is wrapped: the message says it is a specrewrite bug,
+    the original exception stays chained."""
+    import importlib
+
+    lower = importlib.import_module("specrewrite.rewrite.lower")
+
+    def broken(self, *a, **k):
+        raise ValueError("an invariant of ours")
+
+    monkeypatch.setattr(lower.Lowering, "run", broken)
+    with pytest.raises(SpecRewriteError) as info:
+        sr.rewrite(Fn(lambda x: S(x).abs()).eval(), (sig(4000),))
+    assert "internal error (ValueError: an invariant of ours" in str(info.value)
+    assert "specrewrite bug" in info.value.fix and isinstance(info.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("code, entered, op", [
+    ("z = torch.view_as_real(torch.fft.rfft(x))", None, "torch.fft.rfft"),
+    ("return self.head(torch.stft(x, 400, window=w).abs())", "stft", "torch.stft"),
+    ("y = torch.matmul(a, b)", None, "torch.matmul"),
+    ("spec = x.stft(512, return_complex=True)", None, "x.stft"),
+    ("y = helper(x)", "istft", "istft"),
+])
+def test_the_op_a_failing_line_is_about(code, entered, op):
+    from specrewrite._where import _called
+
+    assert _called(code, entered) == op
