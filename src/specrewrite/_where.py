@@ -63,7 +63,7 @@ def from_exception(e: BaseException) -> Tuple[Optional[str], Optional[str]]:
 
 
 _CALL = re.compile(r"((?:torch\.|\bF\.)?[A-Za-z_][\w.]*)\s*\(")
-_SPECTRAL = re.compile(r"(?:^|\.)(?:stft|istft|i?r?fftn?2?|i?hfftn?2?|spectrogram|[a-z_]*fft\w*)$")
+_SPECTRAL = re.compile(r"^torch\.(?:fft\.\w+|stft|istft)$|\.(?:stft|istft)$")
 
 
 def _called(code: str, entered: Optional[str] = None) -> Optional[str]:
@@ -103,6 +103,8 @@ def from_guard(guard) -> str:
         if frame is None:
             continue
         if isinstance(frame, str):
+            if is_library_file(frame.rsplit(":", 1)[0]):
+                continue
             return frame
         if not is_library_file(frame.filename):
             return fmt(frame.filename, frame.lineno)

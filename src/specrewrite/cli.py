@@ -184,6 +184,10 @@ def _run(args) -> int:
     except json.JSONDecodeError as e:
         print(f"specrewrite: error: --kwargs is not JSON ({e})", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - e.g. the user's factory raising: an error (2), not "not verified" (1)
+        text = str(e).strip().splitlines()
+        print(f"specrewrite: error: {type(e).__name__}: {text[0] if text else ''}", file=sys.stderr)
+        return 2
 
 
 def _table(results) -> str:

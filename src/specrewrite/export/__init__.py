@@ -30,6 +30,14 @@ _NAMES = {"onnx": "onnx", "coreml": "coreml", "mlpackage": "coreml", "mlprogram"
           "litert": "tflite", "pte": "pte", "executorch": "pte"}
 
 
+def _with_suffix(path: str, kind: str) -> str:
+    """``path`` with the suffix its target writes (coremltools adds .mlpackage itself; say where it went)."""
+    ext = os.path.splitext(path.rstrip("/\\"))[1].lower()
+    if kind == "coreml" and ext not in (".mlpackage", ".mlmodel"):
+        return path.rstrip("/\\") + ".mlpackage"
+    return path
+
+
 def target_of(path: str, target: Optional[str]) -> str:
     if target is not None:
         t = _NAMES.get(str(target).lower())
@@ -70,6 +78,7 @@ def export_many(model: torch.nn.Module, example_inputs: Any, paths, *, dynamic_s
 
     say = progress or (lambda msg: None)
     jobs = [(os.fspath(p), target_of(p, t)) for p, t in (x if isinstance(x, tuple) else (x, None) for x in paths)]
+    jobs = [(_with_suffix(p, kind), kind) for p, kind in jobs]
     if precision not in ("fp32", "fp16"):
         raise SpecRewriteError(f"precision={precision!r}", op="specrewrite.export", fix="use 'fp32' or 'fp16'")
     if not isinstance(model, torch.nn.Module):
@@ -87,8 +96,18 @@ def export_many(model: torch.nn.Module, example_inputs: Any, paths, *, dynamic_s
     results = []
     for path, kind in jobs:
         say(f"{kind}: write {path}" + (" and verify" if verify else ""))
-        results.append(_one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precision, verify,
-                            strict))
+        try:
+            results.append(_one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precision, verify,
+                                strict))
+        except SpecRewriteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - an exporter or runtime failing: said as ours to report
+            text = str(e).strip().splitlines()
+            raise SpecRewriteError(f"the {kind} exporter failed on the rewritten model: {type(e).__name__}: "
+                                   f"{text[0][:300] if text else ''}", op=f"specrewrite.export ({kind})", where=path,
+                                   fix="the rewritten model holds no spectral op, so this is a limitation of the "
+                                   "exporter on the rest of the model (its message above) or a specrewrite bug: "
+                                   "try another target, or report it") from e
     return results
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .._quiet import quiet
-from ..errors import missing_extra
+from ..errors import SpecRewriteError, missing_extra
 from ._result import RuntimeCheck
 
 
@@ -40,6 +40,10 @@ def _write(model, fast, args, path, names, axes, runs, mode, strategy, precision
     ml = coreml.convert(fast, args, convert_to=convert_to, precision=precision, variable_length=time_dynamic,
                         mode=mode, strategy=strategy)
     if os.path.isdir(path):
+        # only an earlier ML package is replaced, never another folder
+        if not (path.rstrip("/\\").endswith(".mlpackage") and os.path.isfile(os.path.join(path, "Manifest.json"))):
+            raise SpecRewriteError(f"{path} is a folder that is not an ML package", op="specrewrite.export",
+                                   fix="give a path ending in .mlpackage (or remove that folder yourself)")
         shutil.rmtree(path)
     ml.save(path)
     ops = sorted(op_types(ml))

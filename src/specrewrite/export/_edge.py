@@ -50,6 +50,8 @@ def _convert(fn, args, axes, what, notes):
         for _ in range(3):
             try:
                 out = fn(spec)
+                notes.append(f"each dynamic axis accepts up to {_BOUND}x its size in the example (a bound the "
+                             "on-device runtime plans memory for)")
                 if cand is not axes:
                     notes.append(f"{what} keeps only {', '.join(_dynamic(cand))} dynamic ({errors[0]})")
                 return out, cand

@@ -320,6 +320,7 @@ def _refuse_train_mode(work, args, ref) -> None:
     """A model in train() mode: one graph holds one mode, so a model whose output depends on the mode (dropout,
     batch norm's batch statistics, random augmentation, ``if self.training``) is refused with the fix; one that
     computes the same in both modes is rewritten as it is."""
+    flags = {m: m.training for m in work.modules()}   # submodules the user set to eval stay so
     try:
         work.eval()
         with torch.no_grad():
@@ -327,7 +328,8 @@ def _refuse_train_mode(work, args, ref) -> None:
     except Exception:  # noqa: BLE001 - fails in eval mode: the mode matters
         ev = None
     finally:
-        work.train()
+        for m, flag in flags.items():
+            m.training = flag
     if ev is not None and max_rel_err(ev, ref) <= 1e-6:
         return
     kinds = sorted({type(m).__name__ for m in work.modules() if isinstance(m, _MODE_DEPENDENT)})

@@ -27,6 +27,8 @@ _FIXES = (
     (r"expected a 1D or 2D tensor|expected a 2D or 3D tensor|Expected.*1D.*2D|not supported for \dD input",
      "pass audio shaped (time,) or (batch, time) to stft (fold other axes into the batch: "
      "x.reshape(-1, x.shape[-1])), and a spectrogram shaped (freq, frames) or (batch, freq, frames) to istft"),
+    (r"0 < hop_length <= win_length",
+     "use 1 <= hop_length <= win_length (istft needs frames that overlap or touch)"),
     (r"hop_length > 0|0 < hop_length|hop_length.*positive|expected hop_length",
      "use hop_length >= 1 (torch's default is n_fft // 4, which is 0 for n_fft < 4)"),
     (r"n_fft.*(?:> 0|positive|<=)|expected 0 < n_fft|0 < n_fft",
@@ -41,7 +43,8 @@ _FIXES = (
     (r"(?:Half|BFloat16|bfloat16|float16|ComplexHalf)",
      "float16 / bfloat16 FFTs are not run by torch on CPU: rewrite in float32 (model.float(), x.float()) and "
      "lower precision when converting (specrewrite.coreml.convert(precision='fp16'))"),
-    (r"(?:Long|Int|Bool|Byte|Short|Char)\b|floating point|integer|expected.*float",
+    (r"\b(?:Long|Int|Bool|Byte|Short|Char)Tensor\b|floating point or complex|expected a tensor of floating|"
+     r"not implemented for '(?:Bool|Long|Int|Short|Char|Byte)'",
      "pass float32 audio (x.float(), or x / 32768.0 for 16-bit PCM)"),
     (r"return_complex",
      "pass return_complex=True (and torch.view_as_real if real pairs are wanted)"),
