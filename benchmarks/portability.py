@@ -21,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-COLUMNS = ["onnxruntime", "onnx.reference", "openvino", "coreml fp32", "coreml fp16", "litert", "executorch"]
+COLUMNS = ["onnxruntime", "onnx.reference", "openvino (CPU, f32)", "coreml fp32", "coreml fp16", "litert", "executorch"]
 
 
 def _cell_from_checks(result) -> str:
@@ -39,8 +39,10 @@ def _cell_from_checks(result) -> str:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:70] if text else ''}"
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m|\[[0-9;]*m", "", str(e)).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:90] if text else ''}".replace("|", "/")
 
 
 def run_one(name: str) -> dict:
@@ -58,30 +60,36 @@ def run_one(name: str) -> dict:
     out = {"model": name, "rewritten": {}, "native": {}}
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        try:
-            res = export_many(model, args, [os.path.join(d, f"m.{ext}") for ext in ("onnx", "mlpackage")],
-                              strict=False)
-            res16 = export_many(model, args, [os.path.join(d, "m16.mlpackage")], precision="fp16", strict=False)
-            edge = []
-            for ext in ("tflite", "pte"):
-                try:
-                    edge += export_many(model, args, [os.path.join(d, f"m.{ext}")], strict=False)
-                except Exception as e:  # noqa: BLE001 - a converter failing on the rewritten graph is a cell
-                    out["rewritten"][{"tflite": "litert", "pte": "executorch"}[ext]] = _short(e)
-        except Exception as e:  # noqa: BLE001
-            out["rewritten"]["error"] = _short(e)
-            return out
+        cells = out["rewritten"]
+        jobs = [("onnx", "m.onnx", "fp32"), ("coreml fp32", "m.mlpackage", "fp32"),
+                ("coreml fp16", "m16.mlpackage", "fp16"), ("litert", "m.tflite", "fp32"),
+                ("executorch", "m.pte", "fp32")]
+        for label, fname, precision in jobs:
+            try:
+                (r,) = export_many(model, args, [os.path.join(d, fname)], precision=precision, strict=False)
+            except Exception as e:  # noqa: BLE001 - a target failing is a cell, not the end of the row
+                for col in (("onnxruntime", "onnx.reference", "openvino (CPU, f32)") if label == "onnx" else (label,)):
+                    cells[col] = _short(e)
+                continue
+            r = r.to_dict()
+            if label == "onnx":
+                for rt in ("onnxruntime", "onnx.reference", "openvino (CPU, f32)"):
+                    sub = dict(r, checks=[c for c in r["checks"] if c["runtime"] == rt])
+                    cells[rt] = _cell_from_checks(sub) if sub["checks"] else _absent(rt)
+            else:
+                cells[label] = _cell_from_checks(r)
         out["seconds"] = time.perf_counter() - t0
-        onnx_r = res[0].to_dict()
-        for rt in ("onnxruntime", "onnx.reference", "openvino"):
-            sub = dict(onnx_r, checks=[c for c in onnx_r["checks"] if c["runtime"] == rt])
-            out["rewritten"][rt] = _cell_from_checks(sub) if sub["checks"] else "-"
-        out["rewritten"]["coreml fp32"] = _cell_from_checks(res[1].to_dict())
-        out["rewritten"]["coreml fp16"] = _cell_from_checks(res16[0].to_dict())
-        for r in edge:
-            out["rewritten"][{"tflite": "litert", "pte": "executorch"}[r.target]] = _cell_from_checks(r.to_dict())
         out["native"] = _native(model, args, d)
     return out
+
+
+def _absent(runtime: str) -> str:
+    if runtime.startswith("openvino"):
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "not installed"
+    return "not run (graph too large for onnx.reference)" if runtime == "onnx.reference" else "-"
 
 
 def _native(model, args, d) -> dict:
