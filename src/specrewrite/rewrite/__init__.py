@@ -176,7 +176,9 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
             swapped_out = work(*_clones(args))
     if spy.seen is None:  # nothing spectral left after the module swap: no capture needed
         report.capture = "module swap only (an eager run saw no other spectral op or complex tensor)"
-        if verify:
+        if verify and not inplace:   # judged like any rewrite (the user's model is the eager reference)
+            verify_example(model, work, args, {}, ref, report, strict)
+        elif verify:
             report.max_rel_err = max_rel_err(swapped_out, ref)
         report.seconds = time.perf_counter() - t0
         _persist_helper_buffers(work)

@@ -112,7 +112,8 @@ def judge(work, inputs, got, ref) -> Tuple[bool, float, str]:
         return True, err, "eager itself is random (it differs between two runs on the same inputs)"
     try:
         m64 = copy.deepcopy(work).double()
-        a64 = tuple(a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in inputs)
+        a64 = tuple(a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else
+                    a.to(torch.complex128) if isinstance(a, torch.Tensor) and a.is_complex() else a for a in inputs)
         with torch.no_grad():
             ref64 = m64(*a64)
     except Exception:  # noqa: BLE001 - no float64 form of the model: the plain criterion stands
