@@ -57,9 +57,9 @@ def _finite_part(x, y):
     return x[fy], y[fy]
 
 
-def max_rel_err(got, ref) -> float:
-    """max over outputs of max|got - ref| / max|ref| over eager's finite values (complex outputs as (re, im)
-    pairs; inf on a shape or count mismatch, or where NaN / inf positions differ)."""
+def _rel_err(got, ref, norm) -> float:
+    """max over outputs of norm(got - ref) / max|ref|, over eager's finite values (complex outputs as (re, im)
+    pairs); inf on a shape or count mismatch, or where NaN / inf positions differ."""
     pairs = _paired(got, ref)
     if pairs is None:
         return float("inf")
@@ -70,28 +70,19 @@ def max_rel_err(got, ref) -> float:
             return float("inf")
         x, y = part
         if y.numel():
-            err = float((x - y).abs().max()) / max(float(y.abs().max()), 1e-12)
+            err = norm(x - y) / max(float(y.abs().max()), 1e-12)
             worst = max(worst, err if err == err else float("inf"))
     return worst
 
 
+def max_rel_err(got, ref) -> float:
+    """max|got - ref| / max|ref| (the worst output)."""
+    return _rel_err(got, ref, lambda d: float(d.abs().max()))
+
+
 def rms_rel_err(got, ref) -> float:
-    """max over outputs of the root-mean-square of (got - ref) / max|ref| over eager's finite values (inf on a
-    mismatch, or where the two are not finite at the same places)."""
-    pairs = _paired(got, ref)
-    if pairs is None:
-        return float("inf")
-    worst = 0.0
-    for x, y in pairs:
-        part = _finite_part(x, y)
-        if part is None:
-            return float("inf")
-        x, y = part
-        if not y.numel():
-            continue
-        err = float((x - y).pow(2).mean().sqrt()) / max(float(y.abs().max()), 1e-12)
-        worst = max(worst, err if err == err else float("inf"))
-    return worst
+    """rms(got - ref) / max|ref| (the worst output)."""
+    return _rel_err(got, ref, lambda d: float(d.pow(2).mean().sqrt()))
 
 
 def _clones(inputs):
