@@ -129,7 +129,8 @@ def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precisio
         # torch.export keeps those the model's code allows
         from ..rewrite.dynamic import AxisPlan
 
-        axes = [dict(dataclasses.asdict(ax), dynamic=ax.requested) for ax in AxisPlan(model, args, dynamic_shapes).axes]
+        plan = AxisPlan(model, args, dynamic_shapes)
+        axes = [dict(dataclasses.asdict(ax), dynamic=ax.requested) for ax in plan.axes]
     if kind == "coreml":
         axes = [a for a in axes if a["role"] == "time"]
 
@@ -159,10 +160,10 @@ def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precisio
         from . import _onnx
 
         _onnx.write(fast, args, feeds, path, names, axes)
-        ops, left, dyn = _onnx.inspect_file(path)
+        ops, left, dyn, n_nodes = _onnx.inspect_file(path)
         roles = {f"{a['input']} axis {a['axis']}": a["role"] for a in axes}
         dyn = [f"{d} ({roles[d]})" if d in roles else d for d in dyn]
-        checks = _onnx.check(path, names, feeds, runs, _judge) if verify else []
+        checks = _onnx.check(path, names, feeds, runs, _judge, n_nodes) if verify else []
         size = os.path.getsize(path)
         notes = []
     elif kind in ("tflite", "pte"):

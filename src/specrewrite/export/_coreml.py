@@ -17,14 +17,17 @@ from ._result import RuntimeCheck
 def write(model, fast, args, path, names, axes, runs, mode, strategy, precision, judge):
     with quiet():
         out = _write(model, fast, args, path, names, axes, runs, mode, strategy, precision, judge)
-        if out[3] and not all(c.ok for c in out[3]) and out[3][0].ok and any(a["dynamic"] for a in axes):
+        checks = out[3]
+        if checks and checks[0].ok and not all(c.ok for c in checks) and any(a["dynamic"] for a in axes):
             # right at the example's length only: the traced program holds a length (Core ML's route traces, and
             # shape arithmetic becomes constants there), so the file is written for the example's length
-            why = "; ".join(str(c) for c in out[3] if not c.ok)
+            why = "; ".join(str(c) for c in checks if not c.ok)
             fixed = [dict(a, dynamic=False) for a in axes]
-            out = _write(model, fast, args, path, names, fixed, runs[:1], mode, strategy, precision, judge)
-            out[5].insert(0, f"the time axis is fixed to the example's length in this file: with a variable length "
-                          f"the converted program was wrong at another length ({why})")
+            ops, left, dyn, checks, size, notes = _write(model, fast, args, path, names, fixed, runs[:1], mode,
+                                                         strategy, precision, judge)
+            notes.insert(0, f"the time axis is fixed to the example's length in this file: with a variable length "
+                         f"the converted program was wrong at another length ({why})")
+            out = (ops, left, dyn, checks, size, notes)
     return out
 
 

@@ -4,7 +4,6 @@ with the axes the rewrite kept dynamic (bounded: ExecuTorch plans memory for the
 the example's shapes where the converter cannot keep them dynamic, saying so."""
 from __future__ import annotations
 
-import os
 import re
 from typing import List
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from .._quiet import quiet
-from ..errors import SpecRewriteError, missing_extra
+from ..errors import SpecRewriteError
 from ._result import RuntimeCheck
 
 _BOUND = 16   # a dynamic axis accepts up to 16x its example size (ExecuTorch plans memory for the maximum)
@@ -217,7 +216,3 @@ def check(label, run, runs, judge) -> List[RuntimeCheck]:
         ok, err, detail = judge(inputs, got, ref)
         checks.append(RuntimeCheck(label, shapes, err, ok, detail))
     return checks
-
-
-def size(path) -> int:
-    return os.path.getsize(path)

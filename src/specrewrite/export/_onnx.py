@@ -2,7 +2,6 @@
 in onnx.reference (small graphs) and in OpenVINO when installed."""
 from __future__ import annotations
 
-import os
 from typing import Dict, List
 
 import numpy as np
@@ -20,7 +19,7 @@ def write(fast, args, feeds: Dict[str, torch.Tensor], path: str, names: List[str
     """torch.onnx.export with the rewrite's dynamic axes and the forward's input names, all weights inline (an
     external-data file of tiny initializers is what makes some runtimes refuse to load a model)."""
     try:
-        import onnx  # noqa: F401
+        import onnx  # noqa: F401 - torch.onnx's dynamo exporter needs both
         import onnxscript  # noqa: F401
     except ImportError as e:
         raise missing_extra("onnx", "onnx / onnxscript") from e
@@ -47,11 +46,12 @@ def _too_big_for_one_file(prog) -> bool:
 
 
 def inspect_file(path: str):
-    """(op types, spectral / complex ops left, dynamic input axes as names) of an ONNX file."""
+    """(op types, spectral / complex ops left, dynamic input axes as names, node count) of an ONNX file."""
     import onnx
 
     m = onnx.load(path, load_external_data=False)
-    ops = sorted({n.op_type for g in _graphs(m.graph) for n in g.node})
+    nodes = [n for g in _graphs(m.graph) for n in g.node]
+    ops = sorted({n.op_type for n in nodes})
     left = sorted(set(ops) & SPECTRAL_ONNX)
     complex_types = (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128)
     for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info):
@@ -62,7 +62,7 @@ def inspect_file(path: str):
         for d, dim in enumerate(v.type.tensor_type.shape.dim):
             if dim.dim_param or not dim.HasField("dim_value"):
                 dyn.append(f"{v.name} axis {d}")
-    return ops, left, dyn
+    return ops, left, dyn, len(nodes)
 
 
 def _graphs(g):
@@ -113,18 +113,12 @@ def runtimes(path: str, names: List[str], n_nodes: int):
     return out
 
 
-def node_count(path: str) -> int:
-    import onnx
-
-    m = onnx.load(path, load_external_data=False)
-    return sum(len(g.node) for g in _graphs(m.graph))
-
-
-def check(path: str, names: List[str], feeds: Dict[str, torch.Tensor], runs, judge) -> List[RuntimeCheck]:
+def check(path: str, names: List[str], feeds: Dict[str, torch.Tensor], runs, judge,
+          n_nodes: int) -> List[RuntimeCheck]:
     """Every installed runtime at every (inputs, eager reference) of ``runs``; ``judge(inputs, got, ref)`` gives
     (ok, err, detail) as rewrite's own verification does."""
     checks = []
-    for runtime, run in runtimes(path, names + list(feeds), node_count(path)):
+    for runtime, run in runtimes(path, names + list(feeds), n_nodes):
         for inputs, ref in runs:
             shapes = ", ".join(str(tuple(a.shape)) for a in inputs if isinstance(a, torch.Tensor))
             try:

@@ -127,7 +127,6 @@ def _quiet_torch_logs():
 def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, dynamic_shapes):
     from .lower import Lowering, NeedsStaticShapes
     from .swap import forward_mentions_spectral_ops, swap_torchaudio
-    from . import capture as cap
 
     t0 = time.perf_counter()
     if not isinstance(model, torch.nn.Module):
@@ -226,8 +225,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     if out is not work:
         from ._diverge import first_divergence
 
-        def explain():
-            return first_divergence(gm, low, out, args, feeds)
+        explain = lambda: first_divergence(gm, low, out, args, feeds)  # noqa: E731 - run on a failure only
     if verify and verify_example(work, out, args, feeds, ref, report, strict, explain):
         verify_second_shape(work, out, plan.second_inputs(), feeds, report, strict)
     report.seconds = time.perf_counter() - t0
