@@ -155,13 +155,17 @@ def onnx_roundtrip(module, args, dynamic_shapes=None, input_names=None, kwargs=N
     """Export ``module(*args, **kwargs)`` with the dynamo exporter (single file, no external data), check
     that no STFT/DFT op is present, and load it in onnxruntime (CPU).
 
-    Returns (session, onnx_model, path). The file is written to ``path`` or a fresh temp directory.
+    Returns (session, onnx_model, path). The file is written to ``path``; without one it goes to a temporary
+    directory that is removed once the session holds the model (then the returned path is None).
     """
+    if path is None:
+        with tempfile.TemporaryDirectory(prefix="specrewrite_onnx_") as tmp:
+            sess, model, _ = onnx_roundtrip(module, args, dynamic_shapes, input_names, kwargs,
+                                            os.path.join(tmp, "model.onnx"))
+        return sess, model, None
     import onnx
     import onnxruntime as ort
 
-    if path is None:
-        path = os.path.join(tempfile.mkdtemp(prefix="specrewrite_onnx_"), "model.onnx")
     module = module.eval()
     torch.onnx.export(module, tuple(args), path, kwargs=kwargs, dynamo=True, external_data=False,
                       dynamic_shapes=dynamic_shapes, input_names=input_names, verbose=False)
