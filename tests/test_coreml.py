@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchaudio
 
-from test_coreml_common import TARGETS, TOL, check, forbidden_ops, op_types, reference, rel_err, run, src
+from test_coreml_common import TARGETS, TOL, check, ct, forbidden_ops, op_types, reference, rel_err, run, src
 
 import specrewrite
 
@@ -109,3 +109,66 @@ def test_fp16_scaling_is_exact_in_fp32():
             a, b = plain(x).double(), scaled(x).double()
         assert info[0]["scale"] < 1.0
         assert float((a - b).abs().max() / a.abs().max()) <= TOL["fp32_rel"], info
+
+
+class Writes(torch.nn.Module):
+    """Writes into views, the way filtering code writes them (open-unmix's Wiener filter): ``y[..., j] = v`` on the
+    last dimension, a slice write, a fill through a chain of views, a view taken before a write and read after
+    it, an index_put with a tensor index and in-place arithmetic; ``data_dependent`` adds ``int(tensor)`` so the
+    capture falls back to tracing (whose graph keeps the writes in place); ``view_read_after=False`` leaves out the
+    view read after a write (coremltools' TorchScript frontend gives it the value from before the write)."""
+
+    def __init__(self, data_dependent=False, view_read_after=True):
+        super().__init__()
+        self.data_dependent, self.view_read_after = data_dependent, view_read_after
+
+    def forward(self, wav):
+        z = torch.stft(wav, 64, 16, window=torch.hann_window(64), return_complex=True)   # (1, 33, frames)
+        mag = z.abs()[0, :, :33]                                                      # square (33, 33)
+        stop = int(mag.shape[0] * (mag.max() > -1)) if self.data_dependent else mag.shape[0]
+        out = torch.zeros(mag.shape + (3,))
+        for j in range(3):
+            out[..., j] = mag * (j + 1)
+        sq = torch.zeros_like(mag)
+        sq[..., 1] = mag[0]            # square: coremltools' own translation writes row 1 here, silently
+        before = out[:, 0]
+        out[1:5] = out[1:5] * 0.5
+        out[:stop, 0, 2] = 7.0
+        idx = torch.arange(2, 6)
+        out[idx] = out[idx] + 1.0
+        out.mul_(2.0).add_(mag[..., None])
+        return (out, sq, before * 1.0) if self.view_read_after else (out, sq)
+
+
+@pytest.mark.parametrize("data_dependent", [False, True])
+def test_writes_into_views_convert_exactly(data_dependent):
+    """The rewritten graph has no in-place write left (scatters instead), matches float64 eager, and converts
+    with plain ct.convert to a program that matches eager, where coremltools' own translation of ``y[..., j] =``
+    writes the wrong dimension."""
+    model, x = Writes(data_dependent).eval(), _signal(600)
+    out = specrewrite.rewrite(model, (x,))
+    targets = {str(n.target) for n in out.graph.nodes if n.op == "call_function"}
+    assert not {t for t in targets if t.endswith("_.default") or "_.Tensor" in t or "_.Scalar" in t}, targets
+    assert "aten.select_scatter.default" in targets
+    refs = reference(model, (x,))
+    with torch.no_grad():
+        got = out(x)
+    for g, r in zip(got, refs):
+        assert rel_err(g.numpy(), r) <= TOL["fp32_rel"]
+    traced = torch.jit.trace(out, (x,), check_trace=False)
+    ml = ct.convert(traced, inputs=[ct.TensorType(name="x0", shape=x.shape)], convert_to="mlprogram",
+                    minimum_deployment_target=ct.target.iOS15, skip_model_load=True,
+                    compute_precision=ct.precision.FLOAT32)
+    check(ml, model, (x,), TOL["fp32_rel"])
+
+
+def test_plugin_puts_slice_writes_on_their_dimensions():
+    """The unchanged model through register(): coremltools' fusion of ``y[..., j] = v`` writes dimension 0 (an
+    error for the rank-3 write, a silently wrong square output); the plugin puts each view on its dimension."""
+    model, x = Writes(view_read_after=False).eval(), _signal(600)
+    traced = torch.jit.trace(model, (x,), check_trace=False)
+    with src.register():
+        ml = ct.convert(traced, inputs=[ct.TensorType(name="x0", shape=x.shape)], convert_to="mlprogram",
+                        minimum_deployment_target=ct.target.iOS15, skip_model_load=True,
+                        compute_precision=ct.precision.FLOAT32)
+    check(ml, model, (x,), TOL["fp32_rel"])

@@ -2,6 +2,7 @@
 second-shape verification, and ONNX Runtime at several lengths and batch sizes against eager float64."""
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -295,3 +296,66 @@ def _first_diverging_op_case():
     msg = str(info.value)
     assert "the first op whose value differs: abs" in msg, msg
     assert "test_dynamic_shapes.py" in msg and "m = s.abs()" in msg, msg
+
+
+# ------------------------------------------------------------------------------------------ recurrent layers
+class RecurrentMask(torch.nn.Module):
+    """stft -> magnitude -> LSTM / GRU (any layout) -> mask -> istft, the shape of many enhancers."""
+
+    def __init__(self, kind="lstm", batch_first=True, bidirectional=True, proj_size=0, packed=False):
+        super().__init__()
+        bins, hidden = 129, 24
+        kw = dict(num_layers=2, batch_first=batch_first, bidirectional=bidirectional)
+        if kind == "lstm":
+            self.rnn = torch.nn.LSTM(bins, hidden, proj_size=proj_size, **kw)
+            out = proj_size or hidden
+        else:
+            self.rnn = torch.nn.GRU(bins, hidden, **kw)
+            out = hidden
+        self.head = torch.nn.Linear(out * (2 if bidirectional else 1), bins)
+        self.batch_first, self.packed = batch_first, packed
+
+    def forward(self, wav):
+        w = torch.hann_window(256, dtype=wav.dtype)
+        z = torch.stft(wav, 256, 64, window=w, return_complex=True)
+        feats = z.abs().transpose(1, 2)                               # (batch, frames, bins)
+        seq = feats if self.batch_first else feats.transpose(0, 1)
+        if self.packed:
+            lengths = torch.full((wav.shape[0],), seq.shape[1], dtype=torch.int64)
+            seq = torch.nn.utils.rnn.pack_padded_sequence(seq, lengths, batch_first=True)
+            h, _ = self.rnn(seq)
+            h, _ = torch.nn.utils.rnn.pad_packed_sequence(h, batch_first=True)
+        else:
+            h, _ = self.rnn(seq)
+        h = h if self.batch_first else h.transpose(0, 1)
+        mask = torch.sigmoid(self.head(h)).transpose(1, 2)
+        return torch.istft(z * mask, 256, 64, window=w, length=wav.shape[-1])
+
+
+@pytest.mark.parametrize("kind,batch_first,bidirectional,proj_size", [
+    ("lstm", True, True, 0), ("lstm", False, False, 8), ("gru", True, True, 0), ("gru", False, False, 0)])
+def test_recurrent_layers_stay_whole_and_dynamic(kind, batch_first, bidirectional, proj_size):
+    """nn.LSTM / nn.GRU reach the rewritten graph as one aten.lstm / aten.gru node each (not one cell per frame),
+    and the model stays right at other batch sizes and lengths."""
+    torch.manual_seed(0)
+    model = RecurrentMask(kind, batch_first, bidirectional, proj_size).eval()
+    x = torch.randn(1, 4000)
+    out = sr.rewrite(model, (x,))
+    assert all(a["dynamic"] for a in out.specrewrite_report.axes), out.specrewrite_report.axes
+    targets = [str(n.target) for n in out.graph.nodes if n.op == "call_function"]
+    assert targets.count(f"aten.{kind}.input") == 1, sorted(set(targets))
+    assert not any("specrewrite." in t or "cell" in t for t in targets), sorted(set(targets))
+    m64 = copy.deepcopy(model).double()
+    for shape in ((1, 4000), (3, 5001)):
+        xi = torch.randn(*shape)
+        ref = _f64(m64, xi)
+        assert rel_err(out(xi), ref) <= max(4 * rel_err(model(xi), ref), 1e-6), shape
+
+
+def test_packed_sequences_keep_torchs_own_path():
+    torch.manual_seed(0)
+    model = RecurrentMask("lstm", packed=True).eval()
+    x = torch.randn(2, 4000)
+    out = sr.rewrite(model, (x,))
+    ref = _f64(copy.deepcopy(model).double(), x)
+    assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6)

@@ -1,7 +1,7 @@
 """Source locations: the one place that decides which frame of a stack is the user's code.
 
 Every location specrewrite prints has the form ``file:line in func: code``: the innermost frame that is not
-torch, specrewrite, torchaudio or the standard library's contextlib. It is found from a live stack
+torch, specrewrite, torchaudio's transforms and functions or the standard library's contextlib. It is found from a live stack
 (the patched stft / istft), a traceback (the model raising on the example inputs), the text of an FX node's
 ``stack_trace`` (an op the pass cannot lower) or a shape guard's recorded location (an axis the capture pins).
 """
@@ -16,11 +16,15 @@ import torch
 
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_LIB_PARTS = (os.sep + "torchaudio" + os.sep, os.sep + "contextlib.py")
+# torchaudio's transforms and functions are library code (the user's line is where they are called); its
+# models (HDemucs, Conv-TasNet, ...) are model code like any other, so a location inside them is shown
+_LIB_PARTS = tuple(os.sep + os.path.join("torchaudio", *p.split("/")) + os.sep
+                   for p in ("functional", "transforms", "compliance", "prototype/functional",
+                             "prototype/transforms", "_internal")) + (os.sep + "contextlib.py",)
 
 
 def is_library_file(filename: str) -> bool:
-    """torch, specrewrite, torchaudio or contextlib: not the user's code."""
+    """torch, specrewrite, torchaudio's transforms and functions, or contextlib: not the user's code."""
     path = os.path.abspath(filename) if filename and not filename.startswith("<") else (filename or "")
     return path.startswith(_TORCH_DIR) or path.startswith(_OWN_DIR) or any(p in path for p in _LIB_PARTS)
 

@@ -39,6 +39,8 @@ PRIVATE_NAMES = (
     "torch._C.Node.cs (a missing accessor for complex-scalar constants, added while registered)",
     "coremltools.converters.mil.mil.Builder._maybe_set_name / _get_free_name (op name prefix in our lowerings)",
     "coremltools.converters.mil.frontend.milproto.load.load (a saved mlprogram back to MIL, for evaluate)",
+    "coremltools.converters.mil.frontend.torch.converter.generate_tensor_assignment_ops (wrapped: the view "
+    "dimensions of each fused slice write) and InternalTorchIRGraph.nodes",
 )
 
 __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry_snapshot", "registry_pristine",
@@ -46,7 +48,7 @@ __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry
            "raw_inputs", "raw_kwinputs", "bind", "delegate", "with_attr", "with_inputs", "node_attr", "node_meta",
            "is_torchscript", "conversion_state", "op_name_prefix", "opset_at_least", "add_function_input",
            "mil_program", "milproto_load", "walk_ops", "install_frontend_patches", "remove_frontend_patches",
-           "is_complex_literal"]
+           "is_complex_literal", "ASSIGN_KINDS"]
 
 _REG = _TORCH_OPS_REGISTRY
 _PRISTINE = dict(_REG.name_to_func_mapping)  # coremltools' own table, taken before any specrewrite change
@@ -302,12 +304,48 @@ def install_frontend_patches() -> None:
 
     _patches["exir"] = (cls, orig)
     cls.from_exir_node = classmethod(from_exir_node)
+
+    from coremltools.converters.mil.frontend.torch import converter as cv
+
+    fuse = cv.generate_tensor_assignment_ops
+
+    def tensor_assignment_with_dims(graph):
+        chains = _view_chains(graph)
+        fuse(graph)
+        for i, chain in chains.items():
+            node = graph.nodes[i]
+            if node.kind in ASSIGN_KINDS and (len(node.inputs) - 2) == 3 * len(chain):
+                node.attr = dict(node.attr or {}, sr_view_dims=chain)
+
+    _patches["assign"] = (cv, fuse)
+    cv.generate_tensor_assignment_ops = tensor_assignment_with_dims
     if not hasattr(torch._C.Node, "cs"):
         torch._C.Node.cs = lambda self, name: self.output().toIValue()
         _patches["cs"] = True
 
 
+ASSIGN_KINDS = ("_internal_op_tensor_inplace_copy_", "_internal_op_tensor_inplace_fill_")
+
+
+def _view_chains(graph) -> dict:
+    """For each ``copy_`` / ``fill_`` of a TorchScript graph (by position), the (kind, dim input) of every
+    select / slice in the view chain it writes through, tracked the way coremltools' fusion pass tracks them."""
+    seqs, chains = {}, {}
+    for i, node in enumerate(graph.nodes):
+        if node.kind in ("empty", "select", "slice"):
+            seq = seqs.pop(node.inputs[0], [])
+            seqs[node.outputs[0]] = seq + [node]
+        elif node.kind == "to" and node.inputs and node.inputs[0] in seqs:
+            seqs[node.outputs[0]] = seqs.pop(node.inputs[0])
+        elif node.kind in ("copy_", "fill_") and node.inputs and node.inputs[0] in seqs:
+            chains[i] = [(n.kind, n.inputs[1]) for n in seqs[node.inputs[0]] if n.kind in ("select", "slice")]
+    return chains
+
+
 def remove_frontend_patches() -> None:
+    if "assign" in _patches:
+        cv, fuse = _patches.pop("assign")
+        cv.generate_tensor_assignment_ops = fuse
     if "exir" in _patches:
         cls, orig = _patches.pop("exir")
         cls.from_exir_node = orig

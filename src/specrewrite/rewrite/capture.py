@@ -17,6 +17,7 @@ import torch.fx as fx
 
 from ._nodes import attr_of
 from ._ops import CallSites, patched
+from ._rnn import opaque_rnns, restore_rnns
 
 
 def via_export(model, args, dynamic_shapes=None, draft: bool = False) -> Tuple[fx.GraphModule, CallSites]:
@@ -27,13 +28,14 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False) -> Tuple[f
     sites = CallSites()
     # torch.export prints the partial graph of a failed capture to stderr: a failure here only means the next
     # capture route is tried, so it is kept off the user's console
-    with patched(sites), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+    with patched(sites), opaque_rnns(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         export = torch.export.draft_export if draft else torch.export.export
         ep = export(model, tuple(args), dynamic_shapes=dynamic_shapes, strict=False)
         # no run_decompositions(): it re-traces the whole model (47 s of 53 s on HDemucs); the rules handle
         # the pre-dispatch ops (torch.fft.* as fft_*, in-place ops on complex values) directly.
         gm = ep.module()
+    restore_rnns(gm)
     inline_higher_order(gm)
     return gm, sites
 

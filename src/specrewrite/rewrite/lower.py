@@ -20,6 +20,7 @@ from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_comp
 from ._nodes import val as _val, where_of
 from .lower_spectral import SpectralLowering
 from .report import Report
+from ._writes import functional_writes
 from .rules import RULES, Cx, CxList, is_c
 
 __all__ = ["Lowering", "NeedsStaticShapes", "NotConstant", "where_of"]
@@ -358,6 +359,7 @@ class Lowering(SpectralLowering):
             self.graph._codegen = _PyTreeCodeGen(_PyTreeInfo([f"arg{i}" for i in range(n_in)], in_spec,
                                                              info.out_spec))
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
+        functional_writes(gm)
         gm.graph.eliminate_dead_code()
         gm.recompile()
         _check_nothing_spectral_left(gm)
