@@ -55,6 +55,29 @@ def _rel(a, b):
     return max_rel_err(a, b)
 
 
+def _plain_capture_s(model, inputs):
+    """Seconds of a plain static ``torch.export.export`` of the model (or, where export cannot capture it, of a
+    make_fx trace with the example inputs), after one warm-up export of a trivial module so that neither it nor
+    the rewrite after it pays torch.export's first-call set-up: the yardstick of the rewrite-time goal."""
+    import torch
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    import candidates as C
+
+    with C.quiet():
+        torch.export.export(torch.nn.Linear(2, 2), (torch.randn(1, 2),))
+        t0 = time.perf_counter()
+        try:
+            torch.export.export(model, tuple(inputs), strict=False)
+            return time.perf_counter() - t0, "torch.export"
+        except Exception:  # noqa: BLE001 - not capturable by export: the trace is the yardstick
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                make_fx(lambda *a: model(*a), tracing_mode="real", pre_dispatch=True,
+                        _error_on_data_dependent_ops=False)(*inputs)
+            return time.perf_counter() - t0, "make_fx trace"
+
+
 def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workdir):
     """The child process: every stage, JSON written after each."""
     sys.path.insert(0, HERE)
@@ -97,6 +120,8 @@ def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workd
     res["stage"] = "build"
     if not quick:
         eager_times({"eager": R.EagerRunner(model, list(inputs))}, "eager")
+    res["export_s"], res["export_how"] = _plain_capture_s(model, inputs)
+    save()
     rewrite = get_rewrite()
     rewritten = None
     if rewrite is None:

@@ -172,3 +172,22 @@ def test_plugin_puts_slice_writes_on_their_dimensions():
                         minimum_deployment_target=ct.target.iOS15, skip_model_load=True,
                         compute_precision=ct.precision.FLOAT32)
     check(ml, model, (x,), TOL["fp32_rel"])
+
+
+class PairIndices(torch.nn.Module):
+    """Channel-pair indices from torch.cartesian_prod (open-unmix's Wiener filter), next to an stft."""
+
+    def forward(self, wav):                                      # (channels, time)
+        mag = torch.stft(wav, 64, 16, window=torch.hann_window(64), return_complex=True).abs()
+        pairs = torch.cartesian_prod(torch.arange(wav.shape[0]), torch.arange(wav.shape[0]), torch.arange(2))
+        return mag[pairs[:, 0]] * mag[pairs[:, 1]] + pairs[:, 2, None, None]
+
+
+def test_plugin_lowers_cartesian_prod():
+    model, x = PairIndices().eval(), torch.cat([_signal(600, 0), _signal(600, 1), _signal(600, 2)])
+    traced = torch.jit.trace(model, (x,), check_trace=False)
+    with src.register():
+        ml = ct.convert(traced, inputs=[ct.TensorType(name="x0", shape=x.shape)], convert_to="mlprogram",
+                        minimum_deployment_target=ct.target.iOS15, skip_model_load=True,
+                        compute_precision=ct.precision.FLOAT32)
+    check(ml, model, (x,), TOL["fp32_rel"])

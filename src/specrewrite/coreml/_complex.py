@@ -324,3 +324,23 @@ def l1_loss(context, node):
     else:
         out = mb.identity(x=d, name=node.name)
     add(context, node, out, False)
+
+
+@rule("cartesian_prod")
+def cartesian_prod(context, node):
+    """aten.cartesian_prod of 1-D tensors (coremltools has no converter; open-unmix's Wiener filter builds its
+    channel-pair indices with it): column i holds the i-th input repeated over the grid of all of them."""
+    xs = bind(context, raw_inputs(node)[0])
+    xs = list(xs) if isinstance(xs, (list, tuple)) else [xs]
+    sizes = [x.shape[0] for x in xs]
+    if len(xs) == 1:
+        return add(context, node, mb.identity(x=xs[0], name=node.name), False)
+    if not all(isinstance(n, (int, np.integer)) for n in sizes):
+        raise unsupported(node, "cartesian_prod of inputs whose lengths are not known at conversion",
+                          fix="give the inputs fixed lengths")
+    cols = []
+    for i, x in enumerate(xs):
+        shape, reps = [1] * len(xs), list(sizes)
+        shape[i], reps[i] = sizes[i], 1
+        cols.append(mb.reshape(x=mb.tile(x=mb.reshape(x=x, shape=shape), reps=reps), shape=[-1]))
+    return add(context, node, mb.stack(values=cols, axis=1, name=node.name), False)
