@@ -191,3 +191,28 @@ def test_plugin_lowers_cartesian_prod():
                         minimum_deployment_target=ct.target.iOS15, skip_model_load=True,
                         compute_precision=ct.precision.FLOAT32)
     check(ml, model, (x,), TOL["fp32_rel"])
+
+
+class IndexPutOnView(torch.nn.Module):
+    """``y[t, idx] = v`` is index_put_ on the view y[t]: coremltools computes it on the view and leaves y as it
+    was (open-unmix's Separator writes its Wiener output this way)."""
+
+    def forward(self, wav):
+        mag = torch.stft(wav, 64, 16, window=torch.hann_window(64), return_complex=True).abs()   # (1, 33, F)
+        y = torch.zeros(2, 33, mag.shape[-1], dtype=mag.dtype)
+        y[1, torch.arange(3, 9)] = mag[0, 3:9] * 2.0
+        return y
+
+
+@pytest.mark.parametrize("model", [Writes(), IndexPutOnView()], ids=["view_read_after_write", "index_put_on_view"])
+def test_plugin_refuses_writes_coremltools_gets_wrong(model):
+    """Through register(), a write whose effect coremltools' frontend loses (it converted both models to programs
+    that return the old values, silently) is a SpecRewriteError that points to the rewritten route, which
+    converts both exactly."""
+    x = _signal(600)
+    traced = torch.jit.trace(model.eval(), (x,), check_trace=False)
+    with src.register(), pytest.raises(specrewrite.SpecRewriteError, match="coremltools would convert wrong"):
+        ct.convert(traced, inputs=[ct.TensorType(name="x0", shape=x.shape)], convert_to="mlprogram",
+                   minimum_deployment_target=ct.target.iOS15, skip_model_load=True)
+    ml = src.convert(model, (x,), target="iOS15")
+    check(ml, model, (x,), TOL["fp32_rel"])

@@ -204,3 +204,18 @@ def test_private_loader_still_exists():
 
     assert callable(importlib.import_module("coremltools.converters.mil.frontend.milproto.load").load)
     assert any("milproto" in n for n in P.PRIVATE_NAMES)
+
+
+def test_private_fusion_pass_still_exists_and_is_restored():
+    """The slice-write fusion pass the plugin wraps is still where it was, the wrapper is installed while
+    registered and coremltools' own function is back afterwards."""
+    import importlib
+
+    cv = importlib.import_module("coremltools.converters.mil.frontend.torch.converter")
+    own = cv.generate_tensor_assignment_ops
+    assert callable(own) and any("generate_tensor_assignment_ops" in n for n in P.PRIVATE_NAMES)
+    node = importlib.import_module("coremltools.converters.mil.frontend.torch.internal_graph").InternalTorchIRNode
+    assert {"inputs", "outputs", "kind", "attr"} <= set(node.__init__.__code__.co_varnames)
+    with src.register():
+        assert cv.generate_tensor_assignment_ops is not own
+    assert cv.generate_tensor_assignment_ops is own

@@ -9,11 +9,14 @@ dimension slices between, before coremltools' own lowering builds the update.
 """
 from __future__ import annotations
 
+import itertools
+
 from ..errors import SpecRewriteError
 from . import _ct_private as P
 from ._pairs import rule, where
 
 _NONE = "_sr_none"
+_FRESH = itertools.count()
 
 
 def _dimension(context, name):
@@ -25,32 +28,72 @@ def _dimension(context, name):
         return None
 
 
+def _value(context, name):
+    """A constant input as a Python int (None for None), or False where it is not a constant."""
+    if name is None:
+        return None
+    v = context[name]
+    if v is None:
+        return None
+    val = getattr(v, "val", v)
+    try:
+        return int(val)
+    except (TypeError, ValueError):
+        return False
+
+
+def _compose(context, size, first, second):
+    """Two views on one dimension as one (kind, triple), or None. Handles a whole-dimension slice followed by any
+    view (``out[..., 0, 0, :]`` then ``[..., 0]``) and a constant slice followed by a constant select."""
+    kind1, t1 = first
+    kind2, t2 = second
+    if kind1 != "slice":
+        return None
+    start, end, step = (_value(context, n) for n in t1)
+    if start in (None, 0) and step in (None, 1) and (end is None or (end is not False and end >= size)):
+        return second
+    index = _value(context, t2[0]) if kind2 == "select" else False
+    if kind2 != "select" or False in (start, step, index) or index < 0 or (start or 0) < 0:
+        return None
+    name = f"_sr_index{next(_FRESH)}"
+    context.add(P.mb.const(val=(start or 0) + index * (step or 1)), torch_name=name)
+    return ("select", [name, None, None])
+
+
 @rule("_internal_op_tensor_inplace_copy", "_internal_op_tensor_inplace_fill")
 def tensor_assign(context, node):
     own = P.original_func(node.kind)
     chain = P.node_attr(node).get("sr_view_dims")
     if not chain:
         return own(context, node)
-    remaining = list(range(context[node.inputs[0]].rank))
-    places = []
-    for kind, dim_name in chain:
+    shape = context[node.inputs[0]].shape
+    remaining = list(range(len(shape)))
+    given = node.inputs[2:]
+    views = {}   # dimension -> (kind, triple)
+    order = []
+    for j, (kind, dim_name) in enumerate(chain):
         d = _dimension(context, dim_name)
         if d is None or not -len(remaining) <= d < len(remaining):
             return own(context, node)   # not a constant dimension: coremltools' own reading
         d %= len(remaining)
-        places.append(remaining.pop(d) if kind == "select" else remaining[d])
-    if places == list(range(len(places))):
+        place = remaining.pop(d) if kind == "select" else remaining[d]
+        view = (kind, list(given[3 * j: 3 * j + 3]))
+        if place in views:
+            view = _compose(context, shape[place], views[place], view)
+            if view is None:
+                raise SpecRewriteError("a write through two views of the same dimension (such as y[2:6][1:3] = v) "
+                                       "has no Core ML slice-update form", op=f"specrewrite.coreml ({node.kind})",
+                                       where=where(node),
+                                       fix="rewrite the model first (specrewrite.coreml.convert), which turns each "
+                                           "write into a scatter")
+        else:
+            order.append(place)
+        views[place] = view
+    if order == list(range(len(order))) and len(order) == len(chain):
         return own(context, node)
-    if len(set(places)) != len(places):
-        raise SpecRewriteError("a write through two views of the same dimension (such as y[2:6][1:3] = v) has no "
-                               "Core ML slice-update form", op=f"specrewrite.coreml ({node.kind})",
-                               where=where(node),
-                               fix="rewrite the model first (specrewrite.coreml.convert), which turns each write "
-                                   "into a scatter")
     if _NONE not in context:
         context.add(None, torch_name=_NONE)
-    triples = [[_NONE, _NONE, _NONE] for _ in range(max(places) + 1)]   # whole dimensions
-    given = node.inputs[2:]
-    for j, place in enumerate(places):
-        triples[place] = list(given[3 * j: 3 * j + 3])
+    triples = [[_NONE, _NONE, _NONE] for _ in range(max(views) + 1)]   # whole dimensions
+    for place, (_, triple) in views.items():
+        triples[place] = triple
     return own(context, P.with_inputs(node, list(node.inputs[:2]) + [x for t in triples for x in t]))

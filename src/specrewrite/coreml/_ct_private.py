@@ -310,6 +310,16 @@ def install_frontend_patches() -> None:
     fuse = cv.generate_tensor_assignment_ops
 
     def tensor_assignment_with_dims(graph):
+        found = stale_view_write(graph)
+        if found is not None:
+            from ..errors import SpecRewriteError
+
+            node, what = found
+            raise SpecRewriteError(f"an in-place write that coremltools would convert wrong: {what}",
+                                   op=f"specrewrite.coreml ({node.kind})", where=node.name,
+                                   fix="convert the rewritten model (specrewrite.coreml.convert, or "
+                                       "specrewrite.export to .mlpackage): specrewrite.rewrite turns every write into "
+                                       "a scatter that converts exactly")
         chains = _view_chains(graph)
         fuse(graph)
         for i, chain in chains.items():
@@ -340,6 +350,43 @@ def _view_chains(graph) -> dict:
         elif node.kind in ("copy_", "fill_") and node.inputs and node.inputs[0] in seqs:
             chains[i] = [(n.kind, n.inputs[1]) for n in seqs[node.inputs[0]] if n.kind in ("select", "slice")]
     return chains
+
+
+_VIEW_KINDS = {"select", "slice", "view", "reshape", "permute", "transpose", "t", "unsqueeze", "squeeze", "expand",
+               "expand_as", "narrow", "as_strided", "unfold", "diagonal", "view_as", "alias", "detach", "flatten",
+               "unflatten", "split", "chunk", "unbind", "movedim", "real", "imag", "view_as_real", "view_as_complex"}
+_HARMLESS_KINDS = {"append", "detach_", "requires_grad_"}   # handled by coremltools, or no value change
+
+
+def stale_view_write(graph):
+    """The writes coremltools' TorchScript frontend gets wrong without a word, found before it converts. Later
+    uses of a tensor written in place take the op's output in TorchScript, and coremltools renames the tensor
+    after a fused slice write (``copy_`` / ``fill_``); nothing updates the rest: a view taken before a write into
+    its tensor and read after it keeps the old values, and after any other in-place op on a view (``y[t, idx] =
+    v`` is ``index_put_`` on ``y[t]``; ``y[0].mul_(2)``) the tensor itself (and each view of it) keeps them.
+    Returns None, or (node, what) for the first such write whose stale value is read."""
+    base, made = {}, {}
+    for i, node in enumerate(graph.nodes):
+        kind = node.kind.split("::")[-1]
+        if kind in _VIEW_KINDS and node.inputs:
+            for out in node.outputs:
+                base[out] = base.get(node.inputs[0], node.inputs[0])
+                made[out] = i
+        if not node.inputs or not kind.endswith("_") or kind.startswith("__") or kind in _HARMLESS_KINDS:
+            continue
+        written = node.inputs[0]
+        root = base.get(written, written)
+        fused = kind in ("copy_", "fill_")
+        reads = [name for later in graph.nodes[i + 1:] for name in later.inputs] + list(graph.outputs)
+        for name in reads:
+            if name == written or not isinstance(name, str):
+                continue
+            if name == root and written != root and not fused:
+                return node, f"'{kind}' writes into a view of '{root}', which is read after it unchanged"
+            if base.get(name) == root and (made[name] < i or (written != root and not fused)):
+                return node, (f"'{name}', a view of '{root}', is read after the write '{kind}' into that tensor "
+                              "with the values from before it")
+    return None
 
 
 def remove_frontend_patches() -> None:

@@ -8,8 +8,7 @@ they happen to agree). Here each write becomes ``select_scatter`` / ``slice_scat
 whole tensor, whose dimensions every exporter reads, and later uses of the tensor take the new value.
 
 Only writes whose effect is plain to see are changed: into a fresh tensor (not a model input, a parameter or a
-view of another tensor), through select / slice views, with no other view of that tensor read after the write
-and static shapes; any other write stays in place as it was.
+view of another tensor read elsewhere), through select / slice views; any other write stays as it was.
 """
 from __future__ import annotations
 
@@ -44,16 +43,24 @@ def _alias_kind(target):
     return "write" if any(i.is_write for i in infos) else "view"
 
 
-def _shape(node, root=None):
-    """The node's value as a tensor with static shape (meta, or the attribute itself for get_attr), else None."""
+def _meta(node, root=None):
+    """The node's value as a (fake) tensor: its meta, or the attribute itself for get_attr; else None."""
     v = node.meta.get("val") if isinstance(node, fx.Node) else None
     if v is None and root is not None and isinstance(node, fx.Node) and node.op == "get_attr":
         v = root
         for part in str(node.target).split("."):
             v = getattr(v, part, None)
-    if not isinstance(v, torch.Tensor) or not all(isinstance(d, int) for d in v.shape):
-        return None
-    return v
+    return v if isinstance(v, torch.Tensor) else None
+
+
+def _sizes(graph, dst, val) -> list:
+    """``dst``'s sizes as expand() takes them: ints where static, ``sym_size`` nodes where symbolic."""
+    return [d if isinstance(d, int) else graph.call_function(aten.sym_size.int, (dst, i))
+            for i, d in enumerate(val.shape)]
+
+
+def _same_static_shape(a, b) -> bool:
+    return all(isinstance(d, int) for d in (*a.shape, *b.shape)) and tuple(a.shape) == tuple(b.shape)
 
 
 def _views_read_after(base, write, pos, also=()) -> list:
@@ -86,29 +93,28 @@ def _new_value(gm, write, dst, val):
         return graph.call_function(aten.index_put.default, (dst, *write.args[1:]), dict(write.kwargs))
     if t is aten.copy_.default:
         src = write.args[1]
-        sv = _shape(src, gm)
+        sv = _meta(src, gm)
         if sv is None:
             return None
         if sv.dtype != val.dtype:
             src = graph.call_function(aten._to_copy.default, (src,), {"dtype": val.dtype})
-        if tuple(sv.shape) != tuple(val.shape):
-            src = graph.call_function(aten.expand.default, (src, list(val.shape)))
+        if not _same_static_shape(sv, val):
+            src = graph.call_function(aten.expand.default, (src, _sizes(graph, dst, val)))
         return src
     if t not in _SPECIAL:
         f = _functional(t)
         tensors = [a for a in write.args[1:] if isinstance(a, fx.Node)]
-        if any(_shape(a, gm) is None for a in tensors):
+        if any(_meta(a, gm) is None for a in tensors):
             return None
         out = graph.call_function(f, (dst, *write.args[1:]), dict(write.kwargs))
-        if any(_shape(a, gm).dtype != val.dtype for a in tensors):
+        if any(_meta(a, gm).dtype != val.dtype for a in tensors):
             out = graph.call_function(aten._to_copy.default, (out,), {"dtype": val.dtype})
         return out
     fill = 0 if t is aten.zero_.default else write.args[1]
     if isinstance(fill, fx.Node):
         fill = graph.call_function(aten._to_copy.default, (fill,), {"dtype": val.dtype})
-        return graph.call_function(aten.expand.default, (fill, list(val.shape)))
-    return graph.call_function(aten.full.default, (list(val.shape), fill),
-                               {"dtype": val.dtype, "device": val.device})
+        return graph.call_function(aten.expand.default, (fill, _sizes(graph, dst, val)))
+    return graph.call_function(aten.full_like.default, (dst, fill))
 
 
 def functional_writes(gm: fx.GraphModule) -> int:
@@ -141,8 +147,8 @@ def functional_writes(gm: fx.GraphModule) -> int:
             if chain or _views_read_after(root, write, pos) or any(pos[u] > pos[write] for u in root.users):
                 continue
         inner = chain[0] if chain else base
-        val = _shape(inner)
-        if val is None or any(_shape(c) is None for c in chain) or _shape(base) is None:
+        val = _meta(inner)
+        if val is None or any(_meta(c) is None for c in chain) or _meta(base) is None:
             continue
         stale = _views_read_after(base, write, pos, chain[:1] if write.users else [])
         with graph.inserting_before(write):
