@@ -19,27 +19,20 @@ _NONE = "_sr_none"
 _FRESH = itertools.count()
 
 
-def _dimension(context, name):
-    v = context[name]
-    val = getattr(v, "val", v)
-    try:
-        return int(val)
-    except (TypeError, ValueError):
-        return None
+_UNKNOWN = object()   # an input that is not a constant
 
 
 def _value(context, name):
-    """A constant input as a Python int (None for None), or False where it is not a constant."""
+    """A constant input as a Python int (None for None), else _UNKNOWN."""
     if name is None:
         return None
     v = context[name]
     if v is None:
         return None
-    val = getattr(v, "val", v)
     try:
-        return int(val)
+        return int(getattr(v, "val", v))
     except (TypeError, ValueError):
-        return False
+        return _UNKNOWN
 
 
 def _compose(context, size, first, second):
@@ -50,13 +43,16 @@ def _compose(context, size, first, second):
     if kind1 != "slice":
         return None
     start, end, step = (_value(context, n) for n in t1)
-    if start in (None, 0) and step in (None, 1) and (end is None or (end is not False and end >= size)):
+    if any(v is _UNKNOWN for v in (start, end, step)):
+        return None
+    start, step = start or 0, 1 if step is None else step
+    if start == 0 and step == 1 and (end is None or end >= size):
         return second
-    index = _value(context, t2[0]) if kind2 == "select" else False
-    if kind2 != "select" or False in (start, step, index) or index < 0 or (start or 0) < 0:
+    index = _value(context, t2[0]) if kind2 == "select" else _UNKNOWN
+    if index is _UNKNOWN or index is None or index < 0 or start < 0 or step < 1:
         return None
     name = f"_sr_index{next(_FRESH)}"
-    context.add(P.mb.const(val=(start or 0) + index * (step or 1)), torch_name=name)
+    context.add(P.mb.const(val=start + index * step), torch_name=name)
     return ("select", [name, None, None])
 
 
@@ -72,8 +68,8 @@ def tensor_assign(context, node):
     views = {}   # dimension -> (kind, triple)
     order = []
     for j, (kind, dim_name) in enumerate(chain):
-        d = _dimension(context, dim_name)
-        if d is None or not -len(remaining) <= d < len(remaining):
+        d = _value(context, dim_name)
+        if d is None or d is _UNKNOWN or not -len(remaining) <= d < len(remaining):
             return own(context, node)   # not a constant dimension: coremltools' own reading
         d %= len(remaining)
         place = remaining.pop(d) if kind == "select" else remaining[d]
