@@ -12,6 +12,7 @@ measured by ``benchmarks/portability.py`` rather than in the suite.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 
@@ -62,8 +63,9 @@ def test_real_model_to_every_target(name, target, tmp_path_factory):
         pytest.importorskip(module)
     r = results_for(name, EXT, tmp_path_factory, _files)[target]
     check_file(r)
-    if target == "onnx":
-        assert {"onnxruntime", "openvino (CPU, f32)"} <= {c.runtime for c in r.checks}, str(r)
+    if target == "onnx":   # every runtime installed ran the file (OpenVINO is optional)
+        wanted = {"onnxruntime"} | ({"openvino (CPU, f32)"} if importlib.util.find_spec("openvino") else set())
+        assert wanted <= {c.runtime for c in r.checks}, str(r)
 
 
 @pytest.mark.parametrize("name", RANK6)
