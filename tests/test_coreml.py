@@ -6,7 +6,8 @@ import pytest
 import torch
 import torchaudio
 
-from test_coreml_common import TARGETS, TOL, check, ct, forbidden_ops, op_types, reference, rel_err, run, src
+from test_coreml_common import (TARGETS, TOL, check, forbidden_ops, op_types, plugin_convert, reference, rel_err,
+                                run, src)
 
 import specrewrite
 
@@ -155,22 +156,15 @@ def test_writes_into_views_convert_exactly(data_dependent):
         got = out(x)
     for g, r in zip(got, refs):
         assert rel_err(g.numpy(), r) <= TOL["fp32_rel"]
-    traced = torch.jit.trace(out, (x,), check_trace=False)
-    ml = ct.convert(traced, inputs=[ct.TensorType(name="x0", shape=x.shape)], convert_to="mlprogram",
-                    minimum_deployment_target=ct.target.iOS15, skip_model_load=True,
-                    compute_precision=ct.precision.FLOAT32)
-    check(ml, model, (x,), TOL["fp32_rel"])
+    check(plugin_convert(out, (x,), target="iOS15"), model, (x,), TOL["fp32_rel"])   # plain ct.convert
 
 
 def test_plugin_puts_slice_writes_on_their_dimensions():
     """The unchanged model through register(): coremltools' fusion of ``y[..., j] = v`` writes dimension 0 (an
     error for the rank-3 write, a silently wrong square output); the plugin puts each view on its dimension."""
     model, x = Writes(view_read_after=False).eval(), _signal(600)
-    traced = torch.jit.trace(model, (x,), check_trace=False)
     with src.register():
-        ml = ct.convert(traced, inputs=[ct.TensorType(name="x0", shape=x.shape)], convert_to="mlprogram",
-                        minimum_deployment_target=ct.target.iOS15, skip_model_load=True,
-                        compute_precision=ct.precision.FLOAT32)
+        ml = plugin_convert(model, (x,), target="iOS15")
     check(ml, model, (x,), TOL["fp32_rel"])
 
 
@@ -185,11 +179,8 @@ class PairIndices(torch.nn.Module):
 
 def test_plugin_lowers_cartesian_prod():
     model, x = PairIndices().eval(), torch.cat([_signal(600, 0), _signal(600, 1), _signal(600, 2)])
-    traced = torch.jit.trace(model, (x,), check_trace=False)
     with src.register():
-        ml = ct.convert(traced, inputs=[ct.TensorType(name="x0", shape=x.shape)], convert_to="mlprogram",
-                        minimum_deployment_target=ct.target.iOS15, skip_model_load=True,
-                        compute_precision=ct.precision.FLOAT32)
+        ml = plugin_convert(model, (x,), target="iOS15")
     check(ml, model, (x,), TOL["fp32_rel"])
 
 
@@ -210,9 +201,7 @@ def test_plugin_refuses_writes_coremltools_gets_wrong(model):
     that return the old values, silently) is a SpecRewriteError that points to the rewritten route, which
     converts both exactly."""
     x = _signal(600)
-    traced = torch.jit.trace(model.eval(), (x,), check_trace=False)
     with src.register(), pytest.raises(specrewrite.SpecRewriteError, match="coremltools would convert wrong"):
-        ct.convert(traced, inputs=[ct.TensorType(name="x0", shape=x.shape)], convert_to="mlprogram",
-                   minimum_deployment_target=ct.target.iOS15, skip_model_load=True)
+        plugin_convert(model, (x,), target="iOS15")
     ml = src.convert(model, (x,), target="iOS15")
     check(ml, model, (x,), TOL["fp32_rel"])

@@ -31,9 +31,7 @@ RANK6 = ["openunmix_separator", "torchaudio_hdemucs_low"]
 _files = {}
 
 
-def _modules_for(target):
-    return {"onnx": ["onnx", "onnxruntime"], "coreml": ["coremltools"], "tflite": ["litert_torch"],
-            "pte": ["executorch"]}[target]
+NEEDS = {"onnx": ["onnx", "onnxruntime"], "coreml": ["coremltools"], "tflite": ["litert_torch"], "pte": ["executorch"]}
 
 
 def results_for(name, ext, tmp_path_factory, cache, **kw):
@@ -59,7 +57,7 @@ def check_file(r):
 @pytest.mark.parametrize("target", list(EXT))
 @pytest.mark.parametrize("name", EVERY_TARGET)
 def test_real_model_to_every_target(name, target, tmp_path_factory):
-    for module in _modules_for(target):
+    for module in NEEDS[target]:
         pytest.importorskip(module)
     r = results_for(name, EXT, tmp_path_factory, _files)[target]
     check_file(r)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_realmodels_export import EVERY_TARGET, _modules_for, check_file, results_for
+from test_realmodels_export import EVERY_TARGET, NEEDS, check_file, results_for
 
 pytestmark = pytest.mark.realmodel
 
@@ -19,6 +19,6 @@ _files = {}
 @pytest.mark.parametrize("target", list(EXT))
 @pytest.mark.parametrize("name", EVERY_TARGET)
 def test_real_model_on_device(name, target, tmp_path_factory):
-    for module in _modules_for(target):
+    for module in NEEDS[target]:
         pytest.importorskip(module)
     check_file(results_for(name, EXT, tmp_path_factory, _files, dynamic_shapes=False)[target])

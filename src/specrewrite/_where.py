@@ -1,9 +1,10 @@
 """Source locations: the one place that decides which frame of a stack is the user's code.
 
 Every location specrewrite prints has the form ``file:line in func: code``: the innermost frame that is not
-torch, specrewrite, torchaudio's transforms and functions or the standard library's contextlib. It is found from a live stack
-(the patched stft / istft), a traceback (the model raising on the example inputs), the text of an FX node's
-``stack_trace`` (an op the pass cannot lower) or a shape guard's recorded location (an axis the capture pins).
+torch, specrewrite, torchaudio's transforms and functions or the standard library's contextlib. It is found from
+a live stack (the patched stft / istft), a traceback (the model raising on the example inputs), the text of an FX
+node's ``stack_trace`` (an op the pass cannot lower) or a shape guard's recorded location (an axis the capture
+pins).
 """
 from __future__ import annotations
 

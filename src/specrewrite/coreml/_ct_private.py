@@ -24,6 +24,8 @@ from coremltools.converters.mil.mil.block import (
 )
 from coremltools.converters.mil.mil.var import Var
 
+from ..errors import SpecRewriteError
+
 PRIVATE_NAMES = (
     "coremltools.converters.mil.frontend.torch.ops._get_bindings (how coremltools reads a node input)",
     "coremltools.converters.mil.frontend.torch.torch_op_registry._TORCH_OPS_REGISTRY"
@@ -48,7 +50,7 @@ __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry
            "raw_inputs", "raw_kwinputs", "bind", "delegate", "with_attr", "with_inputs", "node_attr", "node_meta",
            "is_torchscript", "conversion_state", "op_name_prefix", "opset_at_least", "add_function_input",
            "mil_program", "milproto_load", "walk_ops", "install_frontend_patches", "remove_frontend_patches",
-           "is_complex_literal", "ASSIGN_KINDS"]
+           "is_complex_literal"]
 
 _REG = _TORCH_OPS_REGISTRY
 _PRISTINE = dict(_REG.name_to_func_mapping)  # coremltools' own table, taken before any specrewrite change
@@ -312,8 +314,6 @@ def install_frontend_patches() -> None:
     def tensor_assignment_with_dims(graph):
         found = stale_view_write(graph)
         if found is not None:
-            from ..errors import SpecRewriteError
-
             node, what = found
             raise SpecRewriteError(f"an in-place write that coremltools would convert wrong: {what}",
                                    op=f"specrewrite.coreml ({node.kind})", where=node.name,
@@ -363,27 +363,28 @@ def stale_view_write(graph):
     uses of a tensor written in place take the op's output in TorchScript, and coremltools renames the tensor
     after a fused slice write (``copy_`` / ``fill_``); nothing updates the rest: a view taken before a write into
     its tensor and read after it keeps the old values, and after any other in-place op on a view (``y[t, idx] =
-    v`` is ``index_put_`` on ``y[t]``; ``y[0].mul_(2)``) the tensor itself (and each view of it) keeps them.
+    v`` is ``index_put_`` on ``y[t]``; ``y[0].mul_(2)``) the tensor itself keeps them.
     Returns None, or (node, what) for the first such write whose stale value is read."""
-    base, made = {}, {}
+    last_read = {name: len(graph.nodes) for name in graph.outputs}   # the outputs are read after every node
+    for j, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            if isinstance(name, str):
+                last_read[name] = max(last_read.get(name, -1), j)
+    base, views = {}, {}   # view -> the tensor it views; tensor -> its views so far
     for i, node in enumerate(graph.nodes):
         kind = node.kind.split("::")[-1]
         if kind in _VIEW_KINDS and node.inputs:
             for out in node.outputs:
                 base[out] = base.get(node.inputs[0], node.inputs[0])
-                made[out] = i
+                views.setdefault(base[out], []).append(out)
         if not node.inputs or not kind.endswith("_") or kind.startswith("__") or kind in _HARMLESS_KINDS:
             continue
         written = node.inputs[0]
         root = base.get(written, written)
-        fused = kind in ("copy_", "fill_")
-        reads = [name for later in graph.nodes[i + 1:] for name in later.inputs] + list(graph.outputs)
-        for name in reads:
-            if name == written or not isinstance(name, str):
-                continue
-            if name == root and written != root and not fused:
-                return node, f"'{kind}' writes into a view of '{root}', which is read after it unchanged"
-            if base.get(name) == root and (made[name] < i or (written != root and not fused)):
+        if written != root and kind not in ("copy_", "fill_") and last_read.get(root, -1) > i:
+            return node, f"'{kind}' writes into a view of '{root}', which is read after it unchanged"
+        for name in views.get(root, ()):
+            if name != written and last_read.get(name, -1) > i:
                 return node, (f"'{name}', a view of '{root}', is read after the write '{kind}' into that tensor "
                               "with the values from before it")
     return None

@@ -20,56 +20,51 @@ _defined = False
 _ORIG = {"lstm": None, "gru": None}
 
 
+def _define_op(name: str) -> None:
+    """``specrewrite::<name>`` with aten.lstm's argument list (GRU's single state passed as a one-element list),
+    its result as a list: output, then the final state(s)."""
+
+    @torch.library.custom_op(f"specrewrite::{name}", mutates_args=())
+    def op(x: torch.Tensor, hx: List[torch.Tensor], params: List[torch.Tensor], has_biases: bool, num_layers: int,
+           dropout: float, train: bool, bidirectional: bool, batch_first: bool) -> List[torch.Tensor]:
+        state = hx if name == "lstm" else hx[0]
+        out = _ORIG[name](x, state, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+        return [t.clone() for t in out]
+
+    @op.register_fake
+    def _(x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
+        d = 2 if bidirectional else 1
+        return [x.new_empty((*x.shape[:-1], d * hx[0].shape[-1]))] + [h.new_empty(h.shape) for h in hx]
+
+
 def _define() -> None:
     global _defined
     with _lock:
         if _defined:
             return
-        _ORIG["lstm"] = torch._C._VariableFunctions.lstm
-        _ORIG["gru"] = torch._C._VariableFunctions.gru
-
-        @torch.library.custom_op("specrewrite::lstm", mutates_args=())
-        def sr_lstm(x: torch.Tensor, hx: List[torch.Tensor], params: List[torch.Tensor], has_biases: bool,
-                    num_layers: int, dropout: float, train: bool, bidirectional: bool,
-                    batch_first: bool) -> List[torch.Tensor]:
-            out = _ORIG["lstm"](x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
-            return [t.clone() for t in out]
-
-        @sr_lstm.register_fake
-        def _(x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
-            d = 2 if bidirectional else 1
-            return [x.new_empty((*x.shape[:-1], d * hx[0].shape[-1])), hx[0].new_empty(hx[0].shape),
-                    hx[1].new_empty(hx[1].shape)]
-
-        @torch.library.custom_op("specrewrite::gru", mutates_args=())
-        def sr_gru(x: torch.Tensor, hx: torch.Tensor, params: List[torch.Tensor], has_biases: bool,
-                   num_layers: int, dropout: float, train: bool, bidirectional: bool,
-                   batch_first: bool) -> List[torch.Tensor]:
-            out = _ORIG["gru"](x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
-            return [t.clone() for t in out]
-
-        @sr_gru.register_fake
-        def _(x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
-            d = 2 if bidirectional else 1
-            return [x.new_empty((*x.shape[:-1], d * hx.shape[-1])), hx.new_empty(hx.shape)]
-
+        for name in _ORIG:
+            _ORIG[name] = getattr(torch._C._VariableFunctions, name)
+            _define_op(name)
         _defined = True
 
 
-def _lstm(*args, **kwargs):
-    # unpacked form: (input, (h0, c0), weights, ...); packed: (data, batch_sizes, (h0, c0), weights, ...)
-    if kwargs or len(args) != 9 or not isinstance(args[1], (list, tuple)):
-        return _ORIG["lstm"](*args, **kwargs)
-    x, hx, params, *rest = args
-    return tuple(torch.ops.specrewrite.lstm(x, list(hx), list(params), *rest))
+def _routed(name: str, unpacked):
+    """What torch._VF.<name> becomes during capture: the unpacked form (``unpacked(args)``) goes through the
+    opaque op, anything else (packed sequences) to torch's own function."""
+
+    def call(*args, **kwargs):
+        if kwargs or len(args) != 9 or not unpacked(args):
+            return _ORIG[name](*args, **kwargs)
+        x, hx, params, *rest = args
+        hx = list(hx) if name == "lstm" else [hx]
+        return tuple(getattr(torch.ops.specrewrite, name)(x, hx, list(params), *rest))
+
+    return call
 
 
-def _gru(*args, **kwargs):
-    # unpacked form: (input, h0, weights, ...); packed: (data, batch_sizes, h0, weights, ...)
-    if kwargs or len(args) != 9 or not isinstance(args[2], (list, tuple)):
-        return _ORIG["gru"](*args, **kwargs)
-    x, hx, params, *rest = args
-    return tuple(torch.ops.specrewrite.gru(x, hx, list(params), *rest))
+# unpacked: (input, (h0, c0) or h0, weights, ...); packed: (data, batch_sizes, state, weights, ...)
+_lstm = _routed("lstm", lambda args: isinstance(args[1], (list, tuple)))
+_gru = _routed("gru", lambda args: isinstance(args[2], (list, tuple)))
 
 
 @contextlib.contextmanager
@@ -103,6 +98,8 @@ def restore_rnns(gm: fx.GraphModule) -> int:
             continue
         for node in graph.nodes:
             if node.op == "call_function" and node.target in swap:
+                if node.target is torch.ops.specrewrite.gru.default:   # aten.gru takes its one state as is
+                    node.args = (node.args[0], node.args[1][0], *node.args[2:])
                 node.target = swap[node.target]
                 if isinstance(node.meta.get("val"), list):
                     node.meta["val"] = tuple(node.meta["val"])

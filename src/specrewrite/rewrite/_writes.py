@@ -124,16 +124,15 @@ def functional_writes(gm: fx.GraphModule) -> int:
     for write in list(graph.nodes):
         if write.op != "call_function" or _functional(write.target) is None:
             continue
-        chain, dst = [], write.args[0]
-        while isinstance(dst, fx.Node) and dst.op == "call_function" and dst.target in _CHAIN:
-            chain.append(dst)
-            dst = dst.args[0]
-        base = dst
         if write.target is aten.detach_.default:   # values unchanged: the op goes, its readers read its input
             write.replace_all_uses_with(write.args[0])
             graph.erase_node(write)
             done += 1
             continue
+        chain, base = [], write.args[0]
+        while isinstance(base, fx.Node) and base.op == "call_function" and base.target in _CHAIN:
+            chain.append(base)
+            base = base.args[0]
         if not isinstance(base, fx.Node) or base.op != "call_function":
             continue   # a write into an input or a parameter stays as it is
         pos = {n: i for i, n in enumerate(graph.nodes)}
