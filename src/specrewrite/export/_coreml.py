@@ -55,10 +55,13 @@ def _write(model, fast, args, path, names, axes, runs, mode, strategy, precision
     checks, notes = [], []
     if convert_to == "mlprogram":
         label = f"coreml (MIL evaluator, {precision})"
+        file_names = [i.name for i in ml.get_spec().description.input]
         out_names = None
         for inputs, ref in runs:
             shapes = ", ".join(str(tuple(a.shape)) for a in inputs if isinstance(a, torch.Tensor))
-            feed = {n: a.detach().numpy() for n, a in zip(names, inputs) if isinstance(a, torch.Tensor)}
+            # fed in the file's own input order and names (a traced rewrite names its inputs arg0, arg1, ...)
+            feed = {n: a.detach().numpy() for n, a in zip(file_names, [a for a in inputs
+                                                                      if isinstance(a, torch.Tensor)])}
             try:
                 res = evaluate(ml, feed, fp16=precision == "fp16")
             except Exception as e:  # noqa: BLE001 - a program the evaluator cannot run is a failed check

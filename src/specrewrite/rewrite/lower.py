@@ -20,6 +20,7 @@ from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_comp
 from ._nodes import val as _val, where_of
 from .lower_spectral import SpectralLowering
 from .report import Report
+from ._rank import fold_wide
 from ._writes import functional_writes
 from .rules import RULES, Cx, CxList, is_c
 
@@ -32,6 +33,12 @@ class Lowering(SpectralLowering):
     def __init__(self, gm: fx.GraphModule, *, mode: Mode, strategy: Strategy, report: Report,
                  sites: Optional[dict] = None, attr_placeholders: Optional[Dict[str, str]] = None):
         self.gm, self.mode, self.strategy, self.report = gm, mode, strategy, report
+        folded, why = fold_wide(gm)   # Core ML holds rank 5 at most: wider tensors become reshapes of rank 5
+        if folded:
+            report.notes.append(f"{folded} tensors of rank over 5 (a complex one counted with its (re, im) axis) "
+                                "are held as reshapes of rank 5 or less, which Core ML converts")
+        elif why:
+            report.notes.append(f"tensors of rank over 5 are left as they are ({why}): Core ML cannot convert them")
         # the patched torch.stft/istft recorded the innermost non-torch frame of each call; use them when they
         # pair up one-to-one with the graph's nodes (export may drop library frames from node stack traces)
         counts = {"stft": 0, "istft": 0}
