@@ -114,6 +114,8 @@ class _Folder:
         self.sym_nodes: Dict = {}
         self.replaced: List[Tuple[fx.Node, fx.Node]] = []
         self.expr_cache: Dict = {}
+        self.late_syms: Dict = {}
+        self.pos: Dict = {}
 
     # ---------------------------------------------------------------- analysis
     def ops(self) -> List[fx.Node]:
@@ -140,9 +142,8 @@ class _Folder:
         """Axes an op works on (pinned: an axis of its own, kept even when of size 1)."""
         k, a = _kind(n), n.args
         if k in ("select", "slice", "select_scatter", "slice_scatter"):
-            d = a[1] if k in ("select", "slice") else a[2]
-            d = d if len(a) > (1 if k in ("select", "slice") else 2) else n.kwargs.get("dim", 0)
-            return [d]
+            i = 1 if k in ("select", "slice") else 2
+            return [a[i] if len(a) > i else n.kwargs.get("dim", 0)]
         if k in ("pad", "constant_pad_nd"):
             pad = list(a[1])
             r = _val(a[0]).dim()
@@ -295,7 +296,10 @@ class _Folder:
         if e in self.expr_cache:
             return self.expr_cache[e]
         if isinstance(e, sympy.Symbol):
-            raise _Abort(f"no graph value for the size {e}")
+            late = self.late_syms.get(e)
+            if late is None or anchor not in self.pos or self.pos[late] >= self.pos[anchor]:
+                raise _Abort(f"no graph value for the size {e} before {anchor.name}")
+            return late
         f = {sympy.Mul: operator.mul, sympy.Add: operator.add}.get(type(e))
         if f is None:
             f = {"FloorDiv": operator.floordiv, "Mod": operator.mod, "PythonMod": operator.mod}.get(
@@ -317,10 +321,11 @@ class _Folder:
         return acc
 
     def find_symbols(self):
+        self.pos = {n: i for i, n in enumerate(self.graph.nodes)}
         for n in self.graph.nodes:
             v = n.meta.get("val")
-            if isinstance(v, torch.SymInt) and type(v.node.expr).__name__ == "Symbol":
-                self.sym_nodes.setdefault(v.node.expr, n)
+            if n.op != "placeholder" and isinstance(v, torch.SymInt) and type(v.node.expr).__name__ == "Symbol":
+                self.late_syms.setdefault(v.node.expr, n)
         for n in self.graph.nodes:
             v = _val(n)
             if n.op != "placeholder" or v is None:
@@ -385,7 +390,9 @@ class _Folder:
                 new = self.reshape(src, [_prod(v, g) for g in og], v.dtype, n) if wide_out \
                     else self.reshape(src, list(v.shape), v.dtype, n)
             elif k == "factory":
-                if not wide_out:
+                if not wide_out:   # new_zeros(wide, size) and the like: only the dtype / device are read
+                    new = self.call(n.target, (self.comp.get(a[0], a[0]),) + tuple(a[1:]), n.kwargs, n, v)
+                    self.replaced.append((n, new))
                     continue
                 sizes = [self.size_arg(_prod(v, g), n) for g in og]
                 args = (a[0], sizes) + tuple(a[2:]) if n.target in _NEW else (sizes,) + tuple(a[1:])
@@ -512,14 +519,16 @@ def fold_wide(gm: fx.GraphModule) -> Tuple[int, Optional[str]]:
     f.view_only = mutates
     try:
         f.emit(ops)
-    except _Abort as e:
+        done = {n for n, _ in f.replaced} | f.wide_set
+        left = [n for n in ops if n not in done and n.users]
+        if left:
+            raise _Abort(f"{left[0].target} has no folded form")
+    except Exception as e:  # noqa: BLE001 - nothing replaced yet: drop the new nodes, keep the graph
         _undo(gm, before)
-        return 0, str(e)
+        return 0, f"{type(e).__name__}: {e}" if not isinstance(e, _Abort) else str(e)
     for n, new in f.replaced:
         n.replace_all_uses_with(new)
     for n in reversed(ops):
-        if n.users:
-            raise AssertionError(f"fold_wide: {n} still read by {list(n.users)}")
         gm.graph.erase_node(n)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
