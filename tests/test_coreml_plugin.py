@@ -219,3 +219,19 @@ def test_private_fusion_pass_still_exists_and_is_restored():
     with src.register():
         assert cv.generate_tensor_assignment_ops is not own
     assert cv.generate_tensor_assignment_ops is own
+
+
+def test_private_converter_entry_still_exists_and_is_restored():
+    """TorchConverter.convert (wrapped so that the program it builds is folded to rank 5) and the MIL block
+    methods the fold uses are still there; coremltools' own convert is back after register()."""
+    import importlib
+
+    cv = importlib.import_module("coremltools.converters.mil.frontend.torch.converter")
+    own = cv.TorchConverter.convert
+    assert callable(own) and any("TorchConverter.convert" in n for n in P.PRIVATE_NAMES)
+    block = importlib.import_module("coremltools.converters.mil.mil").Block
+    assert all(callable(getattr(block, m)) for m in ("replace_uses_of_var_after_op", "remove_ops"))
+    assert hasattr(importlib.import_module("coremltools.converters.mil.mil.var").Var, "child_ops")
+    with src.register():
+        assert cv.TorchConverter.convert is not own
+    assert cv.TorchConverter.convert is own

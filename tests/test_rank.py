@@ -157,3 +157,29 @@ def test_unfoldable_rank_is_reported_and_numbers_stay_right():
     assert any("left as they are" in n and "Core ML cannot convert them" in n for n in notes), notes
     with torch.no_grad():
         assert rel_err(fast(x), model.double()(x.double())) <= TOL["fp32_rel"]
+
+
+@pytest.mark.parametrize("name", ["mask_view", "broadcast_mask"])
+def test_plugin_folds_the_unchanged_models_program(name):
+    """The native route: the unchanged model traced and converted by plain ct.convert inside register(): the MIL
+    program the frontend builds is folded to rank 5 (``coreml/_fold.py``, the same plan as the graph pass) and
+    matches float64 eager in the MIL evaluator at fp32."""
+    ct = pytest.importorskip("coremltools")
+    import specrewrite.coreml as src
+    from specrewrite.coreml.evaluate import evaluate
+
+    cls, shape = CASES[name]
+    model = cls().eval()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, (x,), check_trace=False)
+        with src.register():
+            ml = ct.convert(traced, inputs=[ct.TensorType(shape=x.shape, name="x")], convert_to="mlprogram",
+                            minimum_deployment_target=ct.target.iOS15, compute_precision=ct.precision.FLOAT32,
+                            skip_model_load=True)
+    (got,) = evaluate(ml, {"x": x.numpy()}).values()
+    with torch.no_grad():
+        ref64, ref32 = model.double()(x.double()), model.float()(x)
+    err, eager = rel_err(torch.from_numpy(got), ref64), rel_err(ref32, ref64)
+    assert err <= max(4 * eager, TOL["fp32_rel"]), (err, eager)

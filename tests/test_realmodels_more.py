@@ -586,6 +586,13 @@ def check_dynamic(name, model, args, out, tmp_path):
     lo = max([ax["min"] or 2 for ax in time_ax] + [2])
     hi = min([ax["max"] or (1 << 30) for ax in time_ax] + [1 << 30])
     lengths = sorted({min(max(lo, (3 * L // 4) | 1), hi), L, min((L + L // 4 + 1) | 1, hi)}) if L else [None]
+    classes = [ax["sizes"] for ax in time_ax if ax.get("sizes")]
+    bad = None
+    if classes and L:   # a residue class of lengths (the model branches on T % k): lengths inside it, one outside
+        from specrewrite.rewrite._guards import holds
+
+        lengths = sorted({next(n for n in range(m, m + 64) if all(holds(t, n) for t in classes)) for m in lengths})
+        bad = next(n for n in range(L + 1, L + 64) if not all(holds(t, n) for t in classes))
     B = batch_ax[0]["size"] if batch_ax else None
     batches = [B, B + 1] if B else [None]
     checked = []
@@ -603,5 +610,10 @@ def check_dynamic(name, model, args, out, tmp_path):
             assert ok, (f"ORT at batch {b}, length {n} (exported at {B}, {L}): rel err {err:.2e} of the peak "
                         f"(vs float64: {err64}, eager float32 vs float64: {eager64})")
             checked.append((b, n, f"{err:.1e}"))
+    if bad is not None:   # outside the class the exported file is loudly wrong (inf / nan), never silently
+        xi = _at(args, dyn, B, bad, seed=99)
+        outs = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), xi)})
+        assert not all(np.isfinite(np.asarray(v)).all() for v in outs), f"length {bad} outside the class ran finite"
+        record["outside the class"] = f"length {bad}: inf / nan"
     record["ORT (batch, length, error)"] = checked
     assert checked, f"eager rejects every tested shape: {lengths} x {batches}"

@@ -43,6 +43,9 @@ PRIVATE_NAMES = (
     "coremltools.converters.mil.frontend.milproto.load.load (a saved mlprogram back to MIL, for evaluate)",
     "coremltools.converters.mil.frontend.torch.converter.generate_tensor_assignment_ops (wrapped: the view "
     "dimensions of each fused slice write) and InternalTorchIRGraph.nodes",
+    "coremltools.converters.mil.frontend.torch.converter.TorchConverter.convert (wrapped: the program it builds "
+    "is folded to rank 5) and Block.operations / replace_uses_of_var_after_op / remove_ops, Var.child_ops,"
+    " Operation.scopes, coremltools.converters.mil.mil.scope.ScopeInfo",
 )
 
 __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry_snapshot", "registry_pristine",
@@ -50,7 +53,7 @@ __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry
            "raw_inputs", "raw_kwinputs", "bind", "delegate", "with_attr", "with_inputs", "node_attr", "node_meta",
            "is_torchscript", "conversion_state", "op_name_prefix", "opset_at_least", "add_function_input",
            "mil_program", "milproto_load", "walk_ops", "install_frontend_patches", "remove_frontend_patches",
-           "is_complex_literal"]
+           "is_complex_literal", "scope_of"]
 
 _REG = _TORCH_OPS_REGISTRY
 _PRISTINE = dict(_REG.name_to_func_mapping)  # coremltools' own table, taken before any specrewrite change
@@ -333,6 +336,19 @@ def install_frontend_patches() -> None:
         torch._C.Node.cs = lambda self, name: self.output().toIValue()
         _patches["cs"] = True
 
+    conv_cls = cv.TorchConverter
+    convert = conv_cls.__dict__["convert"]
+
+    def convert_folded(self):
+        from ._fold import fold_program
+
+        prog = convert(self)
+        fold_program(prog)   # tensors of rank over 5 (Core ML's limit) held as reshapes of rank 5 or less
+        return prog
+
+    _patches["fold"] = (conv_cls, convert)
+    conv_cls.convert = convert_folded
+
 
 ASSIGN_KINDS = ("_internal_op_tensor_inplace_copy_", "_internal_op_tensor_inplace_fill_")
 
@@ -390,7 +406,18 @@ def stale_view_write(graph):
     return None
 
 
+def scope_of(op):
+    """A context in which new MIL ops take ``op``'s scopes (the frontend checks that every op has its module's)."""
+    from coremltools.converters.mil.mil.scope import ScopeInfo
+
+    scopes = [ScopeInfo(source=k, data=list(v)) for k, v in (getattr(op, "scopes", None) or {}).items() if v]
+    return mb.scope(*scopes) if scopes else contextlib.nullcontext()
+
+
 def remove_frontend_patches() -> None:
+    if "fold" in _patches:
+        conv_cls, convert = _patches.pop("fold")
+        conv_cls.convert = convert
     if "assign" in _patches:
         cv, fuse = _patches.pop("assign")
         cv.generate_tensor_assignment_ops = fuse

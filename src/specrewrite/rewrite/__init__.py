@@ -13,6 +13,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
+from .._where import from_guard
+from ._guards import install as install_size_checks, residue_class
 from .dynamic import AxisPlan, accept, describe_guard
 from ._user_errors import internal_error, model_raises
 from .report import Report
@@ -211,6 +213,10 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     else:
         raise SpecRewriteError("the rewrite kept needing static shapes", op="rewrite",
                                fix="pass dynamic_shapes=False, and report this model as a specrewrite bug")
+    if out is not work:
+        install_size_checks(out, [c for c in plan.size_classes
+                                  if any(ax.dynamic and (plan.names.index(ax.input), ax.axis) == (c.index, c.axis)
+                                         for ax in plan.axes)])
     report.axes = plan.report()
     report.shapes_specialised = not any(ax.dynamic for ax in plan.axes)
     if len(report.entries) == n_swapped and not report.complex_ops and not report.folded:
@@ -296,15 +302,33 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
         if not pinned and not refix:
             report.capture = capture
             return gm, sites, None
-        for ax, guard, size in pinned:
-            if not _eager_runs(work, plan.inputs_at(ax, size)):
-                accept(ax, guard, size)   # the model's own code restricts the axis the same way
-                continue
-            why = describe_guard(guard, size)
-            if ax.explicit:
-                _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {why}", only=ax)
-            plan.fix(ax, why)
-            refix = True
+        for _ in range(16):   # after accepting a guard, the same graph is judged again for the next one
+            accepted = False
+            for ax, guard, size in pinned:
+                if not _eager_runs(work, plan.inputs_at(ax, size)):
+                    plan.accept(ax, guard, accept(ax, guard, size))   # the model's own code restricts it alike
+                    accepted = True
+                    continue
+                cls = residue_class(guard.expr, plan.names.index(ax.input), ax.axis, from_guard(guard), ax.input)
+                if cls is not None:   # right for a residue class of sizes: kept dynamic, checked at run time
+                    plan.keep_for_class(ax, cls)
+                    accepted = True
+                    continue
+                why = describe_guard(guard, size)
+                if ax.explicit:
+                    _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {why}", only=ax)
+                plan.fix(ax, why)
+                refix = True
+            if refix or not accepted:
+                break
+            pinned = plan.judge(gm)
+            if not pinned:
+                break
+        else:   # guard after guard accepted and more left: the axes they restrict are fixed instead
+            for ax, guard, size in pinned:
+                plan.fix(ax, "the capture's guards on this axis kept restricting it (" + describe_guard(guard, size)
+                         + ")")
+                refix = True
         if not refix:
             report.capture = capture
             return gm, sites, None

@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
+from ..kernels.fold_plan import FoldPlan, group_pad, group_perm, is_unit, permute_map
+
 aten = torch.ops.aten
 
 MAX_RANK = 5
@@ -52,8 +54,7 @@ def _erank(v) -> int:
     return v.dim() + int(v.is_complex())
 
 
-def _unit(size) -> bool:
-    return isinstance(size, int) and size == 1
+_unit = is_unit
 
 
 def _kind(n) -> Optional[str]:
@@ -75,41 +76,13 @@ def _kind(n) -> Optional[str]:
     return None
 
 
-class _Boundaries:
-    """Union-find over (value, axis a, axis b): the boundary between two adjacent kept axes of a value. A cut
-    boundary keeps its two axes apart; linked boundaries are cut together."""
-
-    def __init__(self):
-        self.parent: Dict[tuple, tuple] = {}
-        self.cut: Dict[tuple, bool] = {}
-
-    def find(self, k):
-        self.parent.setdefault(k, k)
-        while self.parent[k] != k:
-            self.parent[k] = self.parent[self.parent[k]]
-            k = self.parent[k]
-        return k
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[ra] = rb
-            self.cut[rb] = self.cut.get(rb, False) or self.cut.get(ra, False)
-
-    def set_cut(self, k):
-        self.cut[self.find(k)] = True
-
-    def is_cut(self, k) -> bool:
-        return self.cut.get(self.find(k), False)
-
-
 class _Folder:
     def __init__(self, gm: fx.GraphModule):
         self.gm, self.graph = gm, gm.graph
         self.wide = [n for n in self.graph.nodes if _val(n) is not None and _erank(_val(n)) > MAX_RANK]
-        self.bounds = _Boundaries()
-        self.pinned: Dict[fx.Node, set] = {}
-        self.kept: Dict[fx.Node, List[int]] = {}
+        self.plan = FoldPlan(MAX_RANK)
+        for n in self.wide:
+            self.plan.value(n, list(_val(n).shape), int(_val(n).is_complex()))
         self.comp: Dict[fx.Node, fx.Node] = {}
         self.sym_nodes: Dict = {}
         self.replaced: List[Tuple[fx.Node, fx.Node]] = []
@@ -134,9 +107,7 @@ class _Folder:
         return ops
 
     def pin(self, n, axes):
-        if n in self.wide_set:
-            r = _val(n).dim()
-            self.pinned.setdefault(n, set()).update(a % r for a in axes)
+        self.plan.pin(n, axes)
 
     def axes_of(self, n) -> List[int]:
         """Axes an op works on (pinned: an axis of its own, kept even when of size 1)."""
@@ -172,40 +143,9 @@ class _Folder:
                 self.pin(n.args[0], [-1])
             elif k == "view_as_real":
                 self.pin(n, [-1])
-        for n in self.wide:
-            v = _val(n)
-            pins = self.pinned.get(n, set())
-            self.kept[n] = [d for d in range(v.dim()) if d in pins or not _unit(v.shape[d])]
-            for d in pins:
-                for k in self._neighbours(n, d):
-                    self.bounds.set_cut(k)
+        self.plan.close_values()
         for n in ops:
             self.link_op(n)
-
-    def _neighbours(self, n, d):
-        kept = self.kept[n]
-        i = kept.index(d)
-        return [(n, kept[j], kept[j + 1]) for j in (i - 1, i) if 0 <= j < len(kept) - 1]
-
-    def link(self, u, w, m: Dict[int, int]):
-        """Tie u's boundaries to w's through the axis map m (u axis -> w axis); a boundary with no partner is
-        cut."""
-        uw, ww = u in self.wide_set, w in self.wide_set
-        if not (uw and ww):
-            # a value held at full rank on one side: only the wide side's broadcast cuts matter (set elsewhere)
-            return
-        ku, kw = self.kept[u], self.kept[w]
-        pairs_w = {(kw[j], kw[j + 1]) for j in range(len(kw) - 1)}
-        matched = set()
-        for j in range(len(ku) - 1):
-            a, b = ku[j], ku[j + 1]
-            if a in m and b in m and (m[a], m[b]) in pairs_w:
-                self.bounds.union((u, a, b), (w, m[a], m[b]))
-                matched.add((m[a], m[b]))
-            else:
-                self.bounds.set_cut((u, a, b))
-        for p in pairs_w - matched:
-            self.bounds.set_cut((w,) + p)
 
     def link_op(self, n):
         k, a = _kind(n), n.args
@@ -213,8 +153,7 @@ class _Folder:
             return
         out = _val(n)
         if k == "permute":
-            perm = self._perm(n)
-            self.link(a[0], n, {perm[j]: j for j in range(len(perm))})
+            self.link(a[0], n, permute_map(self._perm(n)))
         elif k in ("select", "select_scatter"):
             d = self.axes_of(n)[0] % (_val(a[0]).dim())
             src = a[0] if k == "select" else a[1]
@@ -247,16 +186,12 @@ class _Folder:
                 self.broadcast_cuts(n, x, off, same)
                 self.link(x, n, same)
 
+    def link(self, u, w, m):
+        self.plan.link(u, w, m)
+
     def broadcast_cuts(self, n, x, off, same):
         """The result keeps apart an axis the operand broadcasts along from one it does not."""
-        if n not in self.wide_set:
-            return
-        out_axes = set(same.values())
-        kept = self.kept[n]
-        for j in range(len(kept) - 1):
-            p, q = kept[j], kept[j + 1]
-            if (p in out_axes) != (q in out_axes):
-                self.bounds.set_cut((n, p, q))
+        self.plan.cut_apart(n, same.values())
 
     @staticmethod
     def _perm(n):
@@ -269,16 +204,7 @@ class _Folder:
         return [int(d) % r for d in n.args[1]]
 
     def groups(self, n) -> List[List[int]]:
-        kept = self.kept[n]
-        if not kept:
-            return []
-        out = [[kept[0]]]
-        for j in range(len(kept) - 1):
-            if self.bounds.is_cut((n, kept[j], kept[j + 1])):
-                out.append([kept[j + 1]])
-            else:
-                out[-1].append(kept[j + 1])
-        return out
+        return self.plan.groups(n)
 
     # ---------------------------------------------------------------- emission
     def size_arg(self, size, anchor):
@@ -398,9 +324,8 @@ class _Folder:
                 args = (a[0], sizes) + tuple(a[2:]) if n.target in _NEW else (sizes,) + tuple(a[1:])
                 new = self.call(n.target, args, n.kwargs, n, oval)
             elif k == "permute":
-                where = {e: i for i, g in enumerate(self.groups(a[0])) for e in g}
-                new = self.call(aten.permute.default, (self.comp[a[0]], [where[self._perm(n)[g[0]]] for g in og]),
-                                {}, n, oval)
+                new = self.call(aten.permute.default,
+                                (self.comp[a[0]], group_perm(self.groups(a[0]), og, self._perm(n))), {}, n, oval)
             elif k in ("select", "slice"):
                 x = a[0]
                 d = self.axes_of(n)[0] % _val(x).dim()
@@ -423,11 +348,7 @@ class _Folder:
                 r = _val(x).dim()
                 pad = list(a[1])
                 per_axis = {r - 1 - i: (pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)}
-                cpad = []
-                for g in reversed(self.groups(x)):   # a padded axis is a group of its own (pinned)
-                    cpad += list(per_axis.get(g[0], (0, 0))) if len(g) == 1 else [0, 0]
-                while cpad[-2:] == [0, 0]:
-                    cpad = cpad[:-2]
+                cpad = group_pad(self.groups(x), per_axis)
                 new = self.call(n.target, (self.comp[x], cpad) + tuple(a[2:]), n.kwargs, n, oval)
             elif k == "cat":
                 d = self.axes_of(n)[0] % v.dim()
@@ -508,9 +429,9 @@ def fold_wide(gm: fx.GraphModule) -> Tuple[int, Optional[str]]:
     try:
         ops = f.ops()
         f.analyse(ops)
-        for n in f.wide:
-            if len(f.groups(n)) + int(_val(n).is_complex()) > MAX_RANK:
-                raise _Abort(f"{n.name} {tuple(_val(n).shape)} keeps more than {MAX_RANK} axes apart")
+        n = f.plan.too_wide()
+        if n is not None:
+            raise _Abort(f"{n.name} {tuple(_val(n).shape)} keeps more than {MAX_RANK} axes apart")
     except _Abort as e:
         return 0, str(e)
     mutates = any(n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)

@@ -40,6 +40,7 @@ class Axis:
     index: int = 0              # position of the input among the example inputs
     min: Optional[int] = None   # the range's bounds (None: unbounded)
     max: Optional[int] = None
+    sizes: str = ""             # a Python test in n of the sizes the graph holds (a residue class), or ""
 
     def describe(self) -> str:
         name = f"input '{self.input}' axis {self.axis} ({self.role}, {self.size} in the example)"
@@ -88,6 +89,8 @@ class AxisPlan:
         self.spec = self._spec(dynamic_shapes)
         self.capture_args, self.batch_expanded = self._expand_batch()
         self.fixed_reasons: Dict[Tuple[int, int], str] = {}
+        self.size_classes: list = []   # _guards.SizeClass: axes kept dynamic for a residue class of sizes
+        self.accepted: Dict[str, tuple] = {}   # guard text -> (input, axis, range text): judged already
         self._tentative: set = set()   # reasons that a later, more general one replaces
 
     # -------------------------------------------------------------------------------------- the request
@@ -145,6 +148,25 @@ class AxisPlan:
         return any(ax.requested and not ax.dynamic and ax.axis == 0 and ax.role == "batch" and ax.size == 1
                    for ax in self.axes)
 
+    def accept(self, ax: Axis, guard, text: str) -> None:
+        """A guard the model's own code has too: judged once, its text kept in the axis's range."""
+        self.accepted[str(guard.expr)] = (self._index(ax.input), ax.axis, text)
+
+    def keep_for_class(self, ax: Axis, cls) -> None:
+        """``ax`` stays dynamic for the sizes of a residue class, checked by the rewritten model."""
+        ax.dynamic = True
+        self.size_classes = [c for c in self.size_classes
+                             if (c.index, c.axis, c.test) != (cls.index, cls.axis, cls.test)] + [cls]
+        ax.sizes = " and ".join(f"({c.test})" for c in self.size_classes if (c.index, c.axis) == (cls.index, cls.axis))
+        text = f"sizes where {cls.text}" + \
+            (f" (the model's code at {cls.where} takes another path elsewhere" if cls.where else " (elsewhere") + \
+            ": there the rewritten model raises in eager, and exported files return inf / nan)"
+        self.accepted[cls.test] = (cls.index, cls.axis, text)
+        ax.range = (ax.range + ", " if ax.range else "") + text
+
+    def _notes(self, i: int, axis: int) -> str:
+        return ", ".join(t for (j, a, t) in self.accepted.values() if (j, a) == (i, axis))
+
     def fix(self, ax: Axis, reason: str) -> None:
         """Capture ``ax`` as fixed from now on, for ``reason``."""
         if self.batch_expanded and ax.role == "batch" and ax.axis == 0 and ax.size == 1:
@@ -200,13 +222,16 @@ class AxisPlan:
                     "the model's code uses its value (torch.export made it a constant)"
                 continue
             expr = size.node.expr
-            hit = _restricting_guard(shape_env, expr, int(self.capture_args[i].shape[ax.axis]), (ax.size,))
-            if hit is not None:   # symbolic, but restricted by a guard: the caller decides
-                ax.dynamic, ax.why = True, ""
-                pinned.append((ax, hit[0], hit[1]))
-                continue
+            known = {str(c.test) for c in self.size_classes if (c.index, c.axis) == (i, ax.axis)}
+            hit = _restricting_guard(shape_env, expr, int(self.capture_args[i].shape[ax.axis]), (ax.size,),
+                                     skip=lambda e, i=i, ax=ax, known=known: str(e) in self.accepted
+                                     or _class_of(e, i, ax, known))
             ax.dynamic, ax.why = True, ""
             ax.range, ax.min, ax.max = _range_text(shape_env, expr, ax.role)
+            notes = self._notes(i, ax.axis)
+            ax.range = ", ".join(t for t in (ax.range, notes) if t)
+            if hit is not None:   # symbolic, but restricted by a guard: the caller decides
+                pinned.append((ax, hit[0], hit[1]))
         return pinned
 
     def axes_behind(self, gm, symbols) -> List[Axis]:
@@ -269,6 +294,12 @@ def second_inputs(args: tuple, axes: List[Dict[str, Any]]) -> Optional[tuple]:
                 shape[d] = shape[d] + 1
             if ax.get("max") is not None:
                 shape[d] = min(shape[d], ax["max"])
+            if ax.get("sizes"):   # the nearest size that the graph holds (below the maximum)
+                from ._guards import holds
+
+                near = [n for n in range(shape[d] - 64, shape[d] + 64) if n >= 2 and holds(ax["sizes"], n)
+                        and (ax.get("max") is None or n <= ax["max"]) and n != a.shape[d]]
+                shape[d] = min(near, key=lambda n: (abs(n - shape[d]), n)) if near else shape[d]
         out.append(_resize_like(a, shape, g))
     return tuple(out)
 
@@ -359,7 +390,15 @@ def _pin_reason(shape_env, name, axis) -> str:
     return ""
 
 
-def _restricting_guard(shape_env, expr, example: int, also=()):
+def _class_of(e, i, ax, known) -> bool:
+    """Whether guard ``e`` is the residue class already accepted for this axis."""
+    from ._guards import residue_class
+
+    c = residue_class(e, i, ax.axis, "", ax.input)
+    return c is not None and c.test in known
+
+
+def _restricting_guard(shape_env, expr, example: int, also=(), skip=None):
     """(guard, size): a guard of the capture on ``expr``'s symbol, other than a plain range bound, that holds
     at the example's size and fails at ``size``, a nearby size inside the axis's range (ONNX and other runtimes
     do not check such guards, so the graph would be silently wrong there); None when there is none."""
@@ -369,7 +408,8 @@ def _restricting_guard(shape_env, expr, example: int, also=()):
         return None
     (sym,) = expr.free_symbols
     rng = getattr(shape_env, "var_to_range", {}).get(sym)
-    trial = list(also) + [example + d for d in (1, 2, 3, 7, example // 4 + 1, example)] + [2 * example + 1]
+    trial = list(also) + [example + d for d in (1, 2, 3, 7, example // 4 + 1, example)] + [2 * example + 1] \
+        + [example - d for d in (1, 2, 3, 7)] + [(3 * example) // 4 | 1]   # below it too
     try:
         trial = [t for t in trial if t in also or rng is None or (t >= int(rng.lower) and (str(rng.upper) in ("oo", "int_oo")
                                                                              or t <= int(rng.upper)))]
@@ -379,7 +419,7 @@ def _restricting_guard(shape_env, expr, example: int, also=()):
     for g in getattr(shape_env, "guards", []):
         e = g.expr
         free = getattr(e, "free_symbols", set())
-        if sym not in free or _is_range_bound(e, sym):
+        if sym not in free or _is_range_bound(e, sym) or (skip is not None and skip(e)):
             continue
         others = {o: hints[o] for o in free if o != sym and o in hints}
         if len(others) != len(free) - 1:
@@ -442,10 +482,11 @@ def describe_guard(guard, size) -> str:
             + (f" (guard from {where})" if where else ""))
 
 
-def accept(ax: Axis, guard, size) -> None:
+def accept(ax: Axis, guard, size) -> str:
     """A restricting guard the model's own code also has (eager fails at ``size`` too): the axis stays
-    dynamic, with the restriction in the report."""
+    dynamic, with the restriction in the report (returned, and added to ``ax.range``)."""
     ax.dynamic = True
     where = from_guard(guard)
-    ax.range = (ax.range + ", " if ax.range else "") + f"sizes where {guard.expr} holds" + \
-        (f" ({where})" if where else "")
+    text = f"sizes where {guard.expr} holds" + (f" ({where})" if where else "")
+    ax.range = (ax.range + ", " if ax.range else "") + text
+    return text

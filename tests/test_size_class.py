@@ -1,0 +1,98 @@
+"""An axis the capture holds for a residue class of sizes only (the model pads to a multiple of a stride in Python,
+``if T % k != 0: pad``) stays dynamic for that class (``rewrite/_guards.py``): right inside it in eager and in
+ONNX Runtime, a ``SpecRewriteError`` naming the model's line outside it in eager, inf / nan outside it in an
+exported file (never a silently wrong number)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+import specrewrite as sr
+from conftest import TOL, onnx_roundtrip, rel_err
+from specrewrite import SpecRewriteError
+from specrewrite.rewrite._guards import holds, residue_class
+
+
+class PadToStride(torch.nn.Module):
+    """HDemucs' time encoder: pad to a multiple of the stride only when the length is not one."""
+
+    def __init__(self, stride=4):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        le = x.shape[-1]
+        if le % self.stride != 0:
+            x = torch.nn.functional.pad(x, (0, self.stride - le % self.stride))
+        spec = torch.stft(x, 64, 16, window=torch.hann_window(64, dtype=x.dtype), return_complex=True)
+        return spec.abs().mean(1)
+
+
+class ScaleOnMultiple(torch.nn.Module):
+    """The other branch is the example's: the graph holds lengths that are multiples of 8 only."""
+
+    def forward(self, x):
+        if x.shape[-1] % 8 == 0:
+            x = x * 2
+        spec = torch.stft(x, 64, 16, window=torch.hann_window(64, dtype=x.dtype), return_complex=True)
+        return spec.abs().mean(1)
+
+
+def _rewrite(model, x):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sr.rewrite(model, (x,), strict=True)
+
+
+@pytest.mark.parametrize("model, length, inside, outside", [
+    (PadToStride(), 4002, [4003, 5001], 4004),
+    (ScaleOnMultiple(), 4000, [4008, 4800], 4004),
+])
+def test_length_stays_dynamic_for_its_residue_class(model, length, inside, outside, tmp_path):
+    model = model.eval()
+    x = torch.randn(2, length, generator=torch.Generator().manual_seed(0))
+    fast = _rewrite(model, x)
+    (time_ax,) = [a for a in fast.specrewrite_report.axes if a["role"] == "time"]
+    assert time_ax["dynamic"] and time_ax["sizes"] and "sizes where" in time_ax["range"], time_ax
+    assert "test_size_class.py" in time_ax["range"], time_ax["range"]   # the model's branching line
+    for n in inside:
+        assert holds(time_ax["sizes"], n) and not holds(time_ax["sizes"], outside)
+        xi = torch.randn(3, n, generator=torch.Generator().manual_seed(n))
+        with torch.no_grad():
+            err, eager = rel_err(fast(xi), model.double()(xi.double())), rel_err(model.float()(xi),
+                                                                               model.double()(xi.double()))
+        assert err <= max(4 * eager, TOL["fp32_rel"]), (n, err, eager)
+    with pytest.raises(SpecRewriteError) as info:
+        fast(torch.randn(3, outside))
+    assert f"size {outside}" in str(info.value) and "test_size_class.py" in str(info.value), str(info.value)
+
+    t = torch.export.Dim("t", min=64, max=1 << 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sess, _, _ = onnx_roundtrip(fast, (x,), dynamic_shapes=({1: t},), path=str(tmp_path / "m.onnx"))
+    name = sess.get_inputs()[0].name
+    for n in inside:
+        xi = torch.randn(2, n, generator=torch.Generator().manual_seed(n + 1))
+        got = sess.run(None, {name: xi.numpy()})[0]
+        with torch.no_grad():
+            assert rel_err(torch.from_numpy(got), model.double()(xi.double())) <= TOL["fp32_rel"] * 10
+    got = sess.run(None, {name: torch.randn(2, outside).numpy()})[0]
+    assert not np.isfinite(got).all(), "a length outside the class must not give finite numbers in ONNX"
+
+
+def test_residue_class_parses_only_mod_guards():
+    s = sympy.Symbol("s0", integer=True, positive=True)
+    c = residue_class(sympy.Ne(sympy.Mod(s, 4), 0), 0, 1, "", "x")
+    assert c is not None and [holds(c.test, n) for n in (4, 5, 6, 7, 8)] == [False, True, True, True, False]
+    flag = [eval(c.flag, {}, {"n": n}) for n in (4, 5, 6, 7, 8)]   # noqa: S307 - the module's own expression
+    assert flag == [0, 1, 1, 1, 0]
+    c = residue_class(sympy.Eq(sympy.Mod(3 * s + 2, 8), 0), 0, 1, "", "x")
+    assert [holds(c.test, n) for n in range(8)] == [(3 * n + 2) % 8 == 0 for n in range(8)]
+    assert [eval(c.flag, {}, {"n": n}) for n in range(8)] == [int((3 * n + 2) % 8 == 0) for n in range(8)]
+    t = sympy.Symbol("s1", integer=True, positive=True)
+    assert residue_class(sympy.Eq(s, 4000), 0, 1, "", "x") is None                # one size: stays fixed
+    assert residue_class(sympy.Ne(sympy.Mod(s + t, 4), 0), 0, 1, "", "x") is None  # two sizes
