@@ -183,3 +183,48 @@ def test_plugin_folds_the_unchanged_models_program(name):
         ref64, ref32 = model.double()(x.double()), model.float()(x)
     err, eager = rel_err(torch.from_numpy(got), ref64), rel_err(ref32, ref64)
     assert err <= max(4 * eager, TOL["fp32_rel"]), (err, eager)
+
+
+def _new_zeros(x):
+    y = x.unsqueeze(1) * 2
+    return (y.new_zeros(y.shape) + y).reshape(2, -1)
+
+
+def _cat_then_permute(x):
+    y = x.unsqueeze(1)                                   # (B, 1, C, F, T, 2): the unit axis kept for cat
+    c = torch.cat([y, y], 1)
+    return torch.cat([c.reshape(2, -1), y.permute(0, 2, 1, 3, 4, 5).reshape(2, -1)], 1)
+
+
+def _pad_unit_axis(x):
+    y = x.unsqueeze(1) + 1
+    a = torch.nn.functional.pad(y, (1, 1))[..., 1:-1] * 2
+    b = torch.nn.functional.pad(y, (0, 0, 0, 0, 0, 0, 0, 0, 1, 1))   # the axis of size 1 padded to 3
+    return torch.cat([a.reshape(2, -1), b.reshape(2, -1)], 1)
+
+
+def _broadcast_unit(x):
+    y = x.unsqueeze(1)
+    return (torch.cat([y, -y], 1) * y).permute(0, 2, 1, 3, 4, 5).reshape(2, -1)
+
+
+@pytest.mark.parametrize("fn", [_new_zeros, _cat_then_permute, _pad_unit_axis, _broadcast_unit],
+                         ids=lambda f: f.__name__)
+def test_fold_is_exact_or_declines(fn):
+    """Graph-level cases around axes of size 1 (kept in one value, dropped in the next): the folded graph has no
+    tensor over rank 5 and gives eager's numbers exactly, or the graph is left as it was, never half-changed."""
+    from specrewrite.rewrite._rank import MAX_RANK, fold_wide
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return fn(x)
+
+    x = torch.randn(2, 3, 4, 5, 2, generator=torch.Generator().manual_seed(1))
+    ep = torch.export.export(M(), (x,))
+    gm = ep.graph_module
+    folded, why = fold_wide(gm)
+    seen = WidestRank()
+    with torch.no_grad(), seen:
+        (got,) = gm(x)
+    assert torch.equal(got, fn(x))
+    assert folded and seen.widest <= MAX_RANK, (folded, why, seen.widest)

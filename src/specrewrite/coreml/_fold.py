@@ -282,12 +282,19 @@ def fold_program(prog) -> int:
         try:
             ops = f.ops()
             f.analyse(ops)
-        except _Abort:
+        except Exception:  # noqa: BLE001 - nothing changed yet: the function stays as it was (Core ML names the rank)
             continue
         before = set(func.operations)
         with func:
             try:
                 replaced = f.emit(ops)
+                region = set(ops)
+                gone = {o for op in ops for o in op.outputs} - {old for _, old, _ in replaced}
+                for op in func.operations:   # nothing outside the region may read a value that goes
+                    if op not in region and op not in before and any(v in gone for v in _in_vars(op)):
+                        raise _Abort(f"{op.name} reads a value of rank over {MAX_RANK}")
+                if any(c not in region for v in gone for c in v.child_ops) or any(v in func.outputs for v in gone):
+                    raise _Abort("a wide value is read outside the folded ops")
             except Exception:  # noqa: BLE001 - new ops unused: removed below, the function stays as it was
                 func.remove_ops([op for op in reversed(func.operations) if op not in before])
                 continue

@@ -13,7 +13,8 @@ keeps the row-major order, so the data does not move. Constraints, stated per op
 - ``cut_apart(v, mapped)``: in v, an axis in ``mapped`` and its neighbour outside it stay apart (the axes an
   operand broadcasts along).
 
-Every boundary with no reason to be cut merges. ``too_wide()`` names a value that still keeps more than
+An axis of size 1 kept in one value (pinned) is kept in every value linked to it. Every boundary with no reason
+to be cut merges. The plan is solved when first read (``groups``, ``too_wide``). ``too_wide()`` names a value that still keeps more than
 ``max_rank`` groups (with its extra axes, such as the (re, im) pair of a complex value).
 """
 from __future__ import annotations
@@ -35,6 +36,9 @@ class FoldPlan:
         self.kept: Dict[Hashable, List[int]] = {}
         self._parent: Dict[tuple, tuple] = {}
         self._cut: Dict[tuple, bool] = {}
+        self._links: List[tuple] = []
+        self._apart: List[tuple] = []
+        self._solved = False
 
     # ------------------------------------------------------------------ values
     def value(self, key, shape: Sequence, extra: int = 0) -> None:
@@ -48,21 +52,71 @@ class FoldPlan:
         if key in self.shapes:
             r = len(self.shapes[key])
             self.pins.setdefault(key, set()).update(int(a) % r for a in axes)
+            self._solved = False
 
     def close_values(self) -> None:
-        """After every pin, before any link: each value's kept axes (sizes other than a static 1, and pinned
-        axes), with the boundaries around pinned axes cut."""
-        for key, shape in self.shapes.items():
-            pins = self.pins.get(key, set())
-            self.kept[key] = [d for d in range(len(shape)) if d in pins or not is_unit(shape[d])]
+        """Kept for callers that state every pin before their links: the plan is solved on first read anyway."""
+
+    def link(self, u, w, m: Dict[int, int]) -> None:
+        """Axis a of u is axis m[a] of w. Only between two wide values (a value at full rank has no groups)."""
+        if u in self.shapes and w in self.shapes:
+            self._links.append((u, w, dict(m)))
+            self._solved = False
+
+    def cut_apart(self, key, mapped: Iterable[int]) -> None:
+        """In ``key``, an axis in ``mapped`` and its neighbour outside it stay apart."""
+        if key in self.shapes:
+            self._apart.append((key, set(mapped)))
+            self._solved = False
+
+    # ------------------------------------------------------------------ solving
+    def _solve(self) -> None:
+        if self._solved:
+            return
+        self._parent, self._cut = {}, {}
+        # kept axes: sizes other than a static 1, and pinned axes; an axis of size 1 kept in one value is kept in
+        # every value linked to it (both sides of an op then hold the same axes)
+        keep = {k: {d for d, n in enumerate(shape) if not is_unit(n)} | self.pins.get(k, set())
+                for k, shape in self.shapes.items()}
+        changed = True
+        while changed:
+            changed = False
+            for u, w, m in self._links:
+                for a, b in m.items():
+                    if a in keep[u] and b not in keep[w]:
+                        keep[w].add(b)
+                        changed = True
+                    elif b in keep[w] and a not in keep[u]:
+                        keep[u].add(a)
+                        changed = True
+        self.kept = {k: sorted(v) for k, v in keep.items()}
+        for key, pins in self.pins.items():
+            kept = self.kept[key]
             for d in pins:
-                kept = self.kept[key]
                 i = kept.index(d)
                 for j in (i - 1, i):
                     if 0 <= j < len(kept) - 1:
                         self._set_cut((key, kept[j], kept[j + 1]))
+        for u, w, m in self._links:
+            ku, kw = self.kept[u], self.kept[w]
+            pairs_w = {(kw[j], kw[j + 1]) for j in range(len(kw) - 1)}
+            matched = set()
+            for j in range(len(ku) - 1):
+                a, b = ku[j], ku[j + 1]
+                if a in m and b in m and (m[a], m[b]) in pairs_w:
+                    self._union((u, a, b), (w, m[a], m[b]))
+                    matched.add((m[a], m[b]))
+                else:
+                    self._set_cut((u, a, b))
+            for p in pairs_w - matched:
+                self._set_cut((w,) + p)
+        for key, mapped in self._apart:
+            kept = self.kept[key]
+            for j in range(len(kept) - 1):
+                if (kept[j] in mapped) != (kept[j + 1] in mapped):
+                    self._set_cut((key, kept[j], kept[j + 1]))
+        self._solved = True
 
-    # ------------------------------------------------------------------ constraints
     def _find(self, k):
         self._parent.setdefault(k, k)
         while self._parent[k] != k:
@@ -82,34 +136,9 @@ class FoldPlan:
     def _is_cut(self, k) -> bool:
         return self._cut.get(self._find(k), False)
 
-    def link(self, u, w, m: Dict[int, int]) -> None:
-        """Axis a of u is axis m[a] of w. Only between two wide values (a value at full rank has no groups)."""
-        if u not in self.shapes or w not in self.shapes:
-            return
-        ku, kw = self.kept[u], self.kept[w]
-        pairs_w = {(kw[j], kw[j + 1]) for j in range(len(kw) - 1)}
-        matched = set()
-        for j in range(len(ku) - 1):
-            a, b = ku[j], ku[j + 1]
-            if a in m and b in m and (m[a], m[b]) in pairs_w:
-                self._union((u, a, b), (w, m[a], m[b]))
-                matched.add((m[a], m[b]))
-            else:
-                self._set_cut((u, a, b))
-        for p in pairs_w - matched:
-            self._set_cut((w,) + p)
-
-    def cut_apart(self, key, mapped: Iterable[int]) -> None:
-        if key not in self.shapes:
-            return
-        mapped = set(mapped)
-        kept = self.kept[key]
-        for j in range(len(kept) - 1):
-            if (kept[j] in mapped) != (kept[j + 1] in mapped):
-                self._set_cut((key, kept[j], kept[j + 1]))
-
     # ------------------------------------------------------------------ the answer
     def groups(self, key) -> List[List[int]]:
+        self._solve()
         kept = self.kept[key]
         if not kept:
             return []
@@ -122,6 +151,7 @@ class FoldPlan:
         return out
 
     def too_wide(self) -> Optional[Hashable]:
+        self._solve()
         for key in self.shapes:
             if len(self.groups(key)) + self.extra[key] > self.max_rank:
                 return key

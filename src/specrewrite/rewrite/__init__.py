@@ -305,13 +305,13 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
         for _ in range(16):   # after accepting a guard, the same graph is judged again for the next one
             accepted = False
             for ax, guard, size in pinned:
-                if not _eager_runs(work, plan.inputs_at(ax, size)):
-                    plan.accept(ax, guard, accept(ax, guard, size))   # the model's own code restricts it alike
-                    accepted = True
-                    continue
                 cls = residue_class(guard.expr, plan.names.index(ax.input), ax.axis, from_guard(guard), ax.input)
                 if cls is not None:   # right for a residue class of sizes: kept dynamic, checked at run time
-                    plan.keep_for_class(ax, cls)
+                    plan.keep_for_class(ax, cls)   # (first: the check costs nothing where eager fails too)
+                    accepted = True
+                    continue
+                if not _eager_runs(work, plan.inputs_at(ax, size)):
+                    plan.accept(ax, guard, accept(ax, guard, size))   # the model's own code restricts it alike
                     accepted = True
                     continue
                 why = describe_guard(guard, size)

@@ -75,7 +75,9 @@ def residue_class(expr, index: int, axis: int, where: str, input_name: str) -> O
         return None
     k, r = int(lhs.args[1]), int(rhs)
     ne = isinstance(expr, sympy.Ne)
-    differs = f"((({x} - {r}) % {k}) + {k - 1}) // {k}"       # 1 where x % k != r, else 0
+    # 1 where x % k != r, else 0; every operand of % and // stays non-negative (sizes are), so a runtime whose
+    # remainder truncates toward zero computes the same
+    differs = f"(((({x} % {k}) + {k - r}) % {k}) + {k - 1}) // {k}"
     flag = differs if ne else f"1 - {differs}"
     text = f"{x.replace('n', 'size')} % {k} {'!=' if ne else '=='} {r}"
     return SizeClass(index, axis, f"({x} % {k}) {'!=' if ne else '=='} {r}", flag, text, where, input_name)

@@ -321,7 +321,8 @@ class _Folder:
                     self.replaced.append((n, new))
                     continue
                 sizes = [self.size_arg(_prod(v, g), n) for g in og]
-                args = (a[0], sizes) + tuple(a[2:]) if n.target in _NEW else (sizes,) + tuple(a[1:])
+                args = ((self.comp.get(a[0], a[0]), sizes) + tuple(a[2:]) if n.target in _NEW
+                        else (sizes,) + tuple(a[1:]))
                 new = self.call(n.target, args, n.kwargs, n, oval)
             elif k == "permute":
                 new = self.call(aten.permute.default,
@@ -432,8 +433,8 @@ def fold_wide(gm: fx.GraphModule) -> Tuple[int, Optional[str]]:
         n = f.plan.too_wide()
         if n is not None:
             raise _Abort(f"{n.name} {tuple(_val(n).shape)} keeps more than {MAX_RANK} axes apart")
-    except _Abort as e:
-        return 0, str(e)
+    except Exception as e:  # noqa: BLE001 - nothing changed yet: the graph stays as it was
+        return 0, str(e) if isinstance(e, _Abort) else f"{type(e).__name__}: {e}"
     mutates = any(n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
                   and n.target._schema.is_mutable for n in gm.graph.nodes)
     before = list(gm.graph.nodes)
@@ -444,6 +445,14 @@ def fold_wide(gm: fx.GraphModule) -> Tuple[int, Optional[str]]:
         left = [n for n in ops if n not in done and n.users]
         if left:
             raise _Abort(f"{left[0].target} has no folded form")
+        keep, gone = set(before), set(ops) - {n for n, _ in f.replaced}
+        stale = [m for m in gm.graph.nodes if m not in keep and any(x in gone for x in m.all_input_nodes)]
+        if stale:   # a new node reading a value that goes: the graph would not hold together
+            raise _Abort(f"{stale[0].name} reads a value of rank over {MAX_RANK}")
+        # every op's result after the commit: either folded (all its readers are ops here) or replaced
+        outside = [n for n in f.wide_set if any(u not in set(ops) for u in n.users)]
+        if outside:
+            raise _Abort(f"{outside[0].name} is read outside the folded ops")
     except Exception as e:  # noqa: BLE001 - nothing replaced yet: drop the new nodes, keep the graph
         _undo(gm, before)
         return 0, f"{type(e).__name__}: {e}" if not isinstance(e, _Abort) else str(e)

@@ -90,7 +90,7 @@ class AxisPlan:
         self.capture_args, self.batch_expanded = self._expand_batch()
         self.fixed_reasons: Dict[Tuple[int, int], str] = {}
         self.size_classes: list = []   # _guards.SizeClass: axes kept dynamic for a residue class of sizes
-        self.accepted: Dict[str, tuple] = {}   # guard text -> (input, axis, range text): judged already
+        self.accepted: Dict[tuple, str] = {}   # (input, axis, guard text) -> range text: judged already
         self._tentative: set = set()   # reasons that a later, more general one replaces
 
     # -------------------------------------------------------------------------------------- the request
@@ -150,7 +150,7 @@ class AxisPlan:
 
     def accept(self, ax: Axis, guard, text: str) -> None:
         """A guard the model's own code has too: judged once, its text kept in the axis's range."""
-        self.accepted[str(guard.expr)] = (self._index(ax.input), ax.axis, text)
+        self.accepted[(self._index(ax.input), ax.axis, str(guard.expr))] = text
 
     def keep_for_class(self, ax: Axis, cls) -> None:
         """``ax`` stays dynamic for the sizes of a residue class, checked by the rewritten model."""
@@ -161,11 +161,11 @@ class AxisPlan:
         text = f"sizes where {cls.text}" + \
             (f" (the model's code at {cls.where} takes another path elsewhere" if cls.where else " (elsewhere") + \
             ": there the rewritten model raises in eager, and exported files return inf / nan)"
-        self.accepted[cls.test] = (cls.index, cls.axis, text)
+        self.accepted[(cls.index, cls.axis, cls.test)] = text
         ax.range = (ax.range + ", " if ax.range else "") + text
 
     def _notes(self, i: int, axis: int) -> str:
-        return ", ".join(t for (j, a, t) in self.accepted.values() if (j, a) == (i, axis))
+        return ", ".join(t for (j, a, _), t in self.accepted.items() if (j, a) == (i, axis))
 
     def fix(self, ax: Axis, reason: str) -> None:
         """Capture ``ax`` as fixed from now on, for ``reason``."""
@@ -224,7 +224,7 @@ class AxisPlan:
             expr = size.node.expr
             known = {str(c.test) for c in self.size_classes if (c.index, c.axis) == (i, ax.axis)}
             hit = _restricting_guard(shape_env, expr, int(self.capture_args[i].shape[ax.axis]), (ax.size,),
-                                     skip=lambda e, i=i, ax=ax, known=known: str(e) in self.accepted
+                                     skip=lambda e, i=i, ax=ax, known=known: (i, ax.axis, str(e)) in self.accepted
                                      or _class_of(e, i, ax, known))
             ax.dynamic, ax.why = True, ""
             ax.range, ax.min, ax.max = _range_text(shape_env, expr, ax.role)
