@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..kernels.fold_plan import FoldPlan, group_perm, permute_map
+from ..kernels.fold_plan import FoldPlan, group_perm, group_size as _prod, permute_map
 from ._ct_private import Var, mb, scope_of
 
 MAX_RANK = 5
@@ -35,13 +35,6 @@ def _static(v) -> bool:
 
 def _shape(v) -> List[int]:
     return [int(d) for d in v.shape]
-
-
-def _prod(shape, axes) -> int:
-    p = 1
-    for d in axes:
-        p *= shape[d]
-    return p
 
 
 class _MilFolder:
@@ -130,7 +123,6 @@ class _MilFolder:
                 for v in op.values:
                     self.plan.pin(v, [int(op.axis.val)])
                 self.plan.pin(out, [int(op.axis.val)])
-        self.plan.close_values()
         for op in ops:
             k, out = self.kind(op), op.outputs[0]
             if k == "permute":

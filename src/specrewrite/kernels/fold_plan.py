@@ -54,9 +54,6 @@ class FoldPlan:
             self.pins.setdefault(key, set()).update(int(a) % r for a in axes)
             self._solved = False
 
-    def close_values(self) -> None:
-        """Kept for callers that state every pin before their links: the plan is solved on first read anyway."""
-
     def link(self, u, w, m: Dict[int, int]) -> None:
         """Axis a of u is axis m[a] of w. Only between two wide values (a value at full rank has no groups)."""
         if u in self.shapes and w in self.shapes:
@@ -156,6 +153,14 @@ class FoldPlan:
             if len(self.groups(key)) + self.extra[key] > self.max_rank:
                 return key
         return None
+
+
+def group_size(shape: Sequence, axes: Iterable[int]):
+    """The size of a group of axes: the product of their sizes (ints or symbolic sizes)."""
+    p = 1
+    for d in axes:
+        p = p * shape[d]
+    return p
 
 
 def permute_map(perm: Sequence[int]) -> Dict[int, int]:

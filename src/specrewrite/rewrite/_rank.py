@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
-from ..kernels.fold_plan import FoldPlan, group_pad, group_perm, is_unit, permute_map
+from ..kernels.fold_plan import FoldPlan, group_pad, group_perm, group_size, is_unit, permute_map
 
 aten = torch.ops.aten
 
@@ -52,9 +52,6 @@ def _val(n):
 
 def _erank(v) -> int:
     return v.dim() + int(v.is_complex())
-
-
-_unit = is_unit
 
 
 def _kind(n) -> Optional[str]:
@@ -128,7 +125,7 @@ class _Folder:
             k = _kind(n)
             axes = self.axes_of(n)
             if k == "select":
-                self.pin(n.args[0], [] if _unit(_val(n.args[0]).shape[axes[0]]) else axes)
+                self.pin(n.args[0], [] if is_unit(_val(n.args[0]).shape[axes[0]]) else axes)
             elif k in ("slice", "pad", "constant_pad_nd"):
                 self.pin(n.args[0], axes)
                 self.pin(n, axes)
@@ -143,7 +140,6 @@ class _Folder:
                 self.pin(n.args[0], [-1])
             elif k == "view_as_real":
                 self.pin(n, [-1])
-        self.plan.close_values()
         for n in ops:
             self.link_op(n)
 
@@ -153,24 +149,24 @@ class _Folder:
             return
         out = _val(n)
         if k == "permute":
-            self.link(a[0], n, permute_map(self._perm(n)))
+            self.plan.link(a[0], n, permute_map(self._perm(n)))
         elif k in ("select", "select_scatter"):
             d = self.axes_of(n)[0] % (_val(a[0]).dim())
             src = a[0] if k == "select" else a[1]
             full = n if k == "select" else a[0]
             m = {i: (i if i < d else i - 1) for i in range(_val(full).dim()) if i != d}
             if k == "select":
-                self.link(a[0], n, m)
+                self.plan.link(a[0], n, m)
             else:
-                self.link(a[0], n, {i: i for i in range(out.dim())})
-                self.link(src, n, {v: i for i, v in m.items()})
+                self.plan.link(a[0], n, {i: i for i in range(out.dim())})
+                self.plan.link(src, n, {v: i for i, v in m.items()})
         elif k == "view_as_complex":
-            self.link(a[0], n, {i: i for i in range(out.dim())})
+            self.plan.link(a[0], n, {i: i for i in range(out.dim())})
         elif k == "view_as_real":
-            self.link(a[0], n, {i: i for i in range(_val(a[0]).dim())})
+            self.plan.link(a[0], n, {i: i for i in range(_val(a[0]).dim())})
         elif k == "cat":
             for t in a[0]:
-                self.link(t, n, {i: i for i in range(out.dim())})
+                self.plan.link(t, n, {i: i for i in range(out.dim())})
         elif k in ("same", "slice", "pad", "constant_pad_nd", "slice_scatter"):
             ins = [x for x in n.all_input_nodes if _val(x) is not None]
             if n not in self.wide_set and sum(1 for x in ins if _val(x).dim()) > 1:
@@ -183,15 +179,8 @@ class _Folder:
                 if off < 0:
                     raise _Abort("an operand of higher rank than the result")
                 same = {i: i + off for i in range(xv.dim()) if _same_size(xv.shape[i], out.shape[i + off])}
-                self.broadcast_cuts(n, x, off, same)
-                self.link(x, n, same)
-
-    def link(self, u, w, m):
-        self.plan.link(u, w, m)
-
-    def broadcast_cuts(self, n, x, off, same):
-        """The result keeps apart an axis the operand broadcasts along from one it does not."""
-        self.plan.cut_apart(n, same.values())
+                self.plan.cut_apart(n, same.values())   # broadcast axes stay apart from the others
+                self.plan.link(x, n, same)
 
     @staticmethod
     def _perm(n):
@@ -266,8 +255,10 @@ class _Folder:
 
     def fake(self, sizes, dtype):
         """Metadata of a contiguous tensor (the fake mode of the capture: symbolic sizes stay symbolic)."""
-        mode = next((v.fake_mode for v in (_val(n) for n in self.graph.nodes)
-                     if v is not None and hasattr(v, "fake_mode")), None)
+        if not hasattr(self, "_mode"):   # the capture's fake mode, looked up once
+            self._mode = next((v.fake_mode for v in (_val(n) for n in self.graph.nodes)
+                               if v is not None and hasattr(v, "fake_mode")), None)
+        mode = self._mode
         if mode is None:
             return torch.empty([int(s) for s in sizes], dtype=dtype, device="meta")
         with mode:
@@ -403,14 +394,7 @@ class _Folder:
 
 
 def _prod(v, axes):
-    p = 1
-    for d in axes:
-        p = p * v.shape[d]
-    return p
-
-
-def _static(s):
-    return s if isinstance(s, int) else None
+    return group_size(v.shape, axes)
 
 
 def _same_size(a, b) -> bool:
