@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchaudio
 import torchaudio.transforms as T
 
 import specrewrite as sr
@@ -215,3 +216,24 @@ def test_module_errors():
         sr.MelSpectrogram(n_fft=64, n_mels=8, mel_scale="bark")
     with pytest.raises(sr.SpecRewriteError, match="MFCC"):
         sr.MFCC(n_mfcc=50, melkwargs=dict(n_fft=128, n_mels=40))
+
+
+@pytest.mark.parametrize("shape", [(23, 101), (2, 23, 101), (3, 2, 23, 101), (2, 2, 2, 23, 40)])
+def test_amplitude_to_db_top_db_floor_matches_torchaudio(shape):
+    """The top_db floor is taken per spectrogram (the last 3 dims), as torchaudio packs them."""
+    from specrewrite.modules import amplitude_to_db
+
+    g = torch.Generator().manual_seed(len(shape))
+    x = torch.rand(*shape, generator=g, dtype=torch.float64) ** 8 * torch.rand(shape[0], *[1] * (len(shape) - 1),
+                                                                                generator=g, dtype=torch.float64)
+    ref = torchaudio.functional.amplitude_to_DB(x, 10.0, 1e-10, 0.0, top_db=40.0)
+    assert torch.equal(amplitude_to_db(x, 10.0, 1e-10, 0.0, 40.0), ref)
+
+
+def test_mfcc_with_top_db_converts_to_core_ml():
+    from test_coreml_common import check, src
+
+    m = torchaudio.transforms.MFCC(sample_rate=16000, n_mfcc=13).eval()
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(5)) * 0.1
+    ml = src.convert(m, (x,), target="iOS16")
+    check(ml, m, (x,), 1e-4)

@@ -65,12 +65,9 @@ def amplitude_to_db(x: torch.Tensor, multiplier: float, amin: float, db_multipli
                     top_db: Optional[float]) -> torch.Tensor:
     """torchaudio.functional.amplitude_to_DB."""
     x_db = multiplier * torch.log10(torch.clamp(x, min=amin)) - multiplier * db_multiplier
-    if top_db is not None:
-        shape = x_db.shape
-        packed = shape[-3] if x_db.dim() > 2 else 1
-        x4 = x_db.reshape(-1, packed, shape[-2], shape[-1])
-        x4 = torch.max(x4, (x4.amax(dim=(-3, -2, -1)) - top_db).view(-1, 1, 1, 1))
-        x_db = x4.reshape(shape)
+    if top_db is not None:   # the floor per spectrogram (the last 3 dims, or 2 for a single one), as torchaudio
+        dims = tuple(range(-min(x_db.dim(), 3), 0))   # (no reshape by traced sizes: Core ML converts it)
+        x_db = torch.max(x_db, x_db.amax(dim=dims, keepdim=True) - top_db)
     return x_db
 
 

@@ -168,14 +168,21 @@ def _window_name(window) -> str:
     return f"custom({n})"
 
 
-def fft_scale(norm: int | str | None, n: int, forward: bool) -> float:
-    """Scale of torch.fft's norm modes; ATen encodes them as 0 (none), 1 (1/sqrt n), 2 (1/n)."""
+def fft_scale_power(norm: int | str | None, forward: bool) -> float:
+    """p such that torch.fft's norm mode scales by n ** -p; ATen encodes the modes as 0 (none), 1 (1/sqrt n),
+    2 (1/n)."""
     if isinstance(norm, int):
-        return {0: 1.0, 1: 1.0 / math.sqrt(n), 2: 1.0 / n}[norm]
+        return {0: 0.0, 1: 0.5, 2: 1.0}[norm]
     if norm is None or norm == "backward":
-        return 1.0 if forward else 1.0 / n
+        return 0.0 if forward else 1.0
     if norm == "ortho":
-        return 1.0 / math.sqrt(n)
+        return 0.5
     if norm == "forward":
-        return 1.0 / n if forward else 1.0
+        return 1.0 if forward else 0.0
     raise SpecRewriteError(f"unknown fft norm {norm!r}", fix="use 'backward', 'ortho' or 'forward'")
+
+
+def fft_scale(norm: int | str | None, n: int, forward: bool) -> float:
+    """Scale of torch.fft's norm modes for length n."""
+    p = fft_scale_power(norm, forward)
+    return 1.0 if p == 0 else (1.0 / n if p == 1 else 1.0 / math.sqrt(n))

@@ -10,6 +10,11 @@ import torch
 from ..modes import Mode
 
 
+def tracing() -> bool:
+    """Inside an exporter's or compiler's trace, where a Python check on a size would become a guard."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
 class TorchNS:
     """Array namespace that builds the kernels' formulas as torch ops at run time (``on_the_fly``).
 

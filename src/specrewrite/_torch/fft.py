@@ -119,11 +119,36 @@ def _plan_shapes(plan, real_in=False, real_out=False) -> dict:
     return out
 
 
-# ------------------------------------------------------------------------------------------ module
+# ------------------------------------------------------------------------------------------ modules
 _OP = {"r2c": "torch.fft.rfft", "c2c": "torch.fft.fft", "c2r": "torch.fft.irfft"}
 
 
-class RealFFT(BasisHolder):
+class PlanHolder(BasisHolder):
+    """A module whose constants are ``self._constants(ns)`` (a dict of arrays with shapes ``self._shapes``), held
+    flat as one basis ``fft_basis`` in the module's mode."""
+
+    _shapes: Dict[str, tuple]
+
+    def _constants(self, ns) -> dict:
+        raise NotImplementedError
+
+    def _add_plan_basis(self) -> None:
+        self._add_basis("fft_basis", lambda ns: ns.cat([t.reshape(-1) for t in self._constants(ns).values()], 0))
+
+    def _get_constants(self, x, basis0, basis1) -> Dict[str, torch.Tensor]:
+        if self.mode is Mode.ON_THE_FLY:
+            c = self._constants(TorchNS(self._basis_dtype, x.device, x))
+            return {k: v.to(x.dtype) for k, v in c.items()}
+        (flat,) = self._bases((basis0, basis1), x)
+        out, off = {}, 0
+        for k, shape in self._shapes.items():
+            size = math.prod(shape)
+            out[k] = flat[off: off + size].reshape(shape).to(x.dtype)
+            off += size
+        return out
+
+
+class RealFFT(PlanHolder):
     """kind: 'r2c' (x (..., n) -> (..., F, 2)), 'c2c' ((..., n, 2) -> (..., n, 2)), 'c2r' ((..., F, 2) -> (..., n)).
 
     ``scale`` is the normalisation factor (torch.fft's norm), ``inverse`` the sign of c2c. ``self.plan``
@@ -152,7 +177,7 @@ class RealFFT(BasisHolder):
         inter = 2 * max(self.fplan.length, n)    # floats per row of the largest intermediate
         check_weights(n, sum(math.prod(s) for s in self._shapes.values()), itemsize, inter,
                       op=_OP[kind])
-        self._add_basis("fft_basis", lambda ns: ns.cat([t.reshape(-1) for t in self._constants(ns).values()], 0))
+        self._add_plan_basis()
 
     @property
     def plan(self) -> str:
@@ -196,18 +221,6 @@ class RealFFT(BasisHolder):
             h = self.n // 2
             out["pack"] = (h + 1 if self.kind == "r2c" else h, 4, 2)
         out.update(_plan_shapes(self.fplan, real_in, real_out))
-        return out
-
-    def _get_constants(self, x, basis0, basis1) -> Dict[str, torch.Tensor]:
-        if self.mode is Mode.ON_THE_FLY:
-            c = self._constants(TorchNS(self._basis_dtype, x.device, x))
-            return {k: v.to(x.dtype) for k, v in c.items()}
-        (flat,) = self._bases((basis0, basis1), x)
-        out, off = {}, 0
-        for k, shape in self._shapes.items():
-            size = math.prod(shape)
-            out[k] = flat[off: off + size].reshape(shape).to(x.dtype)
-            off += size
         return out
 
     def extra_repr(self):

@@ -317,10 +317,10 @@ def l1_loss(context, node):
     a, b = (bind(context, raw_inputs(node)[i]) for i in (0, 1))
     reduction = _arg(context, node, 2, "reduction", 1)
     d = mb.abs(x=mb.sub(x=a, y=b))
-    if reduction == 1:
-        out = mb.reduce_mean(x=d, keep_dims=False, name=node.name)
-    elif reduction == 2:
-        out = mb.reduce_sum(x=d, keep_dims=False, name=node.name)
+    axes = list(range(d.rank))   # explicit: coremltools' reduce_transposes pass reads them
+    if reduction in (1, 2) and axes:
+        reduce = mb.reduce_mean if reduction == 1 else mb.reduce_sum
+        out = reduce(x=d, axes=axes, keep_dims=False, name=node.name)
     else:
         out = mb.identity(x=d, name=node.name)
     add(context, node, out, False)
@@ -344,3 +344,33 @@ def cartesian_prod(context, node):
         shape[i], reps[i] = sizes[i], 1
         cols.append(mb.reshape(x=mb.tile(x=mb.reshape(x=x, shape=shape), reps=reps), shape=[-1]))
     return add(context, node, mb.stack(values=cols, axis=1, name=node.name), False)
+
+
+@rule("full", "zeros", "ones", "empty")
+def full(context, node):
+    """torch.full / zeros / ones / empty with a complex dtype (Griffin-Lim starts from full(..., 1, complex64)):
+    the (re, im) pair filled with the value's parts. Real dtypes are coremltools' own."""
+    is_full = kind(node) == "full"
+    dtype = _arg(context, node, 2 if is_full else 1, "dtype")
+    complex_dtype = dtype is not None and not isinstance(dtype, (Var, str)) and (
+        getattr(dtype, "is_complex", False) or (not hasattr(dtype, "is_complex") and int(dtype) in _COMPLEX_DTYPES))
+    if not complex_dtype:
+        return fallback(context, node)
+    value = _arg(context, node, 1, "fill_value", 0) if is_full else (1 if kind(node) == "ones" else 0)
+    if isinstance(value, Var):
+        raise unsupported(node, "a complex torch.full with a fill value computed at run time")
+    value = np.asarray(value).reshape(-1)   # a complex constant arrives as its (re, im) pair
+    value = complex(value[0], value[1]) if value.size == 2 else complex(value[0])
+    size = _arg(context, node, 0, "size")
+    parts = list(size) if isinstance(size, (list, tuple)) else None
+    if parts is None and not isinstance(size, Var):
+        parts = [int(s) for s in np.asarray(size).reshape(-1)]
+    if parts is not None and all(not isinstance(p, Var) or p.val is not None for p in parts):
+        shape = [int(p.val) if isinstance(p, Var) else int(p) for p in parts]
+        pair = np.broadcast_to(np.array([value.real, value.imag], np.float32), shape + [2]).copy()
+        return add(context, node, mb.const(val=pair, name=node.name), True)
+    shape = mb.concat(values=[mb.reshape(x=mb.cast(x=p, dtype="int32"), shape=[1]) if isinstance(p, Var)
+                              else np.array([p], np.int32) for p in parts], axis=0) \
+        if parts is not None else mb.cast(x=size, dtype="int32")
+    re, im = mb.fill(shape=shape, value=value.real), mb.fill(shape=shape, value=value.imag)
+    add(context, node, mb.stack(values=[re, im], axis=-1, name=node.name), True)

@@ -1,13 +1,13 @@
 """convert(): the rewritten route in one call (rewrite -> torch.jit.trace -> ct.convert)."""
 from __future__ import annotations
 
-import copy
 import inspect
 import sys
 
 import numpy as np
 import torch
 
+from .._copy import copy_model
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from . import _fp16
@@ -28,20 +28,22 @@ def _target(ct, target, convert_to):
     return target
 
 
-def _rewrite(model, args, mode, strategy):
-    """specrewrite.rewrite where available; else swap the torchaudio transforms only."""
+def _rewrite(model, args, mode, strategy, dynamic=False):
+    """specrewrite.rewrite where available (static shapes unless ``dynamic``: the route traces, so a fixed-length
+    plan is what the file holds anyway); else swap the torchaudio transforms only."""
     try:
         from ..rewrite import rewrite
     except ImportError:
         rewrite = None
     if rewrite is not None:
-        return rewrite(model, args, mode=mode, strategy=strategy, verify=False)
+        return rewrite(model, args, mode=mode, strategy=strategy, verify=False,
+                       dynamic_shapes=None if dynamic else False)
     from ..modules import InverseSpectrogram, LFCC, MFCC, MelSpectrogram, Spectrogram
     import torchaudio.transforms as T
 
     table = {T.Spectrogram: Spectrogram, T.MelSpectrogram: MelSpectrogram, T.MFCC: MFCC, T.LFCC: LFCC,
              T.InverseSpectrogram: InverseSpectrogram}
-    work = copy.deepcopy(model)
+    work = copy_model(model)
     for name, m in list(work.named_modules()):
         if type(m) in table:
             new = table[type(m)].from_torchaudio(m, mode=mode, strategy=strategy)
@@ -135,7 +137,7 @@ def convert(model: torch.nn.Module, example_inputs, *, target=None, convert_to: 
                                    "mode='input'): ct.convert(...)` and specrewrite.coreml.basis_inputs()")
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     tgt = _target(ct, target, convert_to)
-    work = _rewrite(model, args, mode, Strategy.parse(strategy)).eval()
+    work = _rewrite(model, args, mode, Strategy.parse(strategy), dynamic=bool(variable_length)).eval()
     fp16 = precision == "fp16" and convert_to == "mlprogram"
     info, factors = [], []
     if fp16 and fp16_safe is not False:

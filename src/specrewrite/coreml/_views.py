@@ -185,3 +185,41 @@ def constantchunk(context, node):
     mark_outputs(context, node)
 
 
+
+
+@rule("as_strided", "as_strided_copy")
+def as_strided(context, node):
+    """Framing a real signal by strides (kaldi fbank, lhotse, julius' unfold), which coremltools has no lowering
+    for: one gather of the flattened input at offset + sum_d i_d * stride_d. Sizes and strides are constants in
+    a traced model; the strides are those of the input's row-major memory (what as_strided of a contiguous
+    tensor means, and what the traced framing code computed them from)."""
+    if node_has_pair(context, node):
+        raise unsupported(node, "as_strided of a complex tensor")
+    x = bind(context, raw_inputs(node)[0])
+    size, stride = _ints(_arg(context, node, 1, "size")), _ints(_arg(context, node, 2, "stride"))
+    offset = _ints(_arg(context, node, 3, "storage_offset", 0) or 0)
+    if any(v is None for v in (size, stride, offset)) or not all(is_static(d) for d in x.shape):
+        raise unsupported(node, "as_strided with sizes or strides computed at run time",
+                          fix="convert with static shapes (no variable length) or frame with Tensor.unfold")
+    idx = np.full(size, int(offset[0]), dtype=np.int64)
+    for d, (n, s) in enumerate(zip(size, stride)):
+        shape = [1] * len(size)
+        shape[d] = n
+        idx = idx + (np.arange(n, dtype=np.int64) * s).reshape(shape)
+    if idx.size and (idx.min() < 0 or idx.max() >= int(np.prod(x.shape))):
+        raise unsupported(node, "as_strided reaching outside its input")
+    flat = mb.reshape(x=x, shape=np.array([-1], dtype=np.int32))
+    add(context, node, mb.gather(x=flat, indices=idx.astype(np.int32), axis=0, name=node.name), False)
+
+
+def _ints(v):
+    """A constant int or list of ints (Vars with known values included) as a list of ints; None if any is only
+    known at run time."""
+    items = list(v) if isinstance(v, (list, tuple)) else [v]
+    out = []
+    for e in items:
+        e = e.val if isinstance(e, Var) else e
+        if e is None:
+            return None
+        out += [int(t) for t in np.asarray(e).reshape(-1)]
+    return out

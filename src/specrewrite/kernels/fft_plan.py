@@ -253,7 +253,11 @@ def ct_shapes(radices, real_in: bool = False, real_out: bool = False, prefix: st
 
 def chirp(ns, n: int, sign: int):
     """(n, 2): w[j] = exp(sign pi i j^2 / n), phase index j^2 reduced mod 2n."""
-    j = ns.arange(n)
+    return chirp_at(ns, ns.arange(n), n, sign)
+
+
+def chirp_at(ns, j, n: int, sign: int):
+    """(len(j), 2): w[j] = exp(sign pi i j^2 / n) at the integer indices j (n may be a run-time size)."""
     c, s = ns.cos_sin((j * j) % (2 * n), 2 * n)
     return ns.stack([c, s * sign], 1)
 

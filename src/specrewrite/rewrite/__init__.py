@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import time
 import warnings
@@ -11,6 +10,7 @@ from typing import Any, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .._copy import copy_model
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from .._where import from_guard
@@ -140,7 +140,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     # every run specrewrite makes uses copies: a model that writes into its input never changes the caller's
     args = None if args is None else _clones(args)
     report = Report()
-    work = model if inplace else copy.deepcopy(model)
+    work = model if inplace else copy_model(model)
 
     if args is None:
         work, left = swap_torchaudio(work, mode, strategy, report, allow_complex_out=False)
@@ -259,13 +259,16 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
     the example's size), else tracing with the example inputs. Returns (gm, sites, attr_map)."""
     from . import capture as cap
 
-    draft = False
+    draft, sym_len = False, True
     for _ in range(12):
         try:
-            gm, sites = cap.via_export(work, _clones(plan.capture_args), plan.spec, draft=draft)
+            gm, sites = cap.via_export(work, _clones(plan.capture_args), plan.spec, draft=draft, sym_len=sym_len)
         except SpecRewriteError:
             raise
         except Exception as e:  # noqa: BLE001 - each failure has a fallback below
+            if sym_len and not _data_dependent(e) and not _is_constraint_violation(e):
+                sym_len = False   # code that needs len() to be an int: captured again with Python's own len
+                continue
             if _is_constraint_violation(e) and any(ax.explicit for ax in plan.axes):
                 _refuse_explicit(plan, strict, str(e))
                 plan.relax_explicit()

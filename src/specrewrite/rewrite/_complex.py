@@ -239,7 +239,7 @@ def unmove_fft_dim(z, dim: int):
 
 def resize_dim(x, dim: int, n: int, is_complex: bool):
     """Zero-pad or trim dim ``dim`` to n (torch.fft's n=); for a real pair the pair dim stays last."""
-    have = x.shape[dim]
+    have = sym_size(x, dim)   # an int under plain torch.jit.trace (Core ML), not a traced size
     rank = x.dim()
     if isinstance(have, torch.SymInt):
         # a dynamic length: pad by max(n - have, 0), then trim, so one graph serves both branches (no guard
@@ -264,10 +264,11 @@ def sym_size(x, dim: int):
 def l1_loss(a, b, reduction: int = 1):
     """aten.l1_loss spelt in elementary ops (coremltools has no converter for l1_loss)."""
     d = torch.abs(a - b)
+    dims = list(range(d.dim()))   # explicit axes: coremltools' reduce_transposes pass needs them
     if reduction == 1:
-        return torch.mean(d)
+        return torch.mean(d, dim=dims) if dims else d
     if reduction == 2:
-        return torch.sum(d)
+        return torch.sum(d, dim=dims) if dims else d
     return d
 
 
@@ -301,5 +302,5 @@ def dense_stride(z, order, dim: int):
     for d in reversed(order):
         if d == dim:
             return s
-        s = s * z.shape[d]
+        s = s * sym_size(z, d)
     return s

@@ -22,6 +22,7 @@ from typing import List, Optional
 import torch
 import torch.fx as fx
 
+from .._torch.bases import tracing as _tracing
 from ..errors import SpecRewriteError
 
 
@@ -92,10 +93,6 @@ def holds(test: str, n: int) -> bool:
     return bool(eval(_compiled(test), {"__builtins__": {}}, {"n": int(n)}))   # noqa: S307 - our own expression
 
 
-def _tracing() -> bool:
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-
-
 def check_size(x, axis: int, test: str, text: str, where: str, name: str):
     """Eager: raise when the size is outside the class the graph holds."""
     if isinstance(x, torch.Tensor) and not _tracing() and not holds(test, x.shape[axis]):
@@ -121,6 +118,13 @@ def install(gm: fx.GraphModule, classes: List[SizeClass]) -> None:
     if not classes:
         return
     g = gm.graph
+    # torch.export's own guard check (a ``_guards_fn`` call after the placeholders) holds the residue guard too:
+    # exporting the rewritten model again turns it into a constraint on the user's Dim, which torch.onnx.export
+    # "fixes" by re-parametrising the axis (t = 2 * _t - 1), so the flag below would be folded to 1 and a size
+    # outside the class silently wrong. The checks below replace it for these axes.
+    for node in list(g.nodes):
+        if node.op == "call_module" and node.target == "_guards_fn" and not node.users:
+            g.erase_node(node)
     phs = [n for n in g.nodes if n.op == "placeholder"]
     checked = {}
     for c in classes:

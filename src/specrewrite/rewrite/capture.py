@@ -20,15 +20,17 @@ from ._ops import CallSites, patched
 from ._rnn import opaque_rnns, restore_rnns
 
 
-def via_export(model, args, dynamic_shapes=None, draft: bool = False) -> Tuple[fx.GraphModule, CallSites]:
+def via_export(model, args, dynamic_shapes=None, draft: bool = False,
+               sym_len: bool = True) -> Tuple[fx.GraphModule, CallSites]:
     """torch.export (non-strict) with ``dynamic_shapes`` in torch.export's format (None: all static).
     ``draft``: torch.export.draft_export, which captures models whose Python reads values from tensors
     (``int(t)``, asserts on values) with those values taken from the example and checked at run time, instead of
-    failing; the shapes stay dynamic."""
+    failing; the shapes stay dynamic. ``sym_len``: ``len(tensor)`` stays symbolic (see ``symbolic_len``)."""
     sites = CallSites()
     # torch.export prints the partial graph of a failed capture to stderr: a failure here only means the next
     # capture route is tried, so it is kept off the user's console
-    with patched(sites), opaque_rnns(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+    with patched(sites), opaque_rnns(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+            (symbolic_len() if sym_len else contextlib.nullcontext()):
         warnings.simplefilter("ignore")
         export = torch.export.draft_export if draft else torch.export.export
         ep = export(model, tuple(args), dynamic_shapes=dynamic_shapes, strict=False)
@@ -38,6 +40,28 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False) -> Tuple[f
     restore_rnns(gm)
     inline_higher_order(gm)
     return gm, sites
+
+
+@contextlib.contextmanager
+def symbolic_len():
+    """``len(tensor)`` is ``tensor.shape[0]``, but Python makes ``len`` return an int, so under torch.export a
+    dynamic first size would be fixed to the example's (torchaudio's kaldi ``fbank`` asserts
+    ``window_size <= len(waveform)``, pinning the clip length). During the capture ``len`` of a tensor whose first
+    size is symbolic returns that size; anything else goes to Python's own ``len``. Restored on exit."""
+    import builtins
+
+    own = builtins.len
+
+    def length(obj, /):
+        if isinstance(obj, torch.Tensor) and obj.dim() > 0 and isinstance(obj.shape[0], torch.SymInt):
+            return obj.shape[0]
+        return own(obj)
+
+    builtins.len = length
+    try:
+        yield
+    finally:
+        builtins.len = own
 
 
 def via_trace(model, args) -> Tuple[fx.GraphModule, CallSites, Dict[str, str]]:

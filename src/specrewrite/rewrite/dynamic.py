@@ -112,7 +112,7 @@ class AxisPlan:
                     # captured with AUTO: a user's Dim without a range (Dim("time")) fails torch.export on the
                     # smallest sizes no STFT takes; whether the axis stayed dynamic is judged after the capture
                     # (and is an error under strict=True for an explicit request), its range reported
-                    v = auto if req else v
+                    v = _auto_within(v) if req else v
                 else:
                     v = auto
                     req, explicit = (not self.static and role in ("batch", "time")), False
@@ -490,3 +490,18 @@ def accept(ax: Axis, guard, size) -> str:
     text = f"sizes where {guard.expr} holds" + (f" ({where})" if where else "")
     ax.range = (ax.range + ", " if ax.range else "") + text
     return text
+
+
+def _auto_within(dim):
+    """Dim.AUTO for a requested axis, keeping the user's upper bound where torch's AUTO takes one (a dynamic-length
+    FFT plans for it)."""
+    auto = torch.export.Dim.AUTO
+    hi = getattr(dim, "max", None)
+    try:
+        hi = int(hi) if hi is not None else None
+    except (TypeError, ValueError, OverflowError, AttributeError):   # int_oo / oo: unbounded
+        hi = None
+    if hi is None or hi >= 1 << 62 or not getattr(auto, "_factory", False):
+        return auto
+    return auto(max=hi)
+

@@ -14,7 +14,7 @@ import torch.fx as fx
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
-from . import _complex as C
+from . import _complex as C, _real_ops as R
 from ._fold import FOLD_MAX_NUMEL, FOLD_OPS, ancestors, foldable_roots
 from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_complex_node as _is_complex_node
 from ._nodes import val as _val, where_of
@@ -250,6 +250,10 @@ class Lowering(SpectralLowering):
                 self.report.add(f"torch.fft.{target._opname[4:]}", where_of(node), {},
                                 replaced_by="arange arithmetic")
             return self.call(_SPELL_OUT[target], *args, **kwargs)
+        if not touches and target in _STRIDED:
+            return self._real_strided(node, args, kwargs)
+        if not touches and target in _ARANGE and R.fractional_arange(args, kwargs):
+            return self.call(R.arange_f64, *args, **kwargs)
         if not touches:
             new = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
             new.target = _uncopy(target)
@@ -263,6 +267,20 @@ class Lowering(SpectralLowering):
             return self._lower_decomposed(node, args, kwargs)
         self.report.count_complex(getattr(target, "__name__", str(target)))
         return fn(self, node, list(args), dict(kwargs))
+
+    def _real_strided(self, node, args, kwargs):
+        """A real ``sym_stride`` / ``as_strided`` (see ``_real_ops``) from the sizes and one gather, where the
+        tensor's memory is dense from offset 0; otherwise kept as it is."""
+        from .rules_shapes import memory_order
+
+        try:
+            order = memory_order(self, node, node.args[0])
+        except SpecRewriteError:
+            return self.copy(node, args, kwargs)
+        if node.target is aten.sym_stride.int:
+            return self.call(C.dense_stride, args[0], order, args[1] % len(order))
+        b = dict(zip(["self", "size", "stride", "storage_offset"], args), **kwargs)
+        return self.call(R.strided_gather, b["self"], order, b["size"], b["stride"], b.get("storage_offset") or 0)
 
     def _lower_decomposed(self, node, args, kwargs):
         """An op with no rule of its own: trace torch's decomposition of it (its CompositeImplicit kernel or its
@@ -382,6 +400,8 @@ class Lowering(SpectralLowering):
         return gm
 
 
+_STRIDED = {aten.sym_stride.int, aten.as_strided.default, aten.as_strided_copy.default}
+_ARANGE = {aten.arange.default, aten.arange.start, aten.arange.start_step}
 _SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
               aten.fft_rfftfreq.default: C.rfftfreq}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",

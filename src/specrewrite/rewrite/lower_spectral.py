@@ -7,8 +7,10 @@ import torch.fx as fx
 
 from ..errors import SpecRewriteError
 from ..modes import Mode
-from ..specs import IstftSpec, StftSpec, fft_scale
+from ..specs import IstftSpec, StftSpec, fft_scale, fft_scale_power
 from .._torch.fft import RealFFT
+from .._torch.fft_dynamic import DynamicFFT, capacity, conv_length
+from ..kernels import MAX_N
 from .._torch.istft import RealISTFT
 from .._torch.stft import RealSTFT
 from . import _complex as C
@@ -101,29 +103,76 @@ class SpectralLowering:
                       dtype=self.real_dtype(self._float_dtype(node.args[0])))
         return self._add_module("fft", mod), mod
 
+    @staticmethod
+    def _bind_lengths(node, args, kwargs):
+        """bind(), with the capture's value of each length argument (n=, s=, last_dim_size) kept on the graph
+        node that now computes it, so a dynamic length's bound can be read from it."""
+        b, orig = _bind(node, args, kwargs), _bind(node, node.args, node.kwargs)
+        for key in ("n", "s", "last_dim_size"):
+            new, old = b.get(key), orig.get(key)
+            pairs = zip(new, old) if isinstance(new, (list, tuple)) and isinstance(old, (list, tuple)) else [(new, old)]
+            for nv, ov in pairs:
+                if isinstance(nv, fx.Node) and isinstance(ov, fx.Node) and "val" in ov.meta:
+                    nv.meta.setdefault("val", ov.meta["val"])
+        return b
+
+    @staticmethod
+    def _fft_len(n):
+        """A transform length as an int where the capture made it one (a graph node of a constant size
+        included), else as it is (a SymInt, or the graph node of a dynamic length)."""
+        v = concrete(n.meta.get("val") if isinstance(n, fx.Node) else n)
+        return v if isinstance(v, int) else concrete(n)
+
+    def _dynamic_fft(self, node, kind, n, norm, forward, onesided=True):
+        """(name, module) of a DynamicFFT for a length the capture kept symbolic, else None."""
+        sym = n.meta.get("val") if isinstance(n, fx.Node) else n
+        sym = concrete(sym)
+        if not isinstance(sym, torch.SymInt):
+            return None
+        n_max = dynamic_fft_cap(sym)
+        if n_max is None:
+            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis longer than a "
+                                    f"dynamic-length plan holds ({MAX_N // 2} points)", sym)
+        mod = DynamicFFT(kind, n_max, power=fft_scale_power(norm, forward), inverse=not forward,
+                         onesided=onesided, mode=self.mode, dtype=self.real_dtype(self._float_dtype(node.args[0])))
+        name = self._add_module("fft", mod)
+        self.report.notes.append(
+            f"{node.target} at {where_of(node)} runs along a dynamic axis: one graph for every length up to "
+            f"{mod.n_max} points (Bluestein's algorithm through a {mod.m}-point FFT); a longer input raises in "
+            "eager and gives inf / nan in an exported file (give the axis a Dim(max=...) to choose the limit, or "
+            "dynamic_shapes=False for a fixed-length plan)")
+        return name, mod
+
     def _log_fft(self, node, what, n, d, norm, name, mod):
+        n = f"dynamic <= {mod.n_max}" if isinstance(mod, DynamicFFT) else n
         self.report.add(what, where_of(node), {"n": n, "dim": d, "norm": norm},
-                        replaced_by=f"{name}: RealFFT({mod.extra_repr()})")
+                        replaced_by=f"{name}: {type(mod).__name__}({mod.extra_repr()})")
 
     def _r2c(self, node, x, d, n, norm, onesided=True, what="torch.fft.rfft"):
-        n = concrete(n)
-        name, mod = self._fft_module(node, "r2c", n, fft_scale(norm, n, True), onesided=onesided)
+        n = self._fft_len(n)
+        dyn = self._dynamic_fft(node, "r2c", n, norm, True, onesided)
+        name, mod = dyn or self._fft_module(node, "r2c", n, fft_scale(norm, n, True), onesided=onesided)
         self._log_fft(node, what, n, d, norm, name, mod)
         y = self._call_spectral(name, (self.call(C.movedim, x, d, -1),))
         return self.call(C.unmove_fft_dim, y, d)
 
     def _c2c(self, node, z, d, n, norm, forward, what=None):
-        n = concrete(n)
-        name, mod = self._fft_module(node, "c2c", n, fft_scale(norm, n, forward), inverse=not forward)
+        n = self._fft_len(n)
+        dyn = self._dynamic_fft(node, "c2c", n, norm, forward)
+        name, mod = dyn or self._fft_module(node, "c2c", n, fft_scale(norm, n, forward), inverse=not forward)
         self._log_fft(node, what or ("torch.fft.fft" if forward else "torch.fft.ifft"), n, d, norm, name, mod)
         y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
         return Cx(self.call(C.unmove_fft_dim, y, d), z.rank)
 
     def _c2r(self, node, z, d, n, norm, what="torch.fft.irfft"):
-        n = concrete(n)
-        name, mod = self._fft_module(node, "c2r", n, fft_scale(norm, n, False))
+        """``n`` the output length: an int, or a graph node or SymInt of a dynamic one (a SymInt is 2 (F - 1) of
+        the input's F bins, which the module reads at run time)."""
+        n = self._fft_len(n)
+        dyn = self._dynamic_fft(node, "c2r", n, norm, False)
+        name, mod = dyn or self._fft_module(node, "c2r", n, fft_scale(norm, n, False))
         self._log_fft(node, what, n, d, norm, name, mod)
-        y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),))
+        kw = {"n": n} if dyn and isinstance(n, fx.Node) else {}
+        y = self._call_spectral(name, (self.call(C.move_fft_dim, z.node, d),), kw)
         return self.call(C.movedim, y, -1, d)
 
     def _resize(self, x, d, have, want):
@@ -137,7 +186,7 @@ class SpectralLowering:
     def _fft(self, node, args, kwargs):
         """ATen's _fft_r2c / _fft_c2c / _fft_c2r (normalisation given as an int per ATen)."""
         op = node.target.overloadpacket
-        b = _bind(node, args, kwargs)
+        b = self._bind_lengths(node, args, kwargs)
         x = b["self"]
         in_val = _val(node.args[0])
         dims = [d % in_val.dim() for d in b["dim"]]
@@ -156,15 +205,12 @@ class SpectralLowering:
         z = x
         for d in dims[:-1]:
             z = self._c2c(node, z, d, size[d], norm, False)
-        n_last = concrete(b["last_dim_size"])
-        if not isinstance(n_last, int):
-            raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length", n_last)
-        return self._c2r(node, z, dims[-1], n_last, norm)
+        return self._c2r(node, z, dims[-1], concrete(b["last_dim_size"]), norm)
 
     def _fft_cia(self, node, args, kwargs):
         """torch.fft.* as they appear before decomposition (aten.fft_rfft, fft_irfftn, ...)."""
         name = node.target._opname            # fft_rfft, fft_irfft2, ...
-        b = _bind(node, args, kwargs)
+        b = self._bind_lengths(node, args, kwargs)
         x = b["self"]
         in_val = _val(node.args[0])
         r = in_val.dim()
@@ -202,11 +248,27 @@ class SpectralLowering:
             for d, n in zip(dims[:-1], ns[:-1]):
                 z = self._resize(z, d, size[d], n)
                 z = self._c2c(node, z, d, n or size[d], norm, False)
-            d, n = dims[-1], ns[-1]
-            n = concrete(n or 2 * (size[d] - 1))
-            if not isinstance(n, int):
-                raise NeedsStaticShapes(f"{node.target} at {where_of(node)} has a dynamic output length", n)
-            z = self._resize(z, d, size[d], n // 2 + 1)
-            return self._c2r(node, z, d, n, norm)
+            d, n = dims[-1], concrete(ns[-1])
+            if n is None:
+                n = concrete(2 * (size[d] - 1))
+            if isinstance(n, int):   # a fixed length: the input trimmed / zero-padded to its bins
+                z = self._resize(z, d, size[d], n // 2 + 1)
+            return self._c2r(node, z, d, n, norm)   # a dynamic one: the bins are matched at run time
         raise SpecRewriteError(f"torch.fft.{name[4:]} is not supported", op=str(node.target), where=where_of(node),
                                fix="use rfft/irfft/fft/ifft (and their 2-D / n-D forms)")
+
+
+def dynamic_fft_cap(sym) -> int | None:
+    """The longest length a DynamicFFT for the symbolic length ``sym`` holds: the bound the capture proved for it
+    (from the axis's Dim(max=...)) where there is one, else the capacity of the power-of-two plan for 4x the
+    example's length; None past the longest plan (MAX_N points of convolution)."""
+    env, expr = sym.node.shape_env, sym.node.expr
+    hint = int(env.optimization_hint(expr) if hasattr(env, "optimization_hint") else env.size_hint(expr))
+    upper = env.bound_sympy(expr).upper
+    limit = capacity(MAX_N)
+    if str(upper) not in ("oo", "int_oo") and hint <= int(upper) <= limit:
+        return int(upper)
+    cap = capacity(conv_length(4 * max(hint, 1)))
+    if cap <= limit:
+        return cap
+    return limit if hint <= limit else None

@@ -306,7 +306,7 @@ for _base in ("view", "permute", "transpose", "t", "slice", "select", "unsqueeze
         RULES[_copy_op] = RULES[getattr(aten, _base)]
 
 
-def _memory_order(ctx, node, x):
+def memory_order(ctx, node, x):
     """Dims of the original complex tensor from the largest stride to the smallest, when its memory is dense
     and starts at its storage offset 0 (what as_strided / stride() of it mean); else a clear error."""
     from torch.fx.experimental.symbolic_shapes import guard_or_false
@@ -326,5 +326,5 @@ def _memory_order(ctx, node, x):
 @rule(aten.sym_stride)
 def _sym_stride(ctx, node, args, kwargs):
     z, d = args
-    order = _memory_order(ctx, node, node.args[0])
+    order = memory_order(ctx, node, node.args[0])
     return ctx.call(C.dense_stride, z.node, order, nd(d, z.rank))

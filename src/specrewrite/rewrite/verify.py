@@ -5,11 +5,11 @@ far from float64 in eager float32 as in the rewrite), and a model whose eager ou
 train mode, torch.rand) is told apart by running eager twice."""
 from __future__ import annotations
 
-import copy
 from typing import Optional, Tuple
 
 import torch
 
+from .._copy import copy_model
 from ..errors import SpecRewriteError
 
 TOL = 1e-5          # of the output peak: above it, the error is judged against float64 eager (float32's level)
@@ -102,7 +102,7 @@ def judge(work, inputs, got, ref) -> Tuple[bool, float, str]:
     if max_rel_err(again, third) > RANDOM_TOL:
         return True, err, "eager itself is random (it differs between two runs on the same inputs)"
     try:
-        m64 = copy.deepcopy(work).double()
+        m64 = copy_model(work).double()
         a64 = tuple(a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else
                     a.to(torch.complex128) if isinstance(a, torch.Tensor) and a.is_complex() else a for a in inputs)
         with torch.no_grad():

@@ -1,0 +1,173 @@
+"""Real (non-complex) ops that exporters translate wrongly or not at all, spelled out by the rewrite and the
+Core ML plugin: framing by as_strided (kaldi fbank, lhotse, julius) and arange with a fractional step (phase
+vocoders). Each is checked against float64 eager in ONNX Runtime and in the MIL evaluator."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+import specrewrite as sr
+from conftest import TOL, onnx_roundtrip, rel_err
+from test_coreml_common import check, forbidden_ops, plugin_convert, src
+
+
+class Frames(torch.nn.Module):
+    """Framing by strides computed from the input (lhotse / kaldi style), a window and an rfft."""
+
+    def forward(self, x):                                   # (batch, time)
+        n, hop = 400, 160
+        frames = 1 + (x.shape[-1] - n) // hop
+        fr = x.as_strided((x.shape[0], frames, n), (x.stride(0), hop * x.stride(1), x.stride(1)))
+        return torch.fft.rfft(fr * torch.hann_window(n, dtype=x.dtype), n=512).abs()
+
+
+class Fbank(torch.nn.Module):
+    def forward(self, x):                                   # (1, time)
+        return torchaudio.compliance.kaldi.fbank(x, num_mel_bins=23, dither=0.0)
+
+
+class PadUnfold(torch.nn.Module):
+    """julius-style unfold: pad to whole frames, then as_strided with the padded tensor's own strides."""
+
+    def forward(self, x):                                   # (batch, channels, time)
+        k, s = 256, 128
+        n = (max(x.shape[-1], k) - k + s - 1) // s + 1
+        padded = torch.nn.functional.pad(x, (0, (n - 1) * s + k - x.shape[-1])).contiguous()
+        st = [padded.stride(d) for d in range(padded.dim() - 1)] + [s, 1]
+        fr = padded.as_strided(list(x.shape[:-1]) + [n, k], st)
+        return torch.fft.irfft(torch.fft.rfft(fr) * 0.5, n=k).sum(-2)
+
+
+def _f64(model, *args):
+    with torch.no_grad():
+        return model(*[a.double() for a in args])
+
+
+@pytest.mark.parametrize("model,shape,others", [
+    (Frames(), (2, 4000), [(3, 5123), (1, 721)]),
+    (PadUnfold(), (2, 2, 3000), [(1, 2, 4567), (3, 2, 300)]),
+    (Fbank(), (1, 8000), [(1, 12345)]),
+], ids=["frames", "pad_unfold", "kaldi_fbank"])
+def test_strided_framing_exports_with_a_dynamic_length(model, shape, others, tmp_path):
+    x = torch.randn(*shape)
+    out = sr.rewrite(model.eval(), (x,))
+    rep = out.specrewrite_report
+    assert rep.axis("x", "time")["dynamic"], str(rep)
+    assert not any("as_strided" in str(n.target) or "sym_stride" in str(n.target) for n in out.graph.nodes)
+    dims = tuple({a["axis"]: torch.export.Dim.AUTO for a in rep.axes if a["dynamic"]} for _ in (x,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sess, onnx_model, _ = onnx_roundtrip(out, (x,), dynamic_shapes=dims, path=str(tmp_path / "m.onnx"))
+    for s in [shape] + others:
+        xi = torch.randn(*s, dtype=torch.float64)
+        ref = _f64(model, xi)
+        eager = rel_err(model(xi.float()), ref)
+        got = sess.run(None, {sess.get_inputs()[0].name: xi.float().numpy()})[0]
+        assert rel_err(out(xi.float()), ref) <= max(4 * eager, TOL["fp32_rel"] / 10), s
+        assert rel_err(torch.from_numpy(got), ref) <= max(4 * eager, TOL["fp32_rel"] / 10), s
+
+
+@pytest.mark.parametrize("route", ["rewritten", "plugin"])
+@pytest.mark.parametrize("model,shape", [(Frames(), (1, 4000)), (Fbank(), (1, 8000))], ids=["frames", "fbank"])
+def test_strided_framing_converts_to_core_ml(model, shape, route):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    if route == "rewritten":
+        ml = src.convert(model.eval(), (x,), target="iOS16")
+    else:
+        with src.register():
+            ml = plugin_convert(model.eval(), (x,), "iOS16", "trace")
+    assert forbidden_ops(ml) == []
+    check(ml, model, (x,), TOL["fp32_rel"])
+
+
+class PhaseSteps(torch.nn.Module):
+    """A phase vocoder's time steps: arange(0, frames, rate) in float32, then frames picked by .long()."""
+
+    def forward(self, x):
+        z = torch.stft(x, 512, 128, window=torch.hann_window(512), return_complex=True).abs()
+        t = torch.arange(0, z.size(-1), 1.3, dtype=torch.float32)
+        return z.index_select(-1, t.long()), t, t % 1.0
+
+
+def test_fractional_arange_is_exact_in_onnx_runtime(tmp_path):
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    out = sr.rewrite(PhaseSteps().eval(), (x,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sess, _, _ = onnx_roundtrip(out, (x,), dynamic_shapes=({1: torch.export.Dim.AUTO},),
+                                    path=str(tmp_path / "m.onnx"))
+    for n in (16000, 23457):
+        xi = torch.randn(1, n, generator=torch.Generator().manual_seed(n))
+        want = PhaseSteps()(xi)
+        got = sess.run(None, {sess.get_inputs()[0].name: xi.numpy()})
+        exact = torch.arange(0, want[1].numel(), dtype=torch.float64) * 1.3   # start + i * step
+        assert np.array_equal(got[1], exact.float().numpy())    # rounded once, as eager's float64 accumulator
+        assert np.abs(got[1] - want[1].numpy()).max() <= 2 * np.spacing(np.float32(want[1].max()))
+        assert rel_err(torch.from_numpy(got[0]), want[0]) <= TOL["fp32_rel"] / 10   # so the same frames
+    assert np.array_equal(out(x)[1].numpy(), PhaseSteps()(x)[1].numpy())      # eager: torch's own kernel
+
+
+class WeightNormDisc(torch.nn.Module):
+    """A discriminator head with the legacy torch.nn.utils.weight_norm (HiFi-GAN, BigVGAN, DAC, EnCodec)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.utils.weight_norm(torch.nn.Conv2d(2, 4, 3, padding=1))
+
+    def forward(self, x):
+        z = torch.view_as_real(torch.stft(x, 256, 64, window=torch.hann_window(256), return_complex=True))
+        return self.conv(z.permute(0, 3, 2, 1))
+
+
+def test_a_fresh_legacy_weight_norm_model_is_rewritten():
+    """Its weight is a non-leaf tensor attribute until a no_grad forward, which torch refuses to deepcopy."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = WeightNormDisc().eval()
+    assert not model.conv.weight.is_leaf
+    x = torch.randn(1, 4000, generator=torch.Generator().manual_seed(2))
+    out = sr.rewrite(model, (x,))
+    with torch.no_grad():
+        assert rel_err(out(x), model(x)) <= TOL["fp32_rel"]
+
+
+class MagL1(torch.nn.Module):
+    """STFT magnitudes transposed to (batch, frames, bins), then an L1 loss (the DAC / audiotools mel loss)."""
+
+    def mag(self, x):
+        return torch.stft(x, 512, 128, window=torch.hann_window(512), return_complex=True).abs().transpose(1, 2)
+
+    def forward(self, x, y):
+        return torch.nn.functional.l1_loss(self.mag(x), self.mag(y))
+
+
+@pytest.mark.parametrize("route", ["rewritten", "plugin"])
+def test_l1_loss_after_a_transpose_converts_to_core_ml(route):
+    g = torch.Generator().manual_seed(4)
+    args = (torch.randn(1, 8000, generator=g), torch.randn(1, 8000, generator=g))
+    if route == "rewritten":
+        ml = src.convert(MagL1(), args, target="iOS16")
+    else:
+        with src.register():
+            ml = plugin_convert(MagL1(), args, "iOS16", "trace")
+    check(ml, MagL1(), args, TOL["fp32_rel"])
+
+
+class FullPhase(torch.nn.Module):
+    """Griffin-Lim's start: a complex torch.full as the phase, times a magnitude, then istft."""
+
+    def forward(self, mag):                                 # (batch, 129, frames)
+        angles = torch.full(mag.size(), 0.6 - 0.8j, dtype=torch.complex64)
+        return torch.istft(angles * mag, 256, 64, window=torch.hann_window(256))
+
+
+def test_complex_full_converts_under_the_plugin():
+    mag = torch.rand(1, 129, 40, generator=torch.Generator().manual_seed(6))
+    with src.register():
+        ml = plugin_convert(FullPhase(), (mag,), "iOS16", "trace")
+    assert forbidden_ops(ml) == []
+    check(ml, FullPhase(), (mag,), TOL["fp32_rel"])
