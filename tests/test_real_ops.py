@@ -171,3 +171,57 @@ def test_complex_full_converts_under_the_plugin():
         ml = plugin_convert(FullPhase(), (mag,), "iOS16", "trace")
     assert forbidden_ops(ml) == []
     check(ml, FullPhase(), (mag,), TOL["fp32_rel"])
+
+
+class Momentum(torch.nn.Module):
+    """Griffin-Lim's momentum step: an in-place complex multiply of a tensor nothing else views."""
+
+    def forward(self, wav):
+        z = torch.stft(wav, 256, 64, window=torch.hann_window(256), return_complex=True)
+        prev = z * 1.0
+        rebuilt = torch.stft(torch.istft(z, 256, 64, window=torch.hann_window(256), length=wav.shape[-1]),
+                             256, 64, window=torch.hann_window(256), return_complex=True)
+        step = rebuilt - prev.mul_(0.5 - 0.25j)
+        return step.abs(), prev.real
+
+
+def test_in_place_complex_op_leaves_no_copy_and_converts_to_core_ml():
+    x = torch.randn(1, 4000, generator=torch.Generator().manual_seed(7))
+    out = sr.rewrite(Momentum().eval(), (x,))
+    assert not any("copy_" in str(n.target) for n in out.graph.nodes)
+    ref = [r.float() for r in _f64(Momentum(), x)]
+    for got, want in zip(out(x), ref):
+        assert rel_err(got, want) <= TOL["fp32_rel"]
+    ml = src.convert(Momentum().eval(), (x,), target="iOS16")
+    check(ml, Momentum(), (x,), TOL["fp32_rel"])
+
+
+class AugmentedDct(torch.nn.Module):
+    """nnAudio MFCC's DCT scaling: ``V[:, :, 0] /= c`` on a spectrum-derived tensor (an in-place op on a view,
+    written back by Python's augmented assignment)."""
+
+    def forward(self, x):
+        v = torch.fft.rfft(x).abs()[:, None, :] * 3.0 - 1.0
+        v[:, :, 0] /= 4.0
+        v[:, :, 1:] /= 2.0
+        return 2 * v
+
+
+class MovedWrite(torch.nn.Module):
+    """The same op whose result goes to another view: coremltools would leave v[:, :, 0] undivided."""
+
+    def forward(self, x):
+        v = torch.fft.rfft(x).abs()[:, None, :] * 3.0 - 1.0
+        t = v[:, :, 0]
+        t /= 4.0
+        v[:, :, 1] = t
+        return 2 * v
+
+
+def test_augmented_assignment_on_a_view_converts_under_the_plugin():
+    x = torch.randn(1, 64, generator=torch.Generator().manual_seed(8))
+    with src.register():
+        ml = plugin_convert(AugmentedDct(), (x,), "iOS16", "trace")
+        check(ml, AugmentedDct(), (x,), TOL["fp32_rel"])
+        with pytest.raises(sr.SpecRewriteError, match="writes into a view"):
+            plugin_convert(MovedWrite(), (x,), "iOS16", "trace")

@@ -386,24 +386,54 @@ def stale_view_write(graph):
         for name in node.inputs:
             if isinstance(name, str):
                 last_read[name] = max(last_read.get(name, -1), j)
-    base, views = {}, {}   # view -> the tensor it views; tensor -> its views so far
+    base, views, made = {}, {}, {}   # view -> the tensor it views; tensor -> its views so far; view -> node
+    consts = {o: repr(node_attr(n).get("value")) for n in graph.nodes if n.kind.split("::")[-1] == "constant"
+              for o in n.outputs}
     for i, node in enumerate(graph.nodes):
         kind = node.kind.split("::")[-1]
         if kind in _VIEW_KINDS and node.inputs:
             for out in node.outputs:
                 base[out] = base.get(node.inputs[0], node.inputs[0])
                 views.setdefault(base[out], []).append(out)
+                made[out] = node
         if not node.inputs or not kind.endswith("_") or kind.startswith("__") or kind in _HARMLESS_KINDS:
             continue
         written = node.inputs[0]
         root = base.get(written, written)
-        if written != root and kind not in ("copy_", "fill_") and last_read.get(root, -1) > i:
+        if written != root and kind not in ("copy_", "fill_") and last_read.get(root, -1) > i \
+                and not _written_back(graph, i, node, written, root, made, consts):
             return node, f"'{kind}' writes into a view of '{root}', which is read after it unchanged"
         for name in views.get(root, ()):
             if name != written and last_read.get(name, -1) > i:
                 return node, (f"'{name}', a view of '{root}', is read after the write '{kind}' into that tensor "
                               "with the values from before it")
     return None
+
+
+def _view_chain(name, made, consts) -> tuple:
+    """The view ops from a tensor's root to ``name``, with their constant arguments' values."""
+    chain = []
+    while name in made:
+        node = made[name]
+        chain.append((node.kind, tuple(consts.get(a, a) for a in node.inputs[1:])))
+        name = node.inputs[0]
+    return name, tuple(reversed(chain))
+
+
+def _written_back(graph, i, node, written, root, made, consts) -> bool:
+    """``y[idx] /= c`` traces as an in-place op on a view, then a ``copy_`` of its result into the same view of
+    ``y`` (Python's augmented assignment on a subscript): coremltools converts the copy_ as a slice write, so the
+    tensor does get the new values. True when such a copy_ follows with nothing reading ``y`` in between."""
+    key, made = _view_chain(written, made, consts), dict(made)
+    for later in graph.nodes[i + 1:]:
+        kind = later.kind.split("::")[-1]
+        if kind == "copy_" and len(later.inputs) > 1 and later.inputs[1] in node.outputs:
+            return _view_chain(later.inputs[0], made, consts) == key
+        if kind in _VIEW_KINDS and later.inputs:
+            made.update({o: later for o in later.outputs})
+        elif root in later.inputs:   # a read of the stale tensor before the write-back
+            return False
+    return False
 
 
 def scope_of(op):

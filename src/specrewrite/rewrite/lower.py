@@ -449,10 +449,25 @@ def _inplace(fn):
         dst = args[0]
         res = fn(ctx, node, args, kwargs)
         res_node = res.node if is_c(res) else ctx.call(C.from_real, res)
+        if _unaliased(node.args[0]):
+            # nothing else sees this tensor's memory: later uses take the new value, no copy_ into it (which
+            # coremltools' TorchScript frontend cannot convert outside a slice write)
+            ctx.env[node.args[0]] = Cx(res_node, dst.rank)
+            return ctx.env[node.args[0]]
         ctx.call(aten.copy_.default, dst.node, res_node)
         return Cx(dst.node, dst.rank)
 
     return rule
+
+
+def _unaliased(base) -> bool:
+    """A tensor computed in the graph (not an input, parameter or view of another tensor) of which no view is
+    taken: an in-place write into it is seen only through the node itself."""
+    from ._writes import _alias_kind
+
+    if not isinstance(base, fx.Node) or base.op != "call_function" or _alias_kind(base.target) is not None:
+        return False
+    return not any(u.op == "call_function" and _alias_kind(u.target) == "view" for u in base.users)
 
 
 def _has_cx(x) -> bool:
