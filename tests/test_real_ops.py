@@ -125,7 +125,7 @@ class WeightNormDisc(torch.nn.Module):
 
 def test_a_fresh_legacy_weight_norm_model_is_rewritten():
     """Its weight is a non-leaf tensor attribute until a no_grad forward, which torch refuses to deepcopy."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.enable_grad():   # (built as a user builds it: grad mode on)
         warnings.simplefilter("ignore")
         model = WeightNormDisc().eval()
     assert not model.conv.weight.is_leaf
