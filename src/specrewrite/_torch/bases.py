@@ -15,6 +15,12 @@ def tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
+def size_tensor(v, device) -> torch.Tensor:
+    """An int or a run-time size (SymInt) as a 0-d int64 tensor: exporters then see tensor arithmetic, not a
+    symbolic scalar (which some of their op translations cannot take)."""
+    return torch.scalar_tensor(v, dtype=torch.int64, device=device)
+
+
 class TorchNS:
     """Array namespace that builds the kernels' formulas as torch ops at run time (``on_the_fly``).
 

@@ -26,7 +26,7 @@ from ..errors import SpecRewriteError
 from ..kernels import chirp_at, chirp_filter_input, plan_fft
 from ..kernels.fft_plan import check_length, check_weights
 from ..modes import Mode
-from .bases import TorchNS, tracing
+from .bases import TorchNS, size_tensor, tracing
 from .fft import _OP, PlanHolder, _cmul, _conj, _ct, _plan_constants, _plan_shapes
 
 
@@ -114,7 +114,7 @@ class DynamicFFT(PlanHolder):
             big_n = n if n is not None else 2 * (f - 1)
             z, real_in, n_out = _hermitian(x.reshape(-1, f, 2), big_n), False, big_n
         self._check(big_n)
-        nt = _length(big_n, z)
+        nt = size_tensor(big_n, z.device)
         y = self._chirp_z(z, nt, n_out, c, real_in)
         if self.power:
             nf = nt.to(y.dtype)
@@ -156,9 +156,6 @@ class DynamicFFT(PlanHolder):
         return _cmul(e, chirp_at(ns, k, nt, sign).to(dt) / m, conj_z=True)
 
 
-def _length(big_n, like: torch.Tensor) -> torch.Tensor:
-    """The run-time length as a 0-d int64 tensor."""
-    return torch.scalar_tensor(big_n, dtype=torch.int64, device=like.device)
 
 
 def _hermitian(z: torch.Tensor, big_n) -> torch.Tensor:
@@ -166,7 +163,7 @@ def _hermitian(z: torch.Tensor, big_n) -> torch.Tensor:
     zero (torch.fft.irfft's n= trims or zero-pads the input to N // 2 + 1 bins)."""
     f = z.shape[1]
     k = torch.arange(big_n, device=z.device)
-    r = _length(big_n, z) - k
+    r = size_tensor(big_n, z.device) - k
     src = torch.minimum(k, r)
-    g = z.index_select(1, torch.minimum(src, _length(f, z) - 1)) * (src < f).to(z.dtype).unsqueeze(-1)
+    g = z.index_select(1, torch.minimum(src, size_tensor(f, z.device) - 1)) * (src < f).to(z.dtype).unsqueeze(-1)
     return torch.stack([g[..., 0], torch.where(k > r, -g[..., 1], g[..., 1])], -1)

@@ -14,12 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .._torch.bases import tracing
-
-
-def _as_tensor(v, device) -> torch.Tensor:
-    """An int or a run-time size (SymInt) as a 0-d int64 tensor: exporters see tensor arithmetic."""
-    return torch.scalar_tensor(v, dtype=torch.int64, device=device)
+from .._torch.bases import size_tensor, tracing
 
 
 def strided_gather(x: torch.Tensor, order, size, stride, offset=0) -> torch.Tensor:
@@ -27,11 +22,11 @@ def strided_gather(x: torch.Tensor, order, size, stride, offset=0) -> torch.Tens
     of its memory (``x.permute(order)`` flattened) at offset + sum_d i_d * stride_d."""
     flat = x.permute(list(order)).reshape(-1)
     dev = x.device
-    idx = _as_tensor(offset or 0, dev)
+    idx = size_tensor(offset or 0, dev)
     for d, (n, s) in enumerate(zip(size, stride)):
         shape = [1] * len(size)
         shape[d] = -1
-        idx = idx + (torch.arange(n, device=dev) * _as_tensor(s, dev)).reshape(shape)
+        idx = idx + (torch.arange(n, device=dev) * size_tensor(s, dev)).reshape(shape)
     idx = idx.expand(list(size))
     return flat.index_select(0, idx.reshape(-1)).reshape(list(size))
 
