@@ -2,8 +2,9 @@
 time step, each with symbolic shapes, which made capturing a model with LSTMs cost 5-10x a static export
 (HDemucs: 34 s of a 40 s capture with a dynamic batch; open-unmix: most of a failed capture). During capture
 ``torch._VF.lstm`` / ``gru`` (what ``nn.LSTM`` / ``nn.GRU`` call) go through opaque custom ops whose fake kernels
-only compute shapes; afterwards every such node becomes the ``aten.lstm.input`` / ``aten.gru.input`` call it
-stands for, the same node a pre-dispatch trace records, so exporters see the op they know.
+only compute shapes; afterwards every such node becomes a call of ``_rnn_onnx.lstm`` / ``gru``: the
+``aten.lstm.input`` / ``aten.gru.input`` call it stands for (the node a pre-dispatch trace records, so exporters
+see the op they know), except inside torch.onnx.export, where ONNX's own LSTM / GRU keep the length dynamic.
 Packed sequences (``pack_padded_sequence``) keep torch's own path.
 """
 from __future__ import annotations
@@ -85,12 +86,13 @@ def opaque_rnns():
 
 
 def restore_rnns(gm: fx.GraphModule) -> int:
-    """Every opaque recurrent node of ``gm`` (and of its submodules' graphs) becomes its aten op; returns the
-    count. Both ops return a sequence indexed by getitem nodes, so the users stay as they are."""
+    """Every opaque recurrent node of ``gm`` (and of its submodules' graphs) becomes its aten op (through
+    ``_rnn_onnx``); returns the count. Both ops return a sequence indexed by getitem nodes, so the users stay as they are."""
     if not _defined:
         return 0
-    swap = {torch.ops.specrewrite.lstm.default: torch.ops.aten.lstm.input,
-            torch.ops.specrewrite.gru.default: torch.ops.aten.gru.input}
+    from . import _rnn_onnx
+
+    swap = {torch.ops.specrewrite.lstm.default: _rnn_onnx.lstm, torch.ops.specrewrite.gru.default: _rnn_onnx.gru}
     count = 0
     for mod in gm.modules():
         graph = getattr(mod, "graph", None)

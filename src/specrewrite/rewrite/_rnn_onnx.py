@@ -1,0 +1,96 @@
+"""Recurrent layers that keep their sequence length dynamic in an ONNX export.
+
+``torch.export`` runs ``aten.lstm`` / ``aten.gru`` as one cell per time step, which fixes the sequence length: a
+model with an LSTM over spectrogram frames exported with a dynamic time axis silently gets a file for the
+example's length only (torch.onnx relaxes the axis without a word). In a rewritten graph each recurrent node
+calls :func:`lstm` / :func:`gru` below instead. In eager PyTorch, under ``torch.jit.trace`` (the Core ML route)
+and under any other exporter they are exactly the aten op; inside ``torch.onnx.export`` they emit ONNX's own
+``LSTM`` / ``GRU`` operators (one per layer, through the public ``torch.onnx.ops.symbolic_multi_out``), whose
+sequence length is a run-time dimension.
+
+Layout conversion (done on the weights, folded by the exporter): torch packs gates as i, f, g, o (LSTM) and
+r, z, n (GRU); ONNX as i, o, f, c and z, r, h; GRU uses ``linear_before_reset=1``, torch's formula.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Sequence
+
+import torch
+
+_LSTM_GATES = (0, 3, 1, 2)   # ONNX i, o, f, c from torch's i, f, g, o
+_GRU_GATES = (1, 0, 2)       # ONNX z, r, h from torch's r, z, n
+
+
+def _onnx_export() -> bool:
+    onnx = sys.modules.get("torch.onnx")   # not imported: not exporting to ONNX (and no import cost here)
+    return (onnx is not None and onnx.is_in_onnx_export() and not torch.jit.is_tracing()
+            and not torch.jit.is_scripting())
+
+
+def lstm(x: torch.Tensor, hx: Sequence[torch.Tensor], params: Sequence[torch.Tensor], has_biases: bool,
+         num_layers: int, dropout: float, train: bool, bidirectional: bool, batch_first: bool):
+    """``aten.lstm.input``, or ONNX ``LSTM`` nodes inside torch.onnx.export."""
+    if _onnx_export() and _plain(params, has_biases, num_layers, bidirectional, 4, train, dropout):
+        return _emit("LSTM", x, list(hx), list(params), has_biases, num_layers, bidirectional, batch_first)
+    return torch.ops.aten.lstm.input(x, list(hx), list(params), has_biases, num_layers, dropout, train,
+                                     bidirectional, batch_first)
+
+
+def gru(x: torch.Tensor, hx: torch.Tensor, params: Sequence[torch.Tensor], has_biases: bool, num_layers: int,
+        dropout: float, train: bool, bidirectional: bool, batch_first: bool):
+    """``aten.gru.input``, or ONNX ``GRU`` nodes inside torch.onnx.export."""
+    if _onnx_export() and _plain(params, has_biases, num_layers, bidirectional, 3, train, dropout):
+        return _emit("GRU", x, [hx], list(params), has_biases, num_layers, bidirectional, batch_first)
+    return torch.ops.aten.gru.input(x, hx, list(params), has_biases, num_layers, dropout, train, bidirectional,
+                                    batch_first)
+
+
+def _plain(params, has_biases, num_layers, bidirectional, gates, train, dropout) -> bool:
+    """The layer has no projection (LSTM proj_size), and no active dropout between layers: ONNX's op is it."""
+    per = 4 if has_biases else 2
+    dirs = 2 if bidirectional else 1
+    if len(params) != per * dirs * num_layers or (train and dropout > 0 and num_layers > 1):
+        return False
+    w_ih, w_hh = params[0], params[1]
+    hidden = w_hh.shape[-1]
+    return w_ih.dim() == 2 and w_ih.shape[0] == gates * hidden and w_hh.shape[0] == gates * hidden
+
+
+def _reorder(w: torch.Tensor, order) -> torch.Tensor:
+    n = w.shape[0] // len(order)   # slices, not chunk: ONNX folds Slice on weights, not a multi-output Split
+    return torch.cat([w[i * n:(i + 1) * n] for i in order], 0)
+
+
+def _emit(kind: str, x, hx: List[torch.Tensor], params: List[torch.Tensor], has_biases: bool, num_layers: int,
+          bidirectional: bool, batch_first: bool):
+    order = _LSTM_GATES if kind == "LSTM" else _GRU_GATES
+    dirs = 2 if bidirectional else 1
+    per = 4 if has_biases else 2
+    hidden = params[1].shape[-1]
+    seq = x.transpose(0, 1) if batch_first else x          # ONNX layout 0: (time, batch, features)
+    finals: List[List[torch.Tensor]] = [[] for _ in hx]
+    for layer in range(num_layers):
+        w, r, b = [], [], []
+        for d in range(dirs):
+            p = params[(layer * dirs + d) * per:(layer * dirs + d + 1) * per]
+            w.append(_reorder(p[0], order))
+            r.append(_reorder(p[1], order))
+            if has_biases:
+                b.append(torch.cat([_reorder(p[2], order), _reorder(p[3], order)]))
+        inputs = [seq, torch.stack(w), torch.stack(r), torch.stack(b) if has_biases else None, None]
+        inputs += [h[layer * dirs:(layer + 1) * dirs] for h in hx]
+        steps, batch = seq.shape[0], seq.shape[1]
+        attrs = {"hidden_size": int(hidden), "direction": "bidirectional" if bidirectional else "forward"}
+        if kind == "GRU":
+            attrs["linear_before_reset"] = 1
+        state = [dirs, batch, hidden]
+        outs = torch.onnx.ops.symbolic_multi_out(
+            f"::{kind}", inputs, attrs, dtypes=[x.dtype] * (1 + len(hx)),
+            shapes=[[steps, dirs, batch, hidden]] + [state] * len(hx), version=14)
+        y = outs[0].permute(0, 2, 1, 3).reshape(steps, batch, dirs * hidden)
+        for i, h in enumerate(outs[1:]):
+            finals[i].append(h)
+        seq = y
+    out = seq.transpose(0, 1) if batch_first else seq
+    return (out, *[torch.cat(f, 0) if len(f) > 1 else f[0] for f in finals])
