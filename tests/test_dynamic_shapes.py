@@ -49,11 +49,11 @@ class BatchOfOne(torch.nn.Module):
 
 
 class PinsLength(torch.nn.Module):
-    """Eager runs at any length, but the capture pins it: int() of a float size computation becomes the guard
-    Eq(TruncToInt(1.25*T), 5000), which ONNX would not check (a dynamic export would be silently wrong)."""
+    """Eager runs at any length, but the capture pins it: float() of a size must return a Python float, which
+    fixes the length to the example's (ONNX would not check it: a dynamic export would be silently wrong)."""
 
     def forward(self, wav):
-        k = int(wav.shape[-1] * 1.25)   # <pins-length>
+        k = int(float(wav.shape[-1]) * 1.25)   # <pins-length>
         y = torch.nn.functional.interpolate(wav[:, None], size=k, mode="linear")[:, 0]
         return torch.stft(y, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True).abs()
 
@@ -147,7 +147,8 @@ def test_pinned_length_is_reported_fixed_not_dynamic():
     x = torch.randn(1, 4000)
     out = sr.rewrite(model, (x,))
     t = out.specrewrite_report.axis("wav", "time")
-    assert not t["dynamic"] and "fails at size 4001, where the model runs" in t["why"], t
+    assert not t["dynamic"] and "fixes it to the example's size" in t["why"], t
+    assert "Eq(wav.shape[1], 4000)" in t["why"], t          # the guard, in the input's own terms
     assert "test_dynamic_shapes.py" in t["why"], t          # the line that pinned it
     ref = _f64(model, x)
     assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6)
@@ -175,6 +176,39 @@ def test_explicit_dynamic_shapes_and_static():
         sr.rewrite(model, (x,), dynamic_shapes={"audio": {1: Dim("time")}})
     with pytest.raises(SpecRewriteError, match="entries for 1 example"):
         sr.rewrite(model, (x,), dynamic_shapes=({1: Dim("time")}, None))
+
+
+class IntOfSizes(torch.nn.Module):
+    """Sizes computed in Python and passed through int(), as real models do: a float scale (resampling),
+    HDemucs' ``le = int(math.ceil(T / hl))`` with its frame assert, torchfcpe's ``int(T // hop)``."""
+
+    def forward(self, wav):
+        k = int(wav.shape[-1] * 0.75)
+        y = wav[:, :k]
+        hl = 64
+        le = int(math.ceil(y.shape[-1] / hl))
+        pad = hl // 2 * 3
+        y = torch.nn.functional.pad(y[:, None], (pad, pad + le * hl - y.shape[-1]), mode="reflect")[:, 0]
+        z = torch.stft(y, 256, hl, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True)[..., :-1, :]
+        assert z.shape[-1] == le + 4, (z.shape, le)
+        n = int(wav.shape[-1] // 80)
+        return z[..., 2:2 + le].abs()[..., :n]
+
+
+def test_int_of_sizes_keeps_time_dynamic(tmp_path):
+    model = IntOfSizes().eval()
+    out = sr.rewrite(model, (torch.randn(1, 4000),))
+    rep = out.specrewrite_report
+    assert rep.axis("wav", "time")["dynamic"] and rep.axis("wav", "batch")["dynamic"], str(rep)
+    sess = _ort_session(out, (torch.randn(2, 4000),), ({0: Dim("batch"), 1: Dim("time", min=200, max=1 << 20)},),
+                        tmp_path / "m.onnx")
+    for batch, length in ((1, 4000), (2, 3001), (3, 6403)):
+        x = torch.randn(batch, length)
+        ref = _f64(model, x)
+        own = rel_err(model(x), ref)
+        assert rel_err(out(x), ref) <= max(4 * own, 1e-6)
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert rel_err(got, ref) <= max(4 * own, 1e-6), (batch, length)
 
 
 # ------------------------------------------------------------------------------------------ fft along time
@@ -346,8 +380,11 @@ def test_recurrent_layers_stay_whole_and_dynamic(kind, batch_first, bidirectiona
     x = torch.randn(1, 4000)
     out = sr.rewrite(model, (x,))
     assert all(a["dynamic"] for a in out.specrewrite_report.axes), out.specrewrite_report.axes
+    from specrewrite.rewrite import _rnn_onnx
+
     targets = [str(n.target) for n in out.graph.nodes if n.op == "call_function"]
-    assert targets.count(f"aten.{kind}.input") == 1, sorted(set(targets))
+    helper = getattr(_rnn_onnx, kind)     # the aten op, or ONNX's own LSTM / GRU inside torch.onnx.export
+    assert [n.target for n in out.graph.nodes].count(helper) == 1, sorted(set(targets))
     assert not any("specrewrite." in t or "cell" in t for t in targets), sorted(set(targets))
     m64 = copy.deepcopy(model).double()
     for shape in ((1, 4000), (3, 5001)):

@@ -210,8 +210,10 @@ def test_real_model(name, tmp_path):
     EXTRA_CHECKS.get(name, lambda rep: None)(rep)
     assert_untouched(model, snap, args, y0)
     if name == "torchaudio_hdemucs_low":   # its LSTMs reach the graph whole, not as one cell per frame
-        targets = [str(n.target) for n in out.graph.nodes if n.op == "call_function"]
-        assert "aten.lstm.input" in targets and not any("lstm_cell" in t for t in targets)
+        from specrewrite.rewrite import _rnn_onnx   # (aten.lstm.input, or ONNX's LSTM inside torch.onnx.export)
+
+        targets = [n.target for n in out.graph.nodes if n.op == "call_function"]
+        assert _rnn_onnx.lstm in targets and not any("lstm_cell" in str(t) for t in targets)
 
     # eager: the rewritten model runs no spectral op and no complex tensor, and matches
     got = run_real_only(out, *args)

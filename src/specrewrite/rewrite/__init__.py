@@ -295,6 +295,9 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
         capture = "torch.export" + (" (draft_export: values the model's Python reads from tensors are fixed to "
                                      "the example's and checked at run time)" if draft else "")
         pinned = plan.judge(gm)
+        for ax in plan.axes:   # an axis asked for explicitly that the capture made a constant
+            if ax.explicit and ax.requested and not ax.dynamic:
+                _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {ax.why}", only=ax)
         refix = False
         if plan.batch_expanded and plan.expanded_axis_fixed():
             # captured again at batch 1, with the pinned axes below fixed in the same pass (each capture of a

@@ -25,12 +25,14 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False,
     """torch.export (non-strict) with ``dynamic_shapes`` in torch.export's format (None: all static).
     ``draft``: torch.export.draft_export, which captures models whose Python reads values from tensors
     (``int(t)``, asserts on values) with those values taken from the example and checked at run time, instead of
-    failing; the shapes stay dynamic. ``sym_len``: ``len(tensor)`` stays symbolic (see ``symbolic_len``)."""
+    failing; the shapes stay dynamic. ``sym_len``: ``len(tensor)`` and ``int(size)`` stay symbolic (see
+    ``symbolic_len``, ``symbolic_int``)."""
     sites = CallSites()
     # torch.export prints the partial graph of a failed capture to stderr: a failure here only means the next
     # capture route is tried, so it is kept off the user's console
     with patched(sites), opaque_rnns(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
-            (symbolic_len() if sym_len else contextlib.nullcontext()):
+            (symbolic_len() if sym_len else contextlib.nullcontext()), \
+            (symbolic_int(model) if sym_len else contextlib.nullcontext()):
         warnings.simplefilter("ignore")
         export = torch.export.draft_export if draft else torch.export.export
         ep = export(model, tuple(args), dynamic_shapes=dynamic_shapes, strict=False)
@@ -62,6 +64,53 @@ def symbolic_len():
         yield
     finally:
         builtins.len = own
+
+
+class _IntMeta(type):
+    """``isinstance(x, int)`` / ``issubclass`` still answer for Python's int."""
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, int)
+
+    def __subclasscheck__(cls, sub):
+        return issubclass(sub, int)
+
+    def __call__(cls, *args, **kwargs):
+        if len(args) == 1 and not kwargs:
+            v = args[0]
+            if isinstance(v, torch.SymInt):
+                return v                  # already an integer: Python's int() would fix it to the example's
+            if isinstance(v, torch.SymFloat):
+                return torch.sym_int(v)   # truncation toward zero, as int() does, kept symbolic
+        return int(*args, **kwargs)
+
+
+class _SymbolicInt(metaclass=_IntMeta):
+    """What the name ``int`` means in the model's own modules during a capture."""
+
+
+@contextlib.contextmanager
+def symbolic_int(model):
+    """``int(x.shape[-1] / hop)``, ``int(math.ceil(T / hl))`` (HDemucs), ``int(audio.shape[1] // hop)``: sizes
+    computed in Python and passed through ``int()``, which makes torch.export fix the length to the example's
+    (a SymInt's ``__int__`` must return a real int). During the capture the name ``int`` in the modules that
+    define the model's own classes (not torch's, not ours) returns a symbolic size unchanged and truncates a
+    symbolic float symbolically; anything else is Python's int. A capture that fails with it is retried
+    without it. Restored on exit."""
+    import sys
+
+    names = {type(m).__module__ for m in model.modules()}
+    mods = [sys.modules.get(n) for n in names
+            if n and not n.startswith(("torch.", "torchaudio.transforms", "specrewrite.")) and n != "torch"]
+    patched_mods = [m for m in mods if m is not None and "int" not in vars(m)]
+    for m in patched_mods:
+        m.int = _SymbolicInt
+    try:
+        yield
+    finally:
+        for m in patched_mods:
+            if vars(m).get("int") is _SymbolicInt:
+                del m.int
 
 
 def via_trace(model, args) -> Tuple[fx.GraphModule, CallSites, Dict[str, str]]:

@@ -384,9 +384,11 @@ def _pin_reason(shape_env, name, axis) -> str:
 
     syms = set(_sources(shape_env, name, axis))
     guards = [g for g in getattr(shape_env, "guards", []) if syms & set(getattr(g.expr, "free_symbols", ()))]
+    readable = {s: sympy.Symbol(f"{name}.shape[{axis}]") for s in syms}
     for g in sorted(guards, key=lambda g: not isinstance(g.expr, sympy.Eq)):   # the pinning equality first
         where = from_guard(g)
-        return f"guard {g.expr}" + (f" at {where}" if where else "")
+        return (f"the model's code fixes it to the example's size" + (f" at {where}" if where else "")
+                + f" (the capture's guard {g.expr.xreplace(readable)})")
     return ""
 
 
