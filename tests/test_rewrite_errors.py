@@ -319,3 +319,32 @@ def test_forward_with_varargs():
     except SpecRewriteError:
         return
     assert rel_err(out(*args), VarArgs()(*args)) <= 2 * TOL["fp32_rel"]
+
+
+@__import__("functools").lru_cache(maxsize=None)
+def _cached_filters(n: int) -> torch.Tensor:
+    """A filterbank cached across calls, as whisper's mel_filters is."""
+    return torch.linspace(0.0, 1.0, n * 129).reshape(n, 129)
+
+
+class CachedFilterbank(torch.nn.Module):
+    def forward(self, x):
+        s = torch.stft(x, 256, 64, window=torch.hann_window(256), return_complex=True).abs()
+        return _cached_filters(8).to(s.dtype) @ s
+
+
+def test_a_cache_filled_by_an_earlier_export_is_named():
+    """torch.export of the original first leaves a fake tensor in the model's cache: eager itself is broken
+    then, and rewrite says so (instead of an internal error deep in the verification)."""
+    model = CachedFilterbank()
+    x = torch.randn(1, 4000)
+    _cached_filters.cache_clear()
+    try:
+        torch.export.export(model, (x,), strict=False)
+        raises_clearly(model, (x,), words=("fake tensors", "cache_clear"))
+    finally:
+        _cached_filters.cache_clear()
+    out = sr.rewrite(model, (x,))           # with the cache cleared it rewrites
+    with torch.no_grad():
+        ref = CachedFilterbank()(x.double())
+    assert rel_err(out(x), ref) <= TOL["fp32_rel"]

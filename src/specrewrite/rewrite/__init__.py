@@ -167,6 +167,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
             ref = work(*_clones(args))
     except Exception as e:  # noqa: BLE001 - user model errors become one clear error
         raise model_raises(e) from e
+    _refuse_fake_outputs(ref)
     if work.training:
         _refuse_train_mode(work, args, ref)
 
@@ -351,6 +352,17 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
 
 def _clones(inputs):
     return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in inputs)
+
+
+def _refuse_fake_outputs(ref) -> None:
+    """An eager run that returns torch.export's fake tensors: a value the model caches across calls was filled
+    during an earlier export (whisper's ``mel_filters`` is an ``lru_cache``), so eager itself is broken now."""
+    if any(type(t).__name__ == "FakeTensor" for t in _flat(ref)):
+        raise SpecRewriteError("the model's eager forward returns fake tensors (no data): a value it caches between "
+                               "calls, such as an functools.lru_cache'd filterbank, was created during an earlier "
+                               "torch.export / torch.onnx.export in this process", op="rewrite",
+                               fix="clear that cache (e.g. whisper.audio.mel_filters.cache_clear()) or call "
+                               "rewrite() before exporting the original model")
 
 
 def _refuse_train_mode(work, args, ref) -> None:
