@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchaudio
 
 import specrewrite as sr
@@ -265,3 +266,50 @@ def test_reductions_and_crops_convert_on_the_rewritten_route():
     sess, _, _ = onnx_roundtrip(out, (x,))
     for got, r in zip(sess.run(None, {sess.get_inputs()[0].name: x.numpy()}), ref):
         assert rel_err(got, r) <= 1e-6
+
+
+# real ops coremltools has no converter for, after a spectrogram: spelt out or decomposed by the rewrite, so a
+# plain ct.convert of the traced rewritten model converts (each failed before, traced directly or exported)
+CORE_ML_GAPS = {
+    "unfold": lambda m: m.unfold(-1, 4, 2).sum(-1),
+    "diff": lambda m: torch.diff(m, dim=-1),
+    "hypot": lambda m: torch.hypot(m, m.flip(-1)),
+    "logaddexp": lambda m: torch.logaddexp(m, 2 - m),
+    "movedim": lambda m: torch.movedim(m, 1, 2),
+    "lerp": lambda m: torch.lerp(m, m.flip(-1), 0.3),
+    "addcmul": lambda m: torch.addcmul(m, m, m, value=0.5),
+    "logsigmoid": lambda m: torch.nn.functional.logsigmoid(m - 3),
+    "trunc_fmod": lambda m: torch.trunc(m * 3) + torch.fmod(m, 1.5),
+    "sgn": lambda m: torch.sgn(m - 5),
+    "asinh_acosh": lambda m: torch.asinh(m - 3) + torch.acosh(m + 1.5),
+    "clamp_tensor": lambda m: torch.clamp(m, min=m.mean(-1, keepdim=True)),
+    "take_along_dim": lambda m: torch.take_along_dim(m, m.argmax(-1, keepdim=True), -1),
+    "rot90_flipud": lambda m: torch.rot90(m, 1, (1, 2)) + torch.flipud(m).transpose(1, 2),
+    "xlogy": lambda m: torch.xlogy(m, m + 1),
+    "shrink_celu": lambda m: F.hardshrink(m - 3) + F.softshrink(m - 3) + F.celu(m - 3),
+    "aminmax": lambda m: sum(torch.aminmax(m, dim=-1)),
+    "diag_embed": lambda m: torch.diag_embed(m[0, :5, :5]),
+}
+
+
+@pytest.mark.parametrize("name", list(CORE_ML_GAPS))
+def test_real_ops_core_ml_lacks_convert_after_the_rewrite(name):
+    import coremltools as ct
+
+    fn = CORE_ML_GAPS[name]
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            w = torch.hann_window(256, dtype=x.dtype)
+            return fn(torch.stft(x, 256, 64, window=w, return_complex=True).abs())
+
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(6))
+    out = sr.rewrite(Model(), (x,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = ct.convert(torch.jit.trace(out, (x,), check_trace=False), inputs=[ct.TensorType(shape=x.shape)],
+                        convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15,
+                        compute_precision=ct.precision.FLOAT32, skip_model_load=True)
+    ref = _f64(Model(), x)
+    own = rel_err(Model()(x), ref)
+    check(ml, Model(), (x,), max(4 * own, 1e-6))

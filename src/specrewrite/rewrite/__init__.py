@@ -325,10 +325,10 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
                     accepted = True
                     continue
                 if not _eager_runs(work, plan.inputs_at(ax, size)):
-                    plan.accept(ax, guard, accept(ax, guard, size))   # the model's own code restricts it alike
+                    plan.accept(ax, guard, accept(ax, guard, size, plan.sources))   # the model's own code restricts it alike
                     accepted = True
                     continue
-                why = describe_guard(guard, size)
+                why = describe_guard(guard, size, plan.sources)
                 if ax.explicit:
                     _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {why}", only=ax)
                 plan.fix(ax, why)
@@ -340,7 +340,8 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
                 break
         else:   # guard after guard accepted and more left: the axes they restrict are fixed instead
             for ax, guard, size in pinned:
-                plan.fix(ax, "the capture's guards on this axis kept restricting it (" + describe_guard(guard, size)
+                plan.fix(ax, "the capture's guards on this axis kept restricting it ("
+                         + describe_guard(guard, size, plan.sources)
                          + ")")
                 refix = True
         if not refix:

@@ -13,6 +13,10 @@ The graph pass spells these out wherever they appear, spectral path or not:
   Core ML): ``std_mean`` / ``var_mean`` (no converter), ``mean`` / ``sum`` of every element without ``dim``
   (``KeyError: 'axes'``), ``F.pad`` with negative amounts (cropping; "pad must be non-negative"). They become
   the same arithmetic with explicit axes, and slices.
+- ops coremltools has no converter for at all (a survey of torch's OpInfo database, 2026-12-02: 135 ops fail
+  the same way whether traced directly or after torch.export), such as ``unfold`` (framing), ``diff``,
+  ``hypot``, ``logaddexp``, ``movedim``, ``isfinite``, ``lerp``: replaced by torch's own decomposition
+  (``CORE_ML_DECOMPOSE``), whose pieces convert; where torch has none the op is kept.
 """
 from __future__ import annotations
 
@@ -142,3 +146,83 @@ def crop_pad(x: torch.Tensor, pad, mode: str = "constant", value=None) -> torch.
     if any(not isinstance(p, int) or p for p in rest):
         x = torch.constant_pad_nd(x, rest, 0.0 if value is None else value)
     return x
+
+
+# aten ops (name.overload) coremltools 9 cannot convert and torch decomposes into ops it can
+CORE_ML_DECOMPOSE = frozenset({
+    "unfold.default", "diff.default", "logaddexp.default", "logaddexp2.default", "hypot.default", "trunc.default",
+    "fmod.Scalar", "fmod.Tensor", "sgn.default", "lerp.Scalar", "lerp.Tensor",
+    "addcmul.default", "addcdiv.default", "movedim.int", "movedim.intlist", "broadcast_to.default",
+    "view_as.default", "ravel.default", "flipud.default", "fliplr.default", "rot90.default", "log_sigmoid.default",
+    "xlogy.Tensor", "logit.default", "hardshrink.default", "softshrink.default", "celu.default",
+    "count_nonzero.dim_IntList", "count_nonzero.default",
+    "acosh.default", "asinh.default", "take_along_dim.default", "diag_embed.default",
+    "aminmax.default", "clamp.Tensor", "frac.default", "deg2rad.default", "rad2deg.default", "float_power.Tensor_Scalar",
+    "float_power.Tensor_Tensor", "true_divide.Tensor", "square.default", "logsumexp.default",
+})
+
+
+def decompose_for_core_ml(target) -> bool:
+    """Whether the graph pass replaces this real op by torch's decomposition of it."""
+    return isinstance(target, torch._ops.OpOverload) and target.namespace == "aten" \
+        and f"{target._opname}.{target._overloadname}" in CORE_ML_DECOMPOSE
+
+
+# ops whose torch decomposition is written in prims (which no converter knows): spelt out here instead
+def hypot(a, b):
+    """``torch.hypot``: sqrt(a^2 + b^2) (float32 audio magnitudes are far from overflow)."""
+    return torch.sqrt(a * a + b * b)
+
+
+def trunc(x):
+    """``torch.trunc``: rounding toward zero."""
+    return torch.sign(x) * torch.floor(torch.abs(x))
+
+
+def fmod(a, b):
+    """``torch.fmod``: the remainder with the sign of the dividend, a - b * trunc(a / b)."""
+    return a - b * trunc(a / b)
+
+
+def log_sigmoid(x):
+    """``F.logsigmoid``: min(x, 0) - log1p(exp(-|x|)), stable for any x."""
+    return torch.clamp(x, max=0.0) - torch.log1p(torch.exp(-torch.abs(x)))
+
+
+def asinh(x):
+    """``torch.asinh``: sign(x) log(|x| + sqrt(x^2 + 1)) (odd, so exact in sign)."""
+    a = torch.abs(x)
+    return torch.sign(x) * torch.log(a + torch.sqrt(a * a + 1.0))
+
+
+def acosh(x):
+    """``torch.acosh``: log(x + sqrt(x^2 - 1)) (nan below 1, as torch)."""
+    return torch.log(x + torch.sqrt(x * x - 1.0))
+
+
+def clamp_tensor(x, min=None, max=None):  # noqa: A002 - torch's argument names
+    """``torch.clamp`` with tensor bounds: maximum / minimum."""
+    if min is not None:
+        x = torch.maximum(x, min)
+    if max is not None:
+        x = torch.minimum(x, max)
+    return x
+
+
+def lerp(a, b, w):
+    """``torch.lerp``: a + w (b - a)."""
+    return a + w * (b - a)
+
+
+SPELT_FOR_CORE_ML = {
+    "hypot.default": hypot, "trunc.default": trunc, "fmod.Tensor": fmod, "fmod.Scalar": fmod,
+    "log_sigmoid.default": log_sigmoid, "asinh.default": asinh,
+    "acosh.default": acosh, "clamp.Tensor": clamp_tensor, "lerp.Scalar": lerp, "lerp.Tensor": lerp,
+}
+
+
+def spelt_for_core_ml(target):
+    """The spelt-out form of a real op coremltools cannot convert, or None."""
+    if not isinstance(target, torch._ops.OpOverload) or target.namespace != "aten":
+        return None
+    return SPELT_FOR_CORE_ML.get(f"{target._opname}.{target._overloadname}")

@@ -92,6 +92,7 @@ class AxisPlan:
         self.size_classes: list = []   # _guards.SizeClass: axes kept dynamic for a residue class of sizes
         self.accepted: Dict[tuple, str] = {}   # (input, axis, guard text) -> range text: judged already
         self._tentative: set = set()   # reasons that a later, more general one replaces
+        self.sources: dict = {}   # the last judged capture's size symbol -> sources (for readable guards)
 
     # -------------------------------------------------------------------------------------- the request
     def _spec(self, dynamic_shapes) -> tuple:
@@ -203,6 +204,7 @@ class AxisPlan:
         checks whether the model's own code accepts that size)."""
         phs = _user_placeholders(gm, len(self.args))
         shape_env = _shape_env(phs)
+        self.sources = dict(getattr(shape_env, "var_to_sources", {}) or {})
         pinned = []
         for ax in self.axes:
             i = self._index(ax.input)
@@ -478,18 +480,36 @@ def _range_text(shape_env, expr, role):
     return f"{lo} <= {role}" + ("" if hi is None else f" <= {hi}"), lo, hi
 
 
-def describe_guard(guard, size) -> str:
+def readable(expr, sources) -> Any:
+    """A guard expression with each input-size symbol written as ``name.shape[axis]`` (not ``s27``);
+    ``sources``: the capture's shape env's symbol -> sources map."""
+    import sympy
+
+    names = {}
+    for sym in getattr(expr, "free_symbols", ()):
+        for src in (sources or {}).get(sym, ()):
+            name = src.name
+            if ".size()[" in name:
+                base, axis = name.rsplit(".size()[", 1)
+                base = base[3:-2] if base.startswith("L['") and base.endswith("']") else base
+                names[sym] = sympy.Symbol(f"{base}.shape[{axis.rstrip(']')}]")
+                break
+    return expr.xreplace(names) if names else expr
+
+
+
+def describe_guard(guard, size, sources=None) -> str:
     where = from_guard(guard)
-    return (f"the capture's guard {guard.expr} fails at size {size}, where the model runs"
+    return (f"the capture's guard {readable(guard.expr, sources)} fails at size {size}, where the model runs"
             + (f" (guard from {where})" if where else ""))
 
 
-def accept(ax: Axis, guard, size) -> str:
+def accept(ax: Axis, guard, size, sources=None) -> str:
     """A restricting guard the model's own code also has (eager fails at ``size`` too): the axis stays
     dynamic, with the restriction in the report (returned, and added to ``ax.range``)."""
     ax.dynamic = True
     where = from_guard(guard)
-    text = f"sizes where {guard.expr} holds" + (f" ({where})" if where else "")
+    text = f"sizes where {readable(guard.expr, sources)} holds" + (f" ({where})" if where else "")
     ax.range = (ax.range + ", " if ax.range else "") + text
     return text
 

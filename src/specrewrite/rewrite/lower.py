@@ -256,6 +256,14 @@ class Lowering(SpectralLowering):
             return self.call(R.crop_pad, *args, **kwargs)
         if not touches and target in _ARANGE and R.fractional_arange(args, kwargs):
             return self.call(R.arange_f64, *args, **kwargs)
+        if not touches and R.spelt_for_core_ml(target) is not None:
+            return self.call(R.spelt_for_core_ml(target), *args, **kwargs)
+        if not touches and R.decompose_for_core_ml(target):
+            from ._decompose import decompose
+
+            sub = decompose(node)
+            if sub is not None:   # (else the op is kept as it is)
+                return self._lower_decomposed(node, args, kwargs, sub)
         if not touches:
             new = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
             new.target = _uncopy(target)
@@ -284,14 +292,14 @@ class Lowering(SpectralLowering):
         b = dict(zip(["self", "size", "stride", "storage_offset"], args), **kwargs)
         return self.call(R.strided_gather, b["self"], order, b["size"], b["stride"], b.get("storage_offset") or 0)
 
-    def _lower_decomposed(self, node, args, kwargs):
+    def _lower_decomposed(self, node, args, kwargs, sub=None):
         """An op with no rule of its own: trace torch's decomposition of it (its CompositeImplicit kernel or its
         entry in the decomposition table) on the node's metadata and lower the pieces one by one."""
         from ._decompose import decompose
 
         if self._depth > 8:
             raise self.unsupported(node, "its decomposition does not terminate")
-        sub = decompose(node)
+        sub = sub if sub is not None else decompose(node)
         if sub is None:
             raise self.unsupported(node)
         sub_gm, leaves = sub
