@@ -591,8 +591,10 @@ def check_dynamic(name, model, args, out, tmp_path):
     if classes and L:   # a residue class of lengths (the model branches on T % k): lengths inside it, one outside
         from specrewrite.rewrite._guards import holds
 
-        lengths = sorted({next(n for n in range(m, m + 64) if all(holds(t, n) for t in classes)) for m in lengths})
-        bad = next(n for n in range(L + 1, L + 64) if not all(holds(t, n) for t in classes))
+        # (a class can be as sparse as ceil(T / 256) odd: searched over a few periods)
+        lengths = sorted({next(n for n in range(m, m + 4096) if all(holds(t, n) for t in classes))
+                          for m in lengths})
+        bad = next(n for n in range(L + 1, L + 4096) if not all(holds(t, n) for t in classes))
     B = batch_ax[0]["size"] if batch_ax else None
     batches = [B, B + 1] if B else [None]
     checked = []
