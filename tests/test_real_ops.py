@@ -313,3 +313,26 @@ def test_real_ops_core_ml_lacks_convert_after_the_rewrite(name):
     ref = _f64(Model(), x)
     own = rel_err(Model()(x), ref)
     check(ml, Model(), (x,), max(4 * own, 1e-6))
+
+
+class Moments(torch.nn.Module):
+    """std_mean / var_mean in every overload the TorchScript of an unchanged model records."""
+
+    def forward(self, x):
+        m = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True).abs()
+        std, mean = torch.std_mean(m, dim=-1, keepdim=True)      # .correction
+        var, mu = torch.var_mean(m, dim=(1, 2), unbiased=False)  # .dim
+        v_all, m_all = torch.var_mean(m)                          # .default
+        s2, m2 = torch.std_mean(m, 1, correction=0)
+        return (m - mean) / std, var + mu, v_all + m_all, s2 * m2
+
+
+def test_moments_convert_under_the_plugin():
+    """The plugin route (plain ct.convert of the unchanged model inside register()): coremltools has no
+    std_mean / var_mean converter; the plugin spells them as the graph pass does."""
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(8))
+    with src.register():
+        ml = plugin_convert(Moments().eval(), (x,), "iOS16", "trace")
+    ref = _f64(Moments(), x)
+    own = max(rel_err(o, r) for o, r in zip(Moments()(x), ref))
+    check(ml, Moments(), (x,), max(4 * own, 1e-6))

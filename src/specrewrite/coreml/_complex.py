@@ -326,6 +326,48 @@ def l1_loss(context, node):
     add(context, node, out, False)
 
 
+def _var_mean(context, node, std: bool):
+    """aten.var_mean / std_mean (coremltools has no converter), every overload: the mean, then the mean square
+    deviation times n / (n - correction), the way the graph pass spells it (rewrite/_real_ops.var_mean)."""
+    ins = raw_inputs(node)
+    x = bind(context, ins[0])
+    if is_pair(context, x) or is_native_complex(x):
+        raise unsupported(node, "variance of a complex tensor", fix="take it of .abs() or of the real pair")
+    if len(ins) <= 2:   # .default(self, unbiased)
+        dim, third, keepdim = None, _arg(context, node, 1, "unbiased", True), False
+    else:               # .dim(self, dim, unbiased, keepdim) / .correction(self, dim, *, correction, keepdim)
+        dim = _arg(context, node, 1, "dim", None)
+        third = _arg(context, node, 2, "correction", None)
+        keepdim = bool(_arg(context, node, 3, "keepdim", False))
+    c = 1 if third is None else (int(third) if isinstance(third, (bool, np.bool_)) else third)
+    dims = [int(d) for d in (np.atleast_1d(dim).tolist() if dim is not None else [])]
+    axes = sorted({d % x.rank for d in dims}) if dims else list(range(x.rank))
+    if not all(is_static(x.shape[a]) for a in axes):
+        raise unsupported(node, "variance over an axis whose size is not known at conversion",
+                          fix="give that axis a fixed size")
+    n = math.prod(int(x.shape[a]) for a in axes)
+    m = mb.reduce_mean(x=x, axes=axes, keep_dims=True)
+    d = mb.sub(x=x, y=m)
+    v = mb.mul(x=mb.reduce_mean(x=mb.mul(x=d, y=d), axes=axes, keep_dims=True),
+               y=np.float32(n / (n - c) if n > c else np.inf))
+    if std:
+        v = mb.sqrt(x=v)
+    if not keepdim:
+        v, m = mb.squeeze(x=v, axes=axes), mb.squeeze(x=m, axes=axes)
+    context.add(mb.identity(x=v, name=node.outputs[0]), node.outputs[0])
+    context.add(mb.identity(x=m, name=node.outputs[1]), node.outputs[1])
+
+
+@rule("var_mean")
+def var_mean(context, node):
+    _var_mean(context, node, std=False)
+
+
+@rule("std_mean")
+def std_mean(context, node):
+    _var_mean(context, node, std=True)
+
+
 @rule("cartesian_prod")
 def cartesian_prod(context, node):
     """aten.cartesian_prod of 1-D tensors (coremltools has no converter; open-unmix's Wiener filter builds its
