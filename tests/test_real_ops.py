@@ -336,3 +336,69 @@ def test_moments_convert_under_the_plugin():
     ref = _f64(Moments(), x)
     own = max(rel_err(o, r) for o, r in zip(Moments()(x), ref))
     check(ml, Moments(), (x,), max(4 * own, 1e-6))
+
+
+def _atan2_inplace(y, x):
+    """openunmix.filtering.atan2: ``x += ...`` writes into ``x``, a view of the caller's tensor."""
+    pi = 2 * torch.asin(torch.tensor(1.0))
+    x += ((x == 0) & (y == 0)) * 1.0
+    out = torch.atan(y / x)
+    out += ((y >= 0) & (x < 0)) * pi
+    out -= ((y < 0) & (x < 0)) * pi
+    return out
+
+
+class PhaseOfPairs(torch.nn.Module):
+    """The (re, im) pairs are read again after the in-place write into their real part's view; exact zeros
+    (a gated spectrum) make the write matter."""
+
+    def forward(self, a):
+        s = torch.view_as_real(torch.stft(a, 256, 64, window=torch.hann_window(256, dtype=a.dtype),
+                                          return_complex=True))
+        s = s * (s.abs() > 0.5)
+        ang = _atan2_inplace(s[..., 1], s[..., 0])
+        return ang, s.sum(-1)
+
+
+def test_in_place_op_on_a_view_is_written_back_under_the_plugin():
+    """coremltools converts ``x += v`` on a view out of place (the tensor would keep its old values): the plugin
+    adds the write-back, and a view of other elements (``s[..., 1]``, read after) is left as it is."""
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(9))
+    model = PhaseOfPairs().eval()
+    with torch.no_grad():
+        s = torch.view_as_real(torch.stft(x, 256, 64, window=torch.hann_window(256), return_complex=True))
+        assert int(((s * (s.abs() > 0.5)) == 0).all(-1).sum()) > 0   # the written values differ from the old
+    with src.register():
+        ml = plugin_convert(model, (x,), "iOS16", "trace")
+    ref = _f64(PhaseOfPairs(), x)
+    own = max(rel_err(o, r) for o, r in zip(model(x.clone()), ref))
+    check(ml, PhaseOfPairs(), (x,), max(4 * own, 1e-6))
+
+
+def _mul_add_into(a, b, out):
+    """openunmix.filtering._mul_add: writes out[..., 0] and out[..., 1], then returns ``out``, a view."""
+    out[..., 0] = out[..., 0] + (a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1])
+    out[..., 1] = out[..., 1] + (a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0])
+    return out
+
+
+class Covariance(torch.nn.Module):
+    def forward(self, a):
+        s = torch.view_as_real(torch.stft(a, 256, 64, window=torch.hann_window(256), return_complex=True))
+        s = s.permute(0, 2, 1, 3)
+        c = torch.zeros(s.shape[1], s.shape[2], 2, 2, 2)
+        for i in range(2):
+            for j in range(2):
+                c[:, :, i, j, :] = _mul_add_into(s[i], s[j] * torch.tensor([1.0, -1.0]), c[:, :, i, j, :])
+        return c
+
+
+def test_a_stale_view_read_after_a_write_is_refused_under_the_plugin():
+    """A view read after a write into an overlapping view of its tensor would hold the old values in coremltools'
+    reading: a clear error naming the write (the rewritten route converts it exactly)."""
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(10))
+    with pytest.raises(sr.SpecRewriteError, match="read after the write"):
+        with src.register():
+            plugin_convert(Covariance().eval(), (x,), "iOS16", "trace")
+    ml = src.convert(Covariance().eval(), (x,), target="iOS16")
+    check(ml, Covariance(), (x,), TOL["fp32_rel"])

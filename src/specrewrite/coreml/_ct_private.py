@@ -315,6 +315,7 @@ def install_frontend_patches() -> None:
     fuse = cv.generate_tensor_assignment_ops
 
     def tensor_assignment_with_dims(graph):
+        write_back_view_writes(graph)
         found = stale_view_write(graph)
         if found is not None:
             node, what = found
@@ -404,10 +405,107 @@ def stale_view_write(graph):
                 and not _written_back(graph, i, node, written, root, made, consts):
             return node, f"'{kind}' writes into a view of '{root}', which is read after it unchanged"
         for name in views.get(root, ()):
-            if name != written and last_read.get(name, -1) > i:
+            if name != written and last_read.get(name, -1) > i and not _disjoint(name, written, made, consts):
                 return node, (f"'{name}', a view of '{root}', is read after the write '{kind}' into that tensor "
                               "with the values from before it")
     return None
+
+
+def write_back_view_writes(graph) -> int:
+    """Make coremltools' out-of-place reading of an in-place op exact, before its tensor-assignment pass: an
+    in-place op on a select / slice view of a tensor that is read after it (openunmix's ``atan2`` does
+    ``x += ...`` on ``x = mix_stft[..., 0]``): coremltools converts the op out of place and the tensor keeps its
+    old values. After it a ``copy_`` of its result into the same view of the tensor is added, the form Python's
+    ``y[idx] += v`` traces to, which coremltools' tensor-assignment pass converts as a slice write (renaming the
+    tensor's later uses to the written one).
+
+    A view taken before such a write and read after it still holds the old values in coremltools' reading
+    (openunmix's ``_mul_add`` writes ``out[..., 0]`` and returns ``out``, a view of ``Cj``): ``stale_view_write``
+    refuses those, unless the two views share no element (``_disjoint``). Returns the count of added copies."""
+    from coremltools.converters.mil.frontend.torch.internal_graph import InternalTorchIRNode
+
+    consts = {o: repr(node_attr(n).get("value")) for n in graph.nodes if n.kind.split("::")[-1] == "constant"
+              for o in n.outputs}
+    false = next((o for n in graph.nodes if n.kind.split("::")[-1] == "constant" for o in n.outputs
+                  if node_attr(n).get("value") is False), None)
+    base, made, added, i = {}, {}, 0, 0
+
+    def read_after(name, pos) -> bool:
+        return name in graph.outputs or any(name in n.inputs for n in graph.nodes[pos + 1:])
+
+    def chain_of(name):
+        nodes = []
+        while name in made:
+            nodes.append(made[name])
+            name = made[name].inputs[0]
+        return name, nodes[::-1]
+
+    def clone(chain, root, tag):
+        src, new = root, []
+        for k, v in enumerate(chain):
+            out = f"{tag}_{k}"
+            new.append(InternalTorchIRNode(kind=v.kind, inputs=[src] + list(v.inputs[1:]), outputs=[out],
+                                           name=out, parent=v.parent, attr=dict(v.attr or {})))
+            src = out
+        return new, src
+
+    while i < len(graph.nodes):
+        node = graph.nodes[i]
+        kind = node.kind.split("::")[-1]
+        if kind in _VIEW_KINDS and node.inputs and len(node.outputs) == 1:
+            for out in node.outputs:
+                base[out] = base.get(node.inputs[0], node.inputs[0])
+                made[out] = node
+        is_write = kind.endswith("_") and not kind.startswith("__") and kind not in _HARMLESS_KINDS
+        written = node.inputs[0] if node.inputs else None
+        root = base.get(written, written)
+        if not is_write or written is None:
+            i += 1
+            continue
+        pos = i
+        if kind not in ("copy_", "fill_") and written != root and false is not None and read_after(root, i) \
+                and not _written_back(graph, i, node, written, root, made, consts):
+            r, chain = chain_of(written)
+            if r == root and chain and all(n.kind.split("::")[-1] in ("select", "slice") for n in chain):
+                new, view = clone(chain, root, f"{node.outputs[0]}_sr_view{added}")
+                out = f"{node.outputs[0]}_sr_back{added}"
+                new.append(InternalTorchIRNode(kind="copy_", inputs=[view, node.outputs[0], false], outputs=[out],
+                                               name=out, parent=node.parent))
+                graph.nodes[i + 1:i + 1] = new
+                added += 1
+                pos = i + len(new)
+        i = pos + 1
+    return added
+
+
+def _disjoint(a, b, made, consts) -> bool:
+    """Two views of one tensor that share no element: past their common view ops, the first ops differ only in a
+    ``select`` on the same axis at different constant indices (``z[..., 1]`` and ``z[..., 0]``, also below a shared
+    view such as openunmix's ``out[..., 0]`` / ``out[..., 1]`` of ``out = Cj[:, :, i, j, :]``), so a write into
+    one leaves the other as it was."""
+    def chain(name):
+        nodes = []
+        while name in made:
+            nodes.append(made[name])
+            name = made[name].inputs[0]
+        return name, nodes[::-1]
+
+    (ra, ca), (rb, cb) = chain(a), chain(b)
+    if ra != rb:
+        return False
+    k = 0
+    while k < min(len(ca), len(cb)) and ca[k] is cb[k]:
+        k += 1
+    if k >= len(ca) or k >= len(cb):
+        return False
+    na, nb = ca[k], cb[k]
+    if na.kind.split("::")[-1] != "select" or nb.kind.split("::")[-1] != "select" \
+            or len(na.inputs) < 3 or len(nb.inputs) < 3:
+        return False
+    dims = [consts.get(n.inputs[1]) for n in (na, nb)]
+    idx = [consts.get(n.inputs[2]) for n in (na, nb)]
+    return None not in dims and None not in idx and dims[0] == dims[1] and idx[0] != idx[1] \
+        and all(v.isdigit() for v in idx)
 
 
 def _view_chain(name, made, consts) -> tuple:
