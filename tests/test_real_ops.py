@@ -402,3 +402,23 @@ def test_a_stale_view_read_after_a_write_is_refused_under_the_plugin():
             plugin_convert(Covariance().eval(), (x,), "iOS16", "trace")
     ml = src.convert(Covariance().eval(), (x,), target="iOS16")
     check(ml, Covariance(), (x,), TOL["fp32_rel"])
+
+
+class IntegerRemainders(torch.nn.Module):
+    """Integer fmod / trunc in index arithmetic (speechbrain's GCC-PHAT delay picks wrap a delay index): the
+    Core ML spellings of fmod / trunc are for floating point; integer ones stay integer."""
+
+    def forward(self, x):
+        m = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True).abs()
+        idx = torch.fmod(torch.arange(m.shape[1]) * 7 - 20, 13).abs()
+        idx = torch.trunc(idx)
+        picked = torch.gather(m, 1, idx[None, :, None].expand(m.shape[0], -1, m.shape[2]))
+        return picked + torch.fmod(m, 0.75)
+
+
+def test_integer_fmod_and_trunc_stay_integer():
+    model = IntegerRemainders().eval()
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(11))
+    out = sr.rewrite(model, (x,))
+    ref = _f64(model, x)
+    assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6)

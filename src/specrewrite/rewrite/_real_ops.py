@@ -174,13 +174,23 @@ def hypot(a, b):
     return torch.sqrt(a * a + b * b)
 
 
+def _floating(*xs) -> bool:
+    """Whether torch computes the op in floating point (an integer op keeps torch's own integer kernel)."""
+    return any(isinstance(x, torch.Tensor) and x.is_floating_point() or isinstance(x, float) for x in xs)
+
+
 def trunc(x):
     """``torch.trunc``: rounding toward zero."""
+    if not _floating(x):
+        return torch.trunc(x)
     return torch.sign(x) * torch.floor(torch.abs(x))
 
 
 def fmod(a, b):
-    """``torch.fmod``: the remainder with the sign of the dividend, a - b * trunc(a / b)."""
+    """``torch.fmod``: the remainder with the sign of the dividend, a - b * trunc(a / b) (integer operands keep
+    torch's integer fmod: a / b would be a float division)."""
+    if not _floating(a, b):
+        return torch.fmod(a, b)
     return a - b * trunc(a / b)
 
 
