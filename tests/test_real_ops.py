@@ -209,7 +209,8 @@ class AugmentedDct(torch.nn.Module):
 
 
 class MovedWrite(torch.nn.Module):
-    """The same op whose result goes to another view: coremltools would leave v[:, :, 0] undivided."""
+    """The same op whose result goes to another view: coremltools alone leaves v[:, :, 0] undivided (the plugin
+    writes the in-place op back into its view)."""
 
     def forward(self, x):
         v = torch.fft.rfft(x).abs()[:, None, :] * 3.0 - 1.0
@@ -224,8 +225,8 @@ def test_augmented_assignment_on_a_view_converts_under_the_plugin():
     with src.register():
         ml = plugin_convert(AugmentedDct(), (x,), "iOS16", "trace")
         check(ml, AugmentedDct(), (x,), TOL["fp32_rel"])
-        with pytest.raises(sr.SpecRewriteError, match="writes into a view"):
-            plugin_convert(MovedWrite(), (x,), "iOS16", "trace")
+        ml = plugin_convert(MovedWrite(), (x,), "iOS16", "trace")
+        check(ml, MovedWrite(), (x,), TOL["fp32_rel"])
 
 
 class Stats(torch.nn.Module):
