@@ -434,11 +434,7 @@ def write_back_view_writes(graph) -> int:
         return name in graph.outputs or any(name in n.inputs for n in graph.nodes[pos + 1:])
 
     def chain_of(name):
-        nodes = []
-        while name in made:
-            nodes.append(made[name])
-            name = made[name].inputs[0]
-        return name, nodes[::-1]
+        return _chain_nodes(name, made)
 
     def clone(chain, root, tag):
         src, new = root, []
@@ -478,19 +474,21 @@ def write_back_view_writes(graph) -> int:
     return added
 
 
+def _chain_nodes(name, made):
+    """(root, the view nodes from the root to ``name``, first to last)."""
+    nodes = []
+    while name in made:
+        nodes.append(made[name])
+        name = made[name].inputs[0]
+    return name, nodes[::-1]
+
+
 def _disjoint(a, b, made, consts) -> bool:
     """Two views of one tensor that share no element: past their common view ops, the first ops differ only in a
     ``select`` on the same axis at different constant indices (``z[..., 1]`` and ``z[..., 0]``, also below a shared
     view such as openunmix's ``out[..., 0]`` / ``out[..., 1]`` of ``out = Cj[:, :, i, j, :]``), so a write into
     one leaves the other as it was."""
-    def chain(name):
-        nodes = []
-        while name in made:
-            nodes.append(made[name])
-            name = made[name].inputs[0]
-        return name, nodes[::-1]
-
-    (ra, ca), (rb, cb) = chain(a), chain(b)
+    (ra, ca), (rb, cb) = _chain_nodes(a, made), _chain_nodes(b, made)
     if ra != rb:
         return False
     k = 0
