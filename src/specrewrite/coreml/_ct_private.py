@@ -433,9 +433,6 @@ def write_back_view_writes(graph) -> int:
     def read_after(name, pos) -> bool:
         return name in graph.outputs or any(name in n.inputs for n in graph.nodes[pos + 1:])
 
-    def chain_of(name):
-        return _chain_nodes(name, made)
-
     def clone(chain, root, tag):
         src, new = root, []
         for k, v in enumerate(chain):
@@ -461,7 +458,7 @@ def write_back_view_writes(graph) -> int:
         pos = i
         if kind not in ("copy_", "fill_") and written != root and false is not None and read_after(root, i) \
                 and not _written_back(graph, i, node, written, root, made, consts):
-            r, chain = chain_of(written)
+            r, chain = _chain_nodes(written, made)
             if r == root and chain and all(n.kind.split("::")[-1] in ("select", "slice") for n in chain):
                 new, view = clone(chain, root, f"{node.outputs[0]}_sr_view{added}")
                 out = f"{node.outputs[0]}_sr_back{added}"

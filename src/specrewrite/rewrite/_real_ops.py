@@ -13,9 +13,10 @@ The graph pass spells these out wherever they appear, spectral path or not:
   Core ML): ``std_mean`` / ``var_mean`` (no converter), ``mean`` / ``sum`` of every element without ``dim``
   (``KeyError: 'axes'``), ``F.pad`` with negative amounts (cropping; "pad must be non-negative"). They become
   the same arithmetic with explicit axes, and slices.
-- ops coremltools has no converter for at all (a survey of torch's OpInfo database, 2026-12-02: 135 ops fail
-  the same way whether traced directly or after torch.export), such as ``unfold`` (framing), ``diff``,
-  ``hypot``, ``logaddexp``, ``movedim``, ``isfinite``, ``lerp``: replaced by torch's own decomposition
+- ops coremltools has no converter for at all (a survey of torch's OpInfo database, 2026-12-02: 169 of 369 ops
+  fail whether traced directly or after torch.export): ``hypot``, ``trunc``, ``fmod``, ``logsigmoid``,
+  ``asinh``, ``acosh``, tensor ``clamp``, ``lerp`` spelt out below (torch decomposes them into prims), and
+  ``unfold`` (framing), ``diff``, ``logaddexp``, ``movedim``, ... replaced by torch's own decomposition
   (``CORE_ML_DECOMPOSE``), whose pieces convert; where torch has none the op is kept.
 """
 from __future__ import annotations
@@ -90,9 +91,9 @@ def var_mean(x: torch.Tensor, dim=None, *, correction=None, keepdim: bool = Fals
     for a in dims:
         n = n * x.shape[a]
     c = 1 if correction is None else correction
-    # kept dims until after the division (coremltools' fuse_reduce_mean pass fails on a rank-0 sum divided)
-    # the mean square times n / (n - c) (n <= c: inf / nan, as torch): coremltools fuses a sum divided by a
-    # size expression into reduce_mean, dividing by n instead of n - c
+    # the mean square times n / (n - c) (n <= c: inf / nan, as torch), dims kept until the end: coremltools
+    # fuses a sum divided by a size expression into reduce_mean (dividing by n instead of n - c), and its
+    # fuse_reduce_mean pass fails on a rank-0 result divided
     var = (torch.mean(d * d, dim=dims, keepdim=True) if dims else d * d) * (n / (n - c) if n > c else math.inf)
     if keepdim or not dims:
         return var, m
@@ -150,15 +151,13 @@ def crop_pad(x: torch.Tensor, pad, mode: str = "constant", value=None) -> torch.
 
 # aten ops (name.overload) coremltools 9 cannot convert and torch decomposes into ops it can
 CORE_ML_DECOMPOSE = frozenset({
-    "unfold.default", "diff.default", "logaddexp.default", "logaddexp2.default", "hypot.default", "trunc.default",
-    "fmod.Scalar", "fmod.Tensor", "sgn.default", "lerp.Scalar", "lerp.Tensor",
+    "unfold.default", "diff.default", "logaddexp.default", "logaddexp2.default", "sgn.default",
     "addcmul.default", "addcdiv.default", "movedim.int", "movedim.intlist", "broadcast_to.default",
-    "view_as.default", "ravel.default", "flipud.default", "fliplr.default", "rot90.default", "log_sigmoid.default",
-    "xlogy.Tensor", "logit.default", "hardshrink.default", "softshrink.default", "celu.default",
-    "count_nonzero.dim_IntList", "count_nonzero.default",
-    "acosh.default", "asinh.default", "take_along_dim.default", "diag_embed.default",
-    "aminmax.default", "clamp.Tensor", "frac.default", "deg2rad.default", "rad2deg.default", "float_power.Tensor_Scalar",
-    "float_power.Tensor_Tensor", "true_divide.Tensor", "square.default", "logsumexp.default",
+    "view_as.default", "ravel.default", "flipud.default", "fliplr.default", "rot90.default", "xlogy.Tensor",
+    "logit.default", "hardshrink.default", "softshrink.default", "celu.default", "count_nonzero.dim_IntList",
+    "count_nonzero.default", "take_along_dim.default", "diag_embed.default", "aminmax.default", "frac.default",
+    "deg2rad.default", "rad2deg.default", "float_power.Tensor_Scalar", "float_power.Tensor_Tensor",
+    "true_divide.Tensor", "square.default", "logsumexp.default",
 })
 
 
@@ -169,6 +168,7 @@ def decompose_for_core_ml(target) -> bool:
 
 
 # ops whose torch decomposition is written in prims (which no converter knows): spelt out here instead
+# (the graph pass maps them in lower._SPELL_OUT)
 def hypot(a, b):
     """``torch.hypot``: sqrt(a^2 + b^2) (float32 audio magnitudes are far from overflow)."""
     return torch.sqrt(a * a + b * b)
@@ -222,17 +222,3 @@ def clamp_tensor(x, min=None, max=None):  # noqa: A002 - torch's argument names
 def lerp(a, b, w):
     """``torch.lerp``: a + w (b - a)."""
     return a + w * (b - a)
-
-
-SPELT_FOR_CORE_ML = {
-    "hypot.default": hypot, "trunc.default": trunc, "fmod.Tensor": fmod, "fmod.Scalar": fmod,
-    "log_sigmoid.default": log_sigmoid, "asinh.default": asinh,
-    "acosh.default": acosh, "clamp.Tensor": clamp_tensor, "lerp.Scalar": lerp, "lerp.Tensor": lerp,
-}
-
-
-def spelt_for_core_ml(target):
-    """The spelt-out form of a real op coremltools cannot convert, or None."""
-    if not isinstance(target, torch._ops.OpOverload) or target.namespace != "aten":
-        return None
-    return SPELT_FOR_CORE_ML.get(f"{target._opname}.{target._overloadname}")

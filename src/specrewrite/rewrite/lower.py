@@ -256,8 +256,6 @@ class Lowering(SpectralLowering):
             return self.call(R.crop_pad, *args, **kwargs)
         if not touches and target in _ARANGE and R.fractional_arange(args, kwargs):
             return self.call(R.arange_f64, *args, **kwargs)
-        if not touches and R.spelt_for_core_ml(target) is not None:
-            return self.call(R.spelt_for_core_ml(target), *args, **kwargs)
         if not touches and R.decompose_for_core_ml(target):
             from ._decompose import decompose
 
@@ -416,7 +414,12 @@ _SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfr
               aten.fft_rfftfreq.default: C.rfftfreq, aten.mean.default: R.mean_all, aten.sum.default: R.sum_all,
               aten.var_mean.correction: R.var_mean, aten.std_mean.correction: R.std_mean,
               aten.var_mean.dim: R.var_mean_dim, aten.std_mean.dim: R.std_mean_dim,
-              aten.var_mean.default: R.var_mean_all, aten.std_mean.default: R.std_mean_all}
+              aten.var_mean.default: R.var_mean_all, aten.std_mean.default: R.std_mean_all,
+              # coremltools has no converter, torch's decomposition is in prims: spelt out (rewrite/_real_ops)
+              aten.hypot.default: R.hypot, aten.trunc.default: R.trunc, aten.fmod.Tensor: R.fmod,
+              aten.fmod.Scalar: R.fmod, aten.log_sigmoid.default: R.log_sigmoid, aten.asinh.default: R.asinh,
+              aten.acosh.default: R.acosh, aten.clamp.Tensor: R.clamp_tensor, aten.lerp.Scalar: R.lerp,
+              aten.lerp.Tensor: R.lerp}
 _PADS = {aten.pad.default, aten.constant_pad_nd.default}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",
             "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
