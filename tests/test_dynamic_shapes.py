@@ -336,6 +336,38 @@ def _first_diverging_op_case():
     assert "test_dynamic_shapes.py" in msg and "m = s.abs()" in msg, msg
 
 
+def _wrong_beyond_63_frames(t):
+    """a lowering that is right at the example (63 frames) only, as a size baked into it would be"""
+    return t * (1.0 if t.shape[-1] == 63 else 1.01)
+
+
+def test_strict_second_shape_failure_names_the_first_diverging_op():
+    """A result right at the example but wrong at the second length: the error names the op and the user's line
+    there too (the intermediate values compared at the second shape), not only "a size was baked in"."""
+    import importlib
+
+    rules = importlib.import_module("specrewrite.rewrite.rules")
+    aten_abs = torch.ops.aten.abs
+    right = rules.RULES[aten_abs]
+    rules.RULES.replace(aten_abs, lambda ctx, node, args, kwargs: ctx.call(_wrong_beyond_63_frames,
+                                                                           right(ctx, node, args, kwargs)))
+    try:
+        class MagLog(torch.nn.Module):
+            def forward(self, wav):
+                s = torch.stft(wav, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True)
+                m = s.abs()  # the line the error must name
+                return torch.log1p(m)
+
+        with pytest.raises(SpecRewriteError) as info:
+            sr.rewrite(MagLog().eval(), (torch.randn(1, 4000),))
+    finally:
+        rules.RULES.replace(aten_abs, right)
+    msg = str(info.value)
+    assert "matches eager at the example's shape but differs" in msg, msg
+    assert "the first op whose value differs: abs" in msg, msg
+    assert "test_dynamic_shapes.py" in msg and "m = s.abs()" in msg, msg
+
+
 # ------------------------------------------------------------------------------------------ recurrent layers
 class RecurrentMask(torch.nn.Module):
     """stft -> magnitude -> LSTM / GRU (any layout) -> mask -> istft, the shape of many enhancers."""

@@ -232,9 +232,10 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     if out is not work:
         from ._diverge import first_divergence
 
-        explain = lambda: first_divergence(gm, low, out, args, feeds)  # noqa: E731 - run on a failure only
+        # run on a failure only, at the inputs that failed
+        explain = lambda at: first_divergence(gm, low, out, at, feeds)  # noqa: E731
     if verify and verify_example(work, out, args, feeds, ref, report, strict, explain):
-        verify_second_shape(work, out, plan.second_inputs(), feeds, report, strict)
+        verify_second_shape(work, out, plan.second_inputs(), feeds, report, strict, explain)
     report.seconds = time.perf_counter() - t0
     _persist_helper_buffers(out)
     _attach(out, report)

@@ -121,8 +121,8 @@ def judge(work, inputs, got, ref) -> Tuple[bool, float, str]:
 
 
 def verify_example(work, out, args, feeds, ref, report, strict: bool, explain=None) -> bool:
-    """Eager against the rewritten model at the example inputs; ``explain()`` (on failure only) says where the
-    rewritten graph first parts from eager."""
+    """Eager against the rewritten model at the example inputs; ``explain(inputs)`` (on failure only) says where
+    the rewritten graph first parts from eager."""
     with torch.no_grad():
         got = out(*_clones(args), *feeds.values())
     ok, err, detail = judge(work, args, got, ref)
@@ -135,7 +135,7 @@ def verify_example(work, out, args, feeds, ref, report, strict: bool, explain=No
     if not ok:
         msg = (f"the rewritten model differs from eager on the example inputs by {err:.2e} of the peak"
                + _worst_output(got, ref) + (f" ({detail})" if detail else "")
-               + (explain() if explain is not None else ""))
+               + (explain(args) if explain is not None else ""))
         if strict:
             raise SpecRewriteError(msg, op="rewrite", fix="report this model as a specrewrite bug; strict=False "
                                    "returns the result with this note")
@@ -143,7 +143,7 @@ def verify_example(work, out, args, feeds, ref, report, strict: bool, explain=No
     return ok
 
 
-def verify_second_shape(work, out, second: Optional[tuple], feeds, report, strict: bool) -> None:
+def verify_second_shape(work, out, second: Optional[tuple], feeds, report, strict: bool, explain=None) -> None:
     """Eager and the rewritten model at a second length / batch size: a dynamic axis must give eager's numbers
     there too (a size the pass baked in would show here)."""
     if second is None:
@@ -169,7 +169,8 @@ def verify_second_shape(work, out, second: Optional[tuple], feeds, report, stric
         report.notes.append(f"verification at {shapes}: {detail}")
     if not ok:
         msg = (f"the rewritten model matches eager at the example's shape but differs by {err:.2e} of the peak at "
-               f"{shapes}: a size of the example was baked into the graph")
+               f"{shapes}" + (explain(second) if explain is not None else "")
+               + ": a size of the example was baked into the graph, or an op is exact only at the example")
         if strict:
             raise SpecRewriteError(msg, op="rewrite", fix="pass dynamic_shapes=False to fix every shape to the "
                                    "example's, and report this model as a specrewrite bug")
