@@ -423,3 +423,41 @@ def test_integer_fmod_and_trunc_stay_integer():
     out = sr.rewrite(model, (x,))
     ref = _f64(model, x)
     assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6)
+
+
+class Scratch(torch.nn.Module):
+    """Buffers allocated uninitialised and then filled (open-unmix's Wiener filter: ``torch.empty_like`` as the
+    output of a frame loop): litert-torch has no lowering for ``empty_permuted``, what ``empty_like``
+    becomes."""
+
+    def forward(self, x):
+        m = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True).abs()
+        out = torch.empty_like(m)
+        out[:, :64] = m[:, :64] * 2.0
+        out[:, 64:] = m[:, 64:].sqrt()
+        extra = m.new_empty(m.shape)
+        extra.copy_(m + 1.0)
+        return out * extra
+
+
+def test_uninitialised_allocations_become_zeros():
+    model = Scratch().eval()
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(5))
+    out = sr.rewrite(model, (x,))
+    ref = _f64(model, x)
+    assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6)
+    left = {str(n.target) for n in out.graph.nodes
+            if isinstance(n.target, torch._ops.OpOverload) and "empty" in str(n.target)}
+    assert not left, left
+    ep = torch.export.export(out, (x,))
+    assert not [n for n in ep.graph.nodes if "empty" in str(n.target)], ep.graph
+
+
+def test_uninitialised_allocations_convert_with_litert(tmp_path):
+    pytest.importorskip("litert_torch")
+    from specrewrite import export
+
+    model = Scratch().eval()
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(5))
+    result = export(model, (x,), str(tmp_path / "m.tflite"))
+    assert result.ok and result.checks and all(c.ok for c in result.checks), result

@@ -18,6 +18,9 @@ The graph pass spells these out wherever they appear, spectral path or not:
   ``asinh``, ``acosh``, tensor ``clamp``, ``lerp`` spelt out below (torch decomposes them into prims), and
   ``unfold`` (framing), ``diff``, ``logaddexp``, ``movedim``, ... replaced by torch's own decomposition
   (``CORE_ML_DECOMPOSE``), whose pieces convert; where torch has none the op is kept.
+- uninitialised allocations (``empty_like``, ``new_empty``, ``empty``, ``empty_strided``, ``empty_permuted``):
+  litert-torch has no lowering for ``empty_permuted`` (what ``empty_like`` decomposes to), coremltools none for
+  ``empty_strided``. Zeros are one legal content of an uninitialised tensor, and every exporter has them.
 """
 from __future__ import annotations
 
@@ -222,3 +225,32 @@ def clamp_tensor(x, min=None, max=None):  # noqa: A002 - torch's argument names
 def lerp(a, b, w):
     """``torch.lerp``: a + w (b - a)."""
     return a + w * (b - a)
+
+
+def _alloc_kw(dtype, device):
+    return {"dtype": dtype, "device": device}
+
+
+def empty_like(x, *, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
+    """``torch.empty_like`` as zeros (see the module's note)."""
+    return torch.zeros_like(x, **_alloc_kw(dtype, device))
+
+
+def new_empty(x, size, *, dtype=None, layout=None, device=None, pin_memory=None):
+    """``Tensor.new_empty`` as zeros."""
+    return x.new_zeros(size, **_alloc_kw(dtype, device))
+
+
+def empty(size, *, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
+    """``torch.empty`` as zeros."""
+    return torch.zeros(size, **_alloc_kw(dtype, device))
+
+
+def empty_strided(size, stride, *, dtype=None, layout=None, device=None, pin_memory=None):
+    """``torch.empty_strided`` as zeros (the strides of a fresh tensor are an exporter's business)."""
+    return torch.zeros(size, **_alloc_kw(dtype, device))
+
+
+def empty_permuted(size, physical_layout, *, dtype=None, layout=None, device=None, pin_memory=None):
+    """``torch.empty_permuted`` as zeros."""
+    return torch.zeros(size, **_alloc_kw(dtype, device))

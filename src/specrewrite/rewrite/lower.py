@@ -419,7 +419,11 @@ _SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfr
               aten.hypot.default: R.hypot, aten.trunc.default: R.trunc, aten.fmod.Tensor: R.fmod,
               aten.fmod.Scalar: R.fmod, aten.log_sigmoid.default: R.log_sigmoid, aten.asinh.default: R.asinh,
               aten.acosh.default: R.acosh, aten.clamp.Tensor: R.clamp_tensor, aten.lerp.Scalar: R.lerp,
-              aten.lerp.Tensor: R.lerp}
+              aten.lerp.Tensor: R.lerp,
+              # uninitialised allocations: zeros (litert-torch cannot lower empty_permuted)
+              aten.empty_like.default: R.empty_like, aten.new_empty.default: R.new_empty,
+              aten.empty.memory_format: R.empty, aten.empty_strided.default: R.empty_strided,
+              aten.empty_permuted.default: R.empty_permuted}
 _PADS = {aten.pad.default, aten.constant_pad_nd.default}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",
             "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
