@@ -232,3 +232,20 @@ def test_create_dct_matches_torchaudio(n_out, n_in, norm):
     _check(got, ref, "create_dct")
     if norm == "ortho" and n_out == n_in:
         _check(got.T @ got, np.eye(n_in), "dct orthonormal")
+
+
+@pytest.mark.parametrize("n_fft,hop", [(525, 144), (924, 130), (455, 311), (2000, 441), (256, 7)])
+def test_framed_plan_where_no_phase_split_divides_the_hop(n_fft, hop):
+    from specrewrite.kernels import framed_plan, stft_plan
+
+    nb = n_fft // 2 + 1
+    assert choose_plan(n_fft, hop, nb) is None
+    plan = stft_plan("auto", n_fft, hop, nb)
+    assert plan == framed_plan(n_fft, nb) and plan.framed and plan.n1 * plan.n2 == n_fft
+    assert plan.n1 >= 4 and plan.n2 >= 4 and plan.k2 * plan.n1 >= nb
+    x = _frames(n_fft, 1)[0]
+    w = _window("hann", n_fft)
+    got = _apply_factored(plan, *analysis_factored(NP, plan, w), x)[:nb]
+    _check(got, np.fft.rfft(x * w), f"framed plan {plan}")
+    assert stft_plan("dense", n_fft, hop, nb) is None
+    assert framed_plan(521, 261) is None and framed_plan(200, 101) is None   # prime; short (dense is as cheap)

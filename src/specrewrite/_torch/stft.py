@@ -39,7 +39,7 @@ class RealSTFT(BasisHolder):
         window = spec.padded_window()
         plan = stft_plan(self.strategy.value, n, spec.hop_length, nb)
         self.plan = plan
-        if plan is not None:
+        if plan is not None and not plan.framed:
             self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype).unsqueeze(1), persistent=False)
         # the DC (and even-N Nyquist) bins' imaginary parts are an exact +0, as torch's FFT gives them for a real
         # signal: the factored stages (and a conv's summation order) leave ~1e-8 of either sign there, which
@@ -63,7 +63,8 @@ class RealSTFT(BasisHolder):
 
     def extra_repr(self) -> str:
         s = self.spec
-        how = "dense" if self.plan is None else f"factored {self.plan.n1}x{self.plan.n2}"
+        how = "dense" if self.plan is None else \
+            f"{'framed' if self.plan.framed else 'factored'} {self.plan.n1}x{self.plan.n2}"
         return f"n_fft={s.n_fft}, hop={s.hop_length}, win_length={s.win_length}, {how}, mode={self.mode.value}"
 
     def forward(self, x: torch.Tensor, basis0: Optional[torch.Tensor] = None, basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -82,9 +83,10 @@ class RealSTFT(BasisHolder):
         if spec.center:
             x = center_pad(x, spec.n_fft // 2, spec.pad_mode)
         w = self._bases((basis0, basis1), x)
-        if x.dtype == torch.float64:
-            # ONNX Runtime's CPU provider has no double Conv: frame with Gather, transform with MatMul
-            y = self._planar_f64(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
+        if x.dtype == torch.float64 or (self.plan is not None and self.plan.framed):
+            # float64: ONNX Runtime's CPU provider has no double Conv. A framed plan: its phases do not divide
+            # the hop. Both frame with Gather and transform with MatMul.
+            y = self._planar_gemm(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
         elif self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
             y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
@@ -112,8 +114,8 @@ class RealSTFT(BasisHolder):
             parts.append(im[:, :, start:])
         return torch.cat([re, torch.cat(parts, dim=2)], dim=1)
 
-    def _planar_f64(self, x, w0, w1):
-        """The float64 route, conv-free: (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T) (factored)."""
+    def _planar_gemm(self, x, w0, w1):
+        """The conv-free route (float64, and framed plans): (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T) (factored)."""
         spec, plan = self.spec, self.plan
         frames = frame_signal(x[:, 0], spec.n_fft, spec.hop_length)          # (B, T, N)
         if plan is None:
