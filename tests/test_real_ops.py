@@ -461,3 +461,30 @@ def test_uninitialised_allocations_convert_with_litert(tmp_path):
     x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(5))
     result = export(model, (x,), str(tmp_path / "m.tflite"))
     assert result.ok and result.checks and all(c.ok for c in result.checks), result
+
+
+class Regularised(torch.nn.Module):
+    """A 2x2 channel covariance regularised with ``torch.eye`` built in forward (open-unmix's Wiener filter):
+    an input-independent constant, folded, because litert-torch lowers ``eye`` to an iota the LiteRT
+    interpreter cannot run (STABLEHLO_IOTA)."""
+
+    def forward(self, x):   # (2 channels, L)
+        s = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True)
+        cov = torch.einsum("cft,dft->fcd", s, s.conj()).abs()
+        cov = cov + 1e-3 * torch.eye(2, dtype=x.dtype)
+        return torch.tril(torch.ones(2, 2, dtype=x.dtype)) * cov
+
+
+def test_input_independent_eye_and_tril_are_folded(tmp_path):
+    model = Regularised().eval()
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(8))
+    out = sr.rewrite(model, (x,))
+    ref = _f64(model, x)
+    assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6)
+    ops = {n.target._opname for n in out.graph.nodes if isinstance(n.target, torch._ops.OpOverload)}
+    assert not ops & {"eye", "tril"}, ops
+    pytest.importorskip("litert_torch")
+    from specrewrite import export
+
+    result = export(model, (x,), str(tmp_path / "m.tflite"))
+    assert result.ok and result.checks and all(c.ok for c in result.checks), result

@@ -7,10 +7,11 @@ import torch.fx as fx
 from ._nodes import attr_of as _attr_of
 
 FOLD_MAX_NUMEL = 1 << 20
-# ops whose input-independent results are folded (they are what exporters do not translate everywhere)
+# ops whose input-independent results are folded (they are what exporters do not translate everywhere; eye,
+# tril and triu lower to an iota in litert-torch, which the LiteRT interpreter cannot run: STABLEHLO_IOTA)
 FOLD_OPS = {"hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window", "linspace",
              "logspace", "arange", "fft_fftfreq", "fft_rfftfreq", "polar", "complex", "view_as_complex", "exp",
-             "cos", "sin"}
+             "cos", "sin", "eye", "tril", "triu", "tril_indices", "triu_indices"}
 
 
 def foldable_roots(gm: fx.GraphModule, attr_placeholders):
