@@ -267,3 +267,32 @@ def test_export_keeps_the_console_quiet(ext, module, tmp_path, capfd):
     export(MelNet().eval(), (torch.randn(2, 8000) * 0.1,), str(tmp_path / f"m.{ext}"))
     out, err = capfd.readouterr()
     assert out == "" and err == "", (out[-500:], err[-500:])
+
+
+# ------------------------------------------------------------------------------------------------ framed STFT
+class FramedMag(torch.nn.Module):
+    """n_fft 512 with hop 50 and win_length 240 (auraloss' third resolution): no phase split divides the hop,
+    so the STFT is framed by a gather and transformed by matmuls."""
+
+    def forward(self, wav):
+        s = torch.stft(wav, 512, 50, 240, window=torch.hann_window(240, dtype=wav.dtype), return_complex=True)
+        return torch.log(s.abs() + 1e-3)
+
+
+@pytest.mark.parametrize("ext", ["onnx", "mlpackage"])
+def test_framed_stft_from_a_batch_of_one_to_any_batch_and_length(ext, tmp_path):
+    """Exported from a batch of one: torch.export specialises a size-1 axis, and torch.onnx wrote an input that
+    took any batch over reshapes holding 1 (a batch of 2 came out silently wrong); the example is doubled for
+    the export. Core ML's gather needs integer indices where a flexible length makes its arange float."""
+    if ext == "mlpackage":
+        pytest.importorskip("coremltools")
+    model = FramedMag().eval()
+    fast = sr.rewrite(model, (torch.randn(1, 8000) * 0.1,))
+    assert any("framed" in str(e.replaced_by) for e in fast.specrewrite_report.entries)
+    result = export(model, (torch.randn(1, 8000) * 0.1,), str(tmp_path / f"m.{ext}"))
+    assert result.ok and result.checks and all(c.ok for c in result.checks), result
+    if ext == "onnx":
+        sess = ort.InferenceSession(result.path, providers=["CPUExecutionProvider"])
+        x = torch.randn(3, 9001) * 0.1
+        got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+        assert rel_err(got, _f64(model, x)) <= TOL["fp32_rel"] * 10

@@ -29,10 +29,24 @@ def write(fast, args, feeds: Dict[str, torch.Tensor], path: str, names: List[str
         dyn = {ax["axis"]: auto for ax in axes if ax["dynamic"] and ax["index"] == i}
         spec.append(dyn or None) if isinstance(a, torch.Tensor) else spec.append(None)
     with quiet():
-        prog = torch.onnx.export(fast, tuple(args) + tuple(feeds.values()), None, dynamo=True,
+        prog = torch.onnx.export(fast, _doubled(args, axes) + tuple(feeds.values()), None, dynamo=True,
                                  dynamic_shapes=tuple(spec), input_names=names + list(feeds), verbose=False,
                                  optimize=True)
         prog.save(path, external_data=_too_big_for_one_file(prog))
+
+
+def _doubled(args, axes) -> tuple:
+    """The example with each dynamic axis of size 1 doubled: torch.export specialises a size-1 dimension even
+    under Dim.AUTO, and torch.onnx then writes an input that accepts any batch over reshapes that hold 1 (a -1
+    beside them folds a larger batch into another axis: silently wrong, or a Reshape error at run time)."""
+    out = []
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor):
+            for ax in axes:
+                if ax["dynamic"] and ax["index"] == i and a.dim() > ax["axis"] and a.shape[ax["axis"]] == 1:
+                    a = torch.cat([a, a], dim=ax["axis"])
+        out.append(a)
+    return tuple(out)
 
 
 def _too_big_for_one_file(prog) -> bool:
