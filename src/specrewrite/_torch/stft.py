@@ -128,12 +128,8 @@ class RealSTFT(BasisHolder):
         y = torch.matmul(ph, w0[:, 0].reshape(n2, 2 * n1, n1).transpose(1, 2))  # (B, N2, T, 2*N1)
         # the conv route's layout, rows (n2, c) x columns (k1, t), then the same stage 2 as _factored
         t = y.shape[2]
-        # (no batch size in a reshape: a size-1 batch an exporter specialised would be baked in there, and a
-        # -1 beside it would silently fold a larger batch into another axis)
-        y = y.transpose(2, 3).unflatten(2, (2, n1)).flatten(1, 2).flatten(2, 3)  # (B, 2*N2, N1*T)
-        y = torch.matmul(w1, y)                                                # (B, 2*K2, N1*T)
-        y = y.unflatten(1, (2, plan.k2)).unflatten(3, (n1, -1)).flatten(2, 3)   # (B, 2, K2*N1, T)
-        y = y[:, :, : spec.n_bins]                                             # (B, 2, F, T)
+        y = torch.matmul(w1, y.transpose(2, 3).reshape(y.shape[0], 2 * n2, -1))  # (B, 2*K2, N1*T)
+        y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)[:, :, : spec.n_bins]    # (B, 2, F, T)
         return torch.where(self.real_bins, y, torch.zeros_like(y))
 
     def _factored(self, x, w1, w2):
@@ -149,8 +145,8 @@ class RealSTFT(BasisHolder):
         t = y.shape[-1]
         if isinstance(t, torch.SymInt):
             return self._factored_stage2_symbolic(y, w2)
-        y = torch.matmul(w2, y.unflatten(1, (2 * n2, n1)).flatten(2, 3))      # (B, 2*K2, N1*T)
-        y = y.unflatten(1, (2, plan.k2)).unflatten(3, (n1, -1)).flatten(2, 3)   # (B, 2, K2*N1, T)
+        y = torch.matmul(w2, y.reshape(y.shape[0], 2 * n2, -1))                # (B, 2*K2, N1*T)
+        y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)                          # (B, 2, K2*N1, T)
         return y[:, :, : spec.n_bins]
 
     def _factored_stage2_symbolic(self, y, w2):
@@ -178,4 +174,4 @@ def frame_signal(x: torch.Tensor, n: int, hop: int) -> torch.Tensor:
     idx = ramp.unsqueeze(1) + torch.arange(r, dtype=torch.int64, device=x.device).unsqueeze(0)  # (T, R)
     # int32 said explicitly: coremltools' arange of a flexible length is float, which its gather refuses
     frames = torch.index_select(blocks, 1, idx.reshape(-1).to(torch.int32))    # (B, T*R, g)
-    return frames.unflatten(1, (-1, r)).flatten(2, 3)                          # (B, T, N)
+    return frames.reshape(frames.shape[0], -1, n)                              # (B, T, N)
