@@ -322,13 +322,14 @@ def test_strict_verification_names_the_first_diverging_op():
         rules.RULES.replace(aten_abs, right)
 
 
-def _first_diverging_op_case():
-    class MagLog(torch.nn.Module):
-        def forward(self, wav):
-            s = torch.stft(wav, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True)
-            m = s.abs()  # the line the error must name
-            return torch.log1p(m)
+class MagLog(torch.nn.Module):
+    def forward(self, wav):
+        s = torch.stft(wav, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True)
+        m = s.abs()  # the line the error must name
+        return torch.log1p(m)
 
+
+def _first_diverging_op_case():
     with pytest.raises(SpecRewriteError) as info:
         sr.rewrite(MagLog().eval(), (torch.randn(1, 4000),))
     msg = str(info.value)
@@ -352,12 +353,6 @@ def test_strict_second_shape_failure_names_the_first_diverging_op():
     rules.RULES.replace(aten_abs, lambda ctx, node, args, kwargs: ctx.call(_wrong_beyond_63_frames,
                                                                            right(ctx, node, args, kwargs)))
     try:
-        class MagLog(torch.nn.Module):
-            def forward(self, wav):
-                s = torch.stft(wav, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True)
-                m = s.abs()  # the line the error must name
-                return torch.log1p(m)
-
         with pytest.raises(SpecRewriteError) as info:
             sr.rewrite(MagLog().eval(), (torch.randn(1, 4000),))
     finally:
