@@ -115,7 +115,8 @@ class RealSTFT(BasisHolder):
         return torch.cat([re, torch.cat(parts, dim=2)], dim=1)
 
     def _planar_gemm(self, x, w0, w1):
-        """The conv-free route (float64, and framed plans): (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T) (factored)."""
+        """The conv-free route (float64, and framed plans): (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T)
+        (factored)."""
         spec, plan = self.spec, self.plan
         frames = frame_signal(x[:, 0], spec.n_fft, spec.hop_length)          # (B, T, N)
         if plan is None:
@@ -172,6 +173,5 @@ def frame_signal(x: torch.Tensor, n: int, hop: int) -> torch.Tensor:
     t = (m - r) // s + 1
     ramp = torch.arange(t, dtype=torch.int64, device=x.device) * s
     idx = ramp.unsqueeze(1) + torch.arange(r, dtype=torch.int64, device=x.device).unsqueeze(0)  # (T, R)
-    # int32 said explicitly: coremltools' arange of a flexible length is float, which its gather refuses
-    frames = torch.index_select(blocks, 1, idx.reshape(-1).to(torch.int32))    # (B, T*R, g)
+    frames = torch.index_select(blocks, 1, idx.reshape(-1))                    # (B, T*R, g)
     return frames.reshape(frames.shape[0], -1, n)                              # (B, T, N)

@@ -31,8 +31,8 @@ def _plan(spec: StftSpec, strategy: Strategy, mode: Mode):
         return None
     if mode is not Mode.STORE and not opset_at_least(ct_target("iOS15")):
         return None  # the neuralnetwork backend has no grouped conv with non-constant weights
-    plan = stft_plan(strategy.value, spec.n_fft, spec.hop_length, spec.n_bins)
-    return None if plan is not None and plan.framed else plan   # emitted as phases only: dense otherwise
+    # this emitter writes phase plans only: dense where only a framed plan would do
+    return stft_plan(strategy.value, spec.n_fft, spec.hop_length, spec.n_bins, framed=False)
 
 
 def center_pad(x, pad: int, mode: str):

@@ -227,30 +227,26 @@ def lerp(a, b, w):
     return a + w * (b - a)
 
 
-def _alloc_kw(dtype, device):
-    return {"dtype": dtype, "device": device}
-
-
 def empty_like(x, *, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
     """``torch.empty_like`` as zeros (see the module's note)."""
-    return torch.zeros_like(x, **_alloc_kw(dtype, device))
+    return torch.zeros_like(x, dtype=dtype, device=device)
 
 
 def new_empty(x, size, *, dtype=None, layout=None, device=None, pin_memory=None):
     """``Tensor.new_empty`` as zeros."""
-    return x.new_zeros(size, **_alloc_kw(dtype, device))
+    return x.new_zeros(size, dtype=dtype, device=device)
 
 
 def empty(size, *, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
     """``torch.empty`` as zeros."""
-    return torch.zeros(size, **_alloc_kw(dtype, device))
+    return torch.zeros(size, dtype=dtype, device=device)
 
 
 def empty_strided(size, stride, *, dtype=None, layout=None, device=None, pin_memory=None):
     """``torch.empty_strided`` as zeros (the strides of a fresh tensor are an exporter's business)."""
-    return torch.zeros(size, **_alloc_kw(dtype, device))
+    return torch.zeros(size, dtype=dtype, device=device)
 
 
 def empty_permuted(size, physical_layout, *, dtype=None, layout=None, device=None, pin_memory=None):
     """``torch.empty_permuted`` as zeros."""
-    return torch.zeros(size, **_alloc_kw(dtype, device))
+    return torch.zeros(size, dtype=dtype, device=device)
