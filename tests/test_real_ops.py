@@ -466,6 +466,38 @@ def test_uninitialised_allocations_convert_with_litert(tmp_path):
     assert result.ok and result.checks and all(c.ok for c in result.checks), result
 
 
+class Inverse2x2(torch.nn.Module):
+    """A 2x2 inverse per bin written element by element into ``torch.empty_like`` (open-unmix's ``_invert``):
+    the writes must reach the exporters as whole-tensor scatters; coremltools fuses a traced chain of selects
+    into one slice-update on the wrong dimensions (it failed to convert: 'updates tensor should have shape')."""
+
+    def forward(self, x):   # (2 channels, L)
+        s = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True)
+        m = torch.view_as_real(s).permute(1, 2, 0, 3)          # (F, T, channel, re/im)
+        cov = m.unsqueeze(-1) * m.unsqueeze(-2) + torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=x.dtype)
+        det = cov[..., 0, 0] * cov[..., 1, 1] - cov[..., 0, 1] * cov[..., 1, 0]
+        inv = torch.empty_like(cov)
+        inv[..., 0, 0] = cov[..., 1, 1] / det
+        inv[..., 1, 1] = cov[..., 0, 0] / det
+        inv[..., 0, 1] = -cov[..., 0, 1] / det
+        inv[..., 1, 0] = -cov[..., 1, 0] / det
+        return inv
+
+
+def test_writes_into_an_uninitialised_allocation_convert_with_coremltools():
+    import coremltools as ct
+
+    model = Inverse2x2().eval()
+    out, x = _rewritten_close(model, 6)
+    assert not [n for n in out.graph.nodes if "copy_" in str(n.target)], out.graph
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = ct.convert(torch.jit.trace(out, (x,), check_trace=False), inputs=[ct.TensorType(shape=x.shape)],
+                        convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15,
+                        compute_precision=ct.precision.FLOAT32, skip_model_load=True)
+    check(ml, model, (x,), max(4 * rel_err(model(x), _f64(model, x)), 1e-6))
+
+
 class Regularised(torch.nn.Module):
     """A 2x2 channel covariance regularised with ``torch.eye`` built in forward (open-unmix's Wiener filter):
     an input-independent constant, folded, because litert-torch lowers ``eye`` to an iota the LiteRT

@@ -249,7 +249,10 @@ class Lowering(SpectralLowering):
             if target._opname.startswith("fft_"):
                 self.report.add(f"torch.fft.{target._opname[4:]}", where_of(node), {},
                                 replaced_by="arange arithmetic")
-            return self.call(_SPELL_OUT[target], *args, **kwargs)
+            new = self.call(_SPELL_OUT[target], *args, **kwargs)
+            if "val" in node.meta:   # the same value, spelt with other ops: later passes (writes) read it
+                new.meta["val"] = node.meta["val"]
+            return new
         if not touches and target in _STRIDED:
             return self._real_strided(node, args, kwargs)
         if not touches and target in _PADS and R.negative_pad(args, kwargs):
