@@ -121,7 +121,7 @@ class DynamicFFT(PlanHolder):
             y = y / (nf if self.power == 1 else nf.sqrt())
         if self.kind == "r2c":   # exactly +0 at DC and (even N) Nyquist, as torch's FFT gives
             k = torch.arange(n_out, device=y.device)
-            real_bin = (k == 0) | (2 * k == nt)
+            real_bin = torch.logical_or(k == 0, 2 * k == nt)   # (coremltools has no '|')
             y = torch.stack([y[..., 0], torch.where(real_bin, torch.zeros_like(y[..., 1]), y[..., 1])], -1)
         y = y[..., 0] if self.kind == "c2r" else y
         y = y.reshape(tuple(lead) + tuple(y.shape[1:]))
@@ -151,7 +151,7 @@ class DynamicFFT(PlanHolder):
         a = a * keep.unsqueeze(-1)
         filt = _ct(chirp_filter_input(ns, nt, m, sign).to(dt).unsqueeze(0), self.fplan.radices, c)
         d = _conj(_cmul(_ct(a, self.fplan.radices, c), filt))          # conj(FFT(a) FFT(filter))
-        k = torch.arange(n_out, device=dev)
+        k = torch.arange(n_out, device=dev).to(torch.int64)   # an int ramp in coremltools too (n_out: a float there)
         e = _ct(d, self.fplan.radices, c).index_select(1, torch.minimum(k, torch.full_like(k, m - 1)))
         return _cmul(e, chirp_at(ns, k, nt, sign).to(dt) / m, conj_z=True)
 

@@ -16,6 +16,9 @@ from ._pairs import (add, as_float, context_is_script, fallback, is_native_compl
 from ._pairs import arg as _arg
 from ._pairs import pair_input as _z
 from ._pairs import value as _val
+from ..rewrite import _complex as C
+from ..rewrite import _formulas as F
+from ._as_torch import on_mil
 
 _COMPLEX_DTYPES = {8, 9, 10}
 
@@ -42,14 +45,6 @@ def complex_(context, node):
     add(context, node, join(re, im, name=node.name), True)
 
 
-@rule("polar")
-def polar(context, node):
-    mag, ang = (lift_real(bind(context, r)) for r in raw_inputs(node)[:2])
-    re = mb.mul(x=mag, y=mb.cos(x=ang))
-    im = mb.mul(x=mag, y=mb.sin(x=ang))
-    add(context, node, join(re, im, name=node.name), True)
-
-
 def _part(context, node, idx):
     z = bind(context, raw_inputs(node)[0])
     if not (is_pair(context, z) or is_native_complex(z)):
@@ -69,183 +64,116 @@ def imag(context, node):
     _part(context, node, 1)
 
 
-def hypot(re, im):
-    """|z| without forming re^2 + im^2 (which overflows fp16 from |z| ~ 256): m * sqrt(1 + (s/m)^2)."""
-    a, b = mb.abs(x=re), mb.abs(x=im)
-    big, small = mb.maximum(x=a, y=b), mb.minimum(x=a, y=b)
-    safe = mb.select(cond=mb.greater(x=big, y=np.float32(0.0)), a=big, b=np.float32(1.0))
-    q = mb.real_div(x=small, y=safe)
-    return mb.mul(x=big, y=mb.sqrt(x=mb.add(x=mb.mul(x=q, y=q), y=np.float32(1.0))))
+# ------------------------------------------------------------------------- the shared formulas (rewrite/_formulas)
+
+def _run(context, node, formula, *args, pair: bool):
+    """Bind the node's output to ``formula`` (a torch function of the graph pass) run on MIL values."""
+    out = on_mil(formula, *args)
+    add(context, node, mb.identity(x=out, name=node.name), pair)
 
 
-def atan2(y, x):
-    """atan2 from atan on [0, 1] with quadrant fix-ups (MIL has no atan2)."""
-    ax, ay = mb.abs(x=x), mb.abs(x=y)
-    big, small = mb.maximum(x=ax, y=ay), mb.minimum(x=ax, y=ay)
-    safe = mb.select(cond=mb.greater(x=big, y=np.float32(0.0)), a=big, b=np.float32(1.0))
-    a = mb.atan(x=mb.real_div(x=small, y=safe))
-    a = mb.select(cond=mb.greater(x=ay, y=ax), a=mb.sub(x=np.float32(math.pi / 2), y=a), b=a)
-    a = mb.select(cond=mb.less(x=x, y=np.float32(0.0)), a=mb.sub(x=np.float32(math.pi), y=a), b=a)
-    return mb.select(cond=mb.less(x=y, y=np.float32(0.0)), a=mb.mul(x=a, y=np.float32(-1.0)), b=a)
+def _real_unary(context, node, name, x):
+    """The op on a real input: coremltools' own lowering, except where it differs from torch."""
+    if name == "angle":   # pi where negative, else 0 (NaN stays NaN)
+        x = as_float(x)
+        zero_or_nan = mb.select(cond=mb.equal(x=x, y=x), a=np.float32(0.0), b=x)
+        out = mb.select(cond=mb.less(x=x, y=np.float32(0.0)), a=np.float32(math.pi), b=zero_or_nan)
+        return add(context, node, mb.identity(x=out, name=node.name), False)
+    if name in ("conj", "_conj", "conj_physical", "_conj_physical"):
+        return add(context, node, mb.identity(x=x, name=node.name), False)
+    if name == "reciprocal":   # coremltools' MIL inverse adds epsilon 1e-4 to x
+        return add(context, node, mb.real_div(x=np.float32(1.0), y=as_float(x), name=node.name), False)
+    return fallback(context, node)
+
+
+def _table_rule(name, formula, pair_out):
+    def lower(context, node):
+        z = bind(context, raw_inputs(node)[0])
+        if not (is_pair(context, z) or is_native_complex(z)):
+            return _real_unary(context, node, name, z)
+        _run(context, node, formula, to_pair(context, z), pair=pair_out)
+    lower.__name__ = f"complex_{name}"
+    return lower
+
+
+for _name, _f in list(F.PAIR_TO_PAIR.items()) + list(F.PAIR_TO_REAL.items()):
+    _names = [_name] + [a for a, n in F.ALIASES.items() if n == _name]
+    rule(*_names)(_table_rule(_name, _f, _name in F.PAIR_TO_PAIR))
+
+
+@rule("resolve_conj", "resolve_neg")
+def resolve(context, node):
+    z = bind(context, raw_inputs(node)[0])
+    add(context, node, mb.identity(x=to_pair(context, z) if is_pair(context, z) or is_native_complex(z) else z,
+                                   name=node.name), is_pair(context, z) or is_native_complex(z))
 
 
 @rule("atan2", "arctan2")
 def atan2_(context, node):
-    """coremltools' atan2 gives 0 instead of pi for y == 0, x < 0 (torch.angle of a negative real bin)."""
+    """The graph pass's atan2 (coremltools' gives 0 instead of pi for y == 0, x < 0)."""
     if node_has_pair(context, node):
         raise unsupported(node, "atan2 of complex values")
     y, x = (as_float(bind(context, r)) for r in raw_inputs(node)[:2])
-    add(context, node, mb.identity(x=atan2(y, x), name=node.name), False)
+    _run(context, node, C.atan2, y, x, pair=False)
 
 
-@rule("abs")
-def abs_(context, node):
-    z = bind(context, raw_inputs(node)[0])
-    if not (is_pair(context, z) or is_native_complex(z)):
-        return fallback(context, node)
-    re, im = (slice_axis(p, -1, 0, 1, squeeze=True) for p in re_im(to_pair(context, z)))
-    add(context, node, mb.identity(x=hypot(re, im), name=node.name), False)
-
-
-@rule("angle")
-def angle(context, node):
-    z = bind(context, raw_inputs(node)[0])
-    if not (is_pair(context, z) or is_native_complex(z)):
-        x = as_float(z)  # torch.angle of a real tensor: pi where negative, else 0 (NaN stays NaN)
-        zero_or_nan = mb.select(cond=mb.equal(x=x, y=x), a=np.float32(0.0), b=x)
-        out = mb.select(cond=mb.less(x=x, y=np.float32(0.0)), a=np.float32(math.pi), b=zero_or_nan)
-        return add(context, node, mb.identity(x=out, name=node.name), False)
-    re, im = (slice_axis(p, -1, 0, 1, squeeze=True) for p in re_im(to_pair(context, z)))
-    add(context, node, mb.identity(x=atan2(im, re), name=node.name), False)
-
-
-@rule("conj", "conj_physical", "resolve_conj", "resolve_neg", "_conj", "_conj_physical")
-def conj(context, node):
-    z = bind(context, raw_inputs(node)[0])
-    if not (is_pair(context, z) or is_native_complex(z)):
-        return add(context, node, mb.identity(x=z, name=node.name), False)
-    if kind(node) in ("resolve_conj", "resolve_neg"):
-        return add(context, node, mb.identity(x=to_pair(context, z), name=node.name), True)
-    add(context, node, mb.mul(x=to_pair(context, z), y=np.array([1.0, -1.0], np.float32), name=node.name), True)
+@rule("polar")
+def polar(context, node):
+    mag, ang = (as_float(bind(context, r)) for r in raw_inputs(node)[:2])
+    _run(context, node, C.polar, mag, ang, pair=True)
 
 
 # -------------------------------------------------------------------------------------------- arithmetic
 
-def cmul(kind_a, a, kind_b, b):
-    if kind_a != "pair":
-        kind_a, a, kind_b, b = kind_b, b, kind_a, a
-    if kind_a == "complex":  # complex scalar * real
-        if kind_b == "complex":
-            c = a * b
-            return mb.const(val=np.array([c.real, c.imag], np.float32))
-        r = lift_real(b)
-        return join(mb.mul(x=r, y=np.float32(a.real)), mb.mul(x=r, y=np.float32(a.imag)))
-    if kind_b == "real":
-        return mb.mul(x=a, y=lift_real(b))
-    ar, ai = re_im(a)
-    if kind_b == "complex":
-        br, bi = np.float32(b.real), np.float32(b.imag)
-        re = mb.sub(x=mb.mul(x=ar, y=br), y=mb.mul(x=ai, y=bi)) if br != 0 else mb.mul(x=ai, y=-bi)
-        im = mb.add(x=mb.mul(x=ai, y=br), y=mb.mul(x=ar, y=bi)) if br != 0 else mb.mul(x=ar, y=bi)
-        return join(re, im)
-    br, bi = re_im(b)
-    re = mb.sub(x=mb.mul(x=ar, y=br), y=mb.mul(x=ai, y=bi))
-    im = mb.add(x=mb.mul(x=ar, y=bi), y=mb.mul(x=ai, y=br))
-    return join(re, im)
+def _operand(context, raw):
+    """(value, is_complex_tensor): a pair Var, a real Var, or a Python number (complex or real)."""
+    kind_, v = operand(context, raw)
+    if kind_ == "pair" and v.val is not None and v.rank == 1:   # a complex constant (a 0-d tensor in TorchScript)
+        return complex(float(v.val[0]), float(v.val[1])), False
+    if kind_ == "pair":
+        return v, True
+    if kind_ == "complex":
+        return complex(v), False
+    if isinstance(v, Var) and v.val is not None and np.ndim(v.val) == 0:
+        return float(v.val), False
+    return (as_float(v) if isinstance(v, Var) else float(v)), False
 
 
-def _as_pair_operand(kind, v):
-    if kind == "pair":
-        return v
-    if kind == "complex":
-        return mb.const(val=np.array([v.real, v.imag], np.float32))
-    return None
-
-
-def cadd(kind_a, a, kind_b, b, sign=1.0):
-    """a + sign * b with at least one complex operand."""
-    pa, pb = _as_pair_operand(kind_a, a), _as_pair_operand(kind_b, b)
-    if pa is not None and pb is not None:
-        return mb.add(x=pa, y=mb.mul(x=pb, y=np.float32(sign))) if sign != 1.0 else mb.add(x=pa, y=pb)
-    if pa is not None:  # pair + real
-        re, im = re_im(pa)
-        return join(mb.add(x=re, y=mb.mul(x=lift_real(b), y=np.float32(sign))), _bcast_like(im, b))
-    re, im = re_im(pb)  # real + sign * pair
-    return join(mb.add(x=lift_real(a), y=mb.mul(x=re, y=np.float32(sign))),
-                _bcast_like(mb.mul(x=im, y=np.float32(sign)), a))
-
-
-def _bcast_like(part, real):
-    """``part`` broadcast to the shape of (part + lifted real) (the imaginary part of pair + real)."""
-    if not isinstance(real, Var) or real.rank == 0:
-        return part
-    lr = lift_real(real)
-    if lr.rank <= part.rank and all(is_static(p) and is_static(q) and (q == 1 or p == q)
-                                    for p, q in zip(part.shape[part.rank - lr.rank:], lr.shape)):
-        return part
-    return mb.add(x=part, y=mb.mul(x=lr, y=np.float32(0.0)))
-
-
-def cdiv(kind_a, a, kind_b, b):
-    if kind_b == "real":
-        return mb.real_div(x=a, y=lift_real(b))
-    pb = _as_pair_operand(kind_b, b)
-    br, bi = re_im(pb)
-    den = mb.add(x=mb.mul(x=br, y=br), y=mb.mul(x=bi, y=bi))
-    conj_b = join(br, mb.mul(x=bi, y=np.float32(-1.0)))
-    num = cmul(kind_a, a, "pair", conj_b)
-    return mb.real_div(x=num, y=den)
-
-
-def _binary(context, node):
+def _binary(context, node, plan_of, **kw):
     ins = raw_inputs(node)
-    (ka, a), (kb, b) = operand(context, ins[0]), operand(context, ins[1])
-    return ka, a, kb, b, ka != "real" or kb != "real"
+    (a, a_c), (b, b_c) = _operand(context, ins[0]), _operand(context, ins[1])
+    if not (a_c or b_c or isinstance(a, complex) or isinstance(b, complex)):
+        return fallback(context, node)
+    if kind(node) == "rsub":
+        a, a_c, b, b_c = b, b_c, a, a_c
+    plan = plan_of(a, b, a_c, b_c, **kw)
+    if plan is None:   # two Python numbers
+        raise unsupported(node, "arithmetic on two complex constants")
+    fn, args = plan
+    _run(context, node, fn, *args, pair=True)
 
 
 @rule("mul", "multiply")
 def mul(context, node):
-    ka, a, kb, b, cplx = _binary(context, node)
-    if not cplx:
-        return fallback(context, node)
-    add(context, node, mb.identity(x=cmul(ka, a, kb, b), name=node.name), True)
+    _binary(context, node, F.mul_plan)
 
 
 @rule("add", "sub", "subtract", "rsub")
 def add_sub(context, node):
-    ka, a, kb, b, cplx = _binary(context, node)
-    if not cplx:
+    if not node_has_pair(context, node):
         return fallback(context, node)
     alpha = _arg(context, node, 2, "alpha", 1)
     if isinstance(alpha, Var):
         raise unsupported(node, "a non-constant alpha with complex operands")
-    if kind(node) == "rsub":
-        ka, a, kb, b = kb, b, ka, a
-    sign = float(alpha) * (-1.0 if kind(node) in ("sub", "subtract", "rsub") else 1.0)
-    add(context, node, mb.identity(x=cadd(ka, a, kb, b, sign), name=node.name), True)
+    sign = -1.0 if kind(node) in ("sub", "subtract", "rsub") else 1.0
+    _binary(context, node, F.add_plan, alpha=float(alpha) * sign)
 
 
 @rule("div", "true_divide", "divide")
 def div(context, node):
-    ka, a, kb, b, cplx = _binary(context, node)
-    if not cplx:
-        return fallback(context, node)
-    if _arg(context, node, 2, "rounding_mode") is not None:
+    if node_has_pair(context, node) and _arg(context, node, 2, "rounding_mode") is not None:
         raise unsupported(node, "rounding division of complex values")
-    if ka == "real" and kb != "real":
-        a, ka = to_pair(context, a if isinstance(a, Var) else complex(a)), "pair"
-    if ka == "complex":
-        a, ka = _as_pair_operand(ka, a), "pair"
-    add(context, node, mb.identity(x=cdiv(ka, a, kb, b), name=node.name), True)
-
-
-@rule("exp")
-def exp(context, node):
-    if not node_has_pair(context, node):
-        return fallback(context, node)
-    re, im = re_im(_z(context, node))
-    e = mb.exp(x=re)
-    add(context, node, join(mb.mul(x=e, y=mb.cos(x=im)), mb.mul(x=e, y=mb.sin(x=im)), name=node.name), True)
+    _binary(context, node, F.div_plan)
 
 
 @rule("sum", "mean")

@@ -20,6 +20,12 @@ def pack(r, i):
     return torch.stack([r, i], dim=-1)
 
 
+def tensor_like(x) -> bool:
+    """A tensor operand (a torch tensor, or a value of another backend that runs these formulas through
+    ``__torch_function__``, see ``coreml/_as_torch``), as opposed to a Python number."""
+    return not isinstance(x, (bool, int, float, complex))
+
+
 def from_real(x):
     return pack(x, torch.zeros_like(x))
 
@@ -33,10 +39,6 @@ def as_pairs(x):
 def from_scalar_like(x, value: complex):
     """A complex scalar broadcastable against real-pair x."""
     return torch.tensor([value.real, value.imag], dtype=x.dtype, device=x.device)
-
-
-def cabs(z):
-    return torch.sqrt(re(z) * re(z) + im(z) * im(z))
 
 
 def cabs2(z):
@@ -55,7 +57,7 @@ def atan2(y, x):
     tan(t - t0) on the scaled inputs: |r| ~ 1e-7, so the neglected atan(r) - r = -r^3 / 3 is below double
     rounding. y == +-0 with x >= 0 (the origin too) keeps the estimate's exact signed zero; x < 0, y == +-0
     gives +-pi (to double rounding, like torch). Infinite inputs give nan (as in float32)."""
-    if isinstance(y, torch.Tensor) and y.dtype == torch.float64:
+    if getattr(y, "dtype", None) == torch.float64:
         m = torch.maximum(torch.abs(x), torch.abs(y))
         m = torch.where(m > 0, m, torch.ones_like(m))
         xs, ys = x / m, y / m
@@ -95,7 +97,7 @@ def cmul(a, b):
 
 def cmul_real(a, b):
     """complex a times real b (tensor or scalar)."""
-    if isinstance(b, torch.Tensor):
+    if tensor_like(b):
         b = b.unsqueeze(-1)
     return a * b
 
@@ -108,32 +110,20 @@ def real_mul_cscalar(x, value: complex):
     return pack(x * value.real, x * value.imag)
 
 
-def cdiv(a, b):
-    d = cabs2(b)
-    ar, ai, br, bi = re(a), im(a), re(b), im(b)
-    return pack((ar * br + ai * bi) / d, (ai * br - ar * bi) / d)
-
-
 def cdiv_real(a, b):
-    if isinstance(b, torch.Tensor):
+    if tensor_like(b):
         b = b.unsqueeze(-1)
     return a / b
-
-
-def real_div_c(a, b):
-    """real a (tensor or scalar) divided by complex b."""
-    d = cabs2(b)
-    return pack(a * re(b) / d, -a * im(b) / d)
 
 
 def cadd(a, b, a_c: bool, b_c: bool, alpha=1):
     """a + alpha*b where either side may be complex (real pair), real tensor or Python number."""
     if not a_c:
-        a = from_real(torch.as_tensor(a, dtype=b.dtype, device=b.device) if not isinstance(a, torch.Tensor) else a)
+        a = from_real(a if tensor_like(a) else torch.as_tensor(a, dtype=b.dtype, device=b.device))
     if not b_c:
         if isinstance(b, complex):
             b = from_scalar_like(a, b)
-        elif isinstance(b, torch.Tensor):
+        elif tensor_like(b):
             b = from_real(b)
         else:
             b = from_scalar_like(a, complex(b))
@@ -157,30 +147,6 @@ def cpow_scalar(z, p):
     mag = torch.pow(cabs2(z), p / 2.0)
     ang = cangle(z) * p
     return pack(mag * torch.cos(ang), mag * torch.sin(ang))
-
-
-def cexp(z):
-    m = torch.exp(re(z))
-    return pack(m * torch.cos(im(z)), m * torch.sin(im(z)))
-
-
-def clog(z):
-    return pack(torch.log(cabs(z)), cangle(z))
-
-
-def csqrt(z):
-    return cpow_scalar(z, 0.5)
-
-
-def creciprocal(z):
-    d = cabs2(z)
-    return pack(re(z) / d, -im(z) / d)
-
-
-def csgn(z):
-    a = cabs(z)
-    safe = torch.where(a == 0, torch.ones_like(a), a)
-    return torch.where((a == 0).unsqueeze(-1), torch.zeros_like(z), z / safe.unsqueeze(-1))
 
 
 def polar(mag, ang):

@@ -11,18 +11,10 @@ import math
 
 import torch
 
-from ._complex import atan2, pack
+from ._complex import atan2, cmul, cmul_real, im, pack, re
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
-
-
-def re(z):
-    return z[..., 0]
-
-
-def im(z):
-    return z[..., 1]
 
 
 def hypot(x, y):
@@ -75,6 +67,14 @@ def clog(z):
 
 def clog_scaled(z, scale: float):
     return clog(z) * scale
+
+
+def clog10(z):
+    return clog(z) * (1.0 / _LN10)
+
+
+def clog2(z):
+    return clog(z) * (1.0 / _LN2)
 
 
 def clog1p(z):
@@ -201,6 +201,18 @@ def cdiv(a, b):
     return cmul(a, creciprocal(b))
 
 
+def real_div_c(a, b):
+    """real a (tensor or Python number) divided by complex b."""
+    return cmul_real(creciprocal(b), a)
+
+
+def csgn(z):
+    """z / |z|, 0 at 0."""
+    a = cabs(z)
+    safe = torch.where(a == 0, torch.ones_like(a), a)
+    return torch.where((a == 0).unsqueeze(-1), torch.zeros_like(z), z / safe.unsqueeze(-1))
+
+
 # ------------------------------------------------------------------------------------------ inverse functions
 def _mul_conj_a(a, b):
     """conj(a) * b."""
@@ -214,7 +226,7 @@ def casin(z):
     one_plus = pack(1.0 + x, y)
     s1, s2 = csqrt(one_minus), csqrt(one_plus)
     den = re(s1) * re(s2) - im(s1) * im(s2)
-    return pack(torch.atan2(x, den), torch.asinh(im(_mul_conj_a(s1, s2))))
+    return pack(atan2(x, den), torch.asinh(im(_mul_conj_a(s1, s2))))
 
 
 def cacos(z):
@@ -223,7 +235,7 @@ def cacos(z):
     s1 = csqrt(pack(1.0 - x, -y))
     s2 = csqrt(pack(1.0 + x, y))
     # + 0.0: eager's imaginary part is +0 on both sides of the real segment (-1, 1)
-    return pack(2.0 * torch.atan2(re(s1), re(s2)), torch.asinh(im(_mul_conj_a(s2, s1))) + 0.0)
+    return pack(2.0 * atan2(re(s1), re(s2)), torch.asinh(im(_mul_conj_a(s2, s1))) + 0.0)
 
 
 def casinh(z):
@@ -236,7 +248,7 @@ def cacosh(z):
     x, y = re(z), im(z)
     s1 = csqrt(pack(x - 1.0, y))
     s2 = csqrt(pack(x + 1.0, y))
-    return pack(torch.asinh(re(_mul_conj_a(s1, s2))), 2.0 * torch.atan2(im(s1), re(s2)))
+    return pack(torch.asinh(re(_mul_conj_a(s1, s2))), 2.0 * atan2(im(s1), re(s2)))
 
 
 def catanh(z):
@@ -247,7 +259,7 @@ def catanh(z):
     # near |x| = 1 the quotient rounds to -1 (log1p -> -inf): take the difference of the two logs there
     r = torch.where(torch.abs(x) < 0.5, 0.25 * torch.log1p(4.0 * x / den),
                     0.25 * (torch.log(one_p * one_p + y2) - torch.log(den)))
-    i = 0.5 * torch.atan2(2.0 * y, one_m * (1.0 + x) - y * y)
+    i = 0.5 * atan2(2.0 * y, one_m * (1.0 + x) - y * y)
     return pack(r, i)
 
 
@@ -263,7 +275,7 @@ def ceq(a, b):
 
 
 def cne(a, b):
-    return (re(a) != re(b)) | (im(a) != im(b))
+    return torch.logical_or(re(a) != re(b), im(a) != im(b))   # (coremltools has no '|')
 
 
 def real_to_pair(x, like):
@@ -281,11 +293,11 @@ def scalar_pair(like, r: float, i: float):
 
 
 def cisnan(z):
-    return torch.isnan(re(z)) | torch.isnan(im(z))
+    return torch.logical_or(torch.isnan(re(z)), torch.isnan(im(z)))
 
 
 def cisinf(z):
-    return torch.isinf(re(z)) | torch.isinf(im(z))
+    return torch.logical_or(torch.isinf(re(z)), torch.isinf(im(z)))
 
 
 def cisfinite(z):
@@ -303,15 +315,10 @@ def cnumel(z):
 
 
 def cnonzero_mask(z):
-    return (re(z) != 0) | (im(z) != 0)
+    return torch.logical_or(re(z) != 0, im(z) != 0)
 
 
 # ------------------------------------------------------------------------------------------ reductions
-def cmul(a, b):
-    ar, ai, br, bi = re(a), im(a), re(b), im(b)
-    return pack(ar * br - ai * bi, ar * bi + ai * br)
-
-
 def cprod_dim(z, dim: int, n: int, keepdim: bool):
     """Product over complex dim ``dim`` (of a pair tensor, size n known) as a pairwise tree: ceil(log2 n) rounds of
     complex multiplications, padding odd lengths with 1."""

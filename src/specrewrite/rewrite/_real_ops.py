@@ -172,11 +172,6 @@ def decompose_for_core_ml(target) -> bool:
 
 # ops whose torch decomposition is written in prims (which no converter knows): spelt out here instead
 # (the graph pass maps them in lower._SPELL_OUT)
-def hypot(a, b):
-    """``torch.hypot``: sqrt(a^2 + b^2) (float32 audio magnitudes are far from overflow)."""
-    return torch.sqrt(a * a + b * b)
-
-
 def _floating(*xs) -> bool:
     """Whether torch computes the op in floating point (an integer op keeps torch's own integer kernel)."""
     return any(isinstance(x, torch.Tensor) and x.is_floating_point() or isinstance(x, float) for x in xs)
@@ -225,6 +220,12 @@ def clamp_tensor(x, min=None, max=None):  # noqa: A002 - torch's argument names
 def lerp(a, b, w):
     """``torch.lerp``: a + w (b - a)."""
     return a + w * (b - a)
+
+
+def reciprocal(x):
+    """``torch.reciprocal`` as a division: coremltools lowers it to MIL ``inverse``, which adds its default
+    epsilon 1e-4 to x (1 / (x + 1e-4): 0.5% off at x = 0.02)."""
+    return torch.ones_like(x) / x
 
 
 def empty_like(x, *, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):

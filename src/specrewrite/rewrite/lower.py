@@ -14,7 +14,7 @@ import torch.fx as fx
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
-from . import _complex as C, _real_ops as R
+from . import _complex as C, _complex_math as M, _real_ops as R
 from ._fold import FOLD_MAX_NUMEL, FOLD_OPS, ancestors, foldable_roots
 from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_complex_node as _is_complex_node
 from ._nodes import val as _val, where_of
@@ -419,10 +419,11 @@ _SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfr
               aten.var_mean.dim: R.var_mean_dim, aten.std_mean.dim: R.std_mean_dim,
               aten.var_mean.default: R.var_mean_all, aten.std_mean.default: R.std_mean_all,
               # coremltools has no converter, torch's decomposition is in prims: spelt out (rewrite/_real_ops)
-              aten.hypot.default: R.hypot, aten.trunc.default: R.trunc, aten.fmod.Tensor: R.fmod,
+              aten.hypot.default: M.hypot, aten.trunc.default: R.trunc, aten.fmod.Tensor: R.fmod,
               aten.fmod.Scalar: R.fmod, aten.log_sigmoid.default: R.log_sigmoid, aten.asinh.default: R.asinh,
               aten.acosh.default: R.acosh, aten.clamp.Tensor: R.clamp_tensor, aten.lerp.Scalar: R.lerp,
               aten.lerp.Tensor: R.lerp,
+              aten.reciprocal.default: R.reciprocal,   # coremltools: 1 / (x + 1e-4)
               # uninitialised allocations: zeros (litert-torch cannot lower empty_permuted)
               aten.empty_like.default: R.empty_like, aten.new_empty.default: R.new_empty,
               aten.empty.memory_format: R.empty, aten.empty_strided.default: R.empty_strided,

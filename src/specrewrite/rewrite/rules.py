@@ -12,6 +12,7 @@ from typing import Callable, Dict
 import torch
 
 from . import _complex as C
+from . import _formulas as F
 
 aten = torch.ops.aten
 class _Registry(dict):
@@ -109,14 +110,6 @@ def _imag(ctx, node, args, kwargs):
     return ctx.call(C.im, args[0].node)
 
 
-@rule(aten._conj, aten.conj, aten.conj_physical, aten._conj_physical)
-def _conj(ctx, node, args, kwargs):
-    x = args[0]
-    if not is_c(x):
-        return x
-    return Cx(ctx.call(C.cconj, x.node), x.rank)
-
-
 @rule(aten._to_copy, aten.to)
 def _to_copy(ctx, node, args, kwargs):
     x = args[0]
@@ -133,18 +126,19 @@ def _to_copy(ctx, node, args, kwargs):
 # ------------------------------------------------------------------------------------------- arithmetic
 
 
+def _planned(ctx, node, plan):
+    """The node as the shared formula that ``_formulas`` chose for its operands."""
+    if plan is None:
+        raise ctx.unsupported(node)
+    fn, fargs = plan
+    return Cx(ctx.call(fn, *[_n(a) for a in fargs]), ctx.out_rank(node))
+
+
 def _binary_add(ctx, node, args, kwargs, sign):
     """a + sign*alpha*b where each side is a complex value (Cx), a real tensor node or a Python number."""
     a, b = args[0], args[1]
     alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1) * sign
-    r = ctx.out_rank(node)
-    scalar = (int, float, complex, bool)
-    if isinstance(b, scalar):
-        return Cx(ctx.call(C.cadd_cscalar, _n(a), complex(b) * alpha, is_c(a)), r)
-    if isinstance(a, scalar):
-        scaled = ctx.call(operator.mul, _n(b), alpha) if alpha != 1 else _n(b)
-        return Cx(ctx.call(C.cadd_cscalar, scaled, complex(a), is_c(b)), r)
-    return Cx(ctx.call(C.cadd, _n(a), _n(b), is_c(a), is_c(b), alpha), r)
+    return _planned(ctx, node, F.add_plan(a, b, is_c(a), is_c(b), alpha))
 
 
 @rule(aten.add)
@@ -165,21 +159,7 @@ def _rsub(ctx, node, args, kwargs):
 @rule(aten.mul)
 def _mul(ctx, node, args, kwargs):
     a, b = args
-    r = ctx.out_rank(node)
-    if is_c(b) and not is_c(a):
-        a, b = b, a
-    if is_c(a) and is_c(b):
-        return Cx(ctx.call(C.cmul, a.node, b.node), r)
-    if is_c(a):
-        if isinstance(b, complex):
-            return Cx(ctx.call(C.cmul_scalar, a.node, b), r)
-        return Cx(ctx.call(C.cmul_real, a.node, b), r)
-    # real tensor times a Python complex scalar
-    if isinstance(b, complex):
-        return Cx(ctx.call(C.real_mul_cscalar, a, b), r)
-    if isinstance(a, complex):
-        return Cx(ctx.call(C.real_mul_cscalar, b, a), r)
-    raise ctx.unsupported(node)
+    return _planned(ctx, node, F.mul_plan(a, b, is_c(a), is_c(b)))
 
 
 @rule(aten.div)
@@ -187,30 +167,12 @@ def _div(ctx, node, args, kwargs):
     a, b = args[0], args[1]
     if kwargs.get("rounding_mode") is not None:
         raise ctx.unsupported(node, "rounding division of complex values")
-    r = ctx.out_rank(node)
-    if is_c(a) and is_c(b):
-        return Cx(ctx.call(C.cdiv, a.node, b.node), r)
-    if is_c(a):
-        if isinstance(b, complex):
-            return Cx(ctx.call(C.cmul_scalar, a.node, 1.0 / b), r)
-        return Cx(ctx.call(C.cdiv_real, a.node, b), r)
-    if is_c(b):
-        if isinstance(a, complex):
-            return Cx(ctx.call(C.cmul_scalar, ctx.call(C.creciprocal, b.node), a), r)
-        return Cx(ctx.call(C.real_div_c, a, b.node), r)
-    if isinstance(b, complex):
-        return Cx(ctx.call(C.real_mul_cscalar, a, 1.0 / b), r)
-    raise ctx.unsupported(node)
+    return _planned(ctx, node, F.div_plan(a, b, is_c(a), is_c(b)))
 
 
 @rule(aten.neg)
 def _neg(ctx, node, args, kwargs):
     return Cx(ctx.call(operator.neg, args[0].node), args[0].rank)
-
-
-@rule(aten.angle)
-def _angle(ctx, node, args, kwargs):
-    return ctx.call(C.cangle, args[0].node)
 
 
 @rule(aten.pow)
@@ -219,18 +181,6 @@ def _pow(ctx, node, args, kwargs):
     if not is_c(z) or is_c(p) or isinstance(p, (torch.fx.Node, complex)):
         raise ctx.unsupported(node, "complex pow needs a complex base and a real scalar exponent")
     return Cx(ctx.call(C.cpow_scalar, z.node, p), z.rank)
-
-
-def _unary(helper):
-    """complex -> complex elementwise op computed by one helper of ``_complex``."""
-    def fn(ctx, node, args, kwargs):
-        return Cx(ctx.call(helper, args[0].node), args[0].rank)
-    return fn
-
-
-for _op, _helper in ((aten.exp, C.cexp), (aten.log, C.clog), (aten.sqrt, C.csqrt), (aten.reciprocal, C.creciprocal),
-                     (aten.sgn, C.csgn)):
-    RULES[_op] = _unary(_helper)
 
 
 @rule(aten.complex)

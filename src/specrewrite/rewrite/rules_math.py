@@ -12,6 +12,7 @@ import torch.fx as fx
 
 from . import _complex as C
 from . import _complex_math as M
+from . import _formulas as F
 from ._nodes import bind  # noqa: F401 - re-exported for rules_linalg
 from .rules import RULES, Cx, CxList, _n, aten, is_c, nd, rule
 
@@ -41,28 +42,26 @@ def pair_of(ctx, x, like):
 
 def _unary(helper):
     def fn(ctx, node, args, kwargs):
+        if not is_c(args[0]):   # conj of a real tensor
+            return args[0]
         return Cx(ctx.call(helper, args[0].node), args[0].rank)
     return fn
 
 
-def _scaled_log(scale):
+def _pred(helper):
     def fn(ctx, node, args, kwargs):
-        return Cx(ctx.call(M.clog_scaled, args[0].node, scale), args[0].rank)
+        return ctx.call(helper, args[0].node)
     return fn
 
 
-for _op, _helper in ((aten.sin, M.csin), (aten.cos, M.ccos), (aten.tan, M.ctan), (aten.sinh, M.csinh),
-                     (aten.cosh, M.ccosh), (aten.tanh, M.ctanh), (aten.asin, M.casin), (aten.acos, M.cacos),
-                     (aten.atan, M.catan), (aten.asinh, M.casinh), (aten.acosh, M.cacosh), (aten.atanh, M.catanh),
-                     (aten.log1p, M.clog1p), (aten.expm1, M.cexpm1), (aten.exp2, M.cexp2), (aten.rsqrt, M.crsqrt),
-                     (aten.sigmoid, M.csigmoid)):
-    RULES[_op] = _unary(_helper)
-RULES.replace(aten.log, _unary(M.clog))   # rules' log(sqrt(x^2 + y^2)) loses log|z| near |z| = 1
-RULES[aten.log10] = _scaled_log(1.0 / M._LN10)
-RULES[aten.log2] = _scaled_log(1.0 / M._LN2)
-for _name in ("arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh"):   # numpy-style aliases
-    if hasattr(aten, _name):
-        RULES[getattr(aten, _name)] = RULES[getattr(aten, "a" + _name[3:])]
+# every elementwise op of the shared formula table (the Core ML plugin builds its rules from the same table)
+for _name, _helper in F.PAIR_TO_PAIR.items():
+    RULES[getattr(aten, _name)] = _unary(_helper)
+for _name, _helper in F.PAIR_TO_REAL.items():
+    RULES[getattr(aten, _name)] = _pred(_helper)
+for _alias, _name in F.ALIASES.items():
+    if hasattr(aten, _alias):
+        RULES[getattr(aten, _alias)] = RULES[getattr(aten, _name)]
 
 
 _rules_pow = RULES[aten.pow]
@@ -90,18 +89,6 @@ def _float_like(ctx, node):
 
 
 # ----------------------------------------------------------------------------------- real results: abs, predicates
-
-
-def _pred(helper):
-    def fn(ctx, node, args, kwargs):
-        return ctx.call(helper, args[0].node)
-    return fn
-
-
-RULES[aten.abs] = _pred(M.cabs)   # hypot-like: squaring the parts overflows for |z| > 1.8e19 in float32
-RULES[aten.isnan] = _pred(M.cisnan)
-RULES[aten.isinf] = _pred(M.cisinf)
-RULES[aten.isfinite] = _pred(M.cisfinite)
 
 
 def _compare(helper):

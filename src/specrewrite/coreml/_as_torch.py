@@ -1,0 +1,238 @@
+"""The torch API on MIL values, so the plugin runs the graph pass's own real-pair formulas.
+
+Each complex op's math is written once, in torch, in ``rewrite._complex`` / ``rewrite._complex_math`` (the
+functions the rewritten graph calls). ``Mil`` wraps a MIL Var and answers the torch functions and tensor
+operators those formulas use (through ``__torch_function__``, torch's own protocol for tensor-like objects) by
+building MIL ops, so ``on_mil(formula, pair_var)`` emits exactly the arithmetic that ``rewrite()`` exports.
+A formula that reaches a torch function not bound here raises ``NotImplementedError`` naming it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ._ct_private import Var, mb, types
+from ._mil_ns import dims, fill_shape, slice_axis
+
+
+def _v(x):
+    """A MIL operand: the Var of a Mil, a float32 numpy value for a number / torch constant."""
+    if isinstance(x, Mil):
+        return x.v
+    if isinstance(x, Var):
+        return x
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(torch.float32).numpy() if x.is_floating_point() else x.detach().numpy()
+    if isinstance(x, bool):
+        return np.bool_(x)
+    if isinstance(x, (int, float, np.number)):
+        return np.float32(x)
+    return x
+
+
+def _float(v):
+    return mb.cast(x=v, dtype="fp32") if isinstance(v, Var) and not types.is_float(v.dtype) else v
+
+
+def _w(v):
+    return Mil(v)
+
+
+def _bin(op):
+    def fn(a, b, *, out=None):
+        x, y = _v(a), _v(b)
+        if not isinstance(x, Var) and not isinstance(y, Var):
+            return _w(mb.const(val=np.asarray(op_np[op](x, y))))
+        if op not in _LOGICAL and op not in _COMPARE:
+            x, y = _float(x), _float(y)
+        return _w(getattr(mb, op)(x=x, y=y))
+    return fn
+
+
+_LOGICAL = {"logical_and", "logical_or"}
+_COMPARE = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"}
+op_np = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.divide, "pow": np.power,
+         "maximum": np.maximum, "minimum": np.minimum, "greater": np.greater, "greater_equal": np.greater_equal,
+         "less": np.less, "less_equal": np.less_equal, "equal": np.equal, "not_equal": np.not_equal,
+         "logical_and": np.logical_and, "logical_or": np.logical_or}
+
+
+def _unary(op):
+    return lambda x: _w(getattr(mb, op)(x=_float(_v(x))))
+
+
+def _full_like(x, value, *, dtype=None, device=None):
+    v = _v(x)
+    if v.rank == 0:
+        return _w(mb.const(val=np.float32(value)))
+    return _w(mb.fill(shape=fill_shape(dims(v)), value=np.float32(value)))
+
+
+def _where(cond, a, b):
+    a, b = _v(a), _v(b)
+    if not isinstance(a, Var) and not isinstance(b, Var):   # MIL select needs one Var of the output's rank
+        a = mb.fill(shape=fill_shape(dims(_v(cond))), value=np.float32(a))
+    return _w(mb.select(cond=_v(cond), a=a, b=b))
+
+
+def _log1p(x):
+    """log(1 + x) without losing x where 1 + x rounds (Goldberg): log(u) * x / (u - 1), u = 1 + x."""
+    x = _v(x)
+    u = mb.add(x=x, y=np.float32(1.0))
+    d = mb.sub(x=u, y=np.float32(1.0))
+    one = mb.equal(x=d, y=np.float32(0.0))
+    safe = mb.select(cond=one, a=np.float32(1.0), b=d)
+    out = mb.real_div(x=mb.mul(x=mb.log(x=u), y=x), y=safe)
+    return _w(mb.select(cond=one, a=x, b=out))
+
+
+def _expm1(x):
+    """exp(x) - 1 (Kahan): (u - 1) * x / log(u), u = exp(x); x where u rounds to 1."""
+    x = _v(x)
+    u = mb.exp(x=x)
+    d = mb.sub(x=u, y=np.float32(1.0))
+    one = mb.equal(x=d, y=np.float32(0.0))
+    lu = mb.log(x=mb.select(cond=one, a=np.float32(2.0), b=u))
+    out = mb.select(cond=mb.equal(x=d, y=np.float32(-1.0)), a=d, b=mb.real_div(x=mb.mul(x=d, y=x), y=lu))
+    return _w(mb.select(cond=one, a=x, b=out))
+
+
+def _asinh(x):
+    """asinh(x) = sign(x) log1p(|x| + x^2 / (1 + sqrt(1 + x^2))) (no cancellation for small |x|)."""
+    a = mb.abs(x=_v(x))
+    s = mb.mul(x=a, y=a)
+    t = mb.add(x=a, y=mb.real_div(x=s, y=mb.add(x=np.float32(1.0), y=mb.sqrt(x=mb.add(x=s, y=np.float32(1.0))))))
+    big = mb.greater(x=a, y=np.float32(1e18))   # x^2 overflows: log(2|x|)
+    r = mb.select(cond=big, a=mb.add(x=mb.log(x=a), y=np.float32(math.log(2.0))), b=_log1p(t).v)
+    return _w(mb.mul(x=r, y=mb.sign(x=_v(x))))
+
+
+def _copysign(mag, sign):
+    """|mag| with the sign of ``sign``, -0.0 included (1 / -0.0 is -inf)."""
+    s = _v(sign)
+    neg = mb.logical_or(x=mb.less(x=s, y=np.float32(0.0)),
+                        y=mb.logical_and(x=mb.equal(x=s, y=np.float32(0.0)),
+                                         y=mb.less(x=mb.real_div(x=np.float32(1.0), y=s), y=np.float32(0.0))))
+    a = mb.abs(x=_v(mag))
+    return _w(mb.select(cond=neg, a=mb.mul(x=a, y=np.float32(-1.0)), b=a))
+
+
+def _isnan(x):
+    v = _v(x)
+    return _w(mb.not_equal(x=v, y=v))
+
+
+def _isinf(x):
+    return _w(mb.equal(x=mb.abs(x=_v(x)), y=np.float32(np.inf)))
+
+
+def _isfinite(x):
+    v = _v(x)
+    return _w(mb.logical_and(x=mb.equal(x=v, y=v), y=mb.less(x=mb.abs(x=v), y=np.float32(np.inf))))
+
+
+def _stack(tensors, dim=0):
+    return _w(mb.stack(values=[_v(t) for t in tensors], axis=dim))
+
+
+def _cat(tensors, dim=0):
+    return _w(mb.concat(values=[_v(t) for t in tensors], axis=dim))
+
+
+_FUNCS = {
+    torch.add: _bin("add"), torch.sub: _bin("sub"), torch.mul: _bin("mul"), torch.div: _bin("real_div"),
+    torch.true_divide: _bin("real_div"), torch.pow: _bin("pow"), torch.maximum: _bin("maximum"),
+    torch.minimum: _bin("minimum"), torch.logical_and: _bin("logical_and"), torch.logical_or: _bin("logical_or"),
+    torch.logical_not: lambda x: _w(mb.logical_not(x=_v(x))),
+    torch.abs: _unary("abs"), torch.sqrt: _unary("sqrt"), torch.exp: _unary("exp"), torch.log: _unary("log"),
+    torch.sin: _unary("sin"), torch.cos: _unary("cos"), torch.tan: _unary("tan"), torch.sinh: _unary("sinh"),
+    torch.cosh: _unary("cosh"), torch.tanh: _unary("tanh"), torch.atan: _unary("atan"),
+    torch.asin: _unary("asin"), torch.acos: _unary("acos"), torch.atanh: _unary("atanh"),
+    torch.sign: _unary("sign"), torch.floor: _unary("floor"),
+    torch.log1p: _log1p, torch.expm1: _expm1, torch.asinh: _asinh, torch.copysign: _copysign,
+    torch.isnan: _isnan, torch.isinf: _isinf, torch.isfinite: _isfinite,
+    torch.where: _where, torch.stack: _stack, torch.cat: _cat,
+    torch.zeros_like: lambda x, **k: _full_like(x, 0.0), torch.ones_like: lambda x, **k: _full_like(x, 1.0),
+    torch.full_like: _full_like,
+}
+
+
+class Mil:
+    """A MIL Var that torch functions and tensor operators accept (see the module's note)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+    @classmethod
+    def __torch_function__(cls, func, types_, args=(), kwargs=None):
+        fn = _FUNCS.get(func)
+        if fn is None:
+            raise NotImplementedError(f"specrewrite.coreml: torch.{getattr(func, '__name__', func)} has no MIL "
+                                      "binding (coreml/_as_torch.py)")
+        return fn(*args, **(kwargs or {}))
+
+    # tensor attributes the formulas read
+    dtype = torch.float32
+    device = torch.device("cpu")
+
+    def dim(self):
+        return self.v.rank
+
+    def unsqueeze(self, d):
+        return _w(mb.expand_dims(x=self.v, axes=[d]))
+
+    def __getitem__(self, key):
+        """``z[..., k]`` (the real-pair accessor) and ``z[..., a:b]``."""
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] is Ellipsis):
+            raise NotImplementedError(f"specrewrite.coreml: indexing {key!r} on MIL values")
+        k = key[1]
+        if isinstance(k, int):
+            k = k % self.v.shape[-1]
+            return _w(slice_axis(self.v, -1, k, k + 1, squeeze=True))
+        return _w(slice_axis(self.v, -1, k.start or 0, k.stop))
+
+    __add__ = _bin("add")
+    __sub__ = _bin("sub")
+    __mul__ = _bin("mul")
+    __truediv__ = _bin("real_div")
+    __pow__ = _bin("pow")
+    __gt__ = _bin("greater")
+    __ge__ = _bin("greater_equal")
+    __lt__ = _bin("less")
+    __le__ = _bin("less_equal")
+    __eq__ = _bin("equal")
+    __ne__ = _bin("not_equal")
+    __and__ = _bin("logical_and")
+    __or__ = _bin("logical_or")
+    __hash__ = object.__hash__
+
+    def __radd__(self, o):
+        return _bin("add")(o, self)
+
+    def __rsub__(self, o):
+        return _bin("sub")(o, self)
+
+    def __rmul__(self, o):
+        return _bin("mul")(o, self)
+
+    def __rtruediv__(self, o):
+        return _bin("real_div")(o, self)
+
+    def __neg__(self):
+        return _w(mb.mul(x=_float(self.v), y=np.float32(-1.0)))
+
+    def __invert__(self):
+        return _w(mb.logical_not(x=self.v))
+
+
+def on_mil(formula, *args, **kwargs):
+    """Run a torch-written formula on MIL Vars (other arguments pass as they are); the MIL Var(s) it returns."""
+    wrapped = [Mil(a) if isinstance(a, Var) else a for a in args]
+    out = formula(*wrapped, **kwargs)
+    if isinstance(out, tuple):
+        return tuple(_v(o) for o in out)
+    return _v(out)

@@ -1,0 +1,168 @@
+"""One lowering, both routes: every elementwise complex op of the shared formula table (rewrite/_formulas.py)
+and every operand mix of the binary ops, through ``rewrite()`` and through the Core ML plugin on the unchanged
+model, each compared with float64 eager next to eager float32's own error. The case list is the table itself,
+so an op added to the table is tested on both routes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("coremltools")
+
+import specrewrite as sr  # noqa: E402
+from specrewrite.rewrite import _formulas as F  # noqa: E402
+from test_coreml_common import plugin_convert, reference, rel_err, run, src  # noqa: E402
+
+# input range per op: inside the domain where float32 eager is well conditioned (exp / sinh / cosh overflow,
+# tan / tanh poles far away)
+_SCALE = {"exp": 2.0, "exp2": 2.0, "expm1": 2.0, "sinh": 2.0, "cosh": 2.0, "sin": 2.0, "cos": 2.0, "tan": 1.0,
+          "tanh": 1.0, "sigmoid": 1.0}
+
+
+def _z(seed: int, n: int = 96, scale: float = 3.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, generator=g) * scale
+
+
+class Unary(torch.nn.Module):
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x):
+        z = torch.view_as_complex(x)
+        y = getattr(torch, self.name)(z) if hasattr(torch, self.name) else getattr(torch.ops.aten, self.name)(z)
+        y = y.resolve_conj()
+        return torch.view_as_real(y) if y.is_complex() else y.to(x.dtype)
+
+
+def _errors(model, args, out):
+    """Errors of ``out`` (a list of arrays) and of eager float32 against float64 eager."""
+    refs = reference(model, args)
+    with torch.no_grad():
+        own = model(*args)
+    own = own if isinstance(own, (tuple, list)) else (own,)
+    got = [rel_err(o, r) for o, r in zip(out, refs)]
+    eager = [rel_err(o.numpy(), r) for o, r in zip(own, refs)]
+    return max(got), max(eager)
+
+
+def _both_routes(model, args):
+    model = model.eval()
+    rewritten = sr.rewrite(model, args)
+    with torch.no_grad():
+        out = rewritten(*args)
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    err_rw, eager = _errors(model, args, [o.numpy() for o in out])
+    with src.register():
+        ml = plugin_convert(model, args)
+    err_ml, _ = _errors(model, args, run(ml, args))
+    bound = max(4 * eager, 2e-6)
+    assert err_rw <= bound, (err_rw, eager)
+    assert err_ml <= bound, (err_ml, eager)
+    return err_rw, err_ml
+
+
+_UNARY = sorted(set(F.PAIR_TO_PAIR) | set(F.PAIR_TO_REAL))
+
+
+@pytest.mark.parametrize("name", [n for n in _UNARY if not n.startswith("_")])
+def test_every_table_op_matches_eager_on_both_routes(name):
+    if name in ("isnan", "isinf", "isfinite"):
+        x = _z(1)
+        x[3, 0], x[5, 1], x[7, 0] = float("nan"), float("inf"), -float("inf")
+        model = Unary(name).eval()
+        ref = model(x).numpy()
+        assert np.array_equal(sr.rewrite(model, (x,))(x).numpy(), ref)
+        with src.register():
+            ml = plugin_convert(model, (x,))
+        assert np.array_equal(np.asarray(run(ml, (x,))[0], bool), ref)
+        return
+    _both_routes(Unary(name), (_z(2, scale=_SCALE.get(name, 3.0)),))
+
+
+class Binary(torch.nn.Module):
+    """a op b for one operand mix: complex tensor (c), real tensor (r), Python complex (k) or real (f)."""
+
+    def __init__(self, op: str, mix: str):
+        super().__init__()
+        self.op, self.mix = op, mix
+
+    def forward(self, x, y):
+        zx, zy = torch.view_as_complex(x), torch.view_as_complex(y)
+        pick = {"c": (zx, zy), "r": (x[..., 0], y[..., 0] + 2.0), "k": (0.5 - 1.5j, 1.25 + 0.75j), "f": (-1.5, 2.5)}
+        a, b = pick[self.mix[0]][0], pick[self.mix[1]][1]
+        out = {"mul": lambda: a * b, "div": lambda: a / b, "add": lambda: a + b, "sub": lambda: a - b,
+               "alpha": lambda: torch.add(a, b, alpha=-2.0)}[self.op]()
+        return torch.view_as_real(out)
+
+
+_MIXES = ["cc", "cr", "rc", "ck", "kc", "cf", "fc", "rk", "kr"]
+
+
+@pytest.mark.parametrize("op,mix", [(op, mix) for op in ("mul", "div", "add", "sub", "alpha") for mix in _MIXES
+                                    if op != "alpha" or mix in ("cc", "cr", "rc")])   # add(alpha=) takes tensors
+def test_binary_operand_mixes_match_eager_on_both_routes(op, mix):
+    _both_routes(Binary(op, mix), (_z(3), _z(4)))
+
+
+def test_atan2_of_real_tensors_on_the_negative_axis():
+    """Real atan2 runs the graph pass's formula on the plugin route too: pi (not coremltools' 0) at y = 0, x < 0."""
+    class Atan2(torch.nn.Module):
+        def forward(self, y, x):
+            return torch.atan2(y, x)
+
+    y = torch.tensor([0.0, 0.0, 1.0, -1.0, 0.0, 2.0])
+    x = torch.tensor([-1.0, 2.0, 0.0, -3.0, -0.5, 2.0])
+    with src.register():
+        ml = plugin_convert(Atan2(), (y, x))
+    np.testing.assert_allclose(run(ml, (y, x))[0], torch.atan2(y, x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_real_reciprocal_is_exact_on_both_core_ml_routes():
+    """coremltools lowers torch.reciprocal to MIL inverse, whose default epsilon 1e-4 is added to x: 0.5% off
+    at x = 0.02. Both routes divide instead (plugin rule; the rewrite spells it as a division)."""
+    import coremltools as ct
+
+    class Recip(torch.nn.Module):
+        def forward(self, x):
+            return torch.reciprocal(x) + x.reciprocal() * 0.5
+
+    x = torch.tensor([0.02, -0.013, 0.5, 3.0, -7.0, 1e-3])
+    ref = Recip()(x).numpy()
+    with src.register():
+        ml = plugin_convert(Recip(), (x,))
+    np.testing.assert_allclose(run(ml, (x,))[0], ref, rtol=1e-6)
+
+    class RoundTrip(torch.nn.Module):   # a spectral op, so that rewrite() has something to do
+        def forward(self, x):
+            y = torch.fft.irfft(torch.fft.rfft(x), n=x.shape[-1])
+            return torch.reciprocal(y * y + 0.01)   # 1 / (x^2 + 0.01): coremltools' epsilon is 1% of it
+
+    rewritten = sr.rewrite(RoundTrip(), (x,))
+    ml = ct.convert(torch.jit.trace(rewritten, (x,)), inputs=[ct.TensorType(shape=x.shape)],
+                    convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15,
+                    compute_precision=ct.precision.FLOAT32, skip_model_load=True)
+    np.testing.assert_allclose(run(ml, (x,))[0], 1.0 / (x.double().numpy() ** 2 + 0.01), rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [8, 100])
+def test_fft_along_the_time_axis_converts_on_the_plain_core_ml_route(n):
+    """rfft / irfft over the time axis become a dynamic-length Bluestein FFT whose index ramps must stay
+    integers in coremltools (its floor_divide of a traced size is a float) and which uses no '|' (no converter)."""
+    import coremltools as ct
+
+    class Filter(torch.nn.Module):
+        def forward(self, x):
+            s = torch.fft.rfft(x)
+            return torch.fft.irfft(s * torch.linspace(1.0, 0.0, s.shape[-1]), n=x.shape[-1])
+
+    x = torch.randn(2, n, generator=torch.Generator().manual_seed(n))
+    rewritten = sr.rewrite(Filter(), (x,))
+    ml = ct.convert(torch.jit.trace(rewritten, (x,)), inputs=[ct.TensorType(shape=x.shape)],
+                    convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15,
+                    compute_precision=ct.precision.FLOAT32, skip_model_load=True)
+    ref = Filter()(x.double()).numpy()
+    own = rel_err(Filter()(x).numpy(), ref)
+    assert rel_err(run(ml, (x,))[0], ref) <= max(4 * own, 2e-6)
