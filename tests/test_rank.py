@@ -159,7 +159,7 @@ def test_unfoldable_rank_is_reported_and_numbers_stay_right():
         assert rel_err(fast(x), model.double()(x.double())) <= TOL["fp32_rel"]
 
 
-@pytest.mark.parametrize("name", ["mask_view", "broadcast_mask"])
+@pytest.mark.parametrize("name", ["mask_view", "broadcast_mask", "wiener_buffer"])
 def test_plugin_folds_the_unchanged_models_program(name):
     """The native route: the unchanged model traced and converted by plain ct.convert inside register(): the MIL
     program the frontend builds is folded to rank 5 (``coreml/_fold.py``, the same plan as the graph pass) and

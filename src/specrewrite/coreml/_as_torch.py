@@ -134,7 +134,10 @@ def _isfinite(x):
 
 
 def _stack(tensors, dim=0):
-    return _w(mb.stack(values=[_v(t) for t in tensors], axis=dim))
+    """expand_dims + concat rather than MIL stack: the rank-5 fold (``_fold.py``) reads those."""
+    vs = [_v(t) for t in tensors]
+    axis = dim if dim >= 0 else dim + vs[0].rank + 1
+    return _w(mb.concat(values=[mb.expand_dims(x=v, axes=[axis]) for v in vs], axis=axis))
 
 
 def _cat(tensors, dim=0):

@@ -316,6 +316,7 @@ def install_frontend_patches() -> None:
 
     def tensor_assignment_with_dims(graph):
         write_back_view_writes(graph)
+        refresh_stale_views(graph)
         found = stale_view_write(graph)
         if found is not None:
             node, what = found
@@ -433,15 +434,6 @@ def write_back_view_writes(graph) -> int:
     def read_after(name, pos) -> bool:
         return name in graph.outputs or any(name in n.inputs for n in graph.nodes[pos + 1:])
 
-    def clone(chain, root, tag):
-        src, new = root, []
-        for k, v in enumerate(chain):
-            out = f"{tag}_{k}"
-            new.append(InternalTorchIRNode(kind=v.kind, inputs=[src] + list(v.inputs[1:]), outputs=[out],
-                                           name=out, parent=v.parent, attr=dict(v.attr or {})))
-            src = out
-        return new, src
-
     while i < len(graph.nodes):
         node = graph.nodes[i]
         kind = node.kind.split("::")[-1]
@@ -460,7 +452,7 @@ def write_back_view_writes(graph) -> int:
                 and not _written_back(graph, i, node, written, root, made, consts):
             r, chain = _chain_nodes(written, made)
             if r == root and chain and all(n.kind.split("::")[-1] in ("select", "slice") for n in chain):
-                new, view = clone(chain, root, f"{node.outputs[0]}_sr_view{added}")
+                new, view = _clone_chain(chain, root, f"{node.outputs[0]}_sr_view{added}")
                 out = f"{node.outputs[0]}_sr_back{added}"
                 new.append(InternalTorchIRNode(kind="copy_", inputs=[view, node.outputs[0], false], outputs=[out],
                                                name=out, parent=node.parent))
@@ -469,6 +461,87 @@ def write_back_view_writes(graph) -> int:
                 pos = i + len(new)
         i = pos + 1
     return added
+
+
+def _clone_chain(chain, root, tag):
+    """New view nodes repeating ``chain`` (view nodes, first to last) from ``root``: (nodes, last output)."""
+    from coremltools.converters.mil.frontend.torch.internal_graph import InternalTorchIRNode
+
+    src, new = root, []
+    for k, v in enumerate(chain):
+        out = f"{tag}_{k}"
+        new.append(InternalTorchIRNode(kind=v.kind, inputs=[src] + list(v.inputs[1:]), outputs=[out],
+                                       name=out, parent=v.parent, attr=dict(v.attr or {})))
+        src = out
+    return new, src
+
+
+def refresh_stale_views(graph) -> int:
+    """Re-take, after a ``copy_`` / ``fill_`` into a tensor, every view of it taken before the write and read
+    after it (openunmix's ``_mul_add`` writes ``out[..., 0]`` and returns ``out = Cj[:, :, i, j, :]``, which the
+    caller copies back into ``Cj``): coremltools renames the tensor's later uses to its written value but leaves
+    its views as they were. The view's chain of select / slice / ... ops is repeated from the tensor right after
+    the write, and later reads take the new view. Returns how many views were re-taken."""
+    consts = {o: repr(node_attr(n).get("value")) for n in graph.nodes if n.kind.split("::")[-1] == "constant"
+              for o in n.outputs}
+    base, views, made, done, i = {}, {}, {}, 0, 0
+    while i < len(graph.nodes):
+        node = graph.nodes[i]
+        kind = node.kind.split("::")[-1]
+        if kind in _VIEW_KINDS and node.inputs and len(node.outputs) == 1:
+            out = node.outputs[0]
+            base[out] = base.get(node.inputs[0], node.inputs[0])
+            views.setdefault(base[out], []).append(out)
+            made[out] = node
+        if kind not in ("copy_", "fill_") or not node.inputs:
+            i += 1
+            continue
+        written = node.inputs[0]
+        root = base.get(written, written)
+        r, chain = _chain_nodes(written, made)
+        if chain and all(n.kind.split("::")[-1] in ("select", "slice") for n in chain) \
+                and _shared(graph, chain, node):
+            # coremltools follows a view chain to its tensor only through views nobody else has used (its
+            # pass hands each view's chain to one consumer): the write gets a chain of its own
+            own, written = _clone_chain(chain, r, f"{node.outputs[0]}_sr_own")
+            for n in own:
+                base[n.outputs[0]] = root
+                views.setdefault(root, []).append(n.outputs[0])
+                made[n.outputs[0]] = n
+            graph.nodes[i:i] = own
+            i += len(own)
+            node.inputs = [written] + list(node.inputs[1:])
+        later = graph.nodes[i + 1:]
+        stale = [v for v in views.get(root, ()) if v != written and not _disjoint(v, written, made, consts)
+                 and (v in graph.outputs or any(v in n.inputs for n in later))]
+        new_nodes = []
+        for v in stale:
+            r, chain = _chain_nodes(v, made)
+            if r != root or not chain or any(len(n.outputs) != 1 for n in chain):
+                continue
+            new, fresh = _clone_chain(chain, root, f"{v}_sr_fresh{done}")
+            done += 1
+            for n in later:
+                n.inputs = [fresh if x == v else x for x in n.inputs]
+            graph.outputs = [fresh if x == v else x for x in graph.outputs]
+            for n in new:
+                base[n.outputs[0]] = root
+                views[root].append(n.outputs[0])
+                made[n.outputs[0]] = n
+            new_nodes.extend(new)
+        graph.nodes[i + 1:i + 1] = new_nodes
+        i += 1 + len(new_nodes)
+    return done
+
+
+def _shared(graph, chain, write) -> bool:
+    """Whether a view of ``chain`` (first to last, then ``write``) is also used by any other node."""
+    users = {n.outputs[0]: (chain[k + 1] if k + 1 < len(chain) else write) for k, n in enumerate(chain)}
+    for n in graph.nodes:
+        for x in n.inputs:
+            if x in users and n is not users[x]:
+                return True
+    return any(x in users for x in graph.outputs)
 
 
 def _chain_nodes(name, made):

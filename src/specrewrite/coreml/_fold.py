@@ -71,8 +71,10 @@ class _MilFolder:
             return "reshape"
         if t == "transpose":
             return "permute"
-        if t in ("pad", "slice_by_index", "concat", "shape"):
+        if t in ("pad", "slice_by_index", "concat", "shape", "const"):
             return t
+        if t == "torch_tensor_assign":   # x[slices] = updates (coremltools' fused in-place write)
+            return "assign"
         if t in _UNARY or t in _BINARY:
             return "same"
         return None
@@ -115,8 +117,10 @@ class _MilFolder:
                 axes = [r - len(pad) // 2 + i for i in range(len(pad) // 2) if pad[2 * i] or pad[2 * i + 1]]
                 self.plan.pin(op.x, axes)
                 self.plan.pin(out, axes)
-            elif k == "slice_by_index":
+            elif k in ("slice_by_index", "assign"):
                 self.plan.pin(op.x, self.sliced_axes(op))
+                if k == "assign":
+                    self.plan.pin(out, self.sliced_axes(op))
             elif k == "concat":
                 if op.interleave is not None and op.interleave.val:
                     raise _Abort("an interleaved concat")
@@ -134,6 +138,10 @@ class _MilFolder:
             elif k == "concat":
                 for v in op.values:
                     self.plan.link(v, out, {i: i for i in range(out.rank)})
+            elif k == "assign":
+                self.plan.link(op.x, out, {i: i for i in range(out.rank)})
+                if op.updates in self.wide_set:
+                    self.plan.link(op.updates, op.x, dict(enumerate(self._kept(op))))
             elif k in ("same", "pad"):
                 for x in (self.tensor_inputs(op) if k == "same" else [op.x]):
                     if not isinstance(x, Var) or not x.rank:
@@ -208,8 +216,12 @@ class _MilFolder:
             new = mb.pad(**kw)
         elif k == "slice_by_index":
             new = self.slice(op, out, wide, og)
+        elif k == "assign":
+            new = self.slice(op, out, wide, og, assign=True)
         elif k == "shape":   # static: the full shape as a constant
             new = mb.const(val=np.array(_shape(op.x), dtype=np.int32), before_op=op)
+        elif k == "const":   # a wide constant (coremltools folds expand_dims of a constant): its value reshaped
+            new = mb.const(val=np.asarray(out.val).reshape(sizes), before_op=op)
         elif k == "concat":
             axis = int(op.axis.val) % out.rank
             gi = next(i for i, g in enumerate(og) if axis in g)
@@ -228,7 +240,11 @@ class _MilFolder:
         else:
             replaced.append((op, out, new))
 
-    def slice(self, op, out, wide, og):
+    def _kept(self, op) -> List[int]:
+        sq = op.squeeze_mask.val if op.squeeze_mask is not None else [False] * op.x.rank
+        return [d for d in range(op.x.rank) if not sq[d]]
+
+    def slice(self, op, out, wide, og, assign=False):
         x = op.x
         shape = _shape(x)
         ig = self.plan.groups(x)
@@ -245,9 +261,13 @@ class _MilFolder:
                 nbm.append(bool(bm[d])), nem.append(bool(em[d])), nsq.append(bool(sq[d]))
             else:
                 nb.append(0), ne.append(0), ns.append(1), nbm.append(True), nem.append(True), nsq.append(False)
-        res = mb.slice_by_index(x=self.comp[x], begin=np.array(nb, dtype=np.int32), end=np.array(ne, dtype=np.int32),
-                                stride=np.array(ns, dtype=np.int32), begin_mask=nbm, end_mask=nem,
-                                squeeze_mask=nsq, before_op=op)
+        kw = dict(x=self.comp[x], begin=np.array(nb, dtype=np.int32), end=np.array(ne, dtype=np.int32),
+                  stride=np.array(ns, dtype=np.int32), begin_mask=nbm, end_mask=nem, squeeze_mask=nsq, before_op=op)
+        if assign:   # the updates held with x's groups, less the squeezed axes
+            kept = self._kept(op)
+            ug = [[kept.index(d) for d in g] for g in ig if not (len(g) == 1 and sq[g[0]])]
+            return mb.torch_tensor_assign(updates=self.folded(op.updates, ug, op), **kw)
+        res = mb.slice_by_index(**kw)
         if not wide:
             return self.full(res, out, op)
         want = [_prod(_shape(out), g) for g in og]
