@@ -166,3 +166,13 @@ def test_fft_along_the_time_axis_converts_on_the_plain_core_ml_route(n):
     ref = Filter()(x.double()).numpy()
     own = rel_err(Filter()(x).numpy(), ref)
     assert rel_err(run(ml, (x,))[0], ref) <= max(4 * own, 2e-6)
+
+
+def test_a_second_rule_for_an_op_is_an_error_on_both_registries():
+    from specrewrite.coreml._pairs import rule as plugin_rule
+    from specrewrite.rewrite.rules import RULES
+
+    with pytest.raises(RuntimeError, match="two rules"):
+        plugin_rule("abs")(lambda context, node: None)
+    with pytest.raises(RuntimeError, match="two rules"):
+        RULES[torch.ops.aten.abs] = lambda ctx, node, args, kwargs: None

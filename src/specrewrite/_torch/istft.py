@@ -14,7 +14,6 @@ from ..modes import Mode, Strategy
 from ..specs import IstftSpec
 from .bases import BasisHolder
 
-_MAX_OLA_SHIFTS = 64
 
 
 def overlap_add(frames: torch.Tensor, hop: int, n: int) -> torch.Tensor:
@@ -68,7 +67,7 @@ class RealISTFT(BasisHolder):
         window = spec.padded_window()
         self.register_buffer("window_sq", torch.as_tensor(window ** 2, dtype=dtype).reshape(1, 1, n),
                              persistent=False)
-        plan = istft_plan(self.strategy.value, n, n // math.gcd(n, spec.hop_length) <= _MAX_OLA_SHIFTS)
+        plan = istft_plan(self.strategy.value, n, spec.hop_length)
         self.plan = plan
         if plan is None:
             self._add_basis("idft_basis", lambda ns: synthesis_dense(ns, n, nb, True, window, scale),

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..kernels import (analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, stft_plan,
+from ..kernels import (analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, ola_shifts_ok, stft_plan,
                        synthesis_dense)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec, StftSpec
@@ -17,7 +17,6 @@ from ..errors import SpecRewriteError
 from ._ct_private import mb, opset_at_least
 from ._mil_ns import bases, dims, fill_shape, iop, is_static, reshape, slice_axis
 
-_MAX_OLA_SHIFTS = 64
 
 
 def ct_target(name):
@@ -143,7 +142,7 @@ def istft(z, spec: IstftSpec, mode: Mode, length=None):
     zz = reshape(mb.transpose(x=z, perm=[0, 3, 1, 2]), [-1, 2 * nb, t])               # (B, 2F, T)
     scale = math.sqrt(n) if spec.normalized else 1.0
     window = spec.padded_window()
-    ola_ok = n // math.gcd(n, hop) <= _MAX_OLA_SHIFTS
+    ola_ok = ola_shifts_ok(n, hop)
     as_conv = mode is Mode.STORE or not ola_ok
     if as_conv and mode is not Mode.STORE and not opset_at_least(ct_target("iOS17")):
         raise SpecRewriteError(

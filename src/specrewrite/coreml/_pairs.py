@@ -36,8 +36,13 @@ PASSTHROUGH = {"tupleconstruct", "listconstruct", "tupleunpack", "listunpack", "
 
 
 def rule(*names):
+    """Register ``fn`` as the lowering of torch ops ``names``; a second rule for a name is an error (which one
+    won would depend on import order)."""
     def deco(fn):
         for n in names:
+            if n in RULES and RULES[n] is not fn:
+                raise RuntimeError(f"specrewrite.coreml: two rules for {n!r} ({RULES[n].__module__}."
+                                   f"{RULES[n].__name__} and {fn.__module__}.{fn.__name__})")
             RULES[n] = fn
         return fn
 

@@ -192,10 +192,19 @@ def stft_plan(strategy: str, n_fft: int, hop: int, n_bins: int, framed: bool = T
     return plan
 
 
-def istft_plan(strategy: str, n_fft: int, max_shifts_ok: bool) -> FactorPlan | None:
+#: the overlap-add of the inverse STFT as a sum of shifted frame blocks: at most this many shifts (n_fft / gcd
+#: (n_fft, hop)); beyond, one conv_transpose does the overlap-add
+MAX_OLA_SHIFTS = 64
+
+
+def ola_shifts_ok(n_fft: int, hop: int) -> bool:
+    return n_fft // math.gcd(n_fft, hop) <= MAX_OLA_SHIFTS
+
+
+def istft_plan(strategy: str, n_fft: int, hop: int) -> FactorPlan | None:
     """The planning policy for the inverse STFT: dense up to ``ISTFT_DENSE_MAX`` under 'auto' (measured faster),
-    factored above it where the overlap-add shift count allows (``max_shifts_ok``)."""
-    if strategy == "dense" or not max_shifts_ok or (strategy == "auto" and n_fft <= ISTFT_DENSE_MAX):
+    factored above it where the overlap-add shift count allows (``ola_shifts_ok``)."""
+    if strategy == "dense" or not ola_shifts_ok(n_fft, hop) or (strategy == "auto" and n_fft <= ISTFT_DENSE_MAX):
         return None
     plan = choose_plan(n_fft, None, n_fft)
     if plan is None and strategy == "factored":
