@@ -176,3 +176,25 @@ def test_a_second_rule_for_an_op_is_an_error_on_both_registries():
         plugin_rule("abs")(lambda context, node: None)
     with pytest.raises(RuntimeError, match="two rules"):
         RULES[torch.ops.aten.abs] = lambda ctx, node, args, kwargs: None
+
+
+def test_variance_and_means_convert_on_the_plugin_route_with_the_graph_pass_spelling():
+    """std_mean / var_mean (every overload; coremltools has no converter) run rewrite/_real_ops' formulas on the
+    plugin route too."""
+    class Stats(torch.nn.Module):
+        def forward(self, x):
+            m = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True).abs()
+            std, mean = torch.std_mean(m, dim=-1, keepdim=True)                  # aten.std_mean.correction
+            var, mu = torch.var_mean(m, dim=(1, 2), unbiased=False)             # aten.var_mean.dim
+            v_all, m_all = torch.var_mean(m)                                     # aten.var_mean.default
+            return (m - mean) / std, var + mu, v_all * m_all
+
+    model = Stats().eval()
+    x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(5))
+    with src.register():
+        ml = plugin_convert(model, (x,))
+    refs = reference(model, (x,))
+    with torch.no_grad():
+        own = model(x)
+    for got, ref, o in zip(run(ml, (x,)), refs, own):
+        assert rel_err(got, ref) <= max(4 * rel_err(o.numpy(), ref), 2e-6)

@@ -144,6 +144,23 @@ def _cat(tensors, dim=0):
     return _w(mb.concat(values=[_v(t) for t in tensors], axis=dim))
 
 
+def _reduce(op):
+    def fn(x, dim=None, keepdim=False, *, dtype=None):
+        v = _float(_v(x))
+        dims = list(range(v.rank)) if dim is None else [int(d) % v.rank for d in
+                                                          (dim if isinstance(dim, (list, tuple)) else [dim])]
+        return _w(getattr(mb, op)(x=v, axes=dims, keep_dims=bool(keepdim)))
+    return fn
+
+
+def _squeeze(x, dim=None):
+    v = _v(x)
+    if dim is None:
+        return _w(mb.squeeze(x=v))
+    dims = [int(d) % v.rank for d in (dim if isinstance(dim, (list, tuple)) else [dim])]
+    return _w(mb.squeeze(x=v, axes=dims))
+
+
 _FUNCS = {
     torch.add: _bin("add"), torch.sub: _bin("sub"), torch.mul: _bin("mul"), torch.div: _bin("real_div"),
     torch.true_divide: _bin("real_div"), torch.pow: _bin("pow"), torch.maximum: _bin("maximum"),
@@ -158,7 +175,8 @@ _FUNCS = {
     torch.isnan: _isnan, torch.isinf: _isinf, torch.isfinite: _isfinite,
     torch.where: _where, torch.stack: _stack, torch.cat: _cat,
     torch.zeros_like: lambda x, **k: _full_like(x, 0.0), torch.ones_like: lambda x, **k: _full_like(x, 1.0),
-    torch.full_like: _full_like,
+    torch.full_like: _full_like, torch.mean: _reduce("reduce_mean"), torch.sum: _reduce("reduce_sum"),
+    torch.squeeze: _squeeze,
 }
 
 
@@ -184,6 +202,13 @@ class Mil:
 
     def dim(self):
         return self.v.rank
+
+    @property
+    def shape(self):
+        """The static sizes (a formula that reads a size needs it known at conversion)."""
+        if not all(isinstance(d, (int, np.integer)) for d in self.v.shape):
+            raise NotImplementedError("specrewrite.coreml: a size that is not known at conversion")
+        return tuple(int(d) for d in self.v.shape)
 
     def unsqueeze(self, d):
         return _w(mb.expand_dims(x=self.v, axes=[d]))

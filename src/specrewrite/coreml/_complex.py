@@ -18,6 +18,7 @@ from ._pairs import pair_input as _z
 from ._pairs import value as _val
 from ..rewrite import _complex as C
 from ..rewrite import _formulas as F
+from ..rewrite import _real_ops as R
 from ._as_torch import on_mil
 
 _COMPLEX_DTYPES = {8, 9, 10}
@@ -240,23 +241,14 @@ def constant(context, node):
 
 @rule("l1_loss")
 def l1_loss(context, node):
-    """aten.l1_loss (coremltools has no converter): |a - b| then the reduction (0 none, 1 mean, 2 sum), spelt the
-    way the graph pass spells it (rewrite/_complex.l1_loss)."""
-    a, b = (bind(context, raw_inputs(node)[i]) for i in (0, 1))
-    reduction = _arg(context, node, 2, "reduction", 1)
-    d = mb.abs(x=mb.sub(x=a, y=b))
-    axes = list(range(d.rank))   # explicit: coremltools' reduce_transposes pass reads them
-    if reduction in (1, 2) and axes:
-        reduce = mb.reduce_mean if reduction == 1 else mb.reduce_sum
-        out = reduce(x=d, axes=axes, keep_dims=False, name=node.name)
-    else:
-        out = mb.identity(x=d, name=node.name)
-    add(context, node, out, False)
+    """aten.l1_loss (coremltools has no converter): the graph pass's spelling (rewrite/_complex.l1_loss)."""
+    a, b = (as_float(bind(context, raw_inputs(node)[i])) for i in (0, 1))
+    _run(context, node, C.l1_loss, a, b, int(_arg(context, node, 2, "reduction", 1)), pair=False)
 
 
 def _var_mean(context, node, std: bool):
-    """aten.var_mean / std_mean (coremltools has no converter), every overload: the mean, then the mean square
-    deviation times n / (n - correction), the way the graph pass spells it (rewrite/_real_ops.var_mean)."""
+    """aten.var_mean / std_mean (coremltools has no converter), every overload: the graph pass's spelling
+    (rewrite/_real_ops.var_mean: the mean, then the mean square deviation times n / (n - correction))."""
     ins = raw_inputs(node)
     x = bind(context, ins[0])
     if is_pair(context, x) or is_native_complex(x):
@@ -268,20 +260,11 @@ def _var_mean(context, node, std: bool):
         third = _arg(context, node, 2, "correction", None)
         keepdim = bool(_arg(context, node, 3, "keepdim", False))
     c = 1 if third is None else (int(third) if isinstance(third, (bool, np.bool_)) else third)
-    dims = [int(d) for d in (np.atleast_1d(dim).tolist() if dim is not None else [])]
-    axes = sorted({d % x.rank for d in dims}) if dims else list(range(x.rank))
-    if not all(is_static(x.shape[a]) for a in axes):
+    dims = [int(d) % x.rank for d in np.atleast_1d(dim).tolist()] if dim is not None else None
+    if not all(is_static(x.shape[a]) for a in (dims or range(x.rank))):
         raise unsupported(node, "variance over an axis whose size is not known at conversion",
                           fix="give that axis a fixed size")
-    n = math.prod(int(x.shape[a]) for a in axes)
-    m = mb.reduce_mean(x=x, axes=axes, keep_dims=True)
-    d = mb.sub(x=x, y=m)
-    v = mb.mul(x=mb.reduce_mean(x=mb.mul(x=d, y=d), axes=axes, keep_dims=True),
-               y=np.float32(n / (n - c) if n > c else np.inf))
-    if std:
-        v = mb.sqrt(x=v)
-    if not keepdim:
-        v, m = mb.squeeze(x=v, axes=axes), mb.squeeze(x=m, axes=axes)
+    v, m = on_mil(R.std_mean if std else R.var_mean, as_float(x), dims, correction=c, keepdim=keepdim)
     context.add(mb.identity(x=v, name=node.outputs[0]), node.outputs[0])
     context.add(mb.identity(x=m, name=node.outputs[1]), node.outputs[1])
 
