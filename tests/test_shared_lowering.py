@@ -94,7 +94,7 @@ class Binary(torch.nn.Module):
         pick = {"c": (zx, zy), "r": (x[..., 0], y[..., 0] + 2.0), "k": (0.5 - 1.5j, 1.25 + 0.75j), "f": (-1.5, 2.5)}
         a, b = pick[self.mix[0]][0], pick[self.mix[1]][1]
         out = {"mul": lambda: a * b, "div": lambda: a / b, "add": lambda: a + b, "sub": lambda: a - b,
-               "alpha": lambda: torch.add(a, b, alpha=-2.0)}[self.op]()
+               "alpha": lambda: torch.add(a, b, alpha=-2.0), "pow": lambda: torch.pow(a, b * 0.5)}[self.op]()
         return torch.view_as_real(out)
 
 
@@ -102,7 +102,8 @@ _MIXES = ["cc", "cr", "rc", "ck", "kc", "cf", "fc", "rk", "kr"]
 
 
 @pytest.mark.parametrize("op,mix", [(op, mix) for op in ("mul", "div", "add", "sub", "alpha") for mix in _MIXES
-                                    if op != "alpha" or mix in ("cc", "cr", "rc")])   # add(alpha=) takes tensors
+                                    if op != "alpha" or mix in ("cc", "cr", "rc")]   # add(alpha=) takes tensors
+                         + [("pow", mix) for mix in ("cc", "cr", "rc", "ck", "cf")])
 def test_binary_operand_mixes_match_eager_on_both_routes(op, mix):
     _both_routes(Binary(op, mix), (_z(3), _z(4)))
 

@@ -210,6 +210,9 @@ class Mil:
             raise NotImplementedError("specrewrite.coreml: a size that is not known at conversion")
         return tuple(int(d) for d in self.v.shape)
 
+    def to(self, *args, **kwargs):   # float32 throughout
+        return self
+
     def unsqueeze(self, d):
         return _w(mb.expand_dims(x=self.v, axes=[d]))
 

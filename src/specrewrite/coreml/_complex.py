@@ -149,7 +149,7 @@ def _binary(context, node, plan_of, **kw):
         a, a_c, b, b_c = b, b_c, a, a_c
     plan = plan_of(a, b, a_c, b_c, **kw)
     if plan is None:   # two Python numbers
-        raise unsupported(node, "arithmetic on two complex constants")
+        raise unsupported(node, f"{kind(node)} of a Python complex number and no complex tensor")
     fn, args = plan
     _run(context, node, fn, *args, pair=True)
 
@@ -168,6 +168,11 @@ def add_sub(context, node):
         raise unsupported(node, "a non-constant alpha with complex operands")
     sign = -1.0 if kind(node) in ("sub", "subtract", "rsub") else 1.0
     _binary(context, node, F.add_plan, alpha=float(alpha) * sign)
+
+
+@rule("pow")
+def pow_(context, node):
+    _binary(context, node, F.pow_plan)
 
 
 @rule("div", "true_divide", "divide")

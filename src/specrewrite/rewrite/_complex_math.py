@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._complex import atan2, cmul, cmul_real, im, pack, re
+from ._complex import atan2, cmul, cmul_real, im, pack, re, tensor_like
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
@@ -280,7 +280,7 @@ def cne(a, b):
 
 def real_to_pair(x, like):
     """A real tensor or Python number as a pair with zero imaginary part (dtype of ``like``)."""
-    if isinstance(x, torch.Tensor):
+    if tensor_like(x):
         x = x.to(like.dtype)
         return torch.stack([x, torch.zeros_like(x)], -1)
     v = complex(x)

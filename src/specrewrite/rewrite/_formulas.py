@@ -76,3 +76,18 @@ def add_plan(a, b, a_c: bool, b_c: bool, alpha=1):
 def _scalar_plus(b, value: complex, b_c: bool, alpha=1):
     """value + alpha * b for a Python number value."""
     return C.cadd_cscalar(b * alpha if alpha != 1 else b, value, b_c)
+
+
+def pow_plan(base, p, base_c: bool, p_c: bool):
+    """base ** p with a complex tensor on either side (None otherwise): a real Python exponent keeps the polar
+    form of ``cpow_scalar`` (exact squares), anything else exp(p log base) with the other side as a pair."""
+    if base_c and isinstance(p, (int, float)) and not isinstance(p, bool):
+        return C.cpow_scalar, (base, p)
+    if base_c or p_c:
+        return _cpow_pairs, (base, p, base_c, p_c)
+    return None
+
+
+def _cpow_pairs(base, p, base_c: bool, p_c: bool):
+    like = base if base_c else p
+    return M.cpow(base if base_c else M.real_to_pair(base, like), p if p_c else M.real_to_pair(p, like))

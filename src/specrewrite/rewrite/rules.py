@@ -175,14 +175,6 @@ def _neg(ctx, node, args, kwargs):
     return Cx(ctx.call(operator.neg, args[0].node), args[0].rank)
 
 
-@rule(aten.pow)
-def _pow(ctx, node, args, kwargs):
-    z, p = args
-    if not is_c(z) or is_c(p) or isinstance(p, (torch.fx.Node, complex)):
-        raise ctx.unsupported(node, "complex pow needs a complex base and a real scalar exponent")
-    return Cx(ctx.call(C.cpow_scalar, z.node, p), z.rank)
-
-
 @rule(aten.complex)
 def _complex(ctx, node, args, kwargs):
     re_, im_ = args

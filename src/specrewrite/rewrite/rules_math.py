@@ -64,21 +64,16 @@ for _alias, _name in F.ALIASES.items():
         RULES[getattr(aten, _alias)] = RULES[getattr(aten, _name)]
 
 
-_rules_pow = RULES[aten.pow]
-
-
-@rule(aten.pow, replaces=True)
+@rule(aten.pow)
 def _pow(ctx, node, args, kwargs):
-    """z ** p for every mix of complex / real tensors and Python numbers; a complex base with a real Python
-    exponent keeps the polar rule of ``rules``."""
+    """z ** p for every mix of complex / real tensors and Python numbers (the shared plan of ``_formulas``)."""
     base, p = args[0], args[1]
+    plan = F.pow_plan(base, p, is_c(base), is_c(p))
+    if plan is not None:
+        fn, fargs = plan
+        return Cx(ctx.call(fn, *[a.node if is_c(a) else a for a in fargs]), ctx.out_rank(node))
+    # no complex tensor: a Python complex scalar on one side; the pair takes the output's real dtype
     r = ctx.out_rank(node)
-    if is_c(base) and isinstance(p, (int, float)) and not isinstance(p, bool):
-        return _rules_pow(ctx, node, args, kwargs)
-    if is_c(base) or is_c(p):
-        like = base.node if is_c(base) else p.node
-        return Cx(ctx.call(M.cpow, pair_of(ctx, base, like), pair_of(ctx, p, like)), r)
-    # no complex tensor: a Python complex scalar on one side
     like = ctx.call(M.real_to_pair, base if isinstance(base, fx.Node) else p, _float_like(ctx, node))
     return Cx(ctx.call(M.cpow, pair_of(ctx, base, like), pair_of(ctx, p, like)), r)
 
