@@ -199,3 +199,20 @@ def test_variance_and_means_convert_on_the_plugin_route_with_the_graph_pass_spel
         own = model(x)
     for got, ref, o in zip(run(ml, (x,)), refs, own):
         assert rel_err(got, ref) <= max(4 * rel_err(o.numpy(), ref), 2e-6)
+
+
+@pytest.mark.parametrize("route", ["trace", "export"])
+def test_ops_coremltools_cannot_convert_are_named_before_conversion(route):
+    """A non-spectral op with no coremltools converter (torch.special.i0e in coremltools 9) is a SpecRewriteError
+    naming it (and, from an exported program, the user's line), not coremltools' bare NotImplementedError."""
+    class Bessel(torch.nn.Module):
+        def forward(self, x):
+            s = torch.stft(x, 64, 16, window=torch.hann_window(64), return_complex=True).abs()
+            return torch.special.i0e(s)
+
+    x = torch.randn(1, 400)
+    with pytest.raises(sr.SpecRewriteError, match="no converter for .*i0e") as info:
+        with src.register():
+            plugin_convert(Bessel(), (x,), route=route)
+    if route == "export":
+        assert "test_shared_lowering.py" in str(info.value)

@@ -305,7 +305,15 @@ def install_frontend_patches() -> None:
     orig = cls.__dict__["from_exir_node"]
 
     def from_exir_node(klass, node):
-        return orig.__func__(klass, _NodeView(node))
+        try:
+            return orig.__func__(klass, _NodeView(node))
+        except NotImplementedError as e:   # an op coremltools' exported-program reader does not know
+            from .._where import from_stack_text
+
+            raise SpecRewriteError(f"coremltools has no converter for {node.target} ({e})", op="specrewrite.coreml",
+                                   where=from_stack_text(node.meta.get("stack_trace")) or f"node {node.name!r}",
+                                   fix="express this step with ops coremltools converts, or register a converter "
+                                       "for it (coremltools.converters.mil.register_torch_op)") from None
 
     _patches["exir"] = (cls, orig)
     cls.from_exir_node = classmethod(from_exir_node)
@@ -344,12 +352,34 @@ def install_frontend_patches() -> None:
     def convert_folded(self):
         from ._fold import fold_program
 
+        _refuse_missing_converters(self.graph)
         prog = convert(self)
         fold_program(prog)   # tensors of rank over 5 (Core ML's limit) held as reshapes of rank 5 or less
         return prog
 
     _patches["fold"] = (conv_cls, convert)
     conv_cls.convert = convert_folded
+
+
+def _refuse_missing_converters(graph) -> None:
+    """Every op of the graph that coremltools has no converter for (ours included), named with its source line
+    in one error before any is converted (coremltools stops at the first with a bare NotImplementedError)."""
+    from .._where import from_stack_text
+
+    missing, stack = {}, [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.nodes:
+            if _REG.get_func(node.kind) is None:
+                where = from_stack_text(node_meta(node).get("stack_trace")) or f"torch node {node.name!r}"
+                missing.setdefault(node.kind, []).append(where)
+            stack.extend(node.blocks or ())
+    if missing:
+        listed = "; ".join(f"{k} ({len(w)}x, first at {w[0]})" for k, w in sorted(missing.items()))
+        raise SpecRewriteError(f"coremltools has no converter for {len(missing)} op(s) of this model: {listed}",
+                               op="specrewrite.coreml", where=next(iter(missing.values()))[0],
+                               fix="express these steps with ops coremltools converts, or register a converter "
+                                   "for them (coremltools.converters.mil.register_torch_op)")
 
 
 ASSIGN_KINDS = ("_internal_op_tensor_inplace_copy_", "_internal_op_tensor_inplace_fill_")
