@@ -72,6 +72,27 @@ class BroadcastMask(torch.nn.Module):
         return y.reshape(B, 2, C, L)
 
 
+class WienerBlocks(torch.nn.Module):
+    """open-unmix's Separator at batch 1: each source's estimate written frame block by frame block,
+    ``est[b, t0:t1] = ...`` on a (B, T, F, C, 2, S) buffer, then permuted for istft (no two adjacent axes stay
+    adjacent: only the batch axis of size 1 lets it fold to rank 5)."""
+
+    def forward(self, x):
+        B, C, L = x.shape
+        spec = torch.view_as_real(torch.stft(x.reshape(-1, L), N_FFT, HOP, window=torch.hann_window(N_FFT),
+                                             return_complex=True))            # (B*C, F, T, 2)
+        spec = spec.reshape(B, C, N_FFT // 2 + 1, -1, 2).permute(0, 3, 2, 1, 4)  # (B, T, F, C, 2)
+        est = torch.zeros(spec.shape + (2,))
+        for b in range(B):
+            for t0 in range(0, spec.shape[1], 8):
+                blk = spec[b, t0:t0 + 8]
+                est[b, t0:t0 + 8] = torch.stack([blk * 0.75, blk.abs() * 0.25], -1)
+        est = est.permute(0, 5, 3, 2, 1, 4).contiguous()                       # (B, S, C, F, T, 2)
+        z = torch.view_as_complex(est.reshape(-1, N_FFT // 2 + 1, est.shape[-2], 2))
+        y = torch.istft(z, N_FFT, HOP, window=torch.hann_window(N_FFT), length=L)
+        return y.reshape(B, 2, C, L)
+
+
 class WidestRank(TorchDispatchMode):
     def __init__(self):
         super().__init__()
@@ -86,7 +107,7 @@ class WidestRank(TorchDispatchMode):
 
 
 CASES = {"mask_view": (MaskView, (2, 2, 400)), "wiener_buffer": (WienerBuffer, (1, 2, 400)),
-         "broadcast_mask": (BroadcastMask, (1, 2, 400))}
+         "broadcast_mask": (BroadcastMask, (1, 2, 400)), "wiener_blocks": (WienerBlocks, (1, 2, 400))}
 
 
 def _rewrite(name):
@@ -159,7 +180,7 @@ def test_unfoldable_rank_is_reported_and_numbers_stay_right():
         assert rel_err(fast(x), model.double()(x.double())) <= TOL["fp32_rel"]
 
 
-@pytest.mark.parametrize("name", ["mask_view", "broadcast_mask", "wiener_buffer"])
+@pytest.mark.parametrize("name", ["mask_view", "broadcast_mask", "wiener_buffer", "wiener_blocks"])
 def test_plugin_folds_the_unchanged_models_program(name):
     """The native route: the unchanged model traced and converted by plain ct.convert inside register(): the MIL
     program the frontend builds is folded to rank 5 (``coreml/_fold.py``, the same plan as the graph pass) and

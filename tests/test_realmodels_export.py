@@ -73,3 +73,30 @@ def test_hdemucs_rank6_mask_folds_and_converts_to_core_ml(tmp_path_factory):
     r = results_for("torchaudio_hdemucs_low", {"coreml": ".mlpackage"}, tmp_path_factory, {})["coreml"]
     check_file(r)
     assert "lstm" in r.op_types, r.op_types
+
+
+def test_openunmix_converts_on_the_plugin_route_and_matches():
+    """The unchanged open-unmix Separator, traced and converted by plain ct.convert inside register(): its Wiener
+    filter writes through shared views of the covariance (re-taken after each write) into a rank-6 buffer of
+    batch 1 (folded to rank 5: an axis of size 1 is never a slice), and the MIL evaluator matches float64
+    eager."""
+    ct = pytest.importorskip("coremltools")
+    import numpy as np
+    import torch
+    import specrewrite.coreml as src
+    from specrewrite.coreml.evaluate import evaluate
+
+    model, (x,) = BUILDERS["openunmix_separator"][0]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, (x,), check_trace=False)
+        with src.register():
+            ml = ct.convert(traced, inputs=[ct.TensorType(shape=x.shape, name="x")], convert_to="mlprogram",
+                            minimum_deployment_target=ct.target.iOS15, compute_precision=ct.precision.FLOAT32,
+                            skip_model_load=True)
+    (got,) = evaluate(ml, {"x": x.numpy()}).values()
+    with torch.no_grad():
+        ref64, ref32 = model.double()(x.double()).numpy(), model.float()(x).numpy()
+    err = np.abs(got - ref64).max() / np.abs(ref64).max()
+    eager = np.abs(ref32 - ref64).max() / np.abs(ref64).max()
+    assert err <= max(4 * eager, TOL["fp32_rel"]), (err, eager)

@@ -102,7 +102,7 @@ class _MilFolder:
             lo = 0 if bm[d] else int(b[d]) % n if n else 0
             hi = n if em[d] else (int(e[d]) if int(e[d]) >= 0 else int(e[d]) + n)
             step = 1 if s is None else int(s[d])
-            if sq[d] or lo != 0 or min(hi, n) != n or step != 1:
+            if n != 1 and (sq[d] or lo != 0 or min(hi, n) != n or step != 1):   # (an axis of size 1 is whole)
                 out.append(d)
         return out
 
@@ -265,7 +265,8 @@ class _MilFolder:
                   stride=np.array(ns, dtype=np.int32), begin_mask=nbm, end_mask=nem, squeeze_mask=nsq, before_op=op)
         if assign:   # the updates held with x's groups, less the squeezed axes
             kept = self._kept(op)
-            ug = [[kept.index(d) for d in g] for g in ig if not (len(g) == 1 and sq[g[0]])]
+            ug = [[kept.index(d) for d in g if d in kept] for g in ig]
+            ug = [g for g in ug if g]
             return mb.torch_tensor_assign(updates=self.folded(op.updates, ug, op), **kw)
         res = mb.slice_by_index(**kw)
         if not wide:
