@@ -216,3 +216,20 @@ def test_ops_coremltools_cannot_convert_are_named_before_conversion(route):
             plugin_convert(Bessel(), (x,), route=route)
     if route == "export":
         assert "test_shared_lowering.py" in str(info.value)
+
+
+class Products(torch.nn.Module):
+    """Complex matrix products (torch takes no complex @ real) and torch.where with a complex side (a complex
+    tensor, a real tensor, a Python complex)."""
+
+    def forward(self, x, y):
+        a = torch.view_as_complex(x.reshape(4, 6, 2))
+        b = torch.view_as_complex(y.reshape(6, 4, 2))
+        p = a @ b + torch.matmul(a.conj(), b * (1.0 - 0.5j))
+        q = torch.where(p.real > 0, p, x[:16, 1].reshape(4, 4))
+        r = torch.where(p.imag > 0, q, 0.5 - 2.0j)
+        return torch.view_as_real(r)
+
+
+def test_complex_matmul_and_where_match_eager_on_both_routes():
+    _both_routes(Products(), (_z(5, n=24), _z(6, n=24)))

@@ -176,7 +176,7 @@ _FUNCS = {
     torch.where: _where, torch.stack: _stack, torch.cat: _cat,
     torch.zeros_like: lambda x, **k: _full_like(x, 0.0), torch.ones_like: lambda x, **k: _full_like(x, 1.0),
     torch.full_like: _full_like, torch.mean: _reduce("reduce_mean"), torch.sum: _reduce("reduce_sum"),
-    torch.squeeze: _squeeze,
+    torch.squeeze: _squeeze, torch.matmul: lambda a, b: _w(mb.matmul(x=_float(_v(a)), y=_float(_v(b)))),
 }
 
 

@@ -170,6 +170,30 @@ def add_sub(context, node):
     _binary(context, node, F.add_plan, alpha=float(alpha) * sign)
 
 
+@rule("matmul", "mm", "bmm")
+def matmul(context, node):
+    """Complex matrix products: the graph pass's ``cmatmul`` (four or two real products)."""
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    ins = raw_inputs(node)
+    (a, a_c), (b, b_c) = _operand(context, ins[0]), _operand(context, ins[1])
+    if not (isinstance(a, Var) and isinstance(b, Var)):
+        raise unsupported(node, "a matrix product with a Python number")
+    _run(context, node, C.cmatmul, a, b, a_c, b_c, pair=True)
+
+
+@rule("where")
+def where_(context, node):
+    """torch.where with a complex side: both sides as pairs, the graph pass's ``cwhere``."""
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    ins = raw_inputs(node)
+    cond = bind(context, ins[0])
+    sides = [bind(context, r) for r in ins[1:3]]
+    pairs = [to_pair(context, v if isinstance(v, Var) else complex(v)) for v in sides]
+    _run(context, node, C.cwhere, cond, *pairs, pair=True)
+
+
 @rule("pow")
 def pow_(context, node):
     _binary(context, node, F.pow_plan)

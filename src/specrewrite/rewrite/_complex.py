@@ -179,6 +179,11 @@ def cmatmul(a, b, a_c: bool, b_c: bool):
     return pack(torch.matmul(a, re(b)), torch.matmul(a, im(b)))
 
 
+def cwhere(cond, a, b):
+    """torch.where on two pairs (broadcast): the condition over both parts."""
+    return torch.where(cond.unsqueeze(-1), a, b)
+
+
 def cfull(size, value, dtype, device=None):
     value = complex(value)
     return pack(torch.full(list(size), value.real, dtype=dtype, device=device),

@@ -197,7 +197,7 @@ def _where(ctx, node, args, kwargs):
         ref = Cx(ctx.call(C.from_real, ctx.call(torch.zeros_like, cond, dtype=ctx.real_dtype(ctx.out_dtype(node)))), r)
     a2 = a.node if is_c(a) else ctx.as_pair_like(a, ref)
     b2 = b.node if is_c(b) else ctx.as_pair_like(b, ref)
-    return Cx(ctx.call(torch.where, ctx.call(torch.unsqueeze, cond, -1), a2, b2), r)
+    return Cx(ctx.call(C.cwhere, cond, a2, b2), r)
 
 
 @rule(aten.fill)
