@@ -65,10 +65,6 @@ def clog(z):
     return pack(log_abs(z), atan2(im(z), re(z)))
 
 
-def clog_scaled(z, scale: float):
-    return clog(z) * scale
-
-
 def clog10(z):
     return clog(z) * (1.0 / _LN10)
 
