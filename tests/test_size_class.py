@@ -14,7 +14,7 @@ import torch
 import specrewrite as sr
 from conftest import TOL, onnx_roundtrip, rel_err
 from specrewrite import SpecRewriteError
-from specrewrite.rewrite._guards import holds, residue_class
+from specrewrite.rewrite._guards import holds, residue_class, size_class
 
 
 class PadToStride(torch.nn.Module):
@@ -42,6 +42,16 @@ class ScaleOnMultiple(torch.nn.Module):
         return spec.abs().mean(1)
 
 
+class PadWhenRemainderLarge(torch.nn.Module):
+    """A branch on an inequality of the remainder: the capture's guard is ``Mod(T, 4) <= 2``, not Eq / Ne."""
+
+    def forward(self, x):
+        if x.shape[-1] % 4 > 2:
+            x = torch.nn.functional.pad(x, (0, 1))
+        spec = torch.stft(x, 64, 16, window=torch.hann_window(64, dtype=x.dtype), return_complex=True)
+        return spec.abs().mean(1)
+
+
 def _rewrite(model, x):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -51,6 +61,7 @@ def _rewrite(model, x):
 @pytest.mark.parametrize("model, length, inside, outside", [
     (PadToStride(), 4002, [4003, 5001], 4004),
     (ScaleOnMultiple(), 4000, [4008, 4800], 4004),
+    (PadWhenRemainderLarge(), 4002, [4001, 5000, 4004], 4003),
 ])
 def test_length_stays_dynamic_for_its_residue_class(model, length, inside, outside, tmp_path):
     model = model.eval()
@@ -96,3 +107,31 @@ def test_residue_class_parses_only_mod_guards():
     t = sympy.Symbol("s1", integer=True, positive=True)
     assert residue_class(sympy.Eq(s, 4000), 0, 1, "", "x") is None                # one size: stays fixed
     assert residue_class(sympy.Ne(sympy.Mod(s + t, 4), 0), 0, 1, "", "x") is None  # two sizes
+
+
+def _flag(c, n):
+    return eval(c.flag, {"__builtins__": {}}, {"n": n, "m": torch.sym_min})   # noqa: S307 - the module's own
+
+
+def test_size_class_judges_any_guard_in_one_size_at_every_size():
+    from torch.utils._sympy.functions import FloorDiv, Mod
+
+    s = sympy.Symbol("s0", integer=True, positive=True)
+    frames = FloorDiv(s, 64) + 1
+    cases = {   # guard -> the sizes it holds for, by Python
+        s + 2 <= 4 * FloorDiv(s, 4) + 4: lambda n: n % 4 <= 2,           # HDemucs' padding, in inequality form
+        sympy.Min(100, frames) >= frames: lambda n: n // 64 + 1 <= 100,  # open-unmix's one window of frames
+        sympy.And(s >= 700, sympy.Eq(Mod(s, 3), 1)): lambda n: n >= 700 and n % 3 == 1,
+    }
+    for guard, truth in cases.items():
+        c = size_class(guard, 0, 1, "", "x", 4000)
+        assert c is not None, guard
+        sizes = range(1, 20000)
+        assert [holds(c.test, n) for n in sizes] == [truth(n) for n in sizes], (guard, c.test)
+        assert [_flag(c, n) for n in sizes] == [int(truth(n)) for n in sizes], (guard, c.flag)
+    assert size_class(s + 1 >= 1, 0, 1, "", "x", 4000) is None                    # holds at every size
+    # no period and no interval: the sizes around the example where it holds, every one of them right
+    odd = sympy.Ne(Mod(FloorDiv(s * s, 7), 2), 0)
+    c = size_class(odd, 0, 1, "", "x", 4001)
+    inside = [n for n in range(1, 20000) if holds(c.test, n)]
+    assert 4001 in inside and all((n * n // 7) % 2 != 0 for n in inside)

@@ -14,7 +14,7 @@ from .._copy import copy_model
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from .._where import from_guard
-from ._guards import install as install_size_checks, residue_class
+from ._guards import guards_at_batch_two, install as install_size_checks, size_class
 from .dynamic import AxisPlan, accept, describe_guard
 from ._user_errors import internal_error, model_raises
 from .report import Report
@@ -194,6 +194,8 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
             low = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites,
                            attr_placeholders=attr_map)
             out = low.run()
+            if plan.batch_expanded and plan.batch_one_guards:
+                guards_at_batch_two(out, plan.batch_one_guards)
             if not plan.batch_expanded or _same_at_example(out, args, swapped_out):
                 break
             # captured at batch 2 for a batch of 1: at 1 the graph takes another path (a squeeze of the batch
@@ -318,9 +320,11 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
                     # Mod(F, B*F) != 0 for B >= 2 with a symbolic F): the graph is run at batch 1 against eager
                     # before it is kept (_same_at_example), and it is the same graph an exporter writes
                     plan.accept(ax, guard, "")
+                    plan.batch_one_guards.add(plan.names.index(ax.input))
                     accepted = True
                     continue
-                cls = residue_class(guard.expr, plan.names.index(ax.input), ax.axis, from_guard(guard), ax.input)
+                cls = size_class(guard.expr, plan.names.index(ax.input), ax.axis, from_guard(guard), ax.input,
+                                 int(plan.capture_args[plan.names.index(ax.input)].shape[ax.axis]))
                 if cls is not None:   # right for a residue class of sizes: kept dynamic, checked at run time
                     plan.keep_for_class(ax, cls)   # (first: the check costs nothing where eager fails too)
                     accepted = True

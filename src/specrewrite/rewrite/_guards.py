@@ -11,7 +11,11 @@ length; instead the axis stays dynamic and the rewritten model checks the size:
   again, every floating output is divided by a 0 / 1 flag computed from the size with integer arithmetic: exactly
   the output inside the class, inf / nan outside it, so an exported file is loudly wrong, never silently.
 
-Only guards ``Eq`` / ``Ne`` of ``Mod(expr, k)`` against a constant, in one size, take this path.
+Guards ``Eq`` / ``Ne`` of ``Mod(expr, k)`` against a constant take this path directly. Any other guard in one
+size (an inequality between floors, ``T + 2 <= 4*(T//4) + 4``; a bound hidden in a ``Min``, open-unmix's
+``Min(200, F) >= Min(300, F)`` when its frame loop runs once) is evaluated at every size up to ``DOMAIN``: where
+the sizes it holds for are an interval, a residue class, or a residue class within an interval, it takes the
+same path (``size_class``).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import dataclasses
 import functools
 from typing import List, Optional
 
+import numpy as np
 import torch
 import torch.fx as fx
 
@@ -90,6 +95,147 @@ def residue_class(expr, index: int, axis: int, where: str, input_name: str) -> O
     return SizeClass(index, axis, f"({x} % {k}) {'!=' if ne else '=='} {r}", flag, text, where, input_name)
 
 
+DOMAIN = 1 << 22          # sizes up to this are judged one by one (4 M samples: 95 s at 44.1 kHz)
+_MAX_PERIOD = 1 << 14
+_MAX_TERMS = 16
+
+
+def _np(e, n):
+    """A sympy expression in one symbol (integers, relations, and / or) evaluated at every n of an int64 array."""
+    import sympy
+
+    name = type(e).__name__
+    if isinstance(e, sympy.Symbol):
+        return n
+    if isinstance(e, (sympy.Integer, sympy.logic.boolalg.BooleanAtom)):
+        return np.int64(int(e)) if isinstance(e, sympy.Integer) else np.bool_(bool(e))
+    args = [_np(a, n) for a in e.args]
+    if isinstance(e, sympy.Add):
+        return functools.reduce(np.add, args)
+    if isinstance(e, sympy.Mul):
+        return functools.reduce(np.multiply, args)
+    if isinstance(e, sympy.Pow) and isinstance(e.args[1], sympy.Integer) and 1 <= int(e.args[1]) <= 2:
+        return args[0] ** int(e.args[1])
+    if name in ("Mod", "PythonMod"):
+        return np.mod(args[0], args[1])
+    if name == "FloorDiv":
+        return np.floor_divide(args[0], args[1])
+    if name in ("CeilToInt", "FloorToInt") and type(e.args[0]).__name__ == "IntTrueDiv":
+        a, k = _np(e.args[0].args[0], n), _np(e.args[0].args[1], n)
+        return -np.floor_divide(-a, k) if name == "CeilToInt" else np.floor_divide(a, k)
+    if name in ("Min", "Max"):   # sympy's and torch's own (torch.utils._sympy.functions)
+        return functools.reduce(np.minimum if name == "Min" else np.maximum, args)
+    table = {sympy.And: np.logical_and, sympy.Or: np.logical_or}
+    for kind, f in table.items():
+        if isinstance(e, kind):
+            return functools.reduce(f, args)
+    if isinstance(e, sympy.Not):
+        return np.logical_not(args[0])
+    rel = {sympy.Eq: np.equal, sympy.Ne: np.not_equal, sympy.StrictLessThan: np.less, sympy.LessThan: np.less_equal,
+           sympy.StrictGreaterThan: np.greater, sympy.GreaterThan: np.greater_equal}
+    for kind, f in rel.items():
+        if isinstance(e, kind):
+            return f(args[0], args[1])
+    raise ValueError(f"no array form for {e}")
+
+
+def _divisors(e) -> List[int]:
+    """The constant moduli and divisors in ``e`` (the period of a guard divides their lcm)."""
+    import sympy
+
+    out = []
+    for sub in sympy.preorder_traversal(e):
+        name = type(sub).__name__
+        if name in ("Mod", "PythonMod", "FloorDiv", "IntTrueDiv") and isinstance(sub.args[1], sympy.Integer):
+            out.append(abs(int(sub.args[1])))
+    return [d for d in out if d > 1]
+
+
+def _holds_everywhere(expr):
+    """The guard's truth at every size 0 .. DOMAIN - 1 (a bool array), or None when it has no array form."""
+    import sympy
+
+    if len(getattr(expr, "free_symbols", ())) != 1 or not isinstance(expr, sympy.logic.boolalg.Boolean):
+        return None
+    out = np.empty(DOMAIN, dtype=bool)
+    step = 1 << 18
+    try:
+        with np.errstate(all="ignore"):
+            for a in range(0, DOMAIN, step):
+                n = np.arange(a, a + step, dtype=np.int64)
+                out[a:a + step] = np.broadcast_to(_np(expr, n), n.shape)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+        return None
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def first_failure(expr, lo: int, example: int) -> Optional[int]:
+    """The size in ``lo`` .. DOMAIN - 1 nearest to ``example`` where a guard in one size fails, or None (it holds
+    at all of them, or has no array form)."""
+    ok = _holds_everywhere(expr)
+    if ok is None:
+        return None
+    bad = np.flatnonzero(~ok[max(int(lo), 1):]) + max(int(lo), 1)
+    if not bad.size:
+        return None
+    return int(bad[np.argmin(np.abs(bad - example))])
+
+
+def _indicator(residues, period) -> str:
+    """0 / 1 integer arithmetic (with ``m`` = min) that is 1 where n % period is in ``residues``."""
+    terms = [f"(1 - m(((n % {period}) - {r}) * ((n % {period}) - {r}), 1))" for r in residues]
+    return "(" + " + ".join(terms) + ")"
+
+
+def size_class(expr, index: int, axis: int, where: str, input_name: str, example: int) -> Optional[SizeClass]:
+    """The SizeClass of any guard in one size whose sizes form a residue class (mod the lcm of its divisors),
+    an interval, or both, judged at every size below DOMAIN; None otherwise, or when it holds everywhere."""
+    direct = residue_class(expr, index, axis, where, input_name)
+    if direct is not None:
+        return direct
+    return _size_class_cached(expr, example, index, axis, where, input_name)
+
+
+@functools.lru_cache(maxsize=256)
+def _size_class_cached(expr, example, index, axis, where, input_name):
+    ok = _holds_everywhere(expr)
+    if ok is None or ok[1:].all() or not 0 < example < DOMAIN or not ok[example]:
+        return None
+    period = int(functools.reduce(np.lcm, _divisors(expr), 1))
+    start = example - example % period
+    if period > _MAX_PERIOD or start + period > DOMAIN:
+        return None
+    pattern = ok[start:start + period]   # pattern[r]: the guard at the sizes n = r (mod period) near the example
+    n = np.arange(DOMAIN)
+    off = np.flatnonzero(ok != pattern[n % period])
+    off = off[off >= 1]
+    below, above = off[off < example], off[off > example]
+    lo = int(below[-1]) + 1 if below.size else 1   # the sizes around the example where the period holds; a
+    hi = int(above[0]) - 1 if above.size else DOMAIN - 1   # size outside them is refused, right or not
+    upper = hi if hi < DOMAIN - 1 else None
+    tests, flags, texts = [], [], []
+    if lo > 1:
+        tests.append(f"n >= {lo}")
+        flags.append(f"m(n // {lo}, 1)")
+        texts.append(f"size >= {lo}")
+    if upper is not None:
+        tests.append(f"n <= {upper}")
+        flags.append(f"(1 - m(n // {upper + 1}, 1))")
+        texts.append(f"size <= {upper}")
+    if not pattern.all():
+        keep = [int(r) for r in np.flatnonzero(pattern)]
+        drop = [int(r) for r in np.flatnonzero(~pattern)]
+        if min(len(keep), len(drop)) > _MAX_TERMS:
+            return None
+        tests.append(f"(n % {period}) in {tuple(keep)}")
+        flags.append(_indicator(keep, period) if len(keep) <= len(drop) else f"(1 - {_indicator(drop, period)})")
+        texts.append(f"size % {period} in {{{', '.join(map(str, keep))}}}")
+    flag = " * ".join(flags)
+    return SizeClass(index, axis, " and ".join(f"({t})" for t in tests), flag, " and ".join(texts), where,
+                     input_name)
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled(src: str):
     return compile(src, "<specrewrite size check>", "eval")
@@ -115,7 +261,7 @@ def poison(y, x, axis: int, flag: str):
     """In an exporter's trace: y / flag, the flag 1 inside the class and 0 outside (inf / nan there)."""
     if not isinstance(y, torch.Tensor) or not y.is_floating_point() or not torch.compiler.is_exporting():
         return y
-    f = eval(_compiled(flag), {"__builtins__": {}}, {"n": x.shape[axis]})   # noqa: S307 - our own expression
+    f = eval(_compiled(flag), {"__builtins__": {}}, {"n": x.shape[axis], "m": torch.sym_min})   # noqa: S307 - our own expression
     return y / (torch.ones((), dtype=y.dtype, device=y.device) * f)
 
 
@@ -155,3 +301,29 @@ def install(gm: fx.GraphModule, classes: List[SizeClass]) -> None:
     out.args = fx.node.map_aggregate(out.args, lambda a: flagged(a) if isinstance(a, fx.Node) else a)
     g.lint()
     gm.recompile()
+
+
+class _GuardsAtBatchTwo(torch.nn.Module):
+    """torch.export's guard check with a batch of 1 seen as a batch of 2 (a broadcast view: sizes only).
+
+    Captured at batch 2 for an example of 1, some guards hold for every batch but 1 because sympy cannot prove
+    them at 1 (``Mod(F, B*F) != 0`` with a symbolic frame count F). The graph itself was run at batch 1 against
+    eager before it was kept; its guard check must not refuse that batch, and still checks every other size."""
+
+    def __init__(self, inner: torch.nn.Module, indices):
+        super().__init__()
+        self.inner = inner
+        self.indices = tuple(sorted(indices))
+        self._is_impure = True   # a call with no users: fx's dead-code elimination keeps it
+
+    def forward(self, *args):
+        seen = [a.expand(2, *a.shape[1:]) if i in self.indices and isinstance(a, torch.Tensor) and a.dim()
+                and isinstance(a.shape[0], int) and a.shape[0] == 1 else a for i, a in enumerate(args)]
+        return self.inner(*seen)
+
+
+def guards_at_batch_two(gm: fx.GraphModule, indices) -> None:
+    """Wrap ``gm``'s guard check (if any) in ``_GuardsAtBatchTwo`` for the inputs at ``indices``."""
+    fn = getattr(gm, "_guards_fn", None)
+    if fn is not None and not isinstance(fn, _GuardsAtBatchTwo):
+        gm._guards_fn = _GuardsAtBatchTwo(fn, indices)

@@ -215,10 +215,19 @@ class _Folder:
             if late is None or anchor not in self.pos or self.pos[late] >= self.pos[anchor]:
                 raise _Abort(f"no graph value for the size {e} before {anchor.name}")
             return late
+        name = type(e).__name__
+        if name in ("CeilToInt", "FloorToInt") and type(e.args[0]).__name__ == "IntTrueDiv" \
+                and isinstance(e.args[0].args[1], sympy.Integer) and int(e.args[0].args[1]) > 0:
+            # math.ceil / floor of a size over a constant (HDemucs' int(math.ceil(T / hl))), in integer
+            # arithmetic (sizes are non-negative)
+            a, k = e.args[0].args[0], int(e.args[0].args[1])
+            node = self._floordiv(self.expr_node(a + (k - 1 if name == "CeilToInt" else 0), anchor), k, anchor)
+            self.expr_cache[e] = node
+            return node
         f = {sympy.Mul: operator.mul, sympy.Add: operator.add}.get(type(e))
-        if f is None:
-            f = {"FloorDiv": operator.floordiv, "Mod": operator.mod, "PythonMod": operator.mod}.get(
-                type(e).__name__)
+        if f is None:   # Min / Max: sympy's and torch's own classes (open-unmix's frame windows)
+            f = {"FloorDiv": operator.floordiv, "Mod": operator.mod, "PythonMod": operator.mod,
+                 "Min": torch.sym_min, "Max": torch.sym_max}.get(type(e).__name__)
         if f is None:
             raise _Abort(f"a size {e} with no rule")
         args = [self.expr_node(t, anchor) for t in e.args]
@@ -234,6 +243,14 @@ class _Folder:
             acc = node
         self.expr_cache[e] = acc
         return acc
+
+    def _floordiv(self, a, k: int, anchor):
+        if isinstance(a, int):
+            return a // k
+        with self.graph.inserting_before(anchor):
+            node = self.graph.call_function(operator.floordiv, (a, k))
+        node.meta["val"] = a.meta["val"] // k
+        return node
 
     def find_symbols(self):
         self.pos = {n: i for i, n in enumerate(self.graph.nodes)}

@@ -15,6 +15,7 @@ from typing import Dict, Tuple
 import torch
 import torch.fx as fx
 
+from ._known import _is_int, known_value, tracking
 from ._nodes import attr_of
 from ._ops import CallSites, patched
 from ._rnn import opaque_rnns, restore_rnns
@@ -32,7 +33,7 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False,
     # capture route is tried, so it is kept off the user's console
     with patched(sites), opaque_rnns(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
             (symbolic_len() if sym_len else contextlib.nullcontext()), \
-            (symbolic_int(model) if sym_len else contextlib.nullcontext()):
+            (symbolic_int(model) if sym_len else contextlib.nullcontext()), tracking():
         warnings.simplefilter("ignore")
         export = torch.export.draft_export if draft else torch.export.export
         ep = export(model, tuple(args), dynamic_shapes=dynamic_shapes, strict=False)
@@ -82,6 +83,10 @@ class _IntMeta(type):
                 return v                  # already an integer: Python's int() would fix it to the example's
             if isinstance(v, torch.SymFloat):
                 return torch.sym_int(v)   # truncation toward zero, as int() does, kept symbolic
+            if isinstance(v, torch.Tensor):
+                k = known_value(v)   # a value built from sizes and constants (``int(arange(..)[-1])``)
+                if _is_int(k):
+                    return k
         return int(*args, **kwargs)
 
 
@@ -100,8 +105,13 @@ def symbolic_int(model):
     import sys
 
     names = {type(m).__module__ for m in model.modules()}
-    mods = [sys.modules.get(n) for n in names
-            if n and not n.startswith(("torch.", "torchaudio.transforms", "specrewrite.")) and n != "torch"]
+    names = {n for n in names if n and not n.startswith(("torch.", "torchaudio.transforms", "specrewrite."))
+             and n != "torch"}
+    # the helpers those modules call live beside them (openunmix.model calls openunmix.filtering's wiener)
+    packages = {n.rpartition(".")[0] + "." for n in names if "." in n}
+    names |= {n for n in list(sys.modules) if n.startswith(tuple(packages)) and not n.startswith(
+        ("torch.", "torchaudio.transforms", "torchaudio.functional", "specrewrite."))}
+    mods = [sys.modules.get(n) for n in names]
     patched_mods = [m for m in mods if m is not None and "int" not in vars(m)]
     for m in patched_mods:
         m.int = _SymbolicInt

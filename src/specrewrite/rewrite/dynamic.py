@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from .._where import from_guard
+from ._guards import first_failure
 from ..errors import SpecRewriteError
 
 
@@ -90,6 +91,7 @@ class AxisPlan:
         self.capture_args, self.batch_expanded = self._expand_batch()
         self.fixed_reasons: Dict[Tuple[int, int], str] = {}
         self.size_classes: list = []   # _guards.SizeClass: axes kept dynamic for a residue class of sizes
+        self.batch_one_guards: set = set()   # inputs with a guard accepted that fails at batch 1 only
         self.accepted: Dict[tuple, str] = {}   # (input, axis, guard text) -> range text: judged already
         self._tentative: set = set()   # reasons that a later, more general one replaces
         self.sources: dict = {}   # the last judged capture's size symbol -> sources (for readable guards)
@@ -227,7 +229,7 @@ class AxisPlan:
             known = {str(c.test) for c in self.size_classes if (c.index, c.axis) == (i, ax.axis)}
             hit = _restricting_guard(shape_env, expr, int(self.capture_args[i].shape[ax.axis]), (ax.size,),
                                      skip=lambda e, i=i, ax=ax, known=known: (i, ax.axis, str(e)) in self.accepted
-                                     or _class_of(e, i, ax, known))
+                                     or _class_of(e, i, ax, known, int(self.capture_args[i].shape[ax.axis])))
             ax.dynamic, ax.why = True, ""
             ax.range, ax.min, ax.max = _range_text(shape_env, expr, ax.role)
             notes = self._notes(i, ax.axis)
@@ -394,11 +396,11 @@ def _pin_reason(shape_env, name, axis) -> str:
     return ""
 
 
-def _class_of(e, i, ax, known) -> bool:
-    """Whether guard ``e`` is the residue class already accepted for this axis."""
-    from ._guards import residue_class
+def _class_of(e, i, ax, known, example) -> bool:
+    """Whether guard ``e`` is the size class already accepted for this axis."""
+    from ._guards import size_class
 
-    c = residue_class(e, i, ax.axis, "", ax.input)
+    c = size_class(e, i, ax.axis, "", ax.input, example)
     return c is not None and c.test in known
 
 
@@ -440,7 +442,18 @@ def _restricting_guard(shape_env, expr, example: int, also=(), skip=None):
                     return g, t
         except Exception:  # noqa: BLE001 - a guard sympy cannot evaluate is not judged
             continue
+        if len(free) == 1:   # right at the sizes tried: judged at every size (a bound hidden in a Min, a period)
+            far = first_failure(e, _lower(rng), example)
+            if far is not None:
+                return g, far
     return None
+
+
+def _lower(rng) -> int:
+    try:
+        return int(rng.lower) if rng is not None else 1
+    except (TypeError, ValueError, OverflowError):
+        return 1
 
 
 def _is_range_bound(e, sym) -> bool:

@@ -1,0 +1,270 @@
+"""Values of integer tensors that a model builds in forward from sizes and constants, known during a capture.
+
+Real models index with tensors they build themselves and then read them back in Python:
+
+- open-unmix: ``cur_frame = torch.arange(pos, min(nb_frames, pos + win)); pos = int(cur_frame[-1]) + 1``;
+- open-unmix's Wiener filter: ``for index in torch.cartesian_prod(torch.arange(C), torch.arange(C)):
+  Cj[:, :, index[0], index[1], :] = ...``.
+
+Under torch.export those tensors are fake: reading a value (``int(t)``, ``t.item()``, a 0-d tensor used as an
+index) is data-dependent, so the capture fails (or draft_export fixes the value, and with it the clip length, to
+the example's). Their values are not data at all: they follow from sizes and constants. During a capture this
+mode keeps, next to each such tensor, its value (a numpy object array of ints, or of the capture's symbolic
+sizes; an arange of symbolic length as its start, step and length) and answers those reads with it: ``int()`` of
+``arange(0, T // hop)[-1]`` is the symbol ``T // hop - 1``, not 43, and a known 0-d index is a Python int.
+
+Only integer and bool tensors built from Python numbers, sizes and other known tensors are followed; anything
+computed from an input's values is not known and is left to the capture as before.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import weakref
+from typing import Any, List, Optional
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+_MAX_NUMEL = 1 << 16
+_active: List["KnownValues"] = []
+
+
+class _Range:
+    """``arange(start, start + n * step, step)`` with a symbolic length ``n``."""
+
+    def __init__(self, start, step, n):
+        self.start, self.step, self.n = start, step, n
+
+    def at(self, k: int):
+        if k < 0:
+            k = self.n + k
+        return self.start + k * self.step
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, torch.SymInt)) and not isinstance(v, bool)
+
+
+def _int_dtype(t: torch.Tensor) -> bool:
+    return not t.is_floating_point() and not t.is_complex()
+
+
+def known_value(t) -> Optional[Any]:
+    """The value of ``t`` known to the innermost active mode (a Python int / SymInt for a 0-d tensor), else None."""
+    if not _active or not isinstance(t, torch.Tensor):
+        return None
+    v = _active[-1].vals.get(t)
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        return v.item()
+    return v
+
+
+class _ById:
+    """tensor -> value, by identity (a tensor's ``==`` is elementwise, so no dict keyed by tensors)."""
+
+    def __init__(self):
+        self._d = {}
+
+    def get(self, t, default=None):
+        e = self._d.get(id(t))
+        return e[1] if e is not None and e[0]() is t else default
+
+    def __contains__(self, t) -> bool:
+        return self.get(t) is not None
+
+    def __getitem__(self, t):
+        return self.get(t)
+
+    def __setitem__(self, t, v) -> None:
+        self._d[id(t)] = (weakref.ref(t), v)
+
+
+class KnownValues(TorchFunctionMode):
+    """See the module's docstring. Use ``with tracking():``."""
+
+    def __init__(self):
+        super().__init__()
+        self.vals = _ById()
+
+    # ---------------------------------------------------------------------------------------------- reads
+    def _read(self, func, t):
+        v = self.vals.get(t)
+        if isinstance(v, np.ndarray):
+            if func is torch.Tensor.tolist:
+                return v.tolist()
+            if v.size == 1:
+                x = v.reshape(()).item()
+                if func is torch.Tensor.__bool__:
+                    return bool(x) if isinstance(x, (int, bool)) else None
+                if func is torch.Tensor.__int__ and not isinstance(x, int):
+                    return None   # Python's int() wants a real int: the model's own int() is patched instead
+                if func is torch.Tensor.__index__ and not isinstance(x, int):
+                    return None
+                return x
+        return None
+
+    def _plain_index(self, idx):
+        """A known 0-d integer tensor inside an index becomes a Python int (a select, not a data read)."""
+        def one(i):
+            if isinstance(i, torch.Tensor) and i.dim() == 0 and _int_dtype(i) and i.dtype is not torch.bool:
+                v = self.vals.get(i)
+                if isinstance(v, np.ndarray) and _is_int(v.reshape(()).item()):
+                    return v.reshape(()).item()
+            return i
+        return tuple(one(i) for i in idx) if isinstance(idx, tuple) else one(idx)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _READS and args and isinstance(args[0], torch.Tensor) and args[0] in self.vals:
+            r = self._read(func, args[0])
+            if r is not None:
+                return r
+        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and len(args) >= 2:
+            args = (args[0], self._plain_index(args[1]), *args[2:])
+        if func is torch.Tensor.__iter__ and args and args[0] in self.vals:
+            v = self.vals[args[0]]
+            rows = list(func(*args, **kwargs))
+            if isinstance(v, np.ndarray) and v.ndim >= 1 and len(rows) == v.shape[0]:
+                for r, val in zip(rows, v):
+                    self.vals[r] = np.asarray(val, dtype=object)
+            return iter(rows)
+        out = func(*args, **kwargs)
+        try:
+            val = _value(self, func, args, kwargs, out)
+        except Exception:  # noqa: BLE001 - a value we cannot follow is simply not known
+            val = None
+        if val is not None:
+            if isinstance(out, torch.Tensor):
+                if _int_dtype(out) and (isinstance(val, _Range) or
+                                        (isinstance(val, np.ndarray) and tuple(val.shape) == tuple(out.shape))):
+                    self.vals[out] = val
+            elif isinstance(out, (tuple, list)) and isinstance(val, list) and len(val) == len(out):
+                for o, v in zip(out, val):
+                    if isinstance(o, torch.Tensor) and _int_dtype(o) and tuple(v.shape) == tuple(o.shape):
+                        self.vals[o] = v
+        return out
+
+
+_READS = (torch.Tensor.item, torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.tolist,
+          torch.Tensor.__bool__)
+
+
+def _arr(mode, a):
+    """The known value of an argument as a numpy object array (Python numbers as 0-d arrays), else None."""
+    if isinstance(a, torch.Tensor):
+        v = mode.vals.get(a)
+        return v if isinstance(v, np.ndarray) else None
+    if _is_int(a) or isinstance(a, bool):
+        return np.asarray(a, dtype=object)
+    return None
+
+
+def _ints(xs) -> bool:
+    return all(_is_int(x) for x in xs)
+
+
+def _value(mode, func, args, kwargs, out):
+    """The value of ``func(*args, **kwargs)`` from known values, or None."""
+    name = getattr(func, "__name__", "")
+    if func is torch.arange:
+        a = list(args)
+        if kwargs.get("dtype") is not None and kwargs["dtype"].is_floating_point:
+            return None
+        if "end" in kwargs:
+            a = [kwargs.get("start", 0), kwargs["end"], kwargs.get("step", 1)]
+        if not a or not _ints(a):
+            return None
+        start, end, step = (0, a[0], 1) if len(a) == 1 else (a[0], a[1], a[2] if len(a) > 2 else 1)
+        if all(isinstance(x, int) for x in (start, end, step)):
+            r = np.arange(start, end, step).astype(object)
+            return r if r.size <= _MAX_NUMEL else None
+        if isinstance(step, int) and step > 0 and isinstance(out, torch.Tensor) and out.dim() == 1:
+            return _Range(start, step, out.shape[0])
+        return None
+    if func is torch.tensor or func is torch.as_tensor:
+        data = args[0] if args else kwargs.get("data")
+        arr = np.asarray(data, dtype=object)
+        return arr if arr.size <= _MAX_NUMEL and all(_is_int(x) or isinstance(x, bool) for x in arr.flat) else None
+    if func is torch.Tensor.__getitem__:
+        base = mode.vals.get(args[0])
+        idx = args[1]
+        if isinstance(base, _Range):
+            return np.asarray(base.at(idx), dtype=object) if isinstance(idx, int) else None
+        if not isinstance(base, np.ndarray):
+            return None
+        parts = idx if isinstance(idx, tuple) else (idx,)
+        if not all(isinstance(p, (int, slice)) or p is None or p is Ellipsis for p in parts) or \
+                any(isinstance(p, slice) and not _ints([x for x in (p.start, p.stop, p.step) if x is not None])
+                    for p in parts):
+            return None
+        return np.asarray(base[idx], dtype=object)
+    if func is torch.cartesian_prod:
+        vs = [_arr(mode, a) for a in args]
+        if any(v is None or v.ndim != 1 for v in vs):
+            return None
+        rows = list(itertools.product(*[list(v) for v in vs]))
+        return np.asarray(rows, dtype=object).reshape(len(rows), len(vs)) if len(vs) > 1 else vs[0].copy()
+    if func in (torch.unbind, torch.Tensor.unbind):
+        v = _arr(mode, args[0])
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        return None if v is None else [np.asarray(x, dtype=object) for x in np.moveaxis(v, dim, 0)]
+    if func in (torch.stack, torch.cat):
+        vs = [_arr(mode, a) for a in args[0]]
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        if any(v is None for v in vs):
+            return None
+        return (np.stack if func is torch.stack else np.concatenate)(vs, axis=dim).astype(object)
+    if name in _SAME and isinstance(args[0], torch.Tensor):
+        v = _arr(mode, args[0])
+        return None if v is None or not _int_dtype(out) else v.copy()
+    if name in ("reshape", "view") and isinstance(args[0], torch.Tensor):
+        v = _arr(mode, args[0])
+        shape = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list, torch.Size)) else args[1:]
+        return None if v is None or not _ints(shape) else v.reshape(tuple(int(s) for s in shape))
+    if name in ("flatten", "ravel") and isinstance(args[0], torch.Tensor) and len(args) == 1 and not kwargs:
+        v = _arr(mode, args[0])
+        return None if v is None else v.reshape(-1)
+    if name in ("unsqueeze", "squeeze", "flip", "t") and isinstance(args[0], torch.Tensor):
+        v = _arr(mode, args[0])
+        if v is None:
+            return None
+        if name == "t":
+            return v.T.copy()
+        d = args[1] if len(args) > 1 else kwargs.get("dim", kwargs.get("dims"))
+        if name == "unsqueeze":
+            return np.expand_dims(v, d)
+        if name == "squeeze":
+            return v.squeeze() if d is None else (v.squeeze(d) if v.shape[d] == 1 else v)
+        return np.flip(v, tuple(d)).copy()
+    op = _ARITH.get(name)
+    if op is not None and len(args) == 2 and not kwargs:
+        a, b = _arr(mode, args[0]), _arr(mode, args[1])
+        if a is None or b is None:
+            return None
+        return np.asarray(op(a, b), dtype=object)
+    return None
+
+
+_SAME = {"clone", "contiguous", "detach", "long", "int", "to", "type_as", "cpu"}
+_ARITH = {
+    "add": lambda a, b: a + b, "__add__": lambda a, b: a + b, "__radd__": lambda a, b: b + a,
+    "sub": lambda a, b: a - b, "__sub__": lambda a, b: a - b, "__rsub__": lambda a, b: b - a,
+    "mul": lambda a, b: a * b, "__mul__": lambda a, b: a * b, "__rmul__": lambda a, b: b * a,
+    "__floordiv__": lambda a, b: a // b, "floor_divide": lambda a, b: a // b,
+    "__mod__": lambda a, b: a % b, "remainder": lambda a, b: a % b, "__neg__": None,
+}
+_ARITH = {k: v for k, v in _ARITH.items() if v is not None}
+
+
+@contextlib.contextmanager
+def tracking():
+    """Follow known integer values for the duration of a capture."""
+    mode = KnownValues()
+    _active.append(mode)
+    try:
+        with mode:
+            yield mode
+    finally:
+        _active.remove(mode)
