@@ -142,9 +142,12 @@ def _whisper_report(rep):
 
 
 def _openunmix_report(rep):
-    """openunmix's Separator is not torch.export-able (int(tensor) in the Wiener loop) and draft_export cannot
-    capture it either: traced, and it says so."""
-    assert rep.shapes_specialised and any("fixed to the example's" in n for n in rep.notes), str(rep)
+    """openunmix's Separator reads back index tensors it builds in forward (``int(t[-1])`` in its frame windows,
+    ``index[0]`` in its Wiener filter): with their values known during the capture, torch.export captures it
+    with the length dynamic (it used to be traced, length fixed), for the sizes one frame window holds."""
+    assert rep.capture.startswith("torch.export") and not rep.shapes_specialised, str(rep)
+    time_ax = rep.axis("audio", "time")
+    assert time_ax["dynamic"] and "size <= " in time_ax["range"] and "filtering.py" in time_ax["range"], str(rep)
     stft = [e for e in rep.entries if e.op == "torch.stft"][0]
     assert stft.params["n_fft"] == 4096 and stft.params["hop_length"] == 1024
 

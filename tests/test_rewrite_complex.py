@@ -444,3 +444,52 @@ def test_one_rule_per_op():
     with pytest.raises(RuntimeError, match="does not exist"):
         rules.rule(aten.gcd, replaces=True)(lambda ctx, node, args, kwargs: None)
     assert aten.gcd not in rules.RULES
+
+
+class RandomPhase(torch.nn.Module):
+    """torchaudio GriffinLim's default random initial phase: torch.rand with a complex dtype."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x):
+        s = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True).abs()
+        cdt = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+        a = torch.rand(s.size(), dtype=cdt) if self.kind == "rand" else torch.randn(s.size(), dtype=cdt)
+        return torch.view_as_real(s * a)
+
+
+@pytest.mark.parametrize("kind", ["rand", "randn"])
+def test_complex_random_draws_the_same_numbers(kind):
+    model = RandomPhase(kind).eval()
+    x = torch.randn(2, 3000, generator=torch.Generator().manual_seed(1))
+    fast = sr.rewrite(model, (x,))
+    torch.manual_seed(11)
+    want = model(x)
+    torch.manual_seed(11)
+    got = fast(x)
+    assert rel_err(got, want) <= TOL["fp32_rel"], rel_err(got, want)   # the same generator stream
+    assert not any("complex" in str(n.meta.get("val", "")) for n in fast.graph.nodes)
+
+
+class Loaded(torch.nn.Module):
+    """torchaudio's MVDR regularisation: a complex identity sized by the number of microphones."""
+
+    def forward(self, x):
+        w = torch.hann_window(512, dtype=x.dtype)
+        X = torch.stft(x, 512, 128, window=w, return_complex=True)
+        psd = torch.einsum("cft,eft->fce", X, X.conj())
+        return (psd + 1e-3 * torch.eye(psd.size(-1), dtype=psd.dtype)).abs().sum(-1)
+
+
+def test_complex_identity_follows_a_dynamic_size():
+    model = Loaded().eval()
+    fast = sr.rewrite(model, (torch.randn(4, 4000),))
+    assert fast.specrewrite_report.axis("x", "batch")["dynamic"]
+    for mics in (4, 5, 2):   # torch's own decomposition of eye had the example's 4 baked in
+        x = torch.randn(mics, 5001, generator=torch.Generator().manual_seed(mics))
+        with torch.no_grad():
+            ref = model.double()(x.double())
+            own = rel_err(model.float()(x), ref)
+        assert rel_err(fast(x), ref) <= max(4 * own, TOL["fp32_rel"]), mics

@@ -2,6 +2,8 @@
 wrong graph and never a raw exception from deep inside torch."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -348,3 +350,19 @@ def test_a_cache_filled_by_an_earlier_export_is_named():
     with torch.no_grad():
         ref = CachedFilterbank()(x.double())
     assert rel_err(out(x), ref) <= TOL["fp32_rel"]
+
+
+class ReadsEnergy(torch.nn.Module):
+    """torchaudio's Vad pattern: a Python float read from a spectral result, used in Python arithmetic."""
+
+    def forward(self, x):
+        energy = float(torch.sum(torch.fft.rfft(x).abs() ** 2))
+        return x * math.log(energy)
+
+
+def test_python_reading_a_spectral_value_is_a_clear_error_not_an_internal_one():
+    with pytest.raises(SpecRewriteError) as info:
+        sr.rewrite(ReadsEnergy().eval(), (torch.randn(1, 4000),))
+    text = str(info.value)
+    assert "reads a value from a tensor" in text and "internal error" not in text, text
+    assert "torch.log(t) instead of math.log(float(t))" in text, text

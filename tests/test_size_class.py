@@ -130,6 +130,9 @@ def test_size_class_judges_any_guard_in_one_size_at_every_size():
         assert [holds(c.test, n) for n in sizes] == [truth(n) for n in sizes], (guard, c.test)
         assert [_flag(c, n) for n in sizes] == [int(truth(n)) for n in sizes], (guard, c.flag)
     assert size_class(s + 1 >= 1, 0, 1, "", "x", 4000) is None                    # holds at every size
+    assert size_class(sympy.Eq(s + 1024, 5024), 0, 1, "", "x", 4000) is None      # one size: a fixed axis
+    # a frame count pinned by an equality (sizes 3968 .. 4031 share it): the graph holds the constant, fixed
+    assert size_class(sympy.Eq(513 * sympy.Max(1, FloorDiv(s, 64) - 3), 513 * 59), 0, 1, "", "x", 4000) is None
     # no period and no interval: the sizes around the example where it holds, every one of them right
     odd = sympy.Ne(Mod(FloorDiv(s * s, 7), 2), 0)
     c = size_class(odd, 0, 1, "", "x", 4001)

@@ -41,6 +41,7 @@ class SizeClass:
     text: str           # for messages: "T % 4 != 0"
     where: str          # the model's line that branches, or ""
     input: str = ""
+    lower_only: int = 0  # the class is every size >= this (nothing else): a bound, when the model fails below too
 
 
 def _py(e) -> str:
@@ -191,8 +192,14 @@ def _indicator(residues, period) -> str:
 def size_class(expr, index: int, axis: int, where: str, input_name: str, example: int) -> Optional[SizeClass]:
     """The SizeClass of any guard in one size whose sizes form a residue class (mod the lcm of its divisors),
     an interval, or both, judged at every size below DOMAIN; None otherwise, or when it holds everywhere."""
+    import sympy
+
     direct = residue_class(expr, index, axis, where, input_name)
-    if direct is not None:
+    if direct is not None or isinstance(expr, sympy.Eq):
+        # an equality that is not a remainder pins a size the graph computes from this one (asteroid's DCUNet
+        # under draft_export: Eq(513*Max(1, T//256 - 3), 30267), 59 frames): the graph holds that constant, an
+        # exporter pins the axis again (torch.onnx wrote a file returning 16,000 samples for 16,001), so the
+        # axis is fixed, not kept for the few sizes that share the constant
         return direct
     return _size_class_cached(expr, example, index, axis, where, input_name)
 
@@ -213,6 +220,8 @@ def _size_class_cached(expr, example, index, axis, where, input_name):
     below, above = off[off < example], off[off > example]
     lo = int(below[-1]) + 1 if below.size else 1   # the sizes around the example where the period holds; a
     hi = int(above[0]) - 1 if above.size else DOMAIN - 1   # size outside them is refused, right or not
+    if int(ok[lo:hi + 1].sum()) < 2:   # one size only (kymatio's Eq(T + 1024, 2048)): a fixed axis, not a class
+        return None
     upper = hi if hi < DOMAIN - 1 else None
     tests, flags, texts = [], [], []
     if lo > 1:
@@ -233,7 +242,7 @@ def _size_class_cached(expr, example, index, axis, where, input_name):
         texts.append(f"size % {period} in {{{', '.join(map(str, keep))}}}")
     flag = " * ".join(flags)
     return SizeClass(index, axis, " and ".join(f"({t})" for t in tests), flag, " and ".join(texts), where,
-                     input_name)
+                     input_name, lo if len(tests) == 1 and lo > 1 else 0)
 
 
 @functools.lru_cache(maxsize=None)

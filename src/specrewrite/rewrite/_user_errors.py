@@ -87,8 +87,30 @@ def _op_name(op: Optional[str]) -> str:
     return op.split(".")[-1] if "." in op and not op.startswith(("torch", "F.")) else op
 
 
+def value_read(e: BaseException) -> Optional[SpecRewriteError]:
+    """The rewritten graph failed one of draft_export's run-time checks on a value the model's Python read from
+    a tensor (``float(t)``, ``t.item()``, ``bool(t)``) at the example inputs themselves: the capture fixed what
+    the Python did with that value to the example's, and the rewritten graph computes it within float32
+    rounding of eager (torchaudio's ``Vad``: ``float(torch.sum(rfft(x).abs() ** 2))``). A clear error, not
+    a bug of ours: no graph can hold Python that branches on values."""
+    msg = str(e)
+    if "Runtime assertion failed for expression" not in msg:
+        return None
+    expr = msg.split("Runtime assertion failed for expression", 1)[1].strip().split(" on node")[0][:200]
+    return SpecRewriteError(
+        "the model's Python reads a value from a tensor (float(t), t.item(), bool(t) or int(t) of a value "
+        f"computed from the input) and what it does with it was fixed to the example's value (check {expr}); "
+        "the rewritten graph computes that value within float32 rounding of eager and fails the check",
+        op="rewrite", where=None if "eval_with_key" in str(from_exception(e)[0]) else from_exception(e)[0],
+        fix="keep the value a tensor (torch.log(t) instead of math.log(float(t)), torch.where instead of if), "
+            "or run that part of the model outside the rewritten graph")
+
+
 def internal_error(e: BaseException) -> SpecRewriteError:
     """An exception from specrewrite's own code: a bug of ours, said so, with what to send."""
+    known = value_read(e)
+    if known is not None:
+        return known
     where, _ = from_exception(e)
     inner = traceback.extract_tb(e.__traceback__)
     at = f"{inner[-1].filename}:{inner[-1].lineno}" if inner else "?"

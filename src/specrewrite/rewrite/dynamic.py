@@ -66,12 +66,21 @@ def input_names(model: torch.nn.Module, n: int) -> List[str]:
     return names + [f"args[{i}]" for i in range(len(names), n)]
 
 
+def time_axis(t: torch.Tensor) -> int:
+    """The time axis of an input: the last, except in a channels-last layout (batch, time, channels), where the
+    last axis is a few channels (<= 16) and the one before it is long (>= 256 and >= 8x as long; speechbrain's
+    multi-microphone code takes (batch, time, mics))."""
+    if t.dim() >= 3 and t.shape[-1] <= 16 and t.shape[-2] >= max(256, 8 * t.shape[-1]):
+        return t.dim() - 2
+    return t.dim() - 1
+
+
 def role_of(t: torch.Tensor, axis: int) -> str:
     if t.dim() == 1:
         return "batch" if not t.is_floating_point() and not t.is_complex() else "time"
     if axis == 0:
         return "batch"
-    return "time" if axis == t.dim() - 1 else "other"
+    return "time" if axis == time_axis(t) else "other"
 
 
 def _is_dim(v) -> bool:
@@ -92,6 +101,7 @@ class AxisPlan:
         self.fixed_reasons: Dict[Tuple[int, int], str] = {}
         self.size_classes: list = []   # _guards.SizeClass: axes kept dynamic for a residue class of sizes
         self.batch_one_guards: set = set()   # inputs with a guard accepted that fails at batch 1 only
+        self.lower_bounds: Dict[Tuple[int, int], int] = {}   # (input, axis) -> a bound the model has too
         self.accepted: Dict[tuple, str] = {}   # (input, axis, guard text) -> range text: judged already
         self._tentative: set = set()   # reasons that a later, more general one replaces
         self.sources: dict = {}   # the last judged capture's size symbol -> sources (for readable guards)
@@ -166,6 +176,19 @@ class AxisPlan:
             ": there the rewritten model raises in eager, and exported files return inf / nan)"
         self.accepted[(cls.index, cls.axis, cls.test)] = text
         ax.range = (ax.range + ", " if ax.range else "") + text
+
+    def raise_lower(self, ax: Axis, lo: int) -> None:
+        """A lower bound on ``ax`` that the model's own code has too: one text per axis, the highest bound."""
+        i = self._index(ax.input)
+        lo = max(self.lower_bounds.get((i, ax.axis), 0), lo)
+        self.lower_bounds[(i, ax.axis)] = lo
+        key, text = (i, ax.axis, "lower bound"), f"size >= {lo} (the model's own code fails below)"
+        old = self.accepted.get(key)
+        self.accepted[key] = text
+        if old and old in ax.range:
+            ax.range = ax.range.replace(old, text)
+        elif text not in ax.range:
+            ax.range = ", ".join(t for t in (ax.range, text) if t)
 
     def _notes(self, i: int, axis: int) -> str:
         return ", ".join(t for (j, a, _), t in self.accepted.items() if (j, a) == (i, axis) and t)
@@ -261,7 +284,7 @@ class AxisPlan:
         ref = int(self.args[i].shape[ax.axis])
         out = []
         for a in self.args:
-            if isinstance(a, torch.Tensor) and a.dim() > ax.axis and ax.axis in (0, a.dim() - 1) and \
+            if isinstance(a, torch.Tensor) and a.dim() > ax.axis and ax.axis in (0, time_axis(a)) and \
                     int(a.shape[ax.axis]) == ref and (a is self.args[i] or role_of(a, ax.axis) == ax.role):
                 shape = list(a.shape)
                 shape[ax.axis] = size

@@ -297,6 +297,53 @@ def _full(ctx, node, args, kwargs):
     return Cx(ctx.call(C.cfull, size, value, dt, kwargs.get("device")), len(size))
 
 
+def ceye(n, m, dtype, device=None):
+    """A complex identity as a real pair; ``n`` / ``m`` may be symbolic sizes (torch's own decomposition of eye,
+    traced with the example's values, baked the size in: torchaudio's MVDR at another number of microphones)."""
+    re = torch.eye(n, m, dtype=dtype, device=device)
+    return C.pack(re, torch.zeros_like(re))
+
+
+@rule(aten.eye)
+def _eye(ctx, node, args, kwargs):
+    n = args[0]
+    m = args[1] if len(args) > 1 else n
+    return Cx(ctx.call(ceye, n, m, ctx.real_dtype(ctx.out_dtype(node)), kwargs.get("device")), 2)
+
+
+def crand(size, dtype, normal: bool, device=None, generator=None):
+    """torch.rand / randn with a complex dtype, as the real pair: the same numbers from the same generator
+    (torch fills a complex tensor's (re, im) storage in order; randn scales by sqrt(1/2) for unit variance)."""
+    if not normal:
+        return torch.rand(list(size) + [2], dtype=dtype, device=device, generator=generator)
+    return torch.randn(list(size) + [2], dtype=dtype, device=device, generator=generator) * (0.5 ** 0.5)
+
+
+@rule(aten.rand, aten.randn)
+def _rand(ctx, node, args, kwargs):
+    size = list(args[0])
+    normal = node.target.overloadpacket is aten.randn
+    return Cx(ctx.call(crand, size, ctx.real_dtype(ctx.out_dtype(node)), normal, kwargs.get("device"),
+                       kwargs.get("generator")), len(size))
+
+
+def crand_like(pair, dtype, normal: bool):
+    """rand_like / randn_like with a complex result: the same distribution (each part uniform on [0, 1), or
+    normal with variance 1/2); the same numbers as eager only where eager's tensor is contiguous (torch draws
+    a strided one in another order). A model drawing random numbers is judged as random by verification."""
+    if not normal:
+        return torch.rand_like(pair, dtype=dtype, memory_format=torch.contiguous_format)
+    return torch.randn_like(pair, dtype=dtype, memory_format=torch.contiguous_format) * (0.5 ** 0.5)
+
+
+@rule(aten.rand_like, aten.randn_like)
+def _rand_like(ctx, node, args, kwargs):
+    z = args[0]
+    src = z.node if is_c(z) else ctx.call(C.from_real, z)
+    normal = node.target.overloadpacket is aten.randn_like
+    return Cx(ctx.call(crand_like, src, ctx.real_dtype(ctx.out_dtype(node)), normal), ctx.out_rank(node))
+
+
 # functionalized graphs (make_fx + functionalize) use the *_copy form of every view op
 for _base in ("view", "permute", "transpose", "t", "slice", "select", "unsqueeze", "squeeze", "expand", "alias",
               "unfold", "view_as_real", "view_as_complex", "split", "split_with_sizes", "unbind", "_conj", "real",
