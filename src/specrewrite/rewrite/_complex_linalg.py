@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _solve as S
 from ._complex import pack
 from ._complex_math import cprod_dim, hypot, im, re
 
@@ -39,14 +40,14 @@ def csolve(a, b, vector: bool):
     m = block(a)
     if vector:
         rhs = torch.cat([re(b), im(b)], -1)
-        x = torch.linalg.solve(m, rhs)
+        x = S.solve(m, rhs)
         return pack(x[..., :n], x[..., n:])
-    return unstack_rows(torch.linalg.solve(m, stack_rows(b)), n)
+    return unstack_rows(S.solve(m, stack_rows(b)), n)
 
 
 def cinv(a):
     n = a.shape[-3]
-    return unblock(torch.linalg.inv(block(a)), n)
+    return unblock(S.inv(block(a)), n)
 
 
 def cmatrix_exp(a):

@@ -1,0 +1,68 @@
+"""Real linear solves and inverses that every exporter can write.
+
+The complex solve and inverse run on the real block system (``_complex_linalg``) with ``torch.linalg.solve`` /
+``inv``, which ONNX has no operator for (torch.onnx: "No ONNX function found for aten._linalg_solve_ex") and
+coremltools no converter: every torchaudio MVDR beamformer stopped there. In eager these stay LAPACK's LU; inside
+an exporter's trace (torch.export / torch.onnx / torch.jit.trace) a matrix of static size n <= ``MAX_N``
+becomes LU elimination with partial pivoting and back substitution, unrolled over the n columns: argmax, gather, where and
+arithmetic, which every runtime has. Partial pivoting makes it backward stable in practice like LU; the
+exported error is measured against float64 in ``tests/test_solve_export.py``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .._torch.bases import tracing
+
+MAX_N = 32   # unrolled: n steps of O(n (n + k)) each; larger systems keep the aten op
+
+
+def _static(n) -> bool:
+    return isinstance(n, int) and 1 <= n <= MAX_N
+
+
+def solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.linalg.solve(a, b)`` for a (..., n, n) and b (..., n, k) or (..., n)."""
+    n = a.shape[-1]
+    if not tracing() or not _static(n):
+        return torch.linalg.solve(a, b)
+    vector = b.dim() == a.dim() - 1
+    x = gauss_jordan(a, b.unsqueeze(-1) if vector else b)
+    return x.squeeze(-1) if vector else x
+
+
+def inv(a: torch.Tensor) -> torch.Tensor:
+    """``torch.linalg.inv(a)``."""
+    n = a.shape[-1]
+    if not tracing() or not _static(n):
+        return torch.linalg.inv(a)
+    eye = torch.eye(n, dtype=a.dtype, device=a.device).expand(a.shape)
+    return gauss_jordan(a, eye)
+
+
+def gauss_jordan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """X with a X = b: LU elimination of [a | b] with partial pivoting (the pivot of column j the largest
+    |entry| at row >= j), then back substitution. (Eliminating above the pivot too, Gauss-Jordan proper, was
+    7x LAPACK's float32 error at condition number 1e4.)"""
+    n = a.shape[-1]
+    shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    m = torch.cat([a.expand(*shape, n, n), b.expand(*shape, n, b.shape[-1])], dim=-1)   # (..., n, n + k)
+    rows = torch.arange(n, device=a.device)
+    for j in range(n):
+        col = m[..., :, j].abs()
+        col = torch.where(rows >= j, col, torch.full_like(col, -1.0))   # rows above j are done
+        p = col.argmax(dim=-1, keepdim=True)                            # (..., 1) the pivot row
+        row_p = torch.gather(m, -2, p.unsqueeze(-1).expand(*p.shape[:-1], 1, m.shape[-1]))   # (..., 1, n + k)
+        row_j = m[..., j:j + 1, :]
+        is_j = (rows == j).unsqueeze(-1)                                # (n, 1)
+        is_p = (rows == p).unsqueeze(-1)                                # (..., n, 1)
+        m = torch.where(is_j, row_p, torch.where(is_p, row_j, m))       # rows j and p swapped, exactly
+        below = (rows > j).unsqueeze(-1)
+        factor = torch.where(below, m[..., :, j:j + 1] / m[..., j:j + 1, j:j + 1], torch.zeros_like(m[..., :, :1]))
+        m = m - factor * m[..., j:j + 1, :]
+    u, y = m[..., :, :n], m[..., :, n:]
+    x = (y[..., n - 1:, :] / u[..., n - 1:, n - 1:])
+    for j in range(n - 2, -1, -1):   # back substitution, one row at a time
+        xj = (y[..., j:j + 1, :] - u[..., j:j + 1, j + 1:] @ x) / u[..., j:j + 1, j:j + 1]
+        x = torch.cat([xj, x], dim=-2)
+    return x
