@@ -433,19 +433,20 @@ BUILDERS = {
 
 # (name, "static" | "dynamic") -> reason, for a known, filed limitation (strict xfail: a fix makes the test fail
 # until the entry is removed).
-_SOLVE = ("a linear solve (real, or the real block system of a complex solve) has no ONNX op: torch.onnx cannot "
-          "export aten._linalg_solve_ex")
 _PHASE = ("ill-conditioned phase (angle() of near-zero bins accumulated): ONNX Runtime's float32 differs from eager "
           "float32 by more than 1e-4 of the peak; no float64 form of the model to judge against")
+_MCEP = ("exports since its solves are unrolled (2026-12-02), but ONNX Runtime's float32 is 1.7e-4 of the peak from "
+         "eager where the same graph run by torch (unrolled solve included) is 4.6e-7: some other op of the graph, "
+         "not yet found")
 XFAIL: dict = {
+    ("diffsptk_mcep", "static"): _MCEP,
+    ("diffsptk_mcep", "dynamic"): _MCEP,
     ("torch_pitch_shift", "static"): _PHASE,
     ("diffsptk_hilbert", "static"): _PHASE,
-    ("fast_bss_eval_sdr_loss", "static"): _SOLVE,
-    ("nara_wpe_torch", "static"): _SOLVE,
-    ("diffsptk_mcep", "static"): _SOLVE,
-    ("torchaudio_souden_mvdr", "static"): _SOLVE,
-    **{(n, "dynamic"): _SOLVE for n in ("fast_bss_eval_sdr_loss", "diffsptk_mcep", "torchaudio_souden_mvdr")},
     ("torch_pitch_shift", "dynamic"): _PHASE,
+    # (its batch is dynamic since a batch of 1 is judged against float64: ORT at batch 2 meets the static case's
+    # limitation, 2.8e-3 of the peak where eager float32 is 3.4e-4 from float64)
+    ("diffsptk_hilbert", "dynamic"): _PHASE,
 }
 
 

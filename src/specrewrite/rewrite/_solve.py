@@ -14,7 +14,7 @@ import torch
 
 from .._torch.bases import tracing
 
-MAX_N = 32   # unrolled: n steps of O(n (n + k)) each; larger systems keep the aten op
+MAX_N = 64   # unrolled: n steps of O(n (n + k)) each (fast-bss-eval: 64); larger systems keep the aten op
 
 
 def _static(n) -> bool:
@@ -66,3 +66,16 @@ def gauss_jordan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         xj = (y[..., j:j + 1, :] - u[..., j:j + 1, j + 1:] @ x) / u[..., j:j + 1, j:j + 1]
         x = torch.cat([xj, x], dim=-2)
     return x
+
+
+def solve_ex(a: torch.Tensor, b: torch.Tensor, *, left: bool = True, check_errors: bool = False):
+    """``aten._linalg_solve_ex`` of real matrices where only the solution and the info are read (the graph
+    pass checks that): (x, a, 0, 0), the second and third standing in for LU factors nobody reads."""
+    x = solve(a, b) if left else solve(a.mT, b.mT).mT
+    zeros = torch.zeros(a.shape[:-2], dtype=torch.int32, device=a.device)
+    return x, a, zeros, zeros
+
+
+def linalg_solve(a: torch.Tensor, b: torch.Tensor, *, left: bool = True) -> torch.Tensor:
+    """``aten.linalg_solve`` of real matrices (fast-bss-eval's Toeplitz systems, diffsptk's mel-cepstrum)."""
+    return solve(a, b) if left else solve(a.mT, b.mT).mT

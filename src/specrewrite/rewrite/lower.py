@@ -245,9 +245,18 @@ class Lowering(SpectralLowering):
         touches = _has_cx(args) or _has_cx(kwargs) or _is_complex_node(node)
         if not touches and target is aten.sym_size.int:
             return self.call(C.sym_size, *args)
-        if target is aten._linalg_check_errors.default and isinstance(args[0], fx.Node) and \
-                getattr(args[0].target, "__name__", "") == "info_zeros":
-            return None   # the check of a complex solve's info, which the block solve makes zeros (ONNX has no op)
+        if target is aten._linalg_check_errors.default and isinstance(args[0], fx.Node) and _solved_info(args[0]):
+            return None   # the check of a solve's info, zeros by construction (ONNX has no op; the solve checks)
+        if not touches and target is aten._linalg_solve_ex.default and not any(
+                u.op == "call_function" and u.target is operator.getitem and u.args[1] in (1, 2) and u.users
+                for u in node.users):   # a real solve: unrolled inside an exporter (no ONNX op, no converter)
+            from ._solve import solve_ex
+
+            return self.call(solve_ex, *args, **kwargs)
+        if not touches and target is aten.linalg_solve.default:
+            from ._solve import linalg_solve
+
+            return self.call(linalg_solve, *args, **kwargs)
         if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
             if target._opname.startswith("fft_"):
                 self.report.add(f"torch.fft.{target._opname[4:]}", where_of(node), {},
@@ -416,6 +425,15 @@ class Lowering(SpectralLowering):
 
 _STRIDED = {aten.sym_stride.int, aten.as_strided.default, aten.as_strided_copy.default}
 _ARANGE = {aten.arange.default, aten.arange.start, aten.arange.start_step}
+def _solved_info(n: fx.Node) -> bool:
+    """The info output of a solve the pass wrote (zeros; the solve itself raises on a singular matrix)."""
+    name = getattr(n.target, "__name__", "")
+    if name == "info_zeros":
+        return True
+    return n.target is operator.getitem and n.args[1] == 3 and isinstance(n.args[0], fx.Node) and \
+        getattr(n.args[0].target, "__name__", "") == "solve_ex"
+
+
 _SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
               aten.fft_rfftfreq.default: C.rfftfreq, aten.mean.default: R.mean_all, aten.sum.default: R.sum_all,
               aten.var_mean.correction: R.var_mean, aten.std_mean.correction: R.std_mean,
