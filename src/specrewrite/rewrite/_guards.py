@@ -152,6 +152,7 @@ def _divisors(e) -> List[int]:
     return [d for d in out if d > 1]
 
 
+@functools.lru_cache(maxsize=8)   # first_failure and size_class judge the same guards (4 MB each, read-only)
 def _holds_everywhere(expr):
     """The guard's truth at every size 0 .. DOMAIN - 1 (a bool array), or None when it has no array form."""
     import sympy
@@ -167,6 +168,7 @@ def _holds_everywhere(expr):
                 out[a:a + step] = np.broadcast_to(_np(expr, n), n.shape)
     except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         return None
+    out.flags.writeable = False
     return out
 
 

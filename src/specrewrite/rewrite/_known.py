@@ -253,9 +253,8 @@ _ARITH = {
     "sub": lambda a, b: a - b, "__sub__": lambda a, b: a - b, "__rsub__": lambda a, b: b - a,
     "mul": lambda a, b: a * b, "__mul__": lambda a, b: a * b, "__rmul__": lambda a, b: b * a,
     "__floordiv__": lambda a, b: a // b, "floor_divide": lambda a, b: a // b,
-    "__mod__": lambda a, b: a % b, "remainder": lambda a, b: a % b, "__neg__": None,
+    "__mod__": lambda a, b: a % b, "remainder": lambda a, b: a % b,
 }
-_ARITH = {k: v for k, v in _ARITH.items() if v is not None}
 
 
 @contextlib.contextmanager

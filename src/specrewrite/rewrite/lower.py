@@ -14,7 +14,7 @@ import torch.fx as fx
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
-from . import _complex as C, _complex_math as M, _real_ops as R
+from . import _complex as C, _complex_math as M, _real_ops as R, _solve as S
 from ._fold import FOLD_MAX_NUMEL, FOLD_OPS, ancestors, foldable_roots
 from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_complex_node as _is_complex_node
 from ._nodes import val as _val, where_of
@@ -250,13 +250,7 @@ class Lowering(SpectralLowering):
         if not touches and target is aten._linalg_solve_ex.default and not any(
                 u.op == "call_function" and u.target is operator.getitem and u.args[1] in (1, 2) and u.users
                 for u in node.users):   # a real solve: unrolled inside an exporter (no ONNX op, no converter)
-            from ._solve import solve_ex
-
-            return self.call(solve_ex, *args, **kwargs)
-        if not touches and target is aten.linalg_solve.default:
-            from ._solve import linalg_solve
-
-            return self.call(linalg_solve, *args, **kwargs)
+            return self.call(S.solve_ex, *args, **kwargs)
         if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
             if target._opname.startswith("fft_"):
                 self.report.add(f"torch.fft.{target._opname[4:]}", where_of(node), {},
@@ -425,6 +419,8 @@ class Lowering(SpectralLowering):
 
 _STRIDED = {aten.sym_stride.int, aten.as_strided.default, aten.as_strided_copy.default}
 _ARANGE = {aten.arange.default, aten.arange.start, aten.arange.start_step}
+
+
 def _solved_info(n: fx.Node) -> bool:
     """The info output of a solve the pass wrote (zeros; the solve itself raises on a singular matrix)."""
     name = getattr(n.target, "__name__", "")
@@ -434,7 +430,8 @@ def _solved_info(n: fx.Node) -> bool:
         getattr(n.args[0].target, "__name__", "") == "solve_ex"
 
 
-_SPELL_OUT = {aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
+_SPELL_OUT = {aten.linalg_solve.default: S.linalg_solve,   # real: no ONNX op, no converter (rewrite/_solve)
+              aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
               aten.fft_rfftfreq.default: C.rfftfreq, aten.mean.default: R.mean_all, aten.sum.default: R.sum_all,
               aten.var_mean.correction: R.var_mean, aten.std_mean.correction: R.std_mean,
               aten.var_mean.dim: R.var_mean_dim, aten.std_mean.dim: R.std_mean_dim,
