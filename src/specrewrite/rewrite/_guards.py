@@ -268,6 +268,25 @@ def check_size(x, axis: int, test: str, text: str, where: str, name: str):
     return x
 
 
+def check_range(x, axis: int, lo: int, hi, name: str):
+    """The sizes the graph holds on a dynamic axis (its range), once torch.export's own guard check is erased:
+    in eager a clear error outside it; in an exporter's trace a ``torch._check`` the exporter takes as the
+    axis's range."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    n = x.shape[axis]
+    if torch.compiler.is_exporting():
+        torch._check(n >= lo)
+        if hi is not None:
+            torch._check(n <= hi)
+    elif not _tracing() and (int(n) < lo or (hi is not None and int(n) > hi)):
+        want = f"{lo} <= size" + (f" <= {hi}" if hi is not None else "")
+        raise SpecRewriteError(f"input '{name}' axis {axis} has size {int(n)}: this rewritten graph holds sizes "
+                               f"{want} only", op="rewritten model",
+                               fix=f"give a size {want}, or rewrite again with an example of this size")
+    return x
+
+
 def poison(y, x, axis: int, flag: str):
     """In an exporter's trace: y / flag, the flag 1 inside the class and 0 outside (inf / nan there)."""
     if not isinstance(y, torch.Tensor) or not y.is_floating_point() or not torch.compiler.is_exporting():
@@ -276,24 +295,37 @@ def poison(y, x, axis: int, flag: str):
     return y / (torch.ones((), dtype=y.dtype, device=y.device) * f)
 
 
-def install(gm: fx.GraphModule, classes: List[SizeClass]) -> None:
-    """Add each class's eager check after its input and its export-time flag on every floating output."""
-    if not classes:
+def install(gm: fx.GraphModule, classes: List[SizeClass], ranges=(), erase: bool = False) -> None:
+    """Add each class's eager check after its input and its export-time flag on every floating output.
+    ``erase``: torch.export's own guard check holds a guard with a remainder (a class, or a pad up to a multiple
+    made right for both branches, ``_pad_multiple``): it is replaced by the checks here and, per dynamic axis,
+    a range check (``ranges``: (input index, axis, lo, hi, name))."""
+    erase = erase or any("%" in c.test for c in classes)
+    if not classes and not erase:
         return
     g = gm.graph
     # torch.export's own guard check (a ``_guards_fn`` call after the placeholders) holds the residue guard too:
     # exporting the rewritten model again turns it into a constraint on the user's Dim, which torch.onnx.export
-    # "fixes" by re-parametrising the axis (t = 2 * _t - 1), so the flag below would be folded to 1 and a size
-    # outside the class silently wrong. The checks below replace it for these axes.
-    # An interval alone (a bound hidden in a Min) is kept there: torch.onnx takes it as the axis's range, and
-    # erasing the check lost every other guard, bounds the exporter needs to prove slices in range (julius'
-    # FFTConv1d then failed to export: "Pending unbacked symbols").
+    # "fixes" by re-parametrising the axis (t = 2 * _t - 1, t = 64 * _t - 60), so the flag below would be folded
+    # to 1 and a size outside the class silently wrong, and a pad of (4 - T % 4) % 4 folded to 0 (HDemucs was
+    # 9 % off at odd lengths). The checks below replace it for these axes: the class checks, and the range of
+    # every dynamic axis (torch.onnx takes a ``torch._check`` bound as the axis's range; without any bound,
+    # julius' FFTConv1d failed to export: "Pending unbacked symbols").
+    # An interval alone (a bound hidden in a Min) is kept there.
     for node in list(g.nodes):
-        if node.op == "call_module" and node.target == "_guards_fn" and not node.users and \
-                any("%" in c.test for c in classes):
+        if node.op == "call_module" and node.target == "_guards_fn" and not node.users and erase:
             g.erase_node(node)
     phs = [n for n in g.nodes if n.op == "placeholder"]
     checked = {}
+    for index, axis, lo, hi, name in ranges if erase else ():
+        if index >= len(phs):
+            continue
+        ph = checked.get(index, phs[index])
+        with g.inserting_after(ph):
+            node = g.call_function(check_range, (ph, axis, lo, hi, name))
+        ph.replace_all_uses_with(node, delete_user_cb=lambda u, node=node: u is not node)
+        node.meta = dict(phs[index].meta)
+        checked[index] = node
     for c in classes:
         if c.index >= len(phs):
             continue
@@ -332,6 +364,8 @@ class _GuardsAtBatchTwo(torch.nn.Module):
         self._is_impure = True   # a call with no users: fx's dead-code elimination keeps it
 
     def forward(self, *args):
+        if torch.jit.is_tracing():   # sizes are traced tensors there, and a TorchScript trace keeps no guard
+            return None
         seen = [a.expand(2, *a.shape[1:]) if i in self.indices and isinstance(a, torch.Tensor) and a.dim()
                 and isinstance(a.shape[0], int) and a.shape[0] == 1 else a for i, a in enumerate(args)]
         return self.inner(*seen)

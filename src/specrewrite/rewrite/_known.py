@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ._pad_multiple import generalise
+
 _MAX_NUMEL = 1 << 16
 _active: List["KnownValues"] = []
 
@@ -84,9 +86,11 @@ class _ById:
 class KnownValues(TorchFunctionMode):
     """See the module's docstring. Use ``with tracking():``."""
 
-    def __init__(self):
+    def __init__(self, pad_multiple: bool = True):
         super().__init__()
         self.vals = _ById()
+        self.pad_multiple = pad_multiple
+        self.absorbed: list = []   # guards of pads up to a multiple made right for both branches (_pad_multiple)
 
     # ---------------------------------------------------------------------------------------------- reads
     def _read(self, func, t):
@@ -117,6 +121,8 @@ class KnownValues(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is torch.nn.functional.pad and self.pad_multiple:
+            args, kwargs = generalise(args, kwargs, self.absorbed)
         if func in _READS and args and isinstance(args[0], torch.Tensor) and args[0] in self.vals:
             r = self._read(func, args[0])
             if r is not None:
@@ -258,9 +264,10 @@ _ARITH = {
 
 
 @contextlib.contextmanager
-def tracking():
-    """Follow known integer values for the duration of a capture."""
-    mode = KnownValues()
+def tracking(pad_multiple: bool = True):
+    """Follow known integer values for the duration of a capture (and, with ``pad_multiple``, make pads up to
+    a multiple right for both branches)."""
+    mode = KnownValues(pad_multiple)
     _active.append(mode)
     try:
         with mode:

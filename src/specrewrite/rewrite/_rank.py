@@ -215,6 +215,9 @@ class _Folder:
             if late is None or anchor not in self.pos or self.pos[late] >= self.pos[anchor]:
                 raise _Abort(f"no graph value for the size {e} before {anchor.name}")
             return late
+        known = self.late_syms.get(e)
+        if known is not None and anchor in self.pos and known in self.pos and self.pos[known] < self.pos[anchor]:
+            return known
         name = type(e).__name__
         if name in ("CeilToInt", "FloorToInt") and type(e.args[0]).__name__ == "IntTrueDiv" \
                 and isinstance(e.args[0].args[1], sympy.Integer) and int(e.args[0].args[1]) > 0:
@@ -258,6 +261,9 @@ class _Folder:
             v = n.meta.get("val")
             if n.op != "placeholder" and isinstance(v, torch.SymInt) and type(v.node.expr).__name__ == "Symbol":
                 self.late_syms.setdefault(v.node.expr, n)
+            elif n.op == "call_function" and isinstance(v, torch.SymInt) and v.node.expr.free_symbols:
+                self.late_syms.setdefault(v.node.expr, n)   # a size the graph computes already (the model's own
+                # math.ceil(T / hl)): used as it is, so an exporter sees one expression, not two it cannot equate
         for n in self.graph.nodes:
             v = _val(n)
             if n.op != "placeholder" or v is None:

@@ -22,24 +22,26 @@ from ._rnn import opaque_rnns, restore_rnns
 
 
 def via_export(model, args, dynamic_shapes=None, draft: bool = False,
-               sym_len: bool = True) -> Tuple[fx.GraphModule, CallSites]:
+               sym_len: bool = True, pad_multiple: bool = True) -> Tuple[fx.GraphModule, CallSites]:
     """torch.export (non-strict) with ``dynamic_shapes`` in torch.export's format (None: all static).
     ``draft``: torch.export.draft_export, which captures models whose Python reads values from tensors
     (``int(t)``, asserts on values) with those values taken from the example and checked at run time, instead of
     failing; the shapes stay dynamic. ``sym_len``: ``len(tensor)`` and ``int(size)`` stay symbolic (see
-    ``symbolic_len``, ``symbolic_int``)."""
+    ``symbolic_len``, ``symbolic_int``). ``pad_multiple``: pads up to a multiple written with an ``if`` hold
+    for every length (``_pad_multiple``)."""
     sites = CallSites()
     # torch.export prints the partial graph of a failed capture to stderr: a failure here only means the next
     # capture route is tried, so it is kept off the user's console
     with patched(sites), opaque_rnns(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
             (symbolic_len() if sym_len else contextlib.nullcontext()), \
-            (symbolic_int(model) if sym_len else contextlib.nullcontext()), tracking():
+            (symbolic_int(model) if sym_len else contextlib.nullcontext()), tracking(pad_multiple) as known:
         warnings.simplefilter("ignore")
         export = torch.export.draft_export if draft else torch.export.export
         ep = export(model, tuple(args), dynamic_shapes=dynamic_shapes, strict=False)
         # no run_decompositions(): it re-traces the whole model (47 s of 53 s on HDemucs); the rules handle
         # the pre-dispatch ops (torch.fft.* as fft_*, in-place ops on complex values) directly.
         gm = ep.module()
+    gm.meta["specrewrite_absorbed"] = list(known.absorbed)   # guards of pads made right for both branches
     restore_rnns(gm)
     inline_higher_order(gm)
     return gm, sites

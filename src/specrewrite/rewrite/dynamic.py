@@ -277,21 +277,86 @@ class AxisPlan:
         return [dict(dataclasses.asdict(ax), text=ax.describe()) for ax in self.axes
                 if ax.requested or ax.role != "other"]
 
-    def inputs_at(self, ax: Axis, size: int) -> tuple:
-        """The example inputs with ``ax`` (and the same axis of inputs of equal size there) set to ``size``."""
+    def inputs_at(self, ax: Axis, size: int, base: Optional[tuple] = None) -> tuple:
+        """The example inputs (or ``base``) with ``ax`` (and the same axis of inputs of equal size there) set to
+        ``size``."""
         g = torch.Generator().manual_seed(4321)
+        base = self.args if base is None else base
         i = self._index(ax.input)
-        ref = int(self.args[i].shape[ax.axis])
+        ref = int(base[i].shape[ax.axis])
         out = []
-        for a in self.args:
+        for k, a in enumerate(base):
             if isinstance(a, torch.Tensor) and a.dim() > ax.axis and ax.axis in (0, time_axis(a)) and \
-                    int(a.shape[ax.axis]) == ref and (a is self.args[i] or role_of(a, ax.axis) == ax.role):
+                    int(a.shape[ax.axis]) == ref and (k == i or role_of(a, ax.axis) == ax.role):
                 shape = list(a.shape)
                 shape[ax.axis] = size
                 out.append(_resize_like(a, shape, g))
             else:
                 out.append(a)
         return tuple(out)
+
+    def off_multiple(self, gm) -> Optional[Tuple[Axis, int, int]]:
+        """(axis, size, count): a dynamic time axis whose capture guarded ``count`` remainders to be 0 (the
+        example is a multiple where a pad up to a multiple is skipped), and the nearest longer size where none
+        is 0: captured there, the pads are taken and made right for both branches (``_pad_multiple``)."""
+        from ._pad_multiple import off_multiples, zero_remainders
+
+        env = _shape_env(_user_placeholders(gm, len(self.args)))
+        if env is None:
+            return None
+        for ax in self.axes:
+            if not ax.dynamic or ax.role != "time":
+                continue
+            i = self._index(ax.input)
+            for sym in _sources(env, ax.input, ax.axis):
+                zs = zero_remainders(env, sym)
+                n = off_multiples(zs, sym, int(self.capture_args[i].shape[ax.axis])) if zs else None
+                if n is not None:
+                    return ax, n, len(zs)
+        return None
+
+    def other_branches(self, gm) -> List[Tuple[Axis, int]]:
+        """(axis, size) per axis whose pads up to a multiple were made right for both branches: a size near the
+        capture's where the first such pad is 0, to check the graph against eager in the branch not taken."""
+        from ._pad_multiple import other_branch
+
+        absorbed = gm.meta.get("specrewrite_absorbed") or []
+        env = _shape_env(_user_placeholders(gm, len(self.args)))
+        out = []
+        for ax in self.axes if absorbed and env is not None else ():
+            i = self._index(ax.input)
+            for sym in _sources(env, ax.input, ax.axis):
+                keep = [g.expr for g in getattr(env, "guards", [])]
+                n = other_branch(absorbed, int(self.capture_args[i].shape[ax.axis]), sym, keep)
+                if n is not None:
+                    out.append((ax, n))
+                    break
+        return out
+
+    def ranges(self) -> List[Tuple[int, int, int, Optional[int], str]]:
+        """(input index, axis, lo, hi, name) per dynamic axis with a bound: its range, checked by the rewritten
+        model where torch.export's own guard check is erased."""
+        out = []
+        for ax in self.axes:
+            if not ax.dynamic:
+                continue
+            i = self._index(ax.input)
+            lo = max(ax.min or 0, self.lower_bounds.get((i, ax.axis), 0))
+            if lo > 2 or ax.max is not None:
+                out.append((i, ax.axis, max(lo, 1), ax.max, ax.input))
+        return out
+
+    def remainder_guards(self, gm) -> bool:
+        """Whether the capture ``gm`` guarded a remainder (its guard check would narrow an exporter's Dim)."""
+        env = _shape_env(_user_placeholders(gm, len(self.args)))
+        return any("Mod(" in str(g.expr) for g in getattr(env, "guards", None) or [])
+
+    def zero_remainders(self, gm, ax: Axis) -> int:
+        """How many remainders of ``ax``'s size the capture ``gm`` guarded to be 0."""
+        from ._pad_multiple import zero_remainders
+
+        env = _shape_env(_user_placeholders(gm, len(self.args)))
+        return sum(len(zero_remainders(env, sym)) for sym in _sources(env, ax.input, ax.axis)) if env else 0
 
     def second_inputs(self) -> Optional[tuple]:
         """Example inputs at another time length (+25 %, odd) and, where the batch is dynamic, another batch
