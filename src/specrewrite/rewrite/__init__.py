@@ -392,6 +392,7 @@ def _off_multiple(work, plan: AxisPlan, gm, sites, pinned, draft: bool, sym_len:
         gm2 = None
     if gm2 is not None and gm2.meta.get("specrewrite_absorbed") and plan.zero_remainders(gm2, ax) < before \
             and _branches_agree(work, plan, gm2):
+        plan.moved = saved
         return gm2, sites2, plan.judge(gm2)
     plan.capture_args = saved
     return gm, sites, plan.judge(gm)

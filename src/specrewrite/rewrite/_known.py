@@ -121,7 +121,7 @@ class KnownValues(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is torch.nn.functional.pad and self.pad_multiple:
+        if self.pad_multiple and func is torch.nn.functional.pad:   # up to a multiple: both branches
             args, kwargs = generalise(args, kwargs, self.absorbed)
         if func in _READS and args and isinstance(args[0], torch.Tensor) and args[0] in self.vals:
             r = self._read(func, args[0])

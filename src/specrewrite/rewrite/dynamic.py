@@ -105,6 +105,7 @@ class AxisPlan:
         self.accepted: Dict[tuple, str] = {}   # (input, axis, guard text) -> range text: judged already
         self._tentative: set = set()   # reasons that a later, more general one replaces
         self.sources: dict = {}   # the last judged capture's size symbol -> sources (for readable guards)
+        self.moved: Optional[tuple] = None   # the capture args before a capture at another size (off_multiple)
 
     # -------------------------------------------------------------------------------------- the request
     def _spec(self, dynamic_shapes) -> tuple:
@@ -148,13 +149,13 @@ class AxisPlan:
         return tuple(out), True
 
     def without_batch_expansion(self, reason: str, tentative: bool = False) -> None:
-        self.capture_args, self.batch_expanded = self.args, False
+        self.capture_args, self.batch_expanded, self.moved = self.args, False, None
         for ax in self.axes:
             if ax.requested and ax.axis == 0 and ax.role == "batch" and ax.size == 1:
                 self.fix(ax, reason)
                 if tentative:
                     self._tentative.add((self._index(ax.input), ax.axis))
-        self.capture_args, self.batch_expanded = self.args, False
+        self.capture_args, self.batch_expanded, self.moved = self.args, False, None
 
     def expanded_axis_fixed(self) -> bool:
         """A batch axis captured at 2 (for a batch of 1 in the example) came out fixed: the graph is at 2."""
@@ -195,6 +196,8 @@ class AxisPlan:
 
     def fix(self, ax: Axis, reason: str) -> None:
         """Capture ``ax`` as fixed from now on, for ``reason``."""
+        if self.moved is not None:   # captured off the example's size (off_multiple): a fixed axis is the example's
+            self.capture_args, self.moved = self.moved, None
         if self.batch_expanded and ax.role == "batch" and ax.axis == 0 and ax.size == 1:
             self.without_batch_expansion(reason)
         self.fixed_reasons[(self._index(ax.input), ax.axis)] = reason
@@ -212,7 +215,7 @@ class AxisPlan:
             if ax.requested and (key not in self.fixed_reasons or key in self._tentative):
                 self.fixed_reasons[key] = reason
         self.spec = tuple(None for _ in self.spec)
-        self.capture_args, self.batch_expanded = self.args, False
+        self.capture_args, self.batch_expanded, self.moved = self.args, False, None
 
     def relax_explicit(self) -> None:
         """The user's Dims could not all hold (strict=False): ask for the same axes with Dim.AUTO."""
