@@ -151,9 +151,11 @@ def onnx_op_types(model) -> set:
     return types
 
 
-def onnx_roundtrip(module, args, dynamic_shapes=None, input_names=None, kwargs=None, path=None):
+def onnx_roundtrip(module, args, dynamic_shapes=None, input_names=None, kwargs=None, path=None, optimize=True):
     """Export ``module(*args, **kwargs)`` with the dynamo exporter (single file, no external data), check
-    that no STFT/DFT op is present, and load it in onnxruntime (CPU).
+    that no STFT/DFT op is present, and load it in onnxruntime (CPU). ``optimize=False`` skips onnxscript's
+    optimiser (exporter's default: on), whose pattern matcher takes minutes on graphs of tens of thousands of
+    nodes (a run-time-length Bluestein FFT: 537 s of dasp's 664 s dynamic export, under a profiler).
 
     Returns (session, onnx_model, path). The file is written to ``path``; without one it goes to a temporary
     directory that is removed once the session holds the model (then the returned path is None).
@@ -161,14 +163,14 @@ def onnx_roundtrip(module, args, dynamic_shapes=None, input_names=None, kwargs=N
     if path is None:
         with tempfile.TemporaryDirectory(prefix="specrewrite_onnx_") as tmp:
             sess, model, _ = onnx_roundtrip(module, args, dynamic_shapes, input_names, kwargs,
-                                            os.path.join(tmp, "model.onnx"))
+                                            os.path.join(tmp, "model.onnx"), optimize)
         return sess, model, None
     import onnx
     import onnxruntime as ort
 
     module = module.eval()
     torch.onnx.export(module, tuple(args), path, kwargs=kwargs, dynamo=True, external_data=False,
-                      dynamic_shapes=dynamic_shapes, input_names=input_names, verbose=False)
+                      dynamic_shapes=dynamic_shapes, input_names=input_names, verbose=False, optimize=optimize)
     model = onnx.load(path)
     found = onnx_op_types(model) & FORBIDDEN_ONNX_OPS
     assert not found, f"exported model still contains spectral ops {sorted(found)}"
