@@ -349,6 +349,9 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
                     accepted = True
                     continue
                 why = describe_guard(guard, size, plan.sources)
+                if plan.back_to_example():   # pinned in the capture moved off the example's size: the
+                    refix = True             # example's own capture is judged instead
+                    break
                 if ax.explicit:
                     _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {why}", only=ax)
                 plan.fix(ax, why)
@@ -359,7 +362,8 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
             if not pinned:
                 break
         else:   # guard after guard accepted and more left: the axes they restrict are fixed instead
-            for ax, guard, size in pinned:
+            refix = plan.back_to_example()   # (a capture moved off the example's size: the example's instead)
+            for ax, guard, size in pinned if not refix else ():
                 plan.fix(ax, "the capture's guards on this axis kept restricting it ("
                          + describe_guard(guard, size, plan.sources)
                          + ")")

@@ -194,6 +194,16 @@ class AxisPlan:
     def _notes(self, i: int, axis: int) -> str:
         return ", ".join(t for (j, a, _), t in self.accepted.items() if (j, a) == (i, axis) and t)
 
+    def back_to_example(self) -> bool:
+        """After a capture moved off the example's size (``off_multiple``) restricted an axis: the capture args
+        back at the example's size and what was judged on the moved capture forgotten. False when not moved."""
+        if self.moved is None:
+            return False
+        self.capture_args, self.moved = self.moved, None
+        self.size_classes, self.accepted, self.lower_bounds = [], {}, {}
+        self.batch_one_guards = set()
+        return True
+
     def fix(self, ax: Axis, reason: str) -> None:
         """Capture ``ax`` as fixed from now on, for ``reason``."""
         if self.moved is not None:   # captured off the example's size (off_multiple): a fixed axis is the example's
