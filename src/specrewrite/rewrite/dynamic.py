@@ -329,8 +329,9 @@ class AxisPlan:
         return None
 
     def other_branches(self, gm) -> List[Tuple[Axis, int]]:
-        """(axis, size) per axis whose pads up to a multiple were made right for both branches: a size near the
-        capture's where the first such pad is 0, to check the graph against eager in the branch not taken."""
+        """(axis, size) per axis and per pad up to a multiple made right for both branches (the first six): a
+        size near the capture's where that pad is 0, to check the graph against eager in the branch not taken
+        (each layer's, where several layers pad)."""
         from ._pad_multiple import other_branch
 
         absorbed = gm.meta.get("specrewrite_absorbed") or []
@@ -338,11 +339,17 @@ class AxisPlan:
         out = []
         for ax in self.axes if absorbed and env is not None else ():
             i = self._index(ax.input)
+            keep = [g.expr for g in getattr(env, "guards", [])]
             for sym in _sources(env, ax.input, ax.axis):
-                keep = [g.expr for g in getattr(env, "guards", [])]
-                n = other_branch(absorbed, int(self.capture_args[i].shape[ax.axis]), sym, keep)
-                if n is not None:
-                    out.append((ax, n))
+                sizes = []
+                for g in absorbed:
+                    n = other_branch([g], int(self.capture_args[i].shape[ax.axis]), sym, keep)
+                    if n is not None and n not in sizes:
+                        sizes.append(n)
+                    if len(sizes) == 6:
+                        break
+                out += [(ax, n) for n in sizes]
+                if sizes:
                     break
         return out
 
