@@ -15,9 +15,11 @@ SPECTRAL_ONNX = {"STFT", "DFT", "MelWeightMatrix"}
 _REFERENCE_MAX_NODES = 400   # onnx.reference is pure Python: only small graphs
 
 
-def write(fast, args, feeds: Dict[str, torch.Tensor], path: str, names: List[str], axes: List[dict]) -> None:
+def write(fast, args, feeds: Dict[str, torch.Tensor], path: str, names: List[str], axes: List[dict],
+          optimize: bool = True) -> None:
     """torch.onnx.export with the rewrite's dynamic axes and the forward's input names, all weights inline (an
-    external-data file of tiny initializers is what makes some runtimes refuse to load a model)."""
+    external-data file of tiny initializers is what makes some runtimes refuse to load a model); ``optimize``:
+    onnxscript's optimiser, torch.onnx's default."""
     try:
         import onnx  # noqa: F401 - torch.onnx's dynamo exporter needs both
         import onnxscript  # noqa: F401
@@ -31,7 +33,7 @@ def write(fast, args, feeds: Dict[str, torch.Tensor], path: str, names: List[str
     with quiet():
         prog = torch.onnx.export(fast, _doubled(args, axes) + tuple(feeds.values()), None, dynamo=True,
                                  dynamic_shapes=tuple(spec), input_names=names + list(feeds), verbose=False,
-                                 optimize=True)
+                                 optimize=optimize)
         prog.save(path, external_data=_too_big_for_one_file(prog))
 
 
