@@ -14,6 +14,7 @@ from .._copy import copy_model
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from .._where import from_guard
+from ._branches import branches_agree, off_multiple_capture
 from ._guards import guards_at_batch_two, install as install_size_checks, size_class
 from .dynamic import AxisPlan, accept, describe_guard
 from ._user_errors import internal_error, model_raises
@@ -300,13 +301,13 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
             return gm, sites, attr_map
         capture = "torch.export" + (" (draft_export: values the model's Python reads from tensors are fixed to "
                                      "the example's and checked at run time)" if draft else "")
-        if pad_multiple and not _branches_agree(work, plan, gm):
+        if pad_multiple and not branches_agree(work, plan, gm):
             pad_multiple = False   # a guard that steers more than a pad: the graph holds a class of sizes
             continue
         pinned = plan.judge(gm)
         if pinned and pad_multiple and not branch_tried:
             branch_tried = True
-            gm, sites, pinned = _off_multiple(work, plan, gm, sites, pinned, draft, sym_len)
+            gm, sites, pinned = off_multiple_capture(work, plan, gm, sites, pinned, draft, sym_len)
         for ax in plan.axes:   # an axis asked for explicitly that the capture made a constant
             if ax.explicit and ax.requested and not ax.dynamic:
                 _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {ax.why}", only=ax)
@@ -373,49 +374,6 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
             return gm, sites, None
     raise SpecRewriteError("the capture kept pinning input axes to the example's sizes", op="rewrite",
                            fix="pass dynamic_shapes=False (or report this model as a specrewrite bug)")
-
-
-def _off_multiple(work, plan: AxisPlan, gm, sites, pinned, draft: bool, sym_len: bool):
-    """A capture whose example is a multiple where the model pads up to a multiple (``if T % s: pad``) holds
-    for multiples only: captured again at the nearest longer size that is a multiple of none of them, where
-    the pads are taken (and made right for both branches, ``_pad_multiple``); kept when it guards fewer
-    remainders to be 0. Returns (gm, sites, pinned) of the capture kept."""
-    from . import capture as cap
-
-    trial = plan.off_multiple(gm)
-    if trial is None:
-        return gm, sites, pinned
-    ax, n, before = trial
-    if not _eager_runs(work, plan.inputs_at(ax, n)):
-        return gm, sites, pinned   # the model takes multiples only
-    saved = plan.capture_args
-    plan.capture_args = plan.inputs_at(ax, n, saved)
-    try:
-        gm2, sites2 = cap.via_export(work, _clones(plan.capture_args), plan.spec, draft=draft, sym_len=sym_len)
-    except Exception:  # noqa: BLE001 - the first capture stands
-        gm2 = None
-    if gm2 is not None and gm2.meta.get("specrewrite_absorbed") and plan.zero_remainders(gm2, ax) < before \
-            and _branches_agree(work, plan, gm2):
-        plan.moved = saved
-        return gm2, sites2, plan.judge(gm2)
-    plan.capture_args = saved
-    return gm, sites, plan.judge(gm)
-
-
-def _branches_agree(work, plan: AxisPlan, gm) -> bool:
-    """The captured graph, whose pads up to a multiple were made right for both branches, gives eager's output
-    where the branch not taken at the capture's size runs (a guard that also steers other code would show)."""
-    for ax, n in plan.other_branches(gm):
-        at = plan.inputs_at(ax, n, plan.capture_args)
-        try:
-            with torch.no_grad():
-                ref = work(*_clones(at))
-                got = gm(*_clones(at))
-        except Exception:  # noqa: BLE001 - the model or the graph refuses that size: not the same function
-            return False
-        if not max_rel_err(got, ref) <= 1e-3:
-            return False
-    return True
 
 
 def _clones(inputs):

@@ -17,7 +17,7 @@ graph holds for every length. The pad is recognised from its amount and the guar
 side of that axis or the amount split in halves (``p // 2`` and ``p - p // 2``).
 
 A model whose guard also steers something else than the pad would be wrong in the other branch; the rewrite
-verifies the graph at a length where each dropped guard's remainder is 0 (see ``other_branch``).
+verifies the graph at a length where each dropped guard's remainder is 0 (``_branches.py``).
 """
 from __future__ import annotations
 
@@ -130,24 +130,23 @@ def generalise(args: tuple, kwargs: dict, absorbed: List[object]) -> Tuple[tuple
     return (args[0], tuple(pad) if isinstance(args[1], tuple) else pad, *args[2:]), kwargs
 
 
-def other_branch(absorbed, example: int, symbol, keep=()) -> Optional[int]:
-    """A size near ``example`` where the first dropped guard on ``symbol`` is false (its remainder 0) and every
-    guard of ``keep`` (the capture's other guards on ``symbol``) still holds: the length at which the graph's
-    other branch is verified. None when there is none within reach."""
+def other_branch(guard, example: int, symbol, keep=()) -> Optional[int]:
+    """A size near ``example`` where a dropped ``guard`` on ``symbol`` is false (its remainder 0) and every guard
+    of ``keep`` (the capture's other guards on ``symbol``) still holds: a length at which the graph's other
+    branch is verified. None when there is none within reach."""
     def true(g, n) -> bool:
         return bool(g.xreplace({symbol: sympy.Integer(n)}))
 
+    if set(getattr(guard, "free_symbols", ())) != {symbol}:
+        return None
     keep = [g for g in keep if set(getattr(g, "free_symbols", ())) == {symbol}]
-    for g in absorbed:
-        if set(getattr(g, "free_symbols", ())) != {symbol}:
-            continue
-        for d in range(1, 4097):
-            for n in (example + d, example - d):
-                try:
-                    if n >= 2 and not true(g, n) and all(true(k, n) for k in keep):
-                        return n
-                except (TypeError, ValueError):
-                    return None
+    for d in range(1, 4097):
+        for n in (example + d, example - d):
+            try:
+                if n >= 2 and not true(guard, n) and all(true(k, n) for k in keep):
+                    return n
+            except (TypeError, ValueError):
+                return None
     return None
 
 
@@ -158,8 +157,7 @@ def zero_remainders(shape_env, symbol) -> list:
     for g in getattr(shape_env, "guards", []) or []:
         e = g.expr
         if isinstance(e, sympy.Eq) and set(getattr(e, "free_symbols", ())) == {symbol} and \
-                any(a == 0 for a in e.args) and any(_mod_atoms(a) and type(a).__name__ in ("Mod", "PythonMod")
-                                                   for a in e.args):
+                any(a == 0 for a in e.args) and any(type(a).__name__ in ("Mod", "PythonMod") for a in e.args):
             out.append(e)
     return out
 

@@ -105,7 +105,7 @@ class AxisPlan:
         self.accepted: Dict[tuple, str] = {}   # (input, axis, guard text) -> range text: judged already
         self._tentative: set = set()   # reasons that a later, more general one replaces
         self.sources: dict = {}   # the last judged capture's size symbol -> sources (for readable guards)
-        self.moved: Optional[tuple] = None   # the capture args before a capture at another size (off_multiple)
+        self.moved: Optional[tuple] = None   # the capture args before a capture at another size (_branches)
 
     # -------------------------------------------------------------------------------------- the request
     def _spec(self, dynamic_shapes) -> tuple:
@@ -195,7 +195,7 @@ class AxisPlan:
         return ", ".join(t for (j, a, _), t in self.accepted.items() if (j, a) == (i, axis) and t)
 
     def back_to_example(self) -> bool:
-        """After a capture moved off the example's size (``off_multiple``) restricted an axis: the capture args
+        """After a capture moved off the example's size (``_branches.off_multiple_capture``) restricted an axis: the capture args
         back at the example's size and what was judged on the moved capture forgotten. False when not moved."""
         if self.moved is None:
             return False
@@ -206,7 +206,7 @@ class AxisPlan:
 
     def fix(self, ax: Axis, reason: str) -> None:
         """Capture ``ax`` as fixed from now on, for ``reason``."""
-        if self.moved is not None:   # captured off the example's size (off_multiple): a fixed axis is the example's
+        if self.moved is not None:   # captured off the example's size (_branches): a fixed axis is the example's
             self.capture_args, self.moved = self.moved, None
         if self.batch_expanded and ax.role == "batch" and ax.axis == 0 and ax.size == 1:
             self.without_batch_expansion(reason)
@@ -308,51 +308,6 @@ class AxisPlan:
                 out.append(a)
         return tuple(out)
 
-    def off_multiple(self, gm) -> Optional[Tuple[Axis, int, int]]:
-        """(axis, size, count): a dynamic time axis whose capture guarded ``count`` remainders to be 0 (the
-        example is a multiple where a pad up to a multiple is skipped), and the nearest longer size where none
-        is 0: captured there, the pads are taken and made right for both branches (``_pad_multiple``)."""
-        from ._pad_multiple import off_multiples, zero_remainders
-
-        env = _shape_env(_user_placeholders(gm, len(self.args)))
-        if env is None:
-            return None
-        for ax in self.axes:
-            if not ax.dynamic or ax.role != "time":
-                continue
-            i = self._index(ax.input)
-            for sym in _sources(env, ax.input, ax.axis):
-                zs = zero_remainders(env, sym)
-                n = off_multiples(zs, sym, int(self.capture_args[i].shape[ax.axis])) if zs else None
-                if n is not None:
-                    return ax, n, len(zs)
-        return None
-
-    def other_branches(self, gm) -> List[Tuple[Axis, int]]:
-        """(axis, size) per axis and per pad up to a multiple made right for both branches (the first six): a
-        size near the capture's where that pad is 0, to check the graph against eager in the branch not taken
-        (each layer's, where several layers pad)."""
-        from ._pad_multiple import other_branch
-
-        absorbed = gm.meta.get("specrewrite_absorbed") or []
-        env = _shape_env(_user_placeholders(gm, len(self.args)))
-        out = []
-        for ax in self.axes if absorbed and env is not None else ():
-            i = self._index(ax.input)
-            keep = [g.expr for g in getattr(env, "guards", [])]
-            for sym in _sources(env, ax.input, ax.axis):
-                sizes = []
-                for g in absorbed:
-                    n = other_branch([g], int(self.capture_args[i].shape[ax.axis]), sym, keep)
-                    if n is not None and n not in sizes:
-                        sizes.append(n)
-                    if len(sizes) == 6:
-                        break
-                out += [(ax, n) for n in sizes]
-                if sizes:
-                    break
-        return out
-
     def ranges(self) -> List[Tuple[int, int, int, Optional[int], str]]:
         """(input index, axis, lo, hi, name) per dynamic axis with a bound: its range, checked by the rewritten
         model where torch.export's own guard check is erased."""
@@ -370,13 +325,6 @@ class AxisPlan:
         """Whether the capture ``gm`` guarded a remainder (its guard check would narrow an exporter's Dim)."""
         env = _shape_env(_user_placeholders(gm, len(self.args)))
         return any("Mod(" in str(g.expr) for g in getattr(env, "guards", None) or [])
-
-    def zero_remainders(self, gm, ax: Axis) -> int:
-        """How many remainders of ``ax``'s size the capture ``gm`` guarded to be 0."""
-        from ._pad_multiple import zero_remainders
-
-        env = _shape_env(_user_placeholders(gm, len(self.args)))
-        return sum(len(zero_remainders(env, sym)) for sym in _sources(env, ax.input, ax.axis)) if env else 0
 
     def second_inputs(self) -> Optional[tuple]:
         """Example inputs at another time length (+25 %, odd) and, where the batch is dynamic, another batch
