@@ -112,3 +112,27 @@ def test_known_values_follow_sizes_and_constants():
     assert str(last).replace(" ", "").endswith("//4))-1") or "//4" in str(last), str(last)
     assert seen["pair"] == [0, 1, 0, 1, 0, 1] and seen["sum"] is None and seen["data"] is None, seen
     assert ep.module()(torch.randn(2, 64)).shape == (2, 64)
+
+
+class ResampleLength(torch.nn.Module):
+    """julius' resample: the output length as a 0-d float tensor, floored, ``long()``, a slice end (used to fix
+    the clip length to the example's through torch's guard on the float)."""
+
+    def forward(self, x):
+        n = torch.floor(torch.as_tensor(3 * x.shape[-1] / 4)).long()
+        y = x[..., :n]
+        w = torch.hann_window(128, dtype=y.dtype)
+        return torch.stft(y, 128, 32, window=w, return_complex=True).abs()
+
+
+def test_a_length_through_a_float_tensor_stays_dynamic():
+    model = ResampleLength().eval()
+    fast = sr.rewrite(model, (torch.randn(1, 8000),))
+    time_ax = [a for a in fast.specrewrite_report.axes if a["role"] == "time"][0]
+    assert time_ax["dynamic"], fast.specrewrite_report
+    for n in (8000, 9001, 6543):
+        x = torch.randn(2, n)
+        with torch.no_grad():
+            ref = model(x.double())
+        got = fast(x)
+        assert got.shape == ref.shape and rel_err(got, ref) <= 1e-5, n

@@ -152,3 +152,29 @@ def test_a_deeper_layer_whose_guard_steers_more_is_never_silently_wrong(layer):
             assert "test_pad_multiple.py" in str(e), str(e)
             continue
         assert rel_err(got, ref) <= max(4 * rel_err(eager, ref), 1e-6), (layer, n, rel_err(got, ref))
+
+
+class PadFramesToMultiple(torch.nn.Module):
+    """asteroid's DCUNet: the frame count padded up to ``8k + 1`` under a lower bound on the clip; the search
+    for the other branch's length passed sizes below the bound, where torch's ``Mod`` asserts (an internal
+    error)."""
+
+    def forward(self, x):
+        torch._check(x.shape[-1] >= 320)
+        s = torch.stft(x, 256, 64, window=torch.hann_window(256, dtype=x.dtype), center=False,
+                       return_complex=True).abs()
+        r = (s.shape[-1] - 1) % 8
+        if r:
+            s = F.pad(s, [0, 8 - r])
+        return s
+
+
+def test_pad_of_frames_under_a_lower_bound():
+    model = PadFramesToMultiple().eval()
+    fast = sr.rewrite(model, (torch.randn(1, 330),))
+    for n in (330, 1000, 1234, 2049):
+        x = torch.randn(1, n)
+        with torch.no_grad():
+            ref = model(x.double())
+        got = fast(x)
+        assert got.shape == ref.shape and rel_err(got, ref) <= 1e-5, n

@@ -509,6 +509,12 @@ SECOND = ("dasp_parametric_eq", "fast_bss_eval_sdr_loss", "nara_wpe_torch", "big
           "vocos_imdct_symexp_head", "nnaudio_cfp")
 
 
+# static exports without the exporter's optimiser (onnxscript's pattern matcher): on these graphs it took 208 s
+# (HTDemucs) and 153 s (dasp's run-time-length Bluestein FFTs) of the suite's 27 minutes; every other model's
+# static export runs it, and specrewrite.export's own tests check its retry without it
+NO_OPTIMISER = ("demucs_htdemucs", "dasp_parametric_eq")
+
+
 def _params(xfail_key, names=None):
     names = [n for n in BUILDERS if n not in SECOND] if names is None else names
     return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=XFAIL[(n, xfail_key)]))
@@ -534,7 +540,8 @@ def check_rewrite_and_onnx(name, tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sess, _, _ = onnx_roundtrip(out, args, path=str(tmp_path / f"{name}.onnx"))
+        sess, _, _ = onnx_roundtrip(out, args, path=str(tmp_path / f"{name}.onnx"),
+                                    optimize=name not in NO_OPTIMISER)
     feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
     ort_err = model_err([torch.from_numpy(np.asarray(v)) for v in sess.run(None, feeds)], y0)
     assert ort_err <= MODEL_TOL, f"ORT: rel err {ort_err:.2e} of the peak > {MODEL_TOL:.0e}"

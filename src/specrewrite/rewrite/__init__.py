@@ -15,6 +15,7 @@ from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
 from .._where import from_guard
 from ._branches import branches_agree, off_multiple_capture
+from ._data_guards import install as install_value_checks
 from ._guards import guards_at_batch_two, install as install_size_checks, size_class
 from .dynamic import AxisPlan, accept, describe_guard
 from ._user_errors import internal_error, model_raises
@@ -222,6 +223,12 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
                                   if any(ax.dynamic and (plan.names.index(ax.input), ax.axis) == (c.index, c.axis)
                                          for ax in plan.axes)],
                             ranges=plan.ranges(), erase=plan.remainder_guards(gm))
+        fixed_values = install_value_checks(out)
+        if fixed_values:
+            shown = [t for t in fixed_values if t.startswith("Eq(")] or fixed_values
+            report.notes.append(f"values the model's Python reads from input tensors are fixed to the example's "
+                                f"({'; '.join(shown[:3])}{' ...' if len(shown) > 3 else ''}): other values are "
+                                "an error in eager and give nan from an exported file")
     report.axes = plan.report()
     report.shapes_specialised = not any(ax.dynamic for ax in plan.axes)
     if len(report.entries) == n_swapped and not report.complex_ops and not report.folded:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import weakref
 from typing import Any, List, Optional
 
@@ -91,6 +92,7 @@ class KnownValues(TorchFunctionMode):
         self.vals = _ById()
         self.pad_multiple = pad_multiple
         self.absorbed: list = []   # guards of pads up to a multiple made right for both branches (_pad_multiple)
+        self.read: dict = {}       # id(SymInt) -> (tensor, flat index, SymInt): values a tolist() read from data
 
     # ---------------------------------------------------------------------------------------------- reads
     def _read(self, func, t):
@@ -117,7 +119,11 @@ class KnownValues(TorchFunctionMode):
                 if isinstance(v, np.ndarray) and _is_int(v.reshape(()).item()):
                     return v.reshape(()).item()
             return i
-        return tuple(one(i) for i in idx) if isinstance(idx, tuple) else one(idx)
+        def part(i):
+            if isinstance(i, slice):   # julius: y[..., :length] with a 0-d length tensor
+                return slice(one(i.start), one(i.stop), one(i.step))
+            return one(i)
+        return tuple(part(i) for i in idx) if isinstance(idx, tuple) else part(idx)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -127,6 +133,14 @@ class KnownValues(TorchFunctionMode):
             r = self._read(func, args[0])
             if r is not None:
                 return r
+        if func in _DATA_READS and args and isinstance(args[0], torch.Tensor) and _int_dtype(args[0]):
+            out = func(*args, **kwargs)
+            self._remember(args[0], out)
+            return out
+        if func in _FROM_DATA:
+            t = self._round_trip(func, args, kwargs)
+            if t is not None:
+                return t
         if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and len(args) >= 2:
             args = (args[0], self._plain_index(args[1]), *args[2:])
         if func is torch.Tensor.__iter__ and args and args[0] in self.vals:
@@ -136,14 +150,22 @@ class KnownValues(TorchFunctionMode):
                 for r, val in zip(rows, v):
                     self.vals[r] = np.asarray(val, dtype=object)
             return iter(rows)
-        out = func(*args, **kwargs)
+        if func in (torch.tensor, torch.as_tensor) and args and isinstance(args[0], torch.SymFloat) and \
+                set(kwargs) <= {"dtype", "device"}:
+            # a tensor of a symbolic float (julius' resample: as_tensor(new_sr * length / old_sr)): torch would
+            # fix the float to the example's, and with it the length; ``full`` keeps it symbolic
+            out = torch.full((), args[0], dtype=kwargs.get("dtype") or torch.get_default_dtype(),
+                             device=kwargs.get("device"))
+        else:
+            out = func(*args, **kwargs)
         try:
             val = _value(self, func, args, kwargs, out)
         except Exception:  # noqa: BLE001 - a value we cannot follow is simply not known
             val = None
         if val is not None:
             if isinstance(out, torch.Tensor):
-                if _int_dtype(out) and (isinstance(val, _Range) or
+                if (_int_dtype(out) or (out.dim() == 0 and out.is_floating_point())) and \
+                        (isinstance(val, _Range) or
                                         (isinstance(val, np.ndarray) and tuple(val.shape) == tuple(out.shape))):
                     self.vals[out] = val
             elif isinstance(out, (tuple, list)) and isinstance(val, list) and len(val) == len(out):
@@ -153,6 +175,59 @@ class KnownValues(TorchFunctionMode):
         return out
 
 
+    # ---------------------------------------------------------------------- a tensor's values round-tripped
+    def _remember(self, t, out) -> None:
+        """``t.tolist()`` / ``t.item()`` of data (espnet's ``make_pad_mask``: ``lengths.tolist()`` ...
+        ``new(lengths)``; under torch.export a ``tolist`` reaches here as one ``item`` per element): the symbolic
+        values read, so that a tensor built back from them is made of ``t``'s elements, not the example's
+        values."""
+        for k, e in enumerate(_flatten(out)):
+            if isinstance(e, torch.SymInt):
+                self.read[id(e)] = (t, k, e)
+
+    def _round_trip(self, func, args, kwargs):
+        """``torch.tensor(L)`` / ``x.new_tensor(L)`` / ``x.new(L)`` where every element of ``L`` is a value read
+        from a tensor: those tensors' elements, stacked (in the dtype the call asks for); None otherwise."""
+        method = func is not torch.tensor and func is not torch.as_tensor
+        data = (args[1] if len(args) > 1 else kwargs.get("data")) if method else \
+            (args[0] if args else kwargs.get("data"))
+        if not isinstance(data, (list, tuple)):
+            return None
+        flat = _flatten(data)
+        hits = [self.read.get(id(e)) for e in flat]
+        if not hits or any(h is None or h[2] is not e for h, e in zip(hits, flat)):
+            return None
+        shape = _nested_shape(data)
+        if shape is None or int(np.prod(shape)) != len(hits):
+            return None
+        if func is torch.Tensor.new:
+            if kwargs:
+                return None
+            dtype, device = args[0].dtype, args[0].device
+        else:
+            default = args[0].dtype if method else torch.int64
+            dtype, device = kwargs.get("dtype") or default, kwargs.get("device") or hits[0][0].device
+        parts = [t.reshape(-1)[k] if t.numel() > 1 else t.reshape(()) for t, k, _ in hits]
+        return torch.stack(parts).reshape(shape).to(dtype=dtype, device=device)
+
+
+def _flatten(x) -> list:
+    if isinstance(x, (list, tuple)):
+        return [e for i in x for e in _flatten(i)]
+    return [x]
+
+
+def _nested_shape(x):
+    if not isinstance(x, (list, tuple)):
+        return ()
+    inner = {_nested_shape(i) for i in x}
+    if len(inner) > 1 or None in inner:
+        return None
+    return (len(x),) + (inner.pop() if inner else ())
+
+
+_DATA_READS = (torch.Tensor.tolist, torch.Tensor.item, torch.Tensor.__int__, torch.Tensor.__index__)
+_FROM_DATA = (torch.tensor, torch.as_tensor, torch.Tensor.new_tensor, torch.Tensor.new)
 _READS = (torch.Tensor.item, torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.tolist,
           torch.Tensor.__bool__)
 
@@ -191,6 +266,8 @@ def _value(mode, func, args, kwargs, out):
         return None
     if func is torch.tensor or func is torch.as_tensor:
         data = args[0] if args else kwargs.get("data")
+        if isinstance(data, (float, torch.SymFloat)) and isinstance(out, torch.Tensor) and out.dim() == 0:
+            return np.asarray(data, dtype=object)   # julius: as_tensor(new_sr * length / old_sr), then floor
         arr = np.asarray(data, dtype=object)
         return arr if arr.size <= _MAX_NUMEL and all(_is_int(x) or isinstance(x, bool) for x in arr.flat) else None
     if func is torch.Tensor.__getitem__:
@@ -222,9 +299,18 @@ def _value(mode, func, args, kwargs, out):
         if any(v is None for v in vs):
             return None
         return (np.stack if func is torch.stack else np.concatenate)(vs, axis=dim).astype(object)
+    if name in ("floor", "ceil", "trunc") and len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+        v = _arr(mode, args[0])
+        if v is None or v.ndim != 0:
+            return None
+        return np.asarray(getattr(math, name)(v.item()), dtype=object)
     if name in _SAME and isinstance(args[0], torch.Tensor):
         v = _arr(mode, args[0])
-        return None if v is None or not _int_dtype(out) else v.copy()
+        if v is None or not _int_dtype(out):
+            return None
+        if v.ndim == 0 and isinstance(v.item(), (float, torch.SymFloat)):
+            return np.asarray(math.trunc(v.item()), dtype=object)
+        return v.copy()
     if name in ("reshape", "view") and isinstance(args[0], torch.Tensor):
         v = _arr(mode, args[0])
         shape = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list, torch.Size)) else args[1:]

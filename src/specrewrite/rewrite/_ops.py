@@ -48,8 +48,8 @@ def define_ops() -> None:
             length = x.shape[-1] + (2 * (n_fft // 2) if center else 0)
             frames = 1 + (length - n_fft) // hop_length
             bins = n_fft // 2 + 1 if onesided else n_fft
-            dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
-            return x.new_empty((*x.shape[:-1], bins, frames), dtype=dtype)
+            return x.new_empty((*x.shape[:-1], bins, frames), dtype=_double(x, window, torch.complex128,
+                                                                            torch.complex64))
 
         @torch.library.custom_op("specrewrite::istft", mutates_args=())
         def sr_istft(z: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: Optional[torch.Tensor],
@@ -62,10 +62,16 @@ def define_ops() -> None:
             frames = z.shape[-1]
             if length is None:
                 length = n_fft + hop_length * (frames - 1) - (2 * (n_fft // 2) if center else 0)
-            dtype = torch.float64 if z.dtype == torch.complex128 else torch.float32
-            return z.new_empty((*z.shape[:-2], length), dtype=dtype)
+            return z.new_empty((*z.shape[:-2], length), dtype=_double(z, window, torch.float64, torch.float32))
 
         _defined = True
+
+
+def _double(x, window, double, single):
+    """The result's dtype as torch promotes it: double precision when the input or the window is (float32
+    audio with a float64 window gives complex128)."""
+    wide = (torch.float64, torch.complex128)
+    return double if x.dtype in wide or (window is not None and window.dtype in wide) else single
 
 
 def _const_int(name, v, op):

@@ -145,6 +145,8 @@ def other_branch(guard, example: int, symbol, keep=()) -> Optional[int]:
             try:
                 if n >= 2 and not true(guard, n) and all(true(k, n) for k in keep):
                     return n
+            except (AssertionError, ZeroDivisionError):
+                continue   # below the guards' range (torch's Mod asserts a dividend >= 0): asteroid's DCUNet
             except (TypeError, ValueError):
                 return None
     return None
@@ -168,6 +170,8 @@ def off_multiples(guards, symbol, example: int, reach: int = 4096) -> Optional[i
         try:
             if not any(bool(g.xreplace({symbol: sympy.Integer(n)})) for g in guards):
                 return n
+        except (AssertionError, ZeroDivisionError):
+            continue
         except (TypeError, ValueError):
             return None
     return None

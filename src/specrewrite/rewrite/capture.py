@@ -7,6 +7,7 @@ Order of attempts: torch.export (non-strict, dynamic axes where the model allows
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import operator
 import warnings
@@ -37,7 +38,7 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False,
             (symbolic_int(model) if sym_len else contextlib.nullcontext()), tracking(pad_multiple) as known:
         warnings.simplefilter("ignore")
         export = torch.export.draft_export if draft else torch.export.export
-        ep = export(model, tuple(args), dynamic_shapes=dynamic_shapes, strict=False)
+        ep = export(model, tuple(args), dynamic_shapes=_for_signature(model, dynamic_shapes), strict=False)
         # no run_decompositions(): it re-traces the whole model (47 s of 53 s on HDemucs); the rules handle
         # the pre-dispatch ops (torch.fft.* as fft_*, in-place ops on complex values) directly.
         gm = ep.module()
@@ -45,6 +46,22 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False,
     restore_rnns(gm)
     inline_higher_order(gm)
     return gm, sites
+
+
+def _for_signature(model, spec):
+    """Per-input specs (one per positional input) as torch.export wants them for ``forward``'s signature: the
+    inputs that ``*args`` takes, as one tuple (else torch.export refuses the structure and the capture used to
+    fall back to tracing, every shape fixed)."""
+    if not isinstance(spec, (tuple, list)):
+        return spec
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return spec
+    star = next((i for i, p in enumerate(params) if p.kind is p.VAR_POSITIONAL), None)
+    if star is None or star > len(spec):
+        return spec
+    return tuple(spec[:star]) + (tuple(spec[star:]),)
 
 
 @contextlib.contextmanager
