@@ -156,6 +156,7 @@ def polar(mag, ang):
 def cpad(z, pad, mode="constant", value=0.0):
     """F.pad on a complex tensor carried as (..., 2)."""
     if mode == "constant":
+        z, pad = _crop(z, pad)
         value = complex(value)
         if value != 0:   # the pad value v means v + 0j: the imaginary plane pads with v.imag, not v
             r = F.pad(re(z), list(pad), value=value.real)
@@ -168,6 +169,20 @@ def cpad(z, pad, mode="constant", value=0.0):
     x = F.pad(x.reshape((-1, 1) + tuple(keep)), list(pad), mode=mode)   # (batch, 1, *padded): what F.pad wants
     x = x.reshape(tuple(lead) + tuple(x.shape[2:]))
     return movedim(x, 0, -1)
+
+
+def _crop(z, pad):
+    """Negative constant-pad amounts (a crop: asteroid's ``pad_x_to_y`` on a complex mask) as slices: ONNX's Pad
+    with negative pads is refused by onnx.reference, and other runtimes may too."""
+    pad = list(pad)
+    for j in range(len(pad) // 2):
+        dim = z.dim() - 2 - j   # the (re, im) axis is last
+        lo, hi = pad[2 * j], pad[2 * j + 1]
+        if isinstance(lo, int) and lo < 0:
+            z, pad[2 * j] = z.narrow(dim, -lo, z.shape[dim] + lo), 0
+        if isinstance(hi, int) and hi < 0:
+            z, pad[2 * j + 1] = z.narrow(dim, 0, z.shape[dim] + hi), 0
+    return z, pad
 
 
 def cmatmul(a, b, a_c: bool, b_c: bool):

@@ -197,6 +197,10 @@ def size_class(expr, index: int, axis: int, where: str, input_name: str, example
     import sympy
 
     direct = residue_class(expr, index, axis, where, input_name)
+    if direct is None and isinstance(expr, sympy.Eq) and _from_bound_up(expr, example):
+        # an equality that is a lower bound in disguise: Eq(Max(1, T // 16 - 2), T // 16 - 2) after a crop
+        # (F.pad with a negative amount) holds for every size from 48 up
+        return _size_class_cached(expr, example, index, axis, where, input_name)
     if direct is not None or isinstance(expr, sympy.Eq):
         # an equality that is not a remainder pins a size the graph computes from this one (asteroid's DCUNet
         # under draft_export: Eq(513*Max(1, T//256 - 3), 30267), 59 frames): the graph holds that constant, an
@@ -204,6 +208,16 @@ def size_class(expr, index: int, axis: int, where: str, input_name: str, example
         # axis is fixed, not kept for the few sizes that share the constant
         return direct
     return _size_class_cached(expr, example, index, axis, where, input_name)
+
+
+def _from_bound_up(expr, example: int) -> bool:
+    """Whether a guard holds at every size from some size at or below the example up to DOMAIN (and fails
+    somewhere below it)."""
+    ok = _holds_everywhere(expr)
+    if ok is None or not 0 < example < DOMAIN or ok[1:].all():
+        return False
+    bad = np.flatnonzero(~ok[1:]) + 1
+    return bool(bad[-1] < example)
 
 
 @functools.lru_cache(maxsize=256)
