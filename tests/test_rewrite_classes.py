@@ -414,3 +414,35 @@ def test_a_model_that_casts_to_float32_is_judged_against_float64_spectral_ops():
                                          return_complex=True).abs() ** 2).clamp(min=1e-10))
     eager32 = rel_err(CastsToFloat32()(xi), ref)
     assert rel_err(fast(xi), ref) <= 4 * eager32 + 1e-6
+
+
+class ItemOfConstant(torch.nn.Module):
+    """A Python number read from a constant tensor attribute (torch-audiomentations' low-pass: ``x[i] =
+    julius.lowpass_filter(x[i], cutoffs[i].item())``, a sinc filter scaled by it, applied by FFT): the number,
+    not a symbolic float that torch.onnx cannot translate (it failed on ``aten.mul.Scalar(t, SymFloat)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = torch.tensor([300.0, 700.0])   # a plain attribute: a constant of the capture
+
+    def forward(self, x):
+        import julius
+
+        x = x.clone()
+        cut = self.c / 16000
+        for i in range(2):
+            x[i] = julius.lowpass_filter(x[i], cut[i].item())
+        return x
+
+
+def test_a_number_read_from_a_constant_is_folded(tmp_path):
+    pytest.importorskip("julius")   # installed by make test (scripts/install_realmodels.sh)
+    model = ItemOfConstant().eval()
+    x = signal(2, 1, 3000)
+    fast = sr.rewrite(model, (x,))
+    with torch.no_grad():
+        want = ItemOfConstant()(x.double())
+    assert rel_err(fast(x), want) <= TOL["fp32_rel"]
+    sess, _, _ = onnx_roundtrip(fast, (x,), path=str(tmp_path / "m.onnx"), optimize=False)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert rel_err(torch.from_numpy(got), want) <= TOL["fp32_rel"]

@@ -217,6 +217,14 @@ class Lowering(SpectralLowering):
             return None   # an in-place op whose effect is already in the folded constants
         if node.target is aten._assert_tensor_metadata.default and node.args[0] in self._const_nodes:
             return None   # a dtype check of a folded constant (it would keep the window op alive)
+        if node.target in (aten.item.default, aten._local_scalar_dense.default) and node in self._const_nodes:
+            # a Python number read from a constant (a cutoff from a tensor attribute: torch-audiomentations'
+            # ``lowpass_filter(x, cutoffs[i].item())``) is that number: no symbolic float left for an exporter
+            try:
+                v = self.const_value(node, upto=node.next)
+                return v.item() if isinstance(v, torch.Tensor) else v
+            except Exception:  # noqa: BLE001 - not evaluable here: lowered like any other node
+                pass
         if node.op == "call_module" and str(node.target).startswith("_guards"):
             # torch.export's input-guard check sees a complex input as the caller passed it
             args = fx.node.map_arg(node.args, lambda a: self._raw_inputs.get(a, self.env[a]))
