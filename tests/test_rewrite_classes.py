@@ -446,3 +446,39 @@ def test_a_number_read_from_a_constant_is_folded(tmp_path):
     sess, _, _ = onnx_roundtrip(fast, (x,), path=str(tmp_path / "m.onnx"), optimize=False)
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     assert rel_err(torch.from_numpy(got), want) <= TOL["fp32_rel"]
+
+
+class SqueezesAWideAxis(torch.nn.Module):
+    """speechbrain's ``Conv2d`` wrapper: ``wx.squeeze(1)`` on 8 channels, a no-op in torch that ONNX's Squeeze
+    refuses (ONNX Runtime failed to load the file: 'Dimension of input 1 must be 1 instead of 8')."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+
+    def forward(self, x):
+        z = torch.stft(x, N_FFT, HOP, window=torch.hann_window(N_FFT, dtype=x.dtype), return_complex=True)
+        return self.conv(z.abs().unsqueeze(1)).squeeze(1)
+
+
+def test_a_squeeze_of_a_wide_axis_loads_in_onnx_runtime(tmp_path):
+    torch.manual_seed(0)
+    model = SqueezesAWideAxis().eval()
+    x = signal(2, 3000)
+    fast = sr.rewrite(model, (x,))
+    with torch.no_grad():
+        want = copy_double(model)(x.double())
+    assert rel_err(fast(x), want) <= TOL["fp32_rel"]
+    sess, _, _ = onnx_roundtrip(fast, (x,), path=str(tmp_path / "m.onnx"), optimize=False,
+                                dynamic_shapes=({0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO},))
+    xi = signal(3, 4001)
+    with torch.no_grad():
+        want = copy_double(model)(xi.double())
+    got = sess.run(None, {sess.get_inputs()[0].name: xi.numpy()})[0]
+    assert rel_err(torch.from_numpy(got), want) <= TOL["fp32_rel"]
+
+
+def copy_double(model):
+    import copy
+
+    return copy.deepcopy(model).double()

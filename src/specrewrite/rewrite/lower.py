@@ -253,6 +253,10 @@ class Lowering(SpectralLowering):
         touches = _has_cx(args) or _has_cx(kwargs) or _is_complex_node(node)
         if not touches and target is aten.sym_size.int:
             return self.call(C.sym_size, *args)
+        if not touches and target in (aten.squeeze.dim, aten.squeeze.dims) and isinstance(args[0], fx.Node):
+            squeezed = self._squeeze(node, args)
+            if squeezed is not None:
+                return squeezed
         if target is aten._linalg_check_errors.default and isinstance(args[0], fx.Node) and _solved_info(args[0]):
             return None   # the check of a solve's info, zeros by construction (ONNX has no op; the solve checks)
         if not touches and target is aten._linalg_solve_ex.default and not any(
@@ -368,6 +372,20 @@ class Lowering(SpectralLowering):
             if n.op == "call_function" and n.target._opname in FOLD_OPS:
                 self.report.folded[n.target._opname] = self.report.folded.get(n.target._opname, 0) + 1
         return self._const_node(value)
+
+    def _squeeze(self, node, args):
+        """``squeeze(d)`` of an axis that is not 1 is a no-op in torch, but ONNX's Squeeze refuses it (speechbrain's
+        ``Conv2d`` wrapper: ``wx.squeeze(1)`` on 8 channels; ONNX Runtime then fails to load the file): only the
+        axes of size 1 are squeezed. None: leave the node as it is."""
+        v = _val(node.args[0])
+        if not isinstance(v, torch.Tensor):
+            return None
+        dims = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
+        dims = [d % v.dim() if v.dim() else 0 for d in dims]
+        keep = [d for d in dims if v.dim() and isinstance(v.shape[d], int) and v.shape[d] == 1]
+        if len(keep) == len(dims):
+            return None
+        return self.call(torch.squeeze, args[0], tuple(keep)) if keep else args[0]
 
     def _position(self, node):
         return self._cidx.get(node, len(self._corder))
