@@ -482,3 +482,34 @@ def copy_double(model):
     import copy
 
     return copy.deepcopy(model).double()
+
+
+class ConstantBoolIndex(torch.nn.Module):
+    """speechbrain's ``pos_def`` (Mvdr / Gev beamformers): ``x[..., ids_diag] += eps`` with a boolean mask from
+    ``torch.eq`` of ``triu_indices``, input-independent. torch.onnx cannot write a boolean index_put with None
+    indices: the mask is its integer positions in the rewritten graph."""
+
+    def forward(self, x):
+        s = torch.stft(x, 10, 4, window=torch.hann_window(10, dtype=x.dtype), return_complex=True)
+        s = s.abs().transpose(1, 2)
+        t = torch.triu_indices(3, 3)
+        ids = torch.eq(t[0], t[1])
+        s = s.clone()
+        s[..., ids] += 1.0
+        return s * s[..., ids].sum(-1, keepdim=True)
+
+
+def test_a_constant_boolean_index_is_written_as_positions(tmp_path):
+    model = ConstantBoolIndex().eval()
+    x = signal(2, 1000)
+    fast = sr.rewrite(model, (x,))
+    with torch.no_grad():
+        want = model(x.double())
+    assert rel_err(fast(x), want) <= TOL["fp32_rel"]
+    sess, _, _ = onnx_roundtrip(fast, (x,), path=str(tmp_path / "m.onnx"), optimize=False,
+                                dynamic_shapes=({0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO},))
+    xi = signal(3, 1251)
+    with torch.no_grad():
+        want = model(xi.double())
+    got = sess.run(None, {sess.get_inputs()[0].name: xi.numpy()})[0]
+    assert rel_err(torch.from_numpy(got), want) <= TOL["fp32_rel"]

@@ -232,6 +232,8 @@ class Lowering(SpectralLowering):
         args = fx.node.map_aggregate(node.args, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         kwargs = fx.node.map_aggregate(node.kwargs, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         target = node.target
+        if target in _INDEXING and len(node.args) > 1 and isinstance(node.args[1], (list, tuple)):
+            args = (args[0], self._int_indices(node, list(args[1])), *args[2:])
         key = str(target)
         is_op = node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
         if is_op:
@@ -373,6 +375,22 @@ class Lowering(SpectralLowering):
                 self.report.folded[n.target._opname] = self.report.folded.get(n.target._opname, 0) + 1
         return self._const_node(value)
 
+    def _int_indices(self, node, new):
+        """A constant boolean mask among the indices (speechbrain's ``x[..., ids_diag] += ...`` with ids_diag from
+        ``torch.eq`` of ``triu_indices``) as the integer positions it selects: torch.onnx cannot write a boolean
+        index_put with other (None) indices."""
+        for i, orig in enumerate(node.args[1]):
+            v = _val(orig)
+            if not (isinstance(orig, fx.Node) and orig in self._const_nodes and isinstance(v, torch.Tensor)
+                    and v.dtype == torch.bool and v.dim() == 1):
+                continue
+            try:
+                mask = self.const_value(orig, upto=node)
+            except Exception:  # noqa: BLE001 - not evaluable here: left as it is
+                continue
+            new[i] = self._const_node(mask.nonzero().reshape(-1))
+        return new
+
     def _squeeze(self, node, args):
         """``squeeze(d)`` of an axis that is not 1 is a no-op in torch, but ONNX's Squeeze refuses it (speechbrain's
         ``Conv2d`` wrapper: ``wx.squeeze(1)`` on 8 channels; ONNX Runtime then fails to load the file): only the
@@ -473,6 +491,7 @@ _SPELL_OUT = {aten.linalg_solve.default: S.linalg_solve,   # real: no ONNX op, n
               aten.empty.memory_format: R.empty, aten.empty_strided.default: R.empty_strided,
               aten.empty_permuted.default: R.empty_permuted}
 _PADS = {aten.pad.default, aten.constant_pad_nd.default}
+_INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",
             "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
 
