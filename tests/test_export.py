@@ -95,6 +95,23 @@ def test_onnx_input_mode_names_every_input(tmp_path):
     assert rel_err(got, _f64(model, wav)) <= TOL["fp32_rel"] * 10
 
 
+def test_a_bare_torchaudio_transform_in_store_mode_takes_only_the_audio(tmp_path):
+    """A MelSpectrogram swapped for ours (no capture) in 'store' mode: its bases are in the file, not inputs
+    (the file used to ask for two DFT stages as inputs, while the result said input_names == ['waveform'])."""
+    torchaudio = pytest.importorskip("torchaudio")
+    model = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, n_mels=40)
+    wav = torch.randn(2, 8000) * 0.1
+    path = str(tmp_path / "mel.onnx")
+    result = export(model, (wav,), path)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert result.ok and [i.name for i in sess.get_inputs()] == result.input_names == ["waveform"]
+    other = torch.randn(3, 12345) * 0.1
+    got = torch.from_numpy(sess.run(None, {"waveform": other.numpy()})[0])
+    with torch.no_grad():
+        want = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, n_mels=40).double()(other.double())
+    assert rel_err(got, want) <= TOL["fp32_rel"] * 10
+
+
 def test_report_of_many_identical_ops_is_compact():
     class Chain(torch.nn.Module):
         def forward(self, x):

@@ -558,3 +558,26 @@ def test_an_output_on_the_branch_cut_is_judged_by_eagers_own_sensitivity():
     with torch.no_grad():
         want = model(x, y)
     assert rel_err(fast(x, y), want) <= 4 * _moved(model, x, y) + 1e-6
+
+
+class ThreeOperandEinsum(torch.nn.Module):
+    """NeMo's beamformer post-filter: ``einsum('bfc,bfcd,bfd->bf', w.conj(), R, w)``. opt_einsum chose the
+    contraction order from the example's sizes and guarded on them (the batch axis was fixed)."""
+
+    def forward(self, x):
+        s = torch.stft(x.flatten(0, 1), 256, 64, window=torch.hann_window(256, dtype=x.dtype), return_complex=True)
+        s = s.unflatten(0, x.shape[:2]).permute(0, 2, 3, 1)
+        r = torch.einsum("bfnc,bfnd->bfcd", s, s.conj())
+        w = s.mean(2)
+        return torch.einsum("bfc,bfcd,bfd->bf", w.conj(), r, w).real
+
+
+def test_a_multi_operand_einsum_keeps_the_batch_dynamic():
+    model = ThreeOperandEinsum().eval()
+    fast = sr.rewrite(model, (signal(2, 3, 4000),))
+    batch = [a for a in fast.specrewrite_report.axes if a["role"] == "batch"][0]
+    assert batch["dynamic"], fast.specrewrite_report
+    x = signal(3, 3, 4000)
+    with torch.no_grad():
+        want = model(x.double())
+    assert rel_err(fast(x), want) <= TOL["fp32_rel"]

@@ -122,7 +122,9 @@ def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precisio
     t0 = time.perf_counter()
     report = fast.specrewrite_report
     names = input_names(model, len(args))
-    feeds = fast.basis_inputs() if hasattr(fast, "basis_inputs") else {}
+    # (a swapped torchaudio module has basis_inputs in every mode: only in 'input' mode are they file inputs;
+    # a MelSpectrogram exported in 'store' mode used to ask for its bases as inputs too)
+    feeds = fast.basis_inputs() if hasattr(fast, "basis_inputs") and Mode.parse(mode) is Mode.INPUT else {}
     axes = report.axes
     if not axes and dynamic_shapes is not False:
         # nothing was captured (a torchaudio module swap is enough): the file asks for the default axes and

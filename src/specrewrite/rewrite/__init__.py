@@ -235,7 +235,8 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
         out = work  # nothing spectral in the graph: hand back the (swapped) copy, not a re-traced graph
     else:
         out.train(model.training)
-    feeds = out.basis_inputs() if hasattr(out, "basis_inputs") else {}
+    # (a swapped torchaudio module has basis_inputs in every mode: only in 'input' mode are they inputs)
+    feeds = out.basis_inputs() if hasattr(out, "basis_inputs") and Mode.parse(mode) is Mode.INPUT else {}
     if feeds:
         report.notes.append("input mode: feed the DFT bases after the model inputs, in this order: "
                             + ", ".join(feeds) + " (values from result.basis_inputs())")

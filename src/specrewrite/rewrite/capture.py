@@ -35,7 +35,10 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False,
     # capture route is tried, so it is kept off the user's console
     with patched(sites), opaque_rnns(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
             (symbolic_len() if sym_len else contextlib.nullcontext()), \
-            (symbolic_int(model) if sym_len else contextlib.nullcontext()), tracking(pad_multiple) as known:
+            (symbolic_int(model) if sym_len else contextlib.nullcontext()), tracking(pad_multiple) as known, \
+            torch.backends.opt_einsum.flags(enabled=False):
+        # (opt_einsum picks a multi-operand einsum's contraction order from the example's sizes, guarding on
+        # them: NeMo's beamformer postfilter fixed the batch axis; torch's left-to-right order guards nothing)
         warnings.simplefilter("ignore")
         export = torch.export.draft_export if draft else torch.export.export
         ep = export(model, tuple(args), dynamic_shapes=_for_signature(model, dynamic_shapes), strict=False)
