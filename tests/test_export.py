@@ -344,3 +344,21 @@ def test_framed_stft_from_a_batch_of_one_to_any_batch_and_length(ext, tmp_path):
         x = torch.randn(3, 9001) * 0.1
         got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
         assert rel_err(got, _f64(model, x)) <= TOL["fp32_rel"] * 10
+
+
+def test_a_star_args_forward_with_only_a_swap_exports_dynamic(tmp_path):
+    """``forward(self, *a)`` around a torchaudio transform (nothing captured): torch.export wants the specs of
+    ``*a`` as one tuple (the export used to fail: 'inputs[0] is a tuple, but dynamic_shapes[0] is a dict')."""
+    torchaudio = pytest.importorskip("torchaudio")
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, n_mels=40)
+
+        def forward(self, *a):
+            return self.mel(a[0])
+
+    wav = torch.randn(2, 8000) * 0.1
+    result = export(Wrap().eval(), (wav,), str(tmp_path / "v.onnx"))
+    assert result.ok and any("axis 1" in d for d in result.dynamic_axes), result

@@ -9,6 +9,7 @@ import torch
 
 from .._quiet import quiet
 from ..errors import SpecRewriteError, missing_extra
+from ..rewrite.capture import _for_signature
 from ._result import RuntimeCheck
 
 SPECTRAL_ONNX = {"STFT", "DFT", "MelWeightMatrix"}
@@ -32,7 +33,8 @@ def write(fast, args, feeds: Dict[str, torch.Tensor], path: str, names: List[str
         spec.append(dyn or None) if isinstance(a, torch.Tensor) else spec.append(None)
     with quiet():
         prog = torch.onnx.export(fast, _doubled(args, axes) + tuple(feeds.values()), None, dynamo=True,
-                                 dynamic_shapes=tuple(spec), input_names=names + list(feeds), verbose=False,
+                                 dynamic_shapes=_for_signature(fast, tuple(spec)),
+                                 input_names=names + list(feeds), verbose=False,
                                  optimize=optimize)
         prog.save(path, external_data=_too_big_for_one_file(prog))
 
