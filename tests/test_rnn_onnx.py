@@ -2,7 +2,7 @@
 
 torch.export runs aten.lstm / aten.gru one cell per step, so a model with an LSTM over spectrogram frames
 exported with a dynamic time axis silently got a file for the example's length only. In a rewritten model the
-recurrent node emits ONNX's own LSTM / GRU inside torch.onnx.export (and stays the aten op everywhere else).
+recurrent node emits ONNX's own LSTM / GRU / RNN inside torch.onnx.export (and stays the aten op everywhere else).
 Each case runs in ONNX Runtime at three lengths (shorter, equal, longer; odd too) and two batch sizes against eager
 float64, next to eager float32's own error."""
 from __future__ import annotations
@@ -50,6 +50,8 @@ CASES = [
     ("LSTM", dict(batch_first=True, bias=False, num_layers=3)),
     ("GRU", dict(batch_first=True, bidirectional=True)),
     ("GRU", dict(num_layers=2)),
+    ("RNN", dict(nonlinearity="relu", batch_first=True, bidirectional=True)),   # DeepSpeech's recurrent layers
+    ("RNN", dict(num_layers=2)),                                                 # tanh
 ]
 
 

@@ -1,4 +1,4 @@
-"""Recurrent layers kept whole during capture: torch.export decomposes ``aten.lstm`` / ``aten.gru`` into one cell per
+"""Recurrent layers kept whole during capture (nn.LSTM, nn.GRU and nn.RNN, tanh or relu): torch.export decomposes ``aten.lstm`` / ``aten.gru`` into one cell per
 time step, each with symbolic shapes, which made capturing a model with LSTMs cost 5-10x a static export
 (HDemucs: 34 s of a 40 s capture with a dynamic batch; open-unmix: most of a failed capture). During capture
 ``torch._VF.lstm`` / ``gru`` (what ``nn.LSTM`` / ``nn.GRU`` call) go through opaque custom ops whose fake kernels
@@ -18,11 +18,12 @@ import torch.fx as fx
 
 _lock = threading.Lock()
 _defined = False
-_ORIG = {"lstm": None, "gru": None}
+_ORIG = {"lstm": None, "gru": None, "rnn_tanh": None, "rnn_relu": None}
+_ONE_STATE = ("gru", "rnn_tanh", "rnn_relu")
 
 
 def _define_op(name: str) -> None:
-    """``specrewrite::<name>`` with aten.lstm's argument list (GRU's single state passed as a one-element list),
+    """``specrewrite::<name>`` with aten.lstm's argument list (GRU's / RNN's single state as a one-element list),
     its result as a list: output, then the final state(s)."""
 
     @torch.library.custom_op(f"specrewrite::{name}", mutates_args=())
@@ -66,15 +67,17 @@ def _routed(name: str, unpacked):
 # unpacked: (input, (h0, c0) or h0, weights, ...); packed: (data, batch_sizes, state, weights, ...)
 _lstm = _routed("lstm", lambda args: isinstance(args[1], (list, tuple)))
 _gru = _routed("gru", lambda args: isinstance(args[2], (list, tuple)))
+_rnn_tanh = _routed("rnn_tanh", lambda args: isinstance(args[2], (list, tuple)))
+_rnn_relu = _routed("rnn_relu", lambda args: isinstance(args[2], (list, tuple)))
 
 
 @contextlib.contextmanager
 def opaque_rnns():
-    """Route torch._VF.lstm / gru through the opaque ops for the duration of a capture."""
+    """Route torch._VF.lstm / gru / rnn_tanh / rnn_relu through the opaque ops for the duration of a capture."""
     _define()
     vf = torch._VF
-    saved = {name: vf.__dict__.get(name) for name in ("lstm", "gru")}
-    vf.lstm, vf.gru = _lstm, _gru
+    saved = {name: vf.__dict__.get(name) for name in _ORIG}
+    vf.lstm, vf.gru, vf.rnn_tanh, vf.rnn_relu = _lstm, _gru, _rnn_tanh, _rnn_relu
     try:
         yield
     finally:
@@ -92,7 +95,8 @@ def restore_rnns(gm: fx.GraphModule) -> int:
         return 0
     from . import _rnn_onnx
 
-    swap = {torch.ops.specrewrite.lstm.default: _rnn_onnx.lstm, torch.ops.specrewrite.gru.default: _rnn_onnx.gru}
+    swap = {getattr(torch.ops.specrewrite, name).default: getattr(_rnn_onnx, name) for name in _ORIG}
+    one_state = {getattr(torch.ops.specrewrite, name).default for name in _ONE_STATE}
     count = 0
     for mod in gm.modules():
         graph = getattr(mod, "graph", None)
@@ -100,7 +104,7 @@ def restore_rnns(gm: fx.GraphModule) -> int:
             continue
         for node in graph.nodes:
             if node.op == "call_function" and node.target in swap:
-                if node.target is torch.ops.specrewrite.gru.default:   # aten.gru takes its one state as is
+                if node.target in one_state:   # aten.gru / rnn_* take their one state as is
                     node.args = (node.args[0], node.args[1][0], *node.args[2:])
                 node.target = swap[node.target]
                 if isinstance(node.meta.get("val"), list):

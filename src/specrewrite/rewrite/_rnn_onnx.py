@@ -46,6 +46,25 @@ def gru(x: torch.Tensor, hx: torch.Tensor, params: Sequence[torch.Tensor], has_b
                                     batch_first)
 
 
+def rnn_tanh(x: torch.Tensor, hx: torch.Tensor, params: Sequence[torch.Tensor], has_biases: bool, num_layers: int,
+             dropout: float, train: bool, bidirectional: bool, batch_first: bool):
+    """``aten.rnn_tanh.input`` (``nn.RNN``), or ONNX ``RNN`` nodes inside torch.onnx.export."""
+    if _onnx_export() and _plain(params, has_biases, num_layers, bidirectional, 1, train, dropout):
+        return _emit("RNN", x, [hx], list(params), has_biases, num_layers, bidirectional, batch_first, "Tanh")
+    return torch.ops.aten.rnn_tanh.input(x, hx, list(params), has_biases, num_layers, dropout, train,
+                                         bidirectional, batch_first)
+
+
+def rnn_relu(x: torch.Tensor, hx: torch.Tensor, params: Sequence[torch.Tensor], has_biases: bool, num_layers: int,
+             dropout: float, train: bool, bidirectional: bool, batch_first: bool):
+    """``aten.rnn_relu.input`` (``nn.RNN(nonlinearity='relu')``: DeepSpeech), or ONNX ``RNN`` nodes inside
+    torch.onnx.export."""
+    if _onnx_export() and _plain(params, has_biases, num_layers, bidirectional, 1, train, dropout):
+        return _emit("RNN", x, [hx], list(params), has_biases, num_layers, bidirectional, batch_first, "Relu")
+    return torch.ops.aten.rnn_relu.input(x, hx, list(params), has_biases, num_layers, dropout, train,
+                                         bidirectional, batch_first)
+
+
 def _plain(params, has_biases, num_layers, bidirectional, gates, train, dropout) -> bool:
     """The layer has no projection (LSTM proj_size), and no active dropout between layers: ONNX's op is it."""
     per = 4 if has_biases else 2
@@ -63,8 +82,8 @@ def _reorder(w: torch.Tensor, order) -> torch.Tensor:
 
 
 def _emit(kind: str, x, hx: List[torch.Tensor], params: List[torch.Tensor], has_biases: bool, num_layers: int,
-          bidirectional: bool, batch_first: bool):
-    order = _LSTM_GATES if kind == "LSTM" else _GRU_GATES
+          bidirectional: bool, batch_first: bool, activation: str = ""):
+    order = {"LSTM": _LSTM_GATES, "GRU": _GRU_GATES, "RNN": (0,)}[kind]
     dirs = 2 if bidirectional else 1
     per = 4 if has_biases else 2
     hidden = params[1].shape[-1]
@@ -84,6 +103,8 @@ def _emit(kind: str, x, hx: List[torch.Tensor], params: List[torch.Tensor], has_
         attrs = {"hidden_size": int(hidden), "direction": "bidirectional" if bidirectional else "forward"}
         if kind == "GRU":
             attrs["linear_before_reset"] = 1
+        if kind == "RNN":
+            attrs["activations"] = [activation] * dirs
         state = [dirs, batch, hidden]
         outs = torch.onnx.ops.symbolic_multi_out(
             f"::{kind}", inputs, attrs, dtypes=[x.dtype] * (1 + len(hx)),
