@@ -1,6 +1,6 @@
 """Recurrent layers kept whole during capture (nn.LSTM, nn.GRU and nn.RNN, tanh or relu): torch.export decomposes
-``aten.lstm`` / ``aten.gru`` into one cell per time step, each with symbolic shapes, which made capturing a model with LSTMs cost 5-10x a static export
-(HDemucs: 34 s of a 40 s capture with a dynamic batch; open-unmix: most of a failed capture). During capture
+``aten.lstm`` / ``aten.gru`` into one cell per time step, each with symbolic shapes, which made capturing a model
+with LSTMs cost 5-10x a static export (HDemucs: 34 s of a 40 s capture with a dynamic batch; open-unmix: most of a failed capture). During capture
 ``torch._VF.lstm`` / ``gru`` (what ``nn.LSTM`` / ``nn.GRU`` call) go through opaque custom ops whose fake kernels
 only compute shapes; afterwards every such node becomes a call of ``_rnn_onnx.lstm`` / ``gru``: the
 ``aten.lstm.input`` / ``aten.gru.input`` call it stands for (the node a pre-dispatch trace records, so exporters
