@@ -14,12 +14,13 @@ lengths). Here each such check becomes:
 from __future__ import annotations
 
 import operator
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 import torch.fx as fx
 
 from ..errors import SpecRewriteError
+from ._fold import ancestors
 from ._nodes import where_of
 
 _ITEM = {torch.ops.aten.item.default, torch.ops.aten._local_scalar_dense.default}
@@ -79,21 +80,17 @@ def _tensor_form(node, memo: Dict[fx.Node, object], g: fx.Graph, anchor: fx.Node
     return got
 
 
-def _reads_data(node, seen=None) -> bool:
-    seen = set() if seen is None else seen
-    if not isinstance(node, fx.Node) or node in seen:
-        return False
-    seen.add(node)
-    if node.op == "call_function" and node.target in _ITEM:
-        return True
-    return any(_reads_data(a, seen) for a in node.all_input_nodes)
+def _reads(g: fx.Graph, node) -> List[fx.Node]:
+    """The ``item`` nodes behind ``node``, in graph order."""
+    behind = ancestors(node) if isinstance(node, fx.Node) else set()
+    return [n for n in g.nodes if n in behind and n.op == "call_function" and n.target in _ITEM]
 
 
 def install(gm: fx.GraphModule) -> List[str]:
     """Turn every check on a value read from a tensor into ``check_value`` and flag the outputs with the
     conditions' tensor forms. Returns the checks' texts (for the report)."""
     g = gm.graph
-    asserts = [n for n in g.nodes if n.op == "call_function" and n.target in _ASSERT and _reads_data(n.args[0])]
+    asserts = [n for n in g.nodes if n.op == "call_function" and n.target in _ASSERT and _reads(g, n.args[0])]
     if not asserts:
         return []
     memo: Dict[fx.Node, object] = {}
@@ -103,7 +100,7 @@ def install(gm: fx.GraphModule) -> List[str]:
         cond = node.args[0]
         msg = str(node.args[1]) if len(node.args) > 1 else ""
         text = msg.split("expression ", 1)[-1].split(" on node", 1)[0] if "expression" in msg else msg
-        src = _source(cond)
+        src = next(filter(None, map(where_of, _reads(g, cond))), None)   # the model's line that read it
         form = _tensor_form(cond, memo, g, node)
         if isinstance(form, fx.Node) and form.target not in _SIZE:
             flags.append(form)
@@ -127,19 +124,3 @@ def install(gm: fx.GraphModule) -> List[str]:
 def _flagged(g: fx.Graph, out: fx.Node, v: fx.Node, flag: fx.Node) -> fx.Node:
     with g.inserting_before(out):
         return g.call_function(flag_outputs, (v, flag))
-
-
-def _source(node) -> Optional[str]:
-    """The model's line that read the value (the first ``item`` behind the condition)."""
-    stack, seen = [node], set()
-    while stack:
-        n = stack.pop()
-        if not isinstance(n, fx.Node) or n in seen:
-            continue
-        seen.add(n)
-        if n.op == "call_function" and n.target in _ITEM:
-            w = where_of(n)
-            if w:
-                return w
-        stack.extend(n.all_input_nodes)
-    return None

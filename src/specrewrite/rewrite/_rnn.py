@@ -1,6 +1,7 @@
 """Recurrent layers kept whole during capture (nn.LSTM, nn.GRU and nn.RNN, tanh or relu): torch.export decomposes
 ``aten.lstm`` / ``aten.gru`` into one cell per time step, each with symbolic shapes, which made capturing a model
-with LSTMs cost 5-10x a static export (HDemucs: 34 s of a 40 s capture with a dynamic batch; open-unmix: most of a failed capture). During capture
+with LSTMs cost 5-10x a static export (HDemucs: 34 s of a 40 s capture with a dynamic batch; open-unmix: most
+of a failed capture). During capture
 ``torch._VF.lstm`` / ``gru`` (what ``nn.LSTM`` / ``nn.GRU`` call) go through opaque custom ops whose fake kernels
 only compute shapes; afterwards every such node becomes a call of ``_rnn_onnx.lstm`` / ``gru``: the
 ``aten.lstm.input`` / ``aten.gru.input`` call it stands for (the node a pre-dispatch trace records, so exporters
@@ -65,10 +66,8 @@ def _routed(name: str, unpacked):
 
 
 # unpacked: (input, (h0, c0) or h0, weights, ...); packed: (data, batch_sizes, state, weights, ...)
-_lstm = _routed("lstm", lambda args: isinstance(args[1], (list, tuple)))
-_gru = _routed("gru", lambda args: isinstance(args[2], (list, tuple)))
-_rnn_tanh = _routed("rnn_tanh", lambda args: isinstance(args[2], (list, tuple)))
-_rnn_relu = _routed("rnn_relu", lambda args: isinstance(args[2], (list, tuple)))
+_ROUTED = {name: _routed(name, (lambda args: isinstance(args[2], (list, tuple))) if name in _ONE_STATE
+                         else (lambda args: isinstance(args[1], (list, tuple)))) for name in _ORIG}
 
 
 @contextlib.contextmanager
@@ -77,7 +76,8 @@ def opaque_rnns():
     _define()
     vf = torch._VF
     saved = {name: vf.__dict__.get(name) for name in _ORIG}
-    vf.lstm, vf.gru, vf.rnn_tanh, vf.rnn_relu = _lstm, _gru, _rnn_tanh, _rnn_relu
+    for name, call in _ROUTED.items():
+        setattr(vf, name, call)
     try:
         yield
     finally:

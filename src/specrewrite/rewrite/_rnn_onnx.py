@@ -46,23 +46,20 @@ def gru(x: torch.Tensor, hx: torch.Tensor, params: Sequence[torch.Tensor], has_b
                                     batch_first)
 
 
-def rnn_tanh(x: torch.Tensor, hx: torch.Tensor, params: Sequence[torch.Tensor], has_biases: bool, num_layers: int,
-             dropout: float, train: bool, bidirectional: bool, batch_first: bool):
-    """``aten.rnn_tanh.input`` (``nn.RNN``), or ONNX ``RNN`` nodes inside torch.onnx.export."""
-    if _onnx_export() and _plain(params, has_biases, num_layers, bidirectional, 1, train, dropout):
-        return _emit("RNN", x, [hx], list(params), has_biases, num_layers, bidirectional, batch_first, "Tanh")
-    return torch.ops.aten.rnn_tanh.input(x, hx, list(params), has_biases, num_layers, dropout, train,
-                                         bidirectional, batch_first)
+def _simple_rnn(op, activation: str):
+    def rnn(x: torch.Tensor, hx: torch.Tensor, params: Sequence[torch.Tensor], has_biases: bool, num_layers: int,
+            dropout: float, train: bool, bidirectional: bool, batch_first: bool):
+        if _onnx_export() and _plain(params, has_biases, num_layers, bidirectional, 1, train, dropout):
+            return _emit("RNN", x, [hx], list(params), has_biases, num_layers, bidirectional, batch_first,
+                         activation)
+        return op(x, hx, list(params), has_biases, num_layers, dropout, train, bidirectional, batch_first)
+
+    rnn.__doc__ = f"``{op}`` (``nn.RNN``), or ONNX ``RNN`` nodes ({activation}) inside torch.onnx.export."
+    return rnn
 
 
-def rnn_relu(x: torch.Tensor, hx: torch.Tensor, params: Sequence[torch.Tensor], has_biases: bool, num_layers: int,
-             dropout: float, train: bool, bidirectional: bool, batch_first: bool):
-    """``aten.rnn_relu.input`` (``nn.RNN(nonlinearity='relu')``: DeepSpeech), or ONNX ``RNN`` nodes inside
-    torch.onnx.export."""
-    if _onnx_export() and _plain(params, has_biases, num_layers, bidirectional, 1, train, dropout):
-        return _emit("RNN", x, [hx], list(params), has_biases, num_layers, bidirectional, batch_first, "Relu")
-    return torch.ops.aten.rnn_relu.input(x, hx, list(params), has_biases, num_layers, dropout, train,
-                                         bidirectional, batch_first)
+rnn_tanh = _simple_rnn(torch.ops.aten.rnn_tanh.input, "Tanh")
+rnn_relu = _simple_rnn(torch.ops.aten.rnn_relu.input, "Relu")   # nn.RNN(nonlinearity='relu'): DeepSpeech
 
 
 def _plain(params, has_biases, num_layers, bidirectional, gates, train, dropout) -> bool:
