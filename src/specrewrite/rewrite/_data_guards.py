@@ -20,6 +20,7 @@ import torch
 import torch.fx as fx
 
 from ..errors import SpecRewriteError
+from ._complex import sym_size
 from ._fold import ancestors
 from ._nodes import where_of
 
@@ -30,7 +31,7 @@ _BINARY = {operator.ge, operator.le, operator.gt, operator.lt, operator.eq, oper
            operator.sub, operator.mul, operator.floordiv, operator.mod, operator.truediv, operator.and_,
            operator.or_, operator.pow}
 _UNARY = {operator.neg: torch.neg, torch.sym_not: torch.logical_not}
-_SIZE = {torch.ops.aten.sym_size.int}
+_SIZE = {torch.ops.aten.sym_size.int, sym_size}   # (the second: a size once the pass has lowered the graph)
 
 
 def check_value(cond, text: str, where: str):
@@ -70,14 +71,21 @@ def _tensor_form(node, memo: Dict[fx.Node, object], g: fx.Graph, anchor: fx.Node
         got = node.args[0]
     elif node.op == "call_function" and (node.target in _BINARY or node.target in _UNARY):
         args = [_tensor_form(a, memo, g, anchor) for a in node.args]
-        if all(a is not None for a in args) and any(isinstance(a, fx.Node) and a.target not in _SIZE
-                                                    for a in args):
-            with g.inserting_before(anchor):
-                got = g.call_function(_UNARY.get(node.target, node.target), tuple(args))
+        if all(a is not None for a in args):
+            if any(_is_read(a, memo) for a in args):
+                with g.inserting_before(anchor):
+                    got = g.call_function(_UNARY.get(node.target, node.target), tuple(args))
+            else:
+                got = node   # sizes and constants only (``frames // 64 + 1``): the value itself
     elif node.op == "call_function" and node.target in _SIZE:
         got = node
     memo[node] = got
     return got
+
+
+def _is_read(form, memo: Dict[fx.Node, object]) -> bool:
+    """Whether a tensor form computes from a value read from a tensor (not from sizes and constants only)."""
+    return isinstance(form, fx.Node) and memo.get(form, None) is not form
 
 
 def _reads(g: fx.Graph, node) -> List[fx.Node]:
@@ -102,7 +110,7 @@ def install(gm: fx.GraphModule) -> List[str]:
         text = msg.split("expression ", 1)[-1].split(" on node", 1)[0] if "expression" in msg else msg
         src = next(filter(None, map(where_of, _reads(g, cond))), None)   # the model's line that read it
         form = _tensor_form(cond, memo, g, node)
-        if isinstance(form, fx.Node) and form.target not in _SIZE:
+        if _is_read(form, memo):
             flags.append(form)
         with g.inserting_before(node):
             g.call_function(check_value, (cond, text, src or ""))

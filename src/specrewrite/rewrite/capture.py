@@ -19,6 +19,7 @@ import torch.fx as fx
 from ._known import _is_int, known_value, tracking
 from ._nodes import attr_of
 from ._ops import CallSites, patched
+from ._packed import padded_packing
 from ._rnn import opaque_rnns, restore_rnns
 
 
@@ -33,7 +34,7 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False,
     sites = CallSites()
     # torch.export prints the partial graph of a failed capture to stderr: a failure here only means the next
     # capture route is tried, so it is kept off the user's console
-    with patched(sites), opaque_rnns(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+    with patched(sites), opaque_rnns(), padded_packing(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
             (symbolic_len() if sym_len else contextlib.nullcontext()), \
             (symbolic_int(model) if sym_len else contextlib.nullcontext()), tracking(pad_multiple) as known, \
             torch.backends.opt_einsum.flags(enabled=False):

@@ -340,6 +340,7 @@ def second_inputs(args: tuple, axes: List[Dict[str, Any]]) -> Optional[tuple]:
         return None
     g = torch.Generator().manual_seed(1234)
     out = []
+    moved: Dict[int, int] = {}   # a time axis' example size -> its new size
     for i, a in enumerate(args):
         if not isinstance(a, torch.Tensor) or not any(k[0] == i for k in dyn):
             out.append(a)
@@ -360,8 +361,23 @@ def second_inputs(args: tuple, axes: List[Dict[str, Any]]) -> Optional[tuple]:
                 near = [n for n in range(shape[d] - 64, shape[d] + 64) if n >= 2 and holds(ax["sizes"], n)
                         and (ax.get("max") is None or n <= ax["max"]) and n != a.shape[d]]
                 shape[d] = min(near, key=lambda n: (abs(n - shape[d]), n)) if near else shape[d]
+            if ax["role"] == "time":
+                moved[a.shape[d]] = shape[d]
         out.append(_resize_like(a, shape, g))
-    return tuple(out)
+    return tuple(_lengths_moved(a, moved) for a in out)
+
+
+def _lengths_moved(a, moved: Dict[int, int]):
+    """An integer tensor of lengths (positive, its largest value the example's size of a time axis: ``ilens``,
+    ``lengths`` for a packed sequence) scaled to the moved axis, the longest at its new size exactly; other
+    inputs as they are."""
+    if not isinstance(a, torch.Tensor) or a.is_floating_point() or a.is_complex() or a.dtype == torch.bool \
+            or a.dim() != 1 or not a.numel() or int(a.min()) <= 0 or int(a.max()) not in moved:
+        return a
+    old = int(a.max())
+    new = moved[old]
+    scaled = torch.div(a.to(torch.float64) * new, old).round().to(a.dtype).clamp(1, new)
+    return torch.where(a == old, torch.full_like(a, new), scaled)
 
 
 def _resize_like(a: torch.Tensor, shape, g) -> torch.Tensor:
