@@ -139,3 +139,30 @@ def test_lstm_cell_state_of_a_shorter_clip_is_not_silently_wrong():
         _check(out(*full), model, copy.deepcopy(model).double(), *full, "full-length clips")
     with pytest.raises(SpecRewriteError):
         sr.rewrite(model, _inputs([6000, 3000], 0), strict=True)
+
+
+def test_speechbrain_metricgan_with_relative_lengths_exports_dynamic(tmp_path):
+    """speechbrain's MetricGAN generator: a BLSTM over magnitude frames, packed from *relative* lengths (one
+    float in [0, 1] per clip, speechbrain's convention). The relative lengths are a per-clip input (batch axis,
+    not a second clip), and the file is checked in ONNX Runtime at another batch and length."""
+    from speechbrain.lobes.models.MetricGAN import EnhancementGenerator
+
+    class Enhancer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.g = EnhancementGenerator(input_size=257, hidden_size=200, num_layers=2)
+            self.register_buffer("win", torch.hamming_window(512))
+
+        def forward(self, wav, rel):
+            mag = torch.stft(wav, 512, 256, window=self.win, return_complex=True).abs().transpose(1, 2)
+            return self.g(mag, rel) * mag
+
+    torch.manual_seed(0)
+    model = Enhancer().eval()
+    wav, rel = torch.randn(2, 8000), torch.tensor([1.0, 0.6])
+    res = sr.export(model, (wav, rel), tmp_path / "metricgan.onnx")
+    assert res.ok, str(res)
+    assert sorted(res.dynamic_axes) == ["rel axis 0 (batch)", "wav axis 0 (batch)", "wav axis 1 (time)"]
+    ort_runs = [c for c in res.checks if c.runtime == "onnxruntime"]
+    assert [c.shapes for c in ort_runs] == ["(2, 8000), (2,)", "(3, 10001), (3,)"]
+    assert all(c.max_rel_err < 1e-5 for c in ort_runs), [str(c) for c in ort_runs]

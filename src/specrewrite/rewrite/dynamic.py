@@ -75,9 +75,17 @@ def time_axis(t: torch.Tensor) -> int:
     return t.dim() - 1
 
 
-def role_of(t: torch.Tensor, axis: int) -> str:
+def role_of(t: torch.Tensor, axis: int, others: tuple = ()) -> str:
+    """'batch', 'time' or 'other'. A 1-D input is a clip (time) when it is floating point, except one per clip of
+    another input (as many values as that input's batch, all in [0, 1]: speechbrain's relative lengths); an
+    integer one holds a value per clip (batch)."""
     if t.dim() == 1:
-        return "batch" if not t.is_floating_point() and not t.is_complex() else "time"
+        if not t.is_floating_point() and not t.is_complex():
+            return "batch"
+        per_clip = t.is_floating_point() and 0 < t.numel() <= 256 and bool(((t >= 0) & (t <= 1)).all()) and any(
+            isinstance(o, torch.Tensor) and o is not t and o.dim() >= 2 and o.shape[0] == t.shape[0]
+            for o in others)
+        return "batch" if per_clip else "time"
     if axis == 0:
         return "batch"
     return "time" if axis == time_axis(t) else "other"
@@ -119,7 +127,7 @@ class AxisPlan:
                 continue
             want = {}
             for d in range(a.dim()):
-                role = role_of(a, d)
+                role = role_of(a, d, self.args)
                 if self.user:
                     v = (per_input[i] or {}).get(d)
                     req, explicit = _is_dim(v), _is_dim(v) and v is not auto   # AUTO: keep it if the model allows
@@ -300,10 +308,10 @@ class AxisPlan:
         out = []
         for k, a in enumerate(base):
             if isinstance(a, torch.Tensor) and a.dim() > ax.axis and ax.axis in (0, time_axis(a)) and \
-                    int(a.shape[ax.axis]) == ref and (k == i or role_of(a, ax.axis) == ax.role):
+                    int(a.shape[ax.axis]) == ref and (k == i or role_of(a, ax.axis, base) == ax.role):
                 shape = list(a.shape)
                 shape[ax.axis] = size
-                out.append(_resize_like(a, shape, g))
+                out.append(_resize_like(a, shape, g, repeat=a.dim() == 1))
             else:
                 out.append(a)
         return tuple(out)
@@ -363,7 +371,8 @@ def second_inputs(args: tuple, axes: List[Dict[str, Any]]) -> Optional[tuple]:
                 shape[d] = min(near, key=lambda n: (abs(n - shape[d]), n)) if near else shape[d]
             if ax["role"] == "time":
                 moved[a.shape[d]] = shape[d]
-        out.append(_resize_like(a, shape, g))
+        per_clip = a.dim() == 1 and any(ax["role"] == "batch" for (j, _), ax in dyn.items() if j == i)
+        out.append(_resize_like(a, shape, g, repeat=per_clip))   # one value per clip: the example's, repeated
     return tuple(_lengths_moved(a, moved) for a in out)
 
 
@@ -380,10 +389,10 @@ def _lengths_moved(a, moved: Dict[int, int]):
     return torch.where(a == old, torch.full_like(a, new), scaled)
 
 
-def _resize_like(a: torch.Tensor, shape, g) -> torch.Tensor:
+def _resize_like(a: torch.Tensor, shape, g, repeat: bool = False) -> torch.Tensor:
     """A tensor of ``shape`` that continues ``a``: the example's values where they fit, fresh values of the
-    same scale beyond (integer inputs repeat the example's values)."""
-    if a.is_floating_point() or a.is_complex():
+    same scale beyond (integer inputs, and any with ``repeat``, repeat the example's values)."""
+    if (a.is_floating_point() or a.is_complex()) and not repeat:
         scale = float(a.detach().abs().max()) if a.numel() else 1.0
         fresh = torch.randn(shape, generator=g, dtype=torch.float64) * (scale or 1.0) * 0.5
         fresh = fresh.to(a.dtype) if not a.is_complex() else torch.complex(fresh, fresh).to(a.dtype)
