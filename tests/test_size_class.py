@@ -173,3 +173,33 @@ def test_an_equality_that_is_a_lower_bound_keeps_the_axis(tmp_path):
         ref = model(x.double())
     assert rel_err(torch.from_numpy(sess.run(None, {name: x.numpy()})[0]), ref) <= TOL["fp32_rel"]
     assert not np.isfinite(sess.run(None, {name: torch.randn(2, 50).numpy()})[0]).all()
+
+
+class PadsShortClips(torch.nn.Module):
+    """Pads a clip shorter than 1024 samples up to 1024 (audiocraft's chroma front end): the graph captured from a
+    longer clip holds for 1024 <= time only, a range every exporter takes as a fact."""
+
+    def forward(self, x):
+        if x.shape[-1] < 1024:
+            x = torch.nn.functional.pad(x, (0, 1024 - x.shape[-1]))
+        return torch.stft(x, 512, 256, window=torch.hann_window(512, dtype=x.dtype), return_complex=True).abs()
+
+
+def test_a_clip_below_the_range_gives_nan_from_the_file_not_fewer_frames(tmp_path):
+    """Before: the ONNX file fed 600 samples returned 3 frames where eager has 5, silently."""
+    model = PadsShortClips().eval()
+    res = sr.export(model, (torch.randn(2, 4000),), tmp_path / "short.onnx")
+    assert res.ok and "wav axis" not in str(res.dynamic_axes) and "x axis 1 (time)" in res.dynamic_axes, str(res)
+    time_ax = [a for a in res.report.axes if a["role"] == "time"][0]
+    assert time_ax["min"] == 1024, time_ax
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(res.path, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    for n in (1024, 1025, 3001):
+        x = torch.randn(2, n)
+        with torch.no_grad():
+            ref = model(x.double())
+        assert rel_err(torch.from_numpy(sess.run(None, {name: x.numpy()})[0]), ref) <= TOL["fp32_rel"], n
+    short = sess.run(None, {name: torch.randn(2, 600).numpy()})[0]
+    assert np.isnan(short).all() and model(torch.randn(2, 600)).shape[-1] == 5 != short.shape[-1]
