@@ -362,3 +362,40 @@ def test_a_star_args_forward_with_only_a_swap_exports_dynamic(tmp_path):
     wav = torch.randn(2, 8000) * 0.1
     result = export(Wrap().eval(), (wav,), str(tmp_path / "v.onnx"))
     assert result.ok and any("axis 1" in d for d in result.dynamic_axes), result
+
+
+class PadsOddLengths(torch.nn.Module):
+    """No spectral op at all: a strided conv front end that pads one sample when the length is not a multiple of
+    its stride (asteroid's SuDORMRF pads its input in Python the same way)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 4, 8, stride=4)
+
+    def forward(self, x):
+        if x.shape[-1] % 4 != 0:
+            x = torch.nn.functional.pad(x, (0, 1))
+        return self.conv(x.unsqueeze(1))
+
+
+def test_a_model_with_nothing_spectral_gets_its_size_guards_in_the_file(tmp_path):
+    """Before: exported as is, the file took every length and at 4003 samples returned 999 frames where eager has
+    1000 (torch.export's check of the branch is not in the file). Now such a model is captured by ``export`` too:
+    right at the lengths the captured branch holds, non-finite at the others; ``rewrite`` still hands it back
+    unchanged."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = PadsOddLengths().eval()
+    x = torch.randn(2, 4000)
+    assert sr.rewrite(model, (x,)) is not model and isinstance(sr.rewrite(model, (x,)), PadsOddLengths)
+    res = sr.export(model, (x,), tmp_path / "pads.onnx")
+    assert res.ok, str(res)
+    sess = ort.InferenceSession(res.path, providers=["CPUExecutionProvider"])
+    for n in (4000, 4004, 8000):
+        xx = torch.randn(3, n)
+        with torch.no_grad():
+            ref = model.double()(xx.double())
+            model.float()
+        assert rel_err(sess.run(None, {"x": xx.numpy()})[0], ref) <= 1e-6, n
+    assert not np.isfinite(sess.run(None, {"x": torch.randn(3, 4003).numpy()})[0]).all()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import warnings
 from typing import Any, Optional
@@ -23,6 +24,26 @@ from .report import Report
 from .verify import _first_line, _flat, max_rel_err, verify_example, verify_second_shape
 
 __all__ = ["rewrite", "inspect", "Report"]
+
+_ALWAYS = threading.local()   # set by specrewrite.export: capture even a model with nothing spectral
+
+
+@contextlib.contextmanager
+def capture_always():
+    """Within: ``rewrite`` captures a graph even where nothing spectral is left to lower, so that the guards on its
+    input sizes are checked in the file (an exporter drops torch.export's own check: a no-spectral model that
+    pads odd lengths ran silently wrong from an ONNX file at those lengths). Used by ``specrewrite.export``;
+    ``rewrite`` itself hands such a model back unchanged."""
+    before = getattr(_ALWAYS, "on", False)
+    _ALWAYS.on = True
+    try:
+        yield
+    finally:
+        _ALWAYS.on = before
+
+
+def _capture_always() -> bool:
+    return getattr(_ALWAYS, "on", False)
 
 
 def _as_args(example_inputs) -> Optional[tuple]:
@@ -178,7 +199,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
         work, _ = swap_torchaudio(work, mode, strategy, report, allow_complex_out=True)
         with torch.no_grad(), spy:
             swapped_out = work(*_clones(args))
-    if spy.seen is None:  # nothing spectral left after the module swap: no capture needed
+    if spy.seen is None and not _capture_always():   # nothing spectral after the swap: no capture needed
         report.capture = "module swap only (an eager run saw no other spectral op or complex tensor)"
         if verify and not inplace:   # judged like any rewrite (the user's model is the eager reference)
             verify_example(model, work, args, {}, ref, report, strict)
@@ -231,7 +252,8 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
                                 "an error in eager and give nan from an exported file")
     report.axes = plan.report()
     report.shapes_specialised = not any(ax.dynamic for ax in plan.axes)
-    if len(report.entries) == n_swapped and not report.complex_ops and not report.folded:
+    if len(report.entries) == n_swapped and not report.complex_ops and not report.folded and not (
+            _capture_always() and report.capture.startswith("torch.export")):
         out = work  # nothing spectral in the graph: hand back the (swapped) copy, not a re-traced graph
     else:
         out.train(model.training)
