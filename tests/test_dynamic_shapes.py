@@ -423,13 +423,16 @@ def test_recurrent_layers_stay_whole_and_dynamic(kind, batch_first, bidirectiona
         assert rel_err(out(xi), ref) <= max(4 * rel_err(model(xi), ref), 1e-6), shape
 
 
-def test_packed_sequences_keep_torchs_own_path():
+def test_packed_sequences_of_full_clips_stay_dynamic():
+    """Packed sequences are captured in a padded form (tests/test_packed.py for clips of other lengths)."""
     torch.manual_seed(0)
     model = RecurrentMask("lstm", packed=True).eval()
-    x = torch.randn(2, 4000)
-    out = sr.rewrite(model, (x,))
-    ref = _f64(copy.deepcopy(model).double(), x)
-    assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6)
+    out = sr.rewrite(model, (torch.randn(2, 4000),))
+    assert all(a["dynamic"] for a in out.specrewrite_report.axes if a["role"] in ("batch", "time"))
+    for shape in ((2, 4000), (3, 5001)):
+        x = torch.randn(*shape)
+        ref = _f64(copy.deepcopy(model).double(), x)
+        assert rel_err(out(x), ref) <= max(4 * rel_err(model(x), ref), 1e-6), shape
 
 
 class ChannelsLast(torch.nn.Module):
