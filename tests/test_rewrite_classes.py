@@ -513,3 +513,30 @@ def test_a_constant_boolean_index_is_written_as_positions(tmp_path):
         want = model(xi.double())
     got = sess.run(None, {sess.get_inputs()[0].name: xi.numpy()})[0]
     assert rel_err(torch.from_numpy(got), want) <= TOL["fp32_rel"]
+
+
+class WholeFloatArange(torch.nn.Module):
+    """HTDemucs' sinusoidal embeddings: ``torch.arange(0.0, dim, 2)`` (a float start, int end and step) and an
+    arange over the frames with a float start."""
+
+    def forward(self, x):
+        z = torch.stft(x, 256, 64, window=torch.hann_window(256), return_complex=True).abs()   # (B, 129, F)
+        freqs = torch.exp(torch.arange(0.0, 16, 2) * (-4.0 / 16))                            # (8,)
+        pos = torch.arange(0.0, z.shape[-1])                                                   # (F,)
+        emb = torch.sin(pos[:, None] * freqs[None, :]).sum(-1)                                 # (F,)
+        return z * emb
+
+
+def test_a_float_arange_with_whole_bounds_loads_in_onnx_runtime_without_the_optimiser(tmp_path):
+    """torch.onnx wrote its Range with float and int64 inputs, which ONNX Runtime refuses to load ("Type parameter
+    (T) of Optype (Range) bound to different types"); only onnxscript's optimiser, folding it, hid that. It is an
+    integer arange cast to the dtype now (the same whole numbers)."""
+    model = WholeFloatArange().eval()
+    out = sr.rewrite(model, (torch.randn(2, 4000),))
+    sess, _, _ = onnx_roundtrip(out, (torch.randn(2, 4000),), path=str(tmp_path / "m.onnx"), optimize=False,
+                                dynamic_shapes=({0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO},))
+    for n in (4000, 6001):
+        x = torch.randn(2, n)
+        with torch.no_grad():
+            ref = model(x.double())
+        assert rel_err(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0], ref) <= TOL["fp32_rel"], n

@@ -68,6 +68,30 @@ def fractional_arange(args, kwargs) -> bool:
         any(isinstance(a, float) and not float(a).is_integer() for a in args)
 
 
+def integral_float_arange(args, kwargs) -> bool:
+    """A floating arange whose start, end and step are whole numbers, one of them a Python float (HTDemucs'
+    ``arange(0.0, dim, 2)``): torch.onnx writes its Range with float and int64 inputs, which ONNX Runtime refuses to
+    load (only onnxscript's optimiser, folding it, had hidden that)."""
+    dtype = kwargs.get("dtype") or (torch.get_default_dtype() if any(isinstance(a, float) for a in args)
+                                    else torch.int64)
+    return dtype.is_floating_point and any(isinstance(a, float) for a in args) and all(_whole(a) for a in args)
+
+
+def _whole(a) -> bool:
+    """A whole number: an int, a whole float, or a graph value that is an integer (a size)."""
+    if isinstance(a, float):
+        return a.is_integer()
+    if isinstance(a, torch.fx.Node):
+        a = a.meta.get("val")
+    return isinstance(a, (int, torch.SymInt)) and not isinstance(a, bool)
+
+
+def arange_cast(*args, dtype=None, layout=None, device=None, pin_memory=None):
+    """``integral_float_arange``'s arange: an integer arange cast to its dtype (the same whole numbers)."""
+    ints = [int(a) if isinstance(a, float) else a for a in args]
+    return torch.arange(*ints, device=device).to(dtype or torch.get_default_dtype())
+
+
 def _dims(x: torch.Tensor, dim):
     if dim is None:
         return list(range(x.dim()))

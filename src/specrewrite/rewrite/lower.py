@@ -279,6 +279,8 @@ class Lowering(SpectralLowering):
             return self.call(R.crop_pad, *args, **kwargs)
         if not touches and target in _ARANGE and R.fractional_arange(args, kwargs):
             return self.call(R.arange_f64, *args, **kwargs)
+        if not touches and target in _ARANGE and R.integral_float_arange(args, kwargs):
+            return self.call(R.arange_cast, *args, **kwargs)
         if not touches and R.decompose_for_core_ml(target):
             from ._decompose import decompose
 
