@@ -29,6 +29,8 @@ from typing import List
 import torch
 import torch.nn as nn
 
+from ._rnn import vf_routed
+
 _OURS: "dict[int, weakref.ref]" = {}   # id -> batch_sizes made by the padded packing (tensors compare by value)
 _KINDS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
 
@@ -53,7 +55,7 @@ def _lengths(batch_sizes: torch.Tensor, batch) -> torch.Tensor:
     return (batch_sizes[:, None] > torch.arange(batch, device=batch_sizes.device)[None, :]).sum(0)
 
 
-def _pack(original):
+def _pack():
     def pack(x, lengths, batch_first):
         seq = x.transpose(0, 1) if batch_first else x
         steps = seq.shape[0]
@@ -156,20 +158,13 @@ def _forward(original):
 def padded_packing():
     """Packed sequences in their padded form for the duration of a capture (restored on exit)."""
     vf = torch._VF
-    saved_vf = {name: vf.__dict__.get(name) for name in ("_pack_padded_sequence", "_pad_packed_sequence")}
     classes = (nn.RNN, nn.LSTM, nn.GRU)
     saved_cls = {cls: cls.__dict__["forward"] for cls in classes}
-    vf._pack_padded_sequence = _pack(getattr(vf, "_pack_padded_sequence"))
-    vf._pad_packed_sequence = _pad(getattr(vf, "_pad_packed_sequence"))
     for cls in classes:
         cls.forward = _forward(saved_cls[cls])
     try:
-        yield
+        with vf_routed({"_pack_padded_sequence": _pack(), "_pad_packed_sequence": _pad(vf._pad_packed_sequence)}):
+            yield
     finally:
-        for name, old in saved_vf.items():
-            if old is None:
-                vf.__dict__.pop(name, None)
-            else:
-                setattr(vf, name, old)
         for cls, fwd in saved_cls.items():
             cls.forward = fwd

@@ -71,12 +71,12 @@ _ROUTED = {name: _routed(name, (lambda args: isinstance(args[2], (list, tuple)))
 
 
 @contextlib.contextmanager
-def opaque_rnns():
-    """Route torch._VF.lstm / gru / rnn_tanh / rnn_relu through the opaque ops for the duration of a capture."""
-    _define()
+def vf_routed(calls):
+    """``torch._VF.<name>`` is ``calls[name]`` within (what torch's modules look up at call time), restored on
+    exit (an attribute set on the module object in front of its lookup in torch._C)."""
     vf = torch._VF
-    saved = {name: vf.__dict__.get(name) for name in _ORIG}
-    for name, call in _ROUTED.items():
+    saved = {name: vf.__dict__.get(name) for name in calls}
+    for name, call in calls.items():
         setattr(vf, name, call)
     try:
         yield
@@ -86,6 +86,14 @@ def opaque_rnns():
                 vf.__dict__.pop(name, None)
             else:
                 setattr(vf, name, old)
+
+
+@contextlib.contextmanager
+def opaque_rnns():
+    """Route torch._VF.lstm / gru / rnn_tanh / rnn_relu through the opaque ops for the duration of a capture."""
+    _define()
+    with vf_routed(_ROUTED):
+        yield
 
 
 def restore_rnns(gm: fx.GraphModule) -> int:
