@@ -166,3 +166,28 @@ def test_speechbrain_metricgan_with_relative_lengths_exports_dynamic(tmp_path):
     ort_runs = [c for c in res.checks if c.runtime == "onnxruntime"]
     assert [c.shapes for c in ort_runs] == ["(2, 8000), (2,)", "(3, 10001), (3,)"]
     assert all(c.max_rel_err < 1e-5 for c in ort_runs), [str(c) for c in ort_runs]
+
+
+class BatchFixedByCode(nn.Module):
+    """Its code fixes the batch (a per-clip gain grid from ``linspace(.., wav.shape[0])``, folded to a constant);
+    the lengths beside it have a batch axis of their own."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(129, 16, bidirectional=True)
+
+    def forward(self, wav, lengths):
+        s = torch.stft(wav, 256, HOP, window=torch.hann_window(256), return_complex=True).abs().permute(2, 0, 1)
+        s = s * torch.linspace(0.5, 1.5, wav.shape[0])[None, :, None]
+        y, _ = self.rnn(pack_padded_sequence(s, lengths // HOP + 1, enforce_sorted=False))
+        return pad_packed_sequence(y)[0]
+
+
+def test_a_batch_fixed_on_the_audio_is_not_moved_on_the_lengths():
+    """The second verification shape kept the audio's fixed batch of 3 and gave the lengths 4: the model could not
+    run there and the rewrite was checked at the example only."""
+    torch.manual_seed(0)
+    model = BatchFixedByCode().eval()
+    out = sr.rewrite(model, _inputs([6000, 3000, 4500], 0), strict=True)
+    rep = out.specrewrite_report
+    assert rep.second_shape == "(3, 7501), (3,)" and rep.max_rel_err_second is not None, str(rep)

@@ -10,7 +10,11 @@ import torch
 def second_inputs(args: tuple, axes: List[Dict[str, Any]]) -> Optional[tuple]:
     """``args`` with every dynamic axis of ``axes`` (the report's dicts) moved: time +25 % (odd, within its
     range), batch +1. None when no axis is dynamic."""
-    dyn = {(ax["index"], ax["axis"]): ax for ax in axes if ax["dynamic"]}
+    # a batch fixed on one input is the batch of every input with a batch axis of that size (a lengths vector
+    # beside the fixed audio: moving it alone gives inputs the model cannot take)
+    fixed_batch = {ax["size"] for ax in axes if ax["role"] == "batch" and not ax["dynamic"] and ax.get("requested")}
+    dyn = {(ax["index"], ax["axis"]): ax for ax in axes if ax["dynamic"]
+           and not (ax["role"] == "batch" and ax["size"] in fixed_batch)}
     if not dyn:
         return None
     g = torch.Generator().manual_seed(1234)
