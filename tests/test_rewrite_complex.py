@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import specrewrite as sr
-from conftest import TOL, rel_err
+from conftest import TOL, onnx_roundtrip, rel_err
 from specrewrite import SpecRewriteError
 from test_rewrite import as_pairs, assert_matches, check_rewrite, flat, names_line, ref64, run_real_only, signal
 
@@ -581,3 +581,27 @@ def test_a_multi_operand_einsum_keeps_the_batch_dynamic():
     with torch.no_grad():
         want = model(x.double())
     assert rel_err(fast(x), want) <= TOL["fp32_rel"]
+
+
+class SqrtOfSpectrum(torch.nn.Module):
+    """A complex sqrt of an STFT (the DC and Nyquist bins sit on its branch cut, with signed zero imaginary parts)
+    and of a value with a negative real part."""
+
+    def forward(self, x):
+        z = torch.stft(x, 128, 32, window=torch.hann_window(128, dtype=x.dtype), return_complex=True)
+        return torch.view_as_real(torch.sqrt(z - 2.0 * z.abs()))
+
+
+def test_complex_sqrt_exports_to_onnx(tmp_path):
+    """The sign of the root's imaginary part was ``torch.copysign``, which torch.onnx decomposes to ``prims.signbit``
+    and cannot translate (found by the long random-program run, seed 2096)."""
+    model = SqrtOfSpectrum().eval()
+    out = sr.rewrite(model, (torch.randn(2, 2000),))
+    sess, _, _ = onnx_roundtrip(out, (torch.randn(2, 2000),), path=str(tmp_path / "sqrt.onnx"),
+                                dynamic_shapes=({0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO},))
+    for n in (2000, 3001):
+        x = torch.randn(2, n)
+        with torch.no_grad():
+            ref, own = model(x.double()), model(x)
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert rel_err(got, ref) <= 4 * rel_err(own, ref) + 1e-6, n
