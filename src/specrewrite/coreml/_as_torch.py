@@ -109,16 +109,6 @@ def _asinh(x):
     return _w(mb.mul(x=r, y=mb.sign(x=_v(x))))
 
 
-def _copysign(mag, sign):
-    """|mag| with the sign of ``sign``, -0.0 included (1 / -0.0 is -inf)."""
-    s = _v(sign)
-    neg = mb.logical_or(x=mb.less(x=s, y=np.float32(0.0)),
-                        y=mb.logical_and(x=mb.equal(x=s, y=np.float32(0.0)),
-                                         y=mb.less(x=mb.real_div(x=np.float32(1.0), y=s), y=np.float32(0.0))))
-    a = mb.abs(x=_v(mag))
-    return _w(mb.select(cond=neg, a=mb.mul(x=a, y=np.float32(-1.0)), b=a))
-
-
 def _isnan(x):
     v = _v(x)
     return _w(mb.not_equal(x=v, y=v))
@@ -171,7 +161,7 @@ _FUNCS = {
     torch.cosh: _unary("cosh"), torch.tanh: _unary("tanh"), torch.atan: _unary("atan"),
     torch.asin: _unary("asin"), torch.acos: _unary("acos"), torch.atanh: _unary("atanh"),
     torch.sign: _unary("sign"), torch.floor: _unary("floor"),
-    torch.log1p: _log1p, torch.expm1: _expm1, torch.asinh: _asinh, torch.copysign: _copysign,
+    torch.log1p: _log1p, torch.expm1: _expm1, torch.asinh: _asinh,
     torch.isnan: _isnan, torch.isinf: _isinf, torch.isfinite: _isfinite,
     torch.where: _where, torch.stack: _stack, torch.cat: _cat,
     torch.zeros_like: lambda x, **k: _full_like(x, 0.0), torch.ones_like: lambda x, **k: _full_like(x, 1.0),

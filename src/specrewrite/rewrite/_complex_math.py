@@ -37,7 +37,7 @@ def _copysign(mag, sign):
     """|mag| with the sign bit of ``sign`` (signed zeros included: 1 / -0.0 is -inf). Spelt with comparisons:
     torch.onnx decomposes ``torch.copysign`` to ``prims.signbit``, which it cannot translate (a random program
     taking a complex sqrt failed to export), and coremltools has no converter for it."""
-    neg = (sign < 0) | ((sign == 0) & (torch.reciprocal(sign) < 0))
+    neg = (sign < 0) | ((sign == 0) & ((1.0 / sign) < 0))   # operators: the Core ML binding has them too
     m = torch.abs(mag)
     return torch.where(neg, -m, m)
 
