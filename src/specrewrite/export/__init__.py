@@ -74,7 +74,7 @@ def export_many(model: torch.nn.Module, example_inputs: Any, paths, *, dynamic_s
                 verify: bool = True, strict: bool = True, progress=None) -> List[ExportResult]:
     """``export`` to several files (``paths``: paths or (path, target) pairs) from one rewrite. ``progress``: a
     callable given one line per step (the command line prints them with the elapsed time)."""
-    from ..rewrite import capture_always, rewrite
+    from ..rewrite import rewrite
 
     say = progress or (lambda msg: None)
     jobs = [(os.fspath(p), target_of(p, t)) for p, t in (x if isinstance(x, tuple) else (x, None) for x in paths)]
@@ -91,9 +91,9 @@ def export_many(model: torch.nn.Module, example_inputs: Any, paths, *, dynamic_s
     args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
     say("rewrite (capture, lowering, verification)")
-    with capture_always():   # a model with nothing spectral is captured too: its size guards go in the file
-        fast = rewrite(model, args, mode=mode, strategy=strategy, strict=strict, verify=verify,
-                       dynamic_shapes=dynamic_shapes)
+    # a model with nothing spectral is captured too: its size guards go in the file
+    fast = rewrite(model, args, mode=mode, strategy=strategy, strict=strict, verify=verify,
+                   dynamic_shapes=dynamic_shapes, _capture_always=True)
     results = []
     for path, kind in jobs:
         say(f"{kind}: write {path}" + (" and verify" if verify else ""))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 import warnings
 from typing import Any, Optional
@@ -24,27 +23,6 @@ from .report import Report
 from .verify import _first_line, _flat, max_rel_err, verify_example, verify_second_shape
 
 __all__ = ["rewrite", "inspect", "Report"]
-
-_ALWAYS = threading.local()   # set by specrewrite.export: capture even a model with nothing spectral
-
-
-@contextlib.contextmanager
-def capture_always():
-    """Within: ``rewrite`` captures a graph even where nothing spectral is left to lower, so that the guards on its
-    input sizes are checked in the file (an exporter drops torch.export's own check: a no-spectral model that
-    pads odd lengths ran silently wrong from an ONNX file at those lengths). Used by ``specrewrite.export``;
-    ``rewrite`` itself hands such a model back unchanged."""
-    before = getattr(_ALWAYS, "on", False)
-    _ALWAYS.on = True
-    try:
-        yield
-    finally:
-        _ALWAYS.on = before
-
-
-def _capture_always() -> bool:
-    return getattr(_ALWAYS, "on", False)
-
 
 def _as_args(example_inputs) -> Optional[tuple]:
     if example_inputs is None:
@@ -91,7 +69,7 @@ def _refuse_scripted(model):
 
 def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | str = Mode.STORE,
             strategy: Strategy | str = Strategy.AUTO, strict: bool = True, inplace: bool = False,
-            verify: bool = True, dynamic_shapes: Any = None) -> torch.nn.Module:
+            verify: bool = True, dynamic_shapes: Any = None, _capture_always: bool = False) -> torch.nn.Module:
     """Return a module computing the same function as ``model`` with no stft / istft / fft op and no complex tensor.
 
     * ``example_inputs``: a tensor or tuple of positional inputs. Without them only torchaudio transforms are
@@ -109,13 +87,16 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
       model's code pins it; ``False``: all static. ``report.axes`` says per axis whether it stayed dynamic and,
       if not, why (with ``strict=True`` an axis you asked for explicitly that cannot stay dynamic is an error).
 
-    The result carries ``.specrewrite_report`` (see ``specrewrite.inspect``).
+    The result carries ``.specrewrite_report`` (see ``specrewrite.inspect``). (``_capture_always``, for
+    ``specrewrite.export``: capture a graph even where nothing spectral is left to lower, so that the guards on the
+    input sizes reach the file: an exporter drops torch.export's own check, and a no-spectral model that pads odd
+    lengths ran silently wrong from an ONNX file. ``rewrite`` itself hands such a model back unchanged.)
     """
     with warnings.catch_warnings(record=True) as caught, _quiet_torch_logs():
         warnings.simplefilter("always")
         try:
             out = _rewrite(model, example_inputs, mode=mode, strategy=strategy, strict=strict, inplace=inplace,
-                           verify=verify, dynamic_shapes=dynamic_shapes)
+                           verify=verify, dynamic_shapes=dynamic_shapes, capture_always=_capture_always)
         except SpecRewriteError:
             raise
         except Exception as e:  # noqa: BLE001 - anything else escaping is a bug of ours: said so
@@ -149,7 +130,7 @@ def _quiet_torch_logs():
             lg.setLevel(lvl)
 
 
-def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, dynamic_shapes):
+def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, dynamic_shapes, capture_always):
     from .lower import Lowering, NeedsStaticShapes
     from .swap import forward_mentions_spectral_ops, swap_torchaudio
 
@@ -199,7 +180,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
         work, _ = swap_torchaudio(work, mode, strategy, report, allow_complex_out=True)
         with torch.no_grad(), spy:
             swapped_out = work(*_clones(args))
-    if spy.seen is None and not _capture_always():   # nothing spectral after the swap: no capture needed
+    if spy.seen is None and not capture_always:   # nothing spectral after the swap: no capture needed
         report.capture = "module swap only (an eager run saw no other spectral op or complex tensor)"
         if verify and not inplace:   # judged like any rewrite (the user's model is the eager reference)
             verify_example(model, work, args, {}, ref, report, strict)
@@ -253,7 +234,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     report.axes = plan.report()
     report.shapes_specialised = not any(ax.dynamic for ax in plan.axes)
     if len(report.entries) == n_swapped and not report.complex_ops and not report.folded and not (
-            _capture_always() and report.capture.startswith("torch.export")):
+            capture_always and report.capture.startswith("torch.export")):
         out = work  # nothing spectral in the graph: hand back the (swapped) copy, not a re-traced graph
     else:
         out.train(model.training)

@@ -29,6 +29,7 @@ import torch.fx as fx
 
 from .._torch.bases import tracing as _tracing
 from ..errors import SpecRewriteError
+from ._data_guards import flag_outputs
 
 
 @dataclasses.dataclass
@@ -309,24 +310,26 @@ def poison(y, x, axis: int, flag: str):
     return y / (torch.ones((), dtype=y.dtype, device=y.device) * f)
 
 
-def out_of_range(y, x, axis: int, lo: int, hi):
-    """In an exporter's trace: ``y`` where the axis's size is within [lo, hi], nan outside. An exporter takes an
-    axis's range as a fact (torch.export's guard, ``torch._check``) and writes no check of its own, so a file fed a
-    shorter clip than the graph holds ran silently wrong (a pad the model's code applies below the bound: 3 frames
-    where eager has 5). The size is taken as a tensor (``scalar_tensor``), which no exporter folds from the range."""
-    if not isinstance(y, torch.Tensor) or not y.is_floating_point() or not torch.compiler.is_exporting():
-        return y
-    n = torch.scalar_tensor(x.shape[axis], dtype=torch.int64, device=y.device)
-    ok = n >= lo
-    if hi is not None:
-        ok = ok & (n <= hi)
-    return torch.where(ok, y, torch.full((), float("nan"), dtype=y.dtype, device=y.device))
+def in_ranges(xs, ranges):
+    """In an exporter's trace: one boolean tensor, true where every axis' size is within its range (``ranges``:
+    (axis, lo, hi) per input of ``xs``); None otherwise. An exporter takes an axis's range as a fact (torch.export's
+    guard, ``torch._check``) and writes no check of its own, so a file fed a shorter clip than the graph holds ran
+    silently wrong (a pad the model's code applies below the bound: 3 frames where eager has 5). The size is taken
+    as a tensor (``scalar_tensor``), which no exporter folds from the range."""
+    if not torch.compiler.is_exporting():
+        return None
+    ok = None
+    for x, (axis, lo, hi) in zip(xs, ranges):
+        n = torch.scalar_tensor(x.shape[axis], dtype=torch.int64, device=x.device)
+        inside = n >= lo if hi is None else (n >= lo) & (n <= hi)
+        ok = inside if ok is None else ok & inside
+    return ok
 
 
 def install(gm: fx.GraphModule, classes: List[SizeClass], ranges=(), erase: bool = False) -> None:
     """Add each class's eager check after its input and its export-time flag on every floating output, and per
     dynamic axis with a range (``ranges``: (input index, axis, lo, hi, name)) an export-time flag
-    (``out_of_range``). ``erase``: torch.export's own guard check holds a guard with a remainder (a class, or a
+    (``in_ranges``, applied with ``_data_guards.flag_outputs``). ``erase``: torch.export's own guard check holds a guard with a remainder (a class, or a
     pad up to a multiple made right for both branches, ``_pad_multiple``): it is replaced by the checks here and,
     per dynamic axis, a range check."""
     erase = erase or any("%" in c.test for c in classes)
@@ -365,6 +368,11 @@ def install(gm: fx.GraphModule, classes: List[SizeClass], ranges=(), erase: bool
         node.meta = dict(phs[c.index].meta)
         checked[c.index] = node
     out = next(n for n in g.nodes if n.op == "output")
+    bounded = [(phs[i], (axis, lo, hi)) for i, axis, lo, hi, _ in ranges if i < len(phs)]
+    in_range = None
+    if bounded:
+        with g.inserting_before(out):
+            in_range = g.call_function(in_ranges, ([x for x, _ in bounded], [r for _, r in bounded]))
 
     def flagged(v):
         if not isinstance(v, fx.Node):
@@ -373,9 +381,8 @@ def install(gm: fx.GraphModule, classes: List[SizeClass], ranges=(), erase: bool
             for c in classes:
                 if c.index < len(phs):
                     v = g.call_function(poison, (v, phs[c.index], c.axis, c.flag))
-            for index, axis, lo, hi, _ in ranges:
-                if index < len(phs):
-                    v = g.call_function(out_of_range, (v, phs[index], axis, lo, hi))
+            if in_range is not None:
+                v = g.call_function(flag_outputs, (v, in_range))
         return v
     out.args = fx.node.map_aggregate(out.args, lambda a: flagged(a) if isinstance(a, fx.Node) else a)
     g.lint()

@@ -60,10 +60,15 @@ def arange_f64(*args, dtype=None, layout=None, device=None, pin_memory=None):
     return (i * f64[0] + f64[1]).to(dtype or torch.get_default_dtype())
 
 
+def _arange_dtype(args, kwargs) -> torch.dtype:
+    """The dtype torch.arange gives: the one asked for, else the default float with a float bound, else int64."""
+    return kwargs.get("dtype") or (torch.get_default_dtype() if any(isinstance(a, float) for a in args)
+                                   else torch.int64)
+
+
 def fractional_arange(args, kwargs) -> bool:
     """An arange whose result is floating with a non-integer start, end or step."""
-    dtype = kwargs.get("dtype") or (torch.get_default_dtype() if any(isinstance(a, float) for a in args)
-                                    else torch.int64)
+    dtype = _arange_dtype(args, kwargs)
     return dtype.is_floating_point and dtype != torch.float64 and \
         any(isinstance(a, float) and not float(a).is_integer() for a in args)
 
@@ -72,9 +77,8 @@ def integral_float_arange(args, kwargs) -> bool:
     """A floating arange whose start, end and step are whole numbers, one of them a Python float (HTDemucs'
     ``arange(0.0, dim, 2)``): torch.onnx writes its Range with float and int64 inputs, which ONNX Runtime refuses to
     load (only onnxscript's optimiser, folding it, had hidden that)."""
-    dtype = kwargs.get("dtype") or (torch.get_default_dtype() if any(isinstance(a, float) for a in args)
-                                    else torch.int64)
-    return dtype.is_floating_point and any(isinstance(a, float) for a in args) and all(_whole(a) for a in args)
+    return _arange_dtype(args, kwargs).is_floating_point and any(isinstance(a, float) for a in args) and \
+        all(_whole(a) for a in args)
 
 
 def _whole(a) -> bool:
