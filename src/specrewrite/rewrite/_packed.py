@@ -55,15 +55,14 @@ def _lengths(batch_sizes: torch.Tensor, batch) -> torch.Tensor:
     return (batch_sizes[:, None] > torch.arange(batch, device=batch_sizes.device)[None, :]).sum(0)
 
 
-def _pack():
-    def pack(x, lengths, batch_first):
-        seq = x.transpose(0, 1) if batch_first else x
-        steps = seq.shape[0]
-        lengths = lengths.to(torch.int64)
-        batch_sizes = (lengths[None, :] > torch.arange(steps, device=lengths.device)[:, None]).sum(1)
-        _mark(batch_sizes)
-        return seq, batch_sizes
-    return pack
+def _pack(x, lengths, batch_first):
+    """``_VF._pack_padded_sequence``: the padded input, time first, and the true batch sizes."""
+    seq = x.transpose(0, 1) if batch_first else x
+    steps = seq.shape[0]
+    lengths = lengths.to(torch.int64)
+    batch_sizes = (lengths[None, :] > torch.arange(steps, device=lengths.device)[:, None]).sum(1)
+    _mark(batch_sizes)
+    return seq, batch_sizes
 
 
 def _pad(original):
@@ -163,7 +162,7 @@ def padded_packing():
     for cls in classes:
         cls.forward = _forward(saved_cls[cls])
     try:
-        with vf_routed({"_pack_padded_sequence": _pack(), "_pad_packed_sequence": _pad(vf._pad_packed_sequence)}):
+        with vf_routed({"_pack_padded_sequence": _pack, "_pad_packed_sequence": _pad(vf._pad_packed_sequence)}):
             yield
     finally:
         for cls, fwd in saved_cls.items():
