@@ -143,6 +143,29 @@ def test_batch_of_one_model_keeps_batch_fixed_with_the_reason():
     assert rel_err(out(y), _f64(model, y)) < 1e-5
 
 
+class LoopsOverBatch(torch.nn.Module):
+    """A loop over the batch in Python (open-unmix's Wiener filter: ``for sample in range(nb_samples)``)."""
+
+    def forward(self, wav):
+        s = torch.stft(wav, 256, 64, window=torch.hann_window(256, dtype=wav.dtype), return_complex=True).abs()
+        return torch.stack([s[b] / (1.0 + b) for b in range(wav.shape[0])])   # <loops-over-batch>
+
+
+def test_batch_fixed_by_a_loop_names_the_line_and_time_stays_dynamic():
+    """Captured at batch 2 for an example of 1, the loop fixes the batch: the capture stops at that line
+    (``_torch_private.stop_when_fixed``) instead of tracing the rest, and the report names it; the graph is
+    captured again at batch 1 with time dynamic."""
+    model = LoopsOverBatch().eval()
+    out = sr.rewrite(model, (torch.randn(1, 8000),))
+    rep = out.specrewrite_report
+    b = rep.axis("wav", "batch")
+    assert not b["dynamic"] and "test_dynamic_shapes.py" in b["why"] and "<loops-over-batch>" in b["why"], b
+    assert rep.axis("wav", "time")["dynamic"], str(rep)
+    for n in (4000, 9001):
+        y = torch.randn(1, n)
+        assert rel_err(out(y), _f64(model, y)) < 1e-5
+
+
 def test_pinned_length_is_reported_fixed_not_dynamic():
     """The model's Python bakes the example's frame count in: the time axis must come out fixed (an honest
     static graph), never 'dynamic' with a graph that is wrong at other lengths."""

@@ -277,13 +277,23 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
     from . import capture as cap
 
     draft, sym_len, branch_tried, pad_multiple = False, True, False, True
+    captures = cap.Captures(work)
     for _ in range(12):
         try:
-            gm, sites = cap.via_export(work, _clones(plan.capture_args), plan.spec, draft=draft, sym_len=sym_len,
-                                       pad_multiple=pad_multiple)
+            gm, sites = captures(plan.capture_args, plan.spec, draft=draft, sym_len=sym_len,
+                                 pad_multiple=pad_multiple, watch=plan.expanded_batch_axes())
         except SpecRewriteError:
             raise
         except Exception as e:  # noqa: BLE001 - each failure has a fallback below
+            fixed = _size_fixed(e)
+            if fixed is not None:   # the batch captured at 2 for an example of 1 became a constant: stopped there
+                why = "the capture fixed the batch size (the model's code uses its value" + (
+                    f" at {fixed.where})" if fixed.where else ")")
+                for ax in plan.axes:
+                    if ax.explicit and (ax.input, ax.axis) == (fixed.name, fixed.axis):
+                        _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {why}", only=ax)
+                plan.without_batch_expansion(why)
+                continue
             if sym_len and not _data_dependent(e) and not _is_constraint_violation(e):
                 sym_len = False   # code that needs len() to be an int: captured again with Python's own len
                 continue
@@ -296,7 +306,7 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
                 continue
             if plan.batch_expanded and not (draft and _data_dependent(e)):
                 # the model may not take a batch of 2: keep the example's batch of 1 (a data-dependent failure of
-                # draft_export is about values, not the batch size: no second draft attempt, which costs as much
+                # the draft capture is about values, not the batch size: no second draft attempt, which costs as much
                 # as the first)
                 # (the reason is tentative: if batch 1 fails the same way, the real reason is given below)
                 plan.without_batch_expansion(f"the model fails at batch 2 ({_first_line(e)})", tentative=True)
@@ -310,7 +320,7 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
             plan.judge(gm)
             report.notes.append(why + ", so every shape is fixed to the example's")
             return gm, sites, attr_map
-        capture = "torch.export" + (" (draft_export: values the model's Python reads from tensors are fixed to "
+        capture = "torch.export" + (" (reading values: values the model's Python reads from tensors are fixed to "
                                      "the example's and checked at run time)" if draft else "")
         if pad_multiple and not branches_agree(work, plan, gm):
             pad_multiple = False   # a guard that steers more than a pad: the graph holds a class of sizes
@@ -318,7 +328,7 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
         pinned = plan.judge(gm)
         if pinned and pad_multiple and not branch_tried:
             branch_tried = True
-            gm, sites, pinned = off_multiple_capture(work, plan, gm, sites, pinned, draft, sym_len)
+            gm, sites, pinned = off_multiple_capture(work, plan, gm, sites, pinned, draft, sym_len, captures)
         for ax in plan.axes:   # an axis asked for explicitly that the capture made a constant
             if ax.explicit and ax.requested and not ax.dynamic:
                 _refuse_explicit(plan, strict, f"input '{ax.input}' axis {ax.axis}: {ax.why}", only=ax)
@@ -460,6 +470,18 @@ def _eager_runs(work, inputs) -> bool:
         return True
     except Exception:  # noqa: BLE001 - the model's own code rejects the shape
         return False
+
+
+def _size_fixed(e: BaseException):
+    """The ``SizeFixed`` that stopped a capture, also when torch.export wrapped it in its own error."""
+    from .._torch_private import SizeFixed
+
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, SizeFixed):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
 
 
 def _data_dependent(e: BaseException) -> bool:

@@ -83,14 +83,13 @@ def branches_agree(work, plan: AxisPlan, gm) -> bool:
     return True
 
 
-def off_multiple_capture(work, plan: AxisPlan, gm, sites, pinned, draft: bool, sym_len: bool):
+def off_multiple_capture(work, plan: AxisPlan, gm, sites, pinned, draft: bool, sym_len: bool, captures):
     """A capture whose example is a multiple where the model pads up to a multiple (``if T % s: pad``) holds
     for multiples only: captured again at the nearest longer size that is a multiple of none of them, where
     the pads are taken (and made right for both branches); kept when it guards fewer remainders to be 0 and
     agrees with eager in the branches not taken (``plan.moved`` then holds the example's capture args).
     Returns (gm, sites, pinned) of the capture kept."""
-    from . import _clones, _eager_runs
-    from . import capture as cap
+    from . import _eager_runs
 
     trial = _trial(plan, gm)
     if trial is None:
@@ -101,7 +100,7 @@ def off_multiple_capture(work, plan: AxisPlan, gm, sites, pinned, draft: bool, s
     saved = plan.capture_args
     plan.capture_args = plan.inputs_at(ax, n, saved)
     try:
-        gm2, sites2 = cap.via_export(work, _clones(plan.capture_args), plan.spec, draft=draft, sym_len=sym_len)
+        gm2, sites2 = captures(plan.capture_args, plan.spec, draft=draft, sym_len=sym_len, pad_multiple=True)
     except Exception:  # noqa: BLE001 - the first capture stands
         gm2 = None
     if gm2 is not None and gm2.meta.get("specrewrite_absorbed") and _zero_count(plan, gm2, ax) < before \

@@ -2,7 +2,7 @@
 form of the rewritten model, never silently wrong.
 
 ``lengths.tolist()`` (espnet's ``make_pad_mask``), ``int(n_frames)``, ``if x.max() > 1`` on an input tensor: the
-capture (``torch.export.draft_export``) takes the example's value and leaves ``aten._assert_scalar`` checks on it
+capture (``_torch_private.reading_values``, as ``torch.export.draft_export``) takes the example's value and leaves ``aten._assert_scalar`` checks on it
 (``Eq(u0, 126)``). torch runs them; an exporter drops them (an ONNX file then masks every clip with the example's
 lengths). Here each such check becomes:
 

@@ -204,7 +204,7 @@ def size_class(expr, index: int, axis: int, where: str, input_name: str, example
         return _size_class_cached(expr, example, index, axis, where, input_name)
     if direct is not None or isinstance(expr, sympy.Eq):
         # an equality that is not a remainder pins a size the graph computes from this one (asteroid's DCUNet
-        # under draft_export: Eq(513*Max(1, T//256 - 3), 30267), 59 frames): the graph holds that constant, an
+        # in the draft capture: Eq(513*Max(1, T//256 - 3), 30267), 59 frames): the graph holds that constant, an
         # exporter pins the axis again (torch.onnx wrote a file returning 16,000 samples for 16,001), so the
         # axis is fixed, not kept for the few sizes that share the constant
         return direct

@@ -7,7 +7,7 @@ Real models index with tensors they build themselves and then read them back in 
   Cj[:, :, index[0], index[1], :] = ...``.
 
 Under torch.export those tensors are fake: reading a value (``int(t)``, ``t.item()``, a 0-d tensor used as an
-index) is data-dependent, so the capture fails (or draft_export fixes the value, and with it the clip length, to
+index) is data-dependent, so the capture fails (or the draft capture fixes the value, and with it the clip length, to
 the example's). Their values are not data at all: they follow from sizes and constants. During a capture this
 mode keeps, next to each such tensor, its value (a numpy object array of ints, or of the capture's symbolic
 sizes; an arange of symbolic length as its start, step and length) and answers those reads with it: ``int()`` of

@@ -39,7 +39,7 @@ def define_ops() -> None:
         @torch.library.custom_op("specrewrite::stft", mutates_args=())
         def sr_stft(x: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: Optional[torch.Tensor],
                     center: bool, pad_mode: str, normalized: bool, onesided: bool) -> torch.Tensor:
-            # a fresh tensor (no view, storage offset 0) like the fake kernel's: draft_export compares them
+            # a fresh tensor (no view, storage offset 0) like the fake kernel's: the draft capture compares them
             return _orig_stft(x, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided,
                               return_complex=True).clone(memory_format=torch.contiguous_format)
 

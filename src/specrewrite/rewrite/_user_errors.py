@@ -88,7 +88,7 @@ def _op_name(op: Optional[str]) -> str:
 
 
 def value_read(e: BaseException) -> Optional[SpecRewriteError]:
-    """The rewritten graph failed one of draft_export's run-time checks on a value the model's Python read from
+    """The rewritten graph failed one of the draft capture's run-time checks on a value the model's Python read from
     a tensor (``float(t)``, ``t.item()``, ``bool(t)``) at the example inputs themselves: the capture fixed what
     the Python did with that value to the example's, and the rewritten graph computes it within float32
     rounding of eager (torchaudio's ``Vad``: ``float(torch.sum(rfft(x).abs() ** 2))``). A clear error, not

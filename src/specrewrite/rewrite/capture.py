@@ -16,6 +16,7 @@ from typing import Dict, Tuple
 import torch
 import torch.fx as fx
 
+from .._torch_private import reading_values, stop_when_fixed
 from ._known import _is_int, known_value, tracking
 from ._nodes import attr_of
 from ._ops import CallSites, patched
@@ -23,26 +24,28 @@ from ._packed import padded_packing
 from ._rnn import opaque_rnns, restore_rnns
 
 
-def via_export(model, args, dynamic_shapes=None, draft: bool = False,
-               sym_len: bool = True, pad_multiple: bool = True) -> Tuple[fx.GraphModule, CallSites]:
+def via_export(model, args, dynamic_shapes=None, draft: bool = False, sym_len: bool = True,
+               pad_multiple: bool = True, watch: tuple = ()) -> Tuple[fx.GraphModule, CallSites]:
     """torch.export (non-strict) with ``dynamic_shapes`` in torch.export's format (None: all static).
-    ``draft``: torch.export.draft_export, which captures models whose Python reads values from tensors
-    (``int(t)``, asserts on values) with those values taken from the example and checked at run time, instead of
-    failing; the shapes stay dynamic. ``sym_len``: ``len(tensor)`` and ``int(size)`` stay symbolic (see
+    ``draft``: capture, as torch.export.draft_export does (without its logging), a model whose Python reads
+    values from tensors (``int(t)``, asserts on values), with those values taken from the example and checked at
+    run time, instead of failing; the shapes stay dynamic (``_torch_private.reading_values``). ``sym_len``: ``len(tensor)`` and ``int(size)`` stay symbolic (see
     ``symbolic_len``, ``symbolic_int``). ``pad_multiple``: pads up to a multiple written with an ``if`` hold
-    for every length (``_pad_multiple``)."""
+    for every length (``_pad_multiple``). ``watch``: (input name, axis) pairs whose becoming a constant stops
+    the capture at once with ``_torch_private.SizeFixed``."""
     sites = CallSites()
     # torch.export prints the partial graph of a failed capture to stderr: a failure here only means the next
     # capture route is tried, so it is kept off the user's console
-    with patched(sites), opaque_rnns(), padded_packing(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
-            (symbolic_len() if sym_len else contextlib.nullcontext()), \
-            (symbolic_int(model) if sym_len else contextlib.nullcontext()), tracking(pad_multiple) as known, \
-            torch.backends.opt_einsum.flags(enabled=False):
+    maybe = contextlib.nullcontext
+    with patched(sites), opaque_rnns(), padded_packing(), warnings.catch_warnings(), \
+            contextlib.redirect_stderr(io.StringIO()), (symbolic_len() if sym_len else maybe()), \
+            (symbolic_int(model) if sym_len else maybe()), tracking(pad_multiple) as known, \
+            torch.backends.opt_einsum.flags(enabled=False), (reading_values() if draft else maybe()), \
+            stop_when_fixed(watch):
         # (opt_einsum picks a multi-operand einsum's contraction order from the example's sizes, guarding on
         # them: NeMo's beamformer postfilter fixed the batch axis; torch's left-to-right order guards nothing)
         warnings.simplefilter("ignore")
-        export = torch.export.draft_export if draft else torch.export.export
-        ep = export(model, tuple(args), dynamic_shapes=_for_signature(model, dynamic_shapes), strict=False)
+        ep = torch.export.export(model, tuple(args), dynamic_shapes=_for_signature(model, dynamic_shapes), strict=False)
         # no run_decompositions(): it re-traces the whole model (47 s of 53 s on HDemucs); the rules handle
         # the pre-dispatch ops (torch.fft.* as fft_*, in-place ops on complex values) directly.
         gm = ep.module()
@@ -50,6 +53,47 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False,
     restore_rnns(gm)
     inline_higher_order(gm)
     return gm, sites
+
+
+class Captures:
+    """The torch.export captures of one ``_capture`` search, each made once: the search judges an axis at a size
+    moved off the example's and comes back to the example's capture (HTDemucs asked for the same 9 s capture
+    twice). Keyed by the identity of the capture inputs (kept alive here, so an id is not reused), the dynamic
+    shapes and the capture options; a failure is remembered like a result. Nothing in the search changes a
+    captured graph (it is judged and run, and lowered only after the search returns it)."""
+
+    def __init__(self, model):
+        self.model = model
+        self._done: dict = {}
+
+    def __call__(self, args, spec, **options):
+        key = (tuple(id(a) for a in args), _spec_key(spec), tuple(sorted(options.items())))
+        if key not in self._done:
+            try:
+                got = (via_export(self.model, tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args),
+                                  spec, **options), None)
+            except Exception as e:  # noqa: BLE001 - the caller decides per failure
+                got = (None, e)
+            self._done[key] = (args, got)
+        result, error = self._done[key][1]
+        if error is not None:
+            raise error
+        return result
+
+
+def _spec_key(spec):
+    """A hashable form of torch.export dynamic shapes: per axis the hint's kind or the Dim's name and range."""
+    def leaf(d):
+        if d is None or isinstance(d, (int, str)):
+            return d
+        return (type(d).__name__, str(getattr(d, "type", "")), getattr(d, "__name__", None),
+                getattr(d, "min", None), getattr(d, "max", None))
+
+    if isinstance(spec, dict):
+        return tuple(sorted((str(k), _spec_key(v)) for k, v in spec.items()))
+    if isinstance(spec, (tuple, list)):
+        return tuple(_spec_key(v) for v in spec)
+    return leaf(spec)
 
 
 def _for_signature(model, spec):
@@ -77,8 +121,12 @@ def symbolic_len():
     import builtins
 
     own = builtins.len
+    plain = frozenset((str, list, tuple, dict, set, frozenset, bytes, range))   # (torch's own tracing calls len
+    # millions of times while it formats stack traces: these answer at once)
 
     def length(obj, /):
+        if type(obj) in plain:
+            return own(obj)
         if isinstance(obj, torch.Tensor) and obj.dim() > 0 and isinstance(obj.shape[0], torch.SymInt):
             return obj.shape[0]
         return own(obj)

@@ -166,6 +166,13 @@ class AxisPlan:
                     self._tentative.add((self._index(ax.input), ax.axis))
         self.capture_args, self.batch_expanded, self.moved = self.args, False, None
 
+    def expanded_batch_axes(self) -> tuple:
+        """(input name, axis) of the batch axes captured at 2 for an example's 1 (watched during a capture)."""
+        if not self.batch_expanded:
+            return ()
+        return tuple((ax.input, ax.axis) for ax in self.axes
+                     if ax.requested and ax.axis == 0 and ax.role == "batch" and ax.size == 1)
+
     def expanded_axis_fixed(self) -> bool:
         """A batch axis captured at 2 (for a batch of 1 in the example) came out fixed: the graph is at 2."""
         return any(ax.requested and not ax.dynamic and ax.axis == 0 and ax.role == "batch" and ax.size == 1

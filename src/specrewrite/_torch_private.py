@@ -1,0 +1,74 @@
+"""Every private torch name the capture relies on, in one place (``PRIVATE_NAMES``; ``tests/test_torch_private.py``
+checks that each still exists, so a torch upgrade fails there with the name, not deep inside a rewrite).
+
+``reading_values``: what ``torch.export.draft_export`` does to capture a model whose Python reads values from
+tensors (``int(t)``, ``if t.item() > 0``, asserts on values): fake tensors carry the real example values beside
+them, a data-dependent question is answered from the example and becomes a run-time assert in the graph
+(``aten._assert_scalar``). draft_export also attaches a structured-log handler that records every symbolic
+expression with its Python stack for its report, which we never read: on demucs' HTDemucs that logging was 86 %
+of the capture (85 s; 12 s without it, the same graph and the same asserts).
+"""
+from __future__ import annotations
+
+import contextlib
+
+PRIVATE_NAMES = (
+    "torch._functorch.config.fake_tensor_propagate_real_tensors",
+    "torch._functorch.config.generate_fake_kernels_from_real_mismatches",
+)
+
+
+@contextlib.contextmanager
+def reading_values():
+    """Within: torch.export answers data-dependent questions from the example's values, each checked at run time."""
+    import torch._functorch.config as functorch_config
+
+    with functorch_config.patch(fake_tensor_propagate_real_tensors=True,
+                                generate_fake_kernels_from_real_mismatches=True):
+        yield
+
+
+PRIVATE_NAMES += (   # stop_when_fixed wraps the first; the second is read on a shape environment
+    "torch.fx.experimental.symbolic_shapes.ShapeEnv._set_replacement",
+    "torch.fx.experimental.symbolic_shapes.ShapeEnv().var_to_sources",
+)
+
+
+class SizeFixed(Exception):
+    """Raised inside a capture the moment the model's code makes a watched input size a constant."""
+
+    def __init__(self, name: str, axis: int, where: str):
+        super().__init__(f"input '{name}' axis {axis} fixed" + (f" at {where}" if where else ""))
+        self.name, self.axis, self.where = name, axis, where
+
+
+@contextlib.contextmanager
+def stop_when_fixed(watch):
+    """Within: a capture stops with ``SizeFixed`` as soon as one of ``watch`` ((input name, axis) pairs) becomes
+    a constant in torch.export's shape environment, at the line of the model's code that did it, instead of
+    tracing the rest of the model for a graph that is thrown away (open-unmix's batch, captured at 2 for an
+    example of 1, was fixed 5 s into a 57 s capture by its loop over the batch)."""
+    if not watch:
+        yield
+        return
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    from ._where import from_stack
+
+    own = ShapeEnv._set_replacement
+    wanted = {(f"['{name}'].size()[{axis}]", f"{name}.size()[{axis}]"): (name, axis) for name, axis in watch}
+
+    def set_replacement(self, a, tgt, *args, **kwargs):
+        out = own(self, a, tgt, *args, **kwargs)
+        if getattr(tgt, "is_number", False):
+            for src in getattr(self, "var_to_sources", {}).get(a, ()):
+                for ends, (name, axis) in wanted.items():
+                    if src.name == ends[1] or src.name.endswith(ends[0]):
+                        raise SizeFixed(name, axis, from_stack() or "")
+        return out
+
+    ShapeEnv._set_replacement = set_replacement
+    try:
+        yield
+    finally:
+        ShapeEnv._set_replacement = own
