@@ -166,6 +166,30 @@ def test_batch_fixed_by_a_loop_names_the_line_and_time_stays_dynamic():
         assert rel_err(out(y), _f64(model, y)) < 1e-5
 
 
+class FftAlongBatch(torch.nn.Module):
+    """An FFT over the batch axis padded to 6 points: the capture bounds the batch to 2 <= B <= 5 (a fuzz case:
+    ``torch.fft.fft(z, n=430, dim=-3)``)."""
+
+    def forward(self, x):
+        z = torch.stft(x, 64, 16, window=torch.hann_window(64), return_complex=True)
+        return torch.fft.fft(z, n=6, dim=0).abs()   # <fft-along-batch>
+
+
+def test_bounded_batch_holds_the_example_of_one_and_names_the_bound():
+    """Captured at 2 for an example of 1, the batch's range starts at 1 (the example itself was refused with
+    'holds sizes 2 <= size <= 429 only'), and a size past the bound is an error naming the model's line."""
+    model = FftAlongBatch().eval()
+    out = sr.rewrite(model, (torch.randn(1, 1000),))
+    b = out.specrewrite_report.axis("x", "batch")
+    assert b["dynamic"] and b["range"].startswith("1 <= batch <= 5"), b
+    for n in (1, 3, 5):
+        y = torch.randn(n, 1200)
+        assert rel_err(out(y), _f64(model, y)) < 1e-5
+    with pytest.raises(SpecRewriteError) as info:
+        out(torch.randn(7, 1200))
+    assert "1 <= size <= 5" in str(info.value) and "<fft-along-batch>" in str(info.value), str(info.value)
+
+
 def test_pinned_length_is_reported_fixed_not_dynamic():
     """The model's Python bakes the example's frame count in: the time axis must come out fixed (an honest
     static graph), never 'dynamic' with a graph that is wrong at other lengths."""

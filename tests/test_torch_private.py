@@ -22,6 +22,10 @@ def test_private_name_still_exists(name):
     for part in parts[cut:]:
         call = part.endswith("()")
         part = part[:-2] if call else part
+        if isinstance(obj, dict):   # a dataclass's fields
+            assert part in obj, f"torch no longer has {name} ({part} missing)"
+            obj = obj[part]
+            continue
         assert hasattr(obj, part), f"torch no longer has {name} ({part} missing)"
         obj = getattr(obj, part)() if call else getattr(obj, part)
 
@@ -63,3 +67,19 @@ def test_stop_when_fixed_stops_at_the_line_that_fixes_the_size():
     # not watched (or no longer within): the same capture fixes the batch and succeeds
     ep = torch.export.export(_LoopsOverBatch(), (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},), strict=False)
     assert ep.module()(x).shape == (2, 64)
+
+
+def test_user_locations_names_the_models_line_of_a_bound():
+    """A bound made inside a torch kernel (an FFT padding the batch) records the model's line."""
+    from specrewrite._where import from_guard
+
+    class FftOverBatch(torch.nn.Module):
+        def forward(self, x):
+            return torch.fft.fft(x, n=6, dim=0).abs()   # <bound-line>
+
+    with P.user_locations():
+        ep = torch.export.export(FftOverBatch(), (torch.randn(2, 8),), dynamic_shapes=({0: torch.export.Dim.AUTO},),
+                                 strict=False)
+    (ph,) = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    env = ph.meta["val"].shape[0].node.shape_env
+    assert any("<bound-line>" in from_guard(g) for g in env.guards), [str(g.sloc) for g in env.guards]

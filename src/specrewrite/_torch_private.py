@@ -72,3 +72,37 @@ def stop_when_fixed(watch):
         yield
     finally:
         ShapeEnv._set_replacement = own
+
+
+PRIVATE_NAMES += (   # user_locations wraps it; its SLoc's fields are read by _where.from_guard
+    "torch.fx.experimental.symbolic_shapes.ShapeEnv._get_sloc",
+    "torch._guards.SLoc.__dataclass_fields__.maybe_user_loc",
+)
+
+
+@contextlib.contextmanager
+def user_locations():
+    """Within: each shape guard (and range refinement) of a non-strict capture records the model's line that
+    made it. torch records it only under Dynamo; otherwise the guard knows the torch function it was made in
+    (a pad's meta kernel), and a bound on an axis could not be traced to the model's code."""
+    import dataclasses
+
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    from ._where import from_stack
+
+    own = ShapeEnv._get_sloc
+
+    def get_sloc(self, *args, **kwargs):
+        sloc = own(self, *args, **kwargs)
+        if getattr(sloc, "maybe_user_loc", "") is None:
+            where = from_stack()
+            if where:
+                sloc = dataclasses.replace(sloc, maybe_user_loc=where)
+        return sloc
+
+    ShapeEnv._get_sloc = get_sloc
+    try:
+        yield
+    finally:
+        ShapeEnv._get_sloc = own

@@ -283,7 +283,7 @@ def check_size(x, axis: int, test: str, text: str, where: str, name: str):
     return x
 
 
-def check_range(x, axis: int, lo: int, hi, name: str):
+def check_range(x, axis: int, lo: int, hi, name: str, where: str = ""):
     """The sizes the graph holds on a dynamic axis (its range), once torch.export's own guard check is erased:
     in eager a clear error outside it; in an exporter's trace a ``torch._check`` the exporter takes as the
     axis's range."""
@@ -297,7 +297,8 @@ def check_range(x, axis: int, lo: int, hi, name: str):
     elif not _tracing() and (int(n) < lo or (hi is not None and int(n) > hi)):
         want = f"{lo} <= size" + (f" <= {hi}" if hi is not None else "")
         raise SpecRewriteError(f"input '{name}' axis {axis} has size {int(n)}: this rewritten graph holds sizes "
-                               f"{want} only", op="rewritten model",
+                               f"{want} only" + (" (the bound comes from the model's line below)" if where else ""),
+                               op="rewritten model", where=where or None,
                                fix=f"give a size {want}, or rewrite again with an example of this size")
     return x
 
@@ -328,7 +329,7 @@ def in_ranges(xs, ranges):
 
 def install(gm: fx.GraphModule, classes: List[SizeClass], ranges=(), erase: bool = False) -> None:
     """Add each class's eager check after its input and its export-time flag on every floating output, and per
-    dynamic axis with a range (``ranges``: (input index, axis, lo, hi, name)) an export-time flag
+    dynamic axis with a range (``ranges``: (input index, axis, lo, hi, name, where)) an export-time flag
     (``in_ranges``, applied with ``_data_guards.flag_outputs``). ``erase``: torch.export's own guard check holds a guard with a remainder (a class, or a
     pad up to a multiple made right for both branches, ``_pad_multiple``): it is replaced by the checks here and,
     per dynamic axis, a range check."""
@@ -349,12 +350,12 @@ def install(gm: fx.GraphModule, classes: List[SizeClass], ranges=(), erase: bool
             g.erase_node(node)
     phs = [n for n in g.nodes if n.op == "placeholder"]
     checked = {}
-    for index, axis, lo, hi, name in ranges if erase else ():
+    for index, axis, lo, hi, name, where in ranges if erase else ():
         if index >= len(phs):
             continue
         ph = checked.get(index, phs[index])
         with g.inserting_after(ph):
-            node = g.call_function(check_range, (ph, axis, lo, hi, name))
+            node = g.call_function(check_range, (ph, axis, lo, hi, name, where))
         ph.replace_all_uses_with(node, delete_user_cb=lambda u, node=node: u is not node)
         node.meta = dict(phs[index].meta)
         checked[index] = node
@@ -368,7 +369,7 @@ def install(gm: fx.GraphModule, classes: List[SizeClass], ranges=(), erase: bool
         node.meta = dict(phs[c.index].meta)
         checked[c.index] = node
     out = next(n for n in g.nodes if n.op == "output")
-    bounded = [(phs[i], (axis, lo, hi)) for i, axis, lo, hi, _ in ranges if i < len(phs)]
+    bounded = [(phs[i], (axis, lo, hi)) for i, axis, lo, hi, *_ in ranges if i < len(phs)]
     in_range = None
     if bounded:
         with g.inserting_before(out):

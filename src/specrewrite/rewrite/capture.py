@@ -16,7 +16,7 @@ from typing import Dict, Tuple
 import torch
 import torch.fx as fx
 
-from .._torch_private import reading_values, stop_when_fixed
+from .._torch_private import reading_values, stop_when_fixed, user_locations
 from ._known import _is_int, known_value, tracking
 from ._nodes import attr_of
 from ._ops import CallSites, patched
@@ -41,7 +41,7 @@ def via_export(model, args, dynamic_shapes=None, draft: bool = False, sym_len: b
             contextlib.redirect_stderr(io.StringIO()), (symbolic_len() if sym_len else maybe()), \
             (symbolic_int(model) if sym_len else maybe()), tracking(pad_multiple) as known, \
             torch.backends.opt_einsum.flags(enabled=False), (reading_values() if draft else maybe()), \
-            stop_when_fixed(watch):
+            stop_when_fixed(watch), user_locations():
         # (opt_einsum picks a multi-operand einsum's contraction order from the example's sizes, guarding on
         # them: NeMo's beamformer postfilter fixed the batch axis; torch's left-to-right order guards nothing)
         warnings.simplefilter("ignore")

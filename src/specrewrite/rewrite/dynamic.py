@@ -43,6 +43,7 @@ class Axis:
     min: Optional[int] = None   # the range's bounds (None: unbounded)
     max: Optional[int] = None
     sizes: str = ""             # a Python test in n of the sizes the graph holds (a residue class), or ""
+    bound_where: str = ""       # the model's line behind the range's bounds (for the run-time error), or ""
 
     def describe(self) -> str:
         name = f"input '{self.input}' axis {self.axis} ({self.role}, {self.size} in the example)"
@@ -284,6 +285,9 @@ class AxisPlan:
                                      or _class_of(e, i, ax, known, int(self.capture_args[i].shape[ax.axis])))
             ax.dynamic, ax.why = True, ""
             ax.range, ax.min, ax.max = _range_text(shape_env, expr, ax.role)
+            if ax.size == 1 and ax.min == 2:   # captured at 2 for an example of 1 (see ``ranges``)
+                ax.min, ax.range = 1, ax.range.replace(f"2 <= {ax.role}", f"1 <= {ax.role}", 1)
+            ax.bound_where = _bound_where(shape_env, expr) if ax.range else ""
             notes = self._notes(i, ax.axis)
             ax.range = ", ".join(t for t in (ax.range, notes) if t)
             if hit is not None:   # symbolic, but restricted by a guard: the caller decides
@@ -324,9 +328,9 @@ class AxisPlan:
                 out.append(a)
         return tuple(out)
 
-    def ranges(self) -> List[Tuple[int, int, int, Optional[int], str]]:
-        """(input index, axis, lo, hi, name) per dynamic axis with a bound: its range, checked by the rewritten
-        model where torch.export's own guard check is erased."""
+    def ranges(self) -> List[Tuple[int, int, int, Optional[int], str, str]]:
+        """(input index, axis, lo, hi, name, where) per dynamic axis with a bound: its range, checked by the
+        rewritten model where torch.export's own guard check is erased (``where``: the model's line behind it)."""
         out = []
         for ax in self.axes:
             if not ax.dynamic:
@@ -334,7 +338,11 @@ class AxisPlan:
             i = self._index(ax.input)
             lo = max(ax.min or 0, self.lower_bounds.get((i, ax.axis), 0))
             if lo > 2 or ax.max is not None:
-                out.append((i, ax.axis, max(lo, 1), ax.max, ax.input))
+                # a lower bound of 2 is torch.export's for any dynamic axis (sizes 0 and 1 are specialised);
+                # an example of size 1 was captured at 2 and its graph checked at 1 (_same_at_example), so 1 is
+                # in (an FFT padding the batch to 430 bounded it to 2..429 and refused the example itself)
+                lo = 1 if ax.size == 1 and lo <= 2 else max(lo, 1)
+                out.append((i, ax.axis, lo, ax.max, ax.input, ax.bound_where))
         return out
 
     def remainder_guards(self, gm) -> bool:
@@ -516,6 +524,23 @@ def _range_text(shape_env, expr, role):
     if lo <= 2 and hi is None:
         return "", None, None
     return f"{lo} <= {role}" + ("" if hi is None else f" <= {hi}"), lo, hi
+
+
+def _bound_where(shape_env, expr) -> str:
+    """The model's line of the first guard of the capture that bounds ``expr``'s one symbol from below past 2 or
+    from above ('' when none has a location)."""
+    import sympy
+
+    syms = getattr(expr, "free_symbols", set())
+    if len(syms) != 1:
+        return ""
+    for g in getattr(shape_env, "guards", None) or []:
+        e = g.expr
+        if isinstance(e, (sympy.Le, sympy.Lt, sympy.Ge, sympy.Gt, sympy.Eq)) and e.free_symbols == syms:
+            where = from_guard(g)
+            if where:
+                return where
+    return ""
 
 
 def readable(expr, sources) -> Any:
