@@ -28,7 +28,7 @@ class Enhancer(torch.nn.Module):
         super().__init__()
         self.rnn = getattr(torch.nn, kind)(129, 32, **kw)
         d = 2 if kw.get("bidirectional") else 1
-        self.out = torch.nn.Linear(32 * d, 129)
+        self.out = torch.nn.Linear((kw.get("proj_size") or 32) * d, 129)
         self.batch_first = kw.get("batch_first", False)
 
     def forward(self, wav):
@@ -48,6 +48,8 @@ CASES = [
     ("LSTM", dict(batch_first=True)),
     ("LSTM", dict(num_layers=2, bidirectional=True)),
     ("LSTM", dict(batch_first=True, bias=False, num_layers=3)),
+    ("LSTM", dict(batch_first=True, proj_size=8)),                               # LSTMP (ASR encoders)
+    ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=12)),
     ("GRU", dict(batch_first=True, bidirectional=True)),
     ("GRU", dict(num_layers=2)),
     ("RNN", dict(nonlinearity="relu", batch_first=True, bidirectional=True)),   # DeepSpeech's recurrent layers
@@ -132,13 +134,60 @@ def test_helper_matches_torch_module_and_exports_every_output(kind, kw):
             assert rel_err(o, r) <= 1e-6
 
 
-def test_projection_lstm_keeps_torch_path():
-    """proj_size has no ONNX counterpart: the aten op is kept (and the model still exports at its length)."""
+def test_projection_is_told_apart_from_a_plain_layer():
     torch.manual_seed(2)
     lstm = torch.nn.LSTM(8, 16, proj_size=4, batch_first=True).eval()
     assert not _rnn_onnx._plain(lstm._flat_weights, True, 1, False, 4, False, 0.0)
+    assert _rnn_onnx._projection(lstm._flat_weights, True, 1, False, False, 0.0)
     plain = torch.nn.LSTM(8, 16, batch_first=True)
     assert _rnn_onnx._plain(plain._flat_weights, True, 1, False, 4, False, 0.0)
+    assert not _rnn_onnx._projection(plain._flat_weights, True, 1, False, False, 0.0)
+
+
+class FromZeros(torch.nn.Module):
+    """A projected LSTM called as a rewritten graph calls it when nn.LSTM got no state (zeros)."""
+
+    def __init__(self, **kw):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(8, 16, proj_size=6, **kw)
+
+    def forward(self, x):
+        r = self.rnn
+        d = 2 if r.bidirectional else 1
+        batch = x.shape[0] if r.batch_first else x.shape[1]
+        h0 = x.new_zeros(r.num_layers * d, batch, 6)
+        c0 = x.new_zeros(r.num_layers * d, batch, 16)
+        return _rnn_onnx.lstm(x, [h0, c0], r._flat_weights, r.bias, r.num_layers, 0.0, False, r.bidirectional,
+                              r.batch_first, zero_state=True)
+
+
+@pytest.mark.parametrize("kw", [dict(batch_first=True), dict(num_layers=2, bidirectional=True),
+                                dict(batch_first=True, bias=False)], ids=["batch_first", "2layers-bi", "no-bias"])
+def test_projected_lstm_from_zeros_is_onnx_lstm_with_every_output(kw):
+    """ONNX's LSTM with R = W_hh W_hr on the unprojected state, outputs and final h projected back: the output
+    sequence, h_n and c_n match float64 eager at 1 / 21 / 40 steps and batch 5 from one file."""
+    torch.manual_seed(3)
+    m = FromZeros(**kw).eval()
+    bf = kw.get("batch_first", False)
+    x = torch.randn(3, 21, 8) if bf else torch.randn(21, 3, 8)
+    with torch.no_grad():
+        got, want = m(x), m.rnn(x)
+    for g, w in zip(got, [want[0], *want[1]]):
+        assert torch.equal(g, w)                              # eager: the aten op itself
+    sess, onx, _ = onnx_roundtrip(m, (x,), dynamic_shapes=({0: Dim("a"), 1: Dim("b")},))
+    assert "LSTM" in onnx_op_types(onx)
+    seq = 1 if bf else 0
+    m64 = copy.deepcopy(m).double()
+    for steps in (1, 21, 40):
+        shape = [5, 5, 8]
+        shape[seq] = steps
+        xx = torch.randn(*shape)
+        with torch.no_grad():
+            ref, own = m64(xx.double()), m(xx)
+        outs = sess.run(None, {sess.get_inputs()[0].name: xx.numpy()})
+        assert len(outs) == 3
+        for o, r, e in zip(outs, ref, own):
+            assert rel_err(o, r) <= 4 * rel_err(e, r) + 1e-6, steps
 
 
 def test_outside_onnx_export_it_is_the_aten_op():

@@ -114,6 +114,8 @@ def restore_rnns(gm: fx.GraphModule) -> int:
             if node.op == "call_function" and node.target in swap:
                 if node.target in one_state:   # aten.gru / rnn_* take their one state as is
                     node.args = (node.args[0], node.args[1][0], *node.args[2:])
+                elif all(_is_zeros(h) for h in node.args[1]):   # an LSTM from zeros (no hx): see _rnn_onnx
+                    node.kwargs = {**node.kwargs, "zero_state": True}
                 node.target = swap[node.target]
                 if isinstance(node.meta.get("val"), list):
                     node.meta["val"] = tuple(node.meta["val"])
@@ -121,3 +123,14 @@ def restore_rnns(gm: fx.GraphModule) -> int:
         if count:
             mod.recompile()
     return count
+
+
+def _is_zeros(n) -> bool:
+    """A graph node that is a tensor of zeros (what nn.LSTM makes when no state is given)."""
+    aten = torch.ops.aten
+    if not isinstance(n, fx.Node) or n.op != "call_function":
+        return False
+    if n.target in (aten.zeros.default, aten.new_zeros.default, aten.zeros_like.default):
+        return True
+    fill = {aten.full.default: 1, aten.new_full.default: 2}.get(n.target)
+    return fill is not None and len(n.args) > fill and n.args[fill] == 0

@@ -29,10 +29,15 @@ def _onnx_export() -> bool:
 
 
 def lstm(x: torch.Tensor, hx: Sequence[torch.Tensor], params: Sequence[torch.Tensor], has_biases: bool,
-         num_layers: int, dropout: float, train: bool, bidirectional: bool, batch_first: bool):
-    """``aten.lstm.input``, or ONNX ``LSTM`` nodes inside torch.onnx.export."""
+         num_layers: int, dropout: float, train: bool, bidirectional: bool, batch_first: bool,
+         zero_state: bool = False):
+    """``aten.lstm.input``, or ONNX ``LSTM`` nodes inside torch.onnx.export. ``zero_state``: the graph starts
+    from zeros (``nn.LSTM`` without ``hx``), which a projected LSTM needs for ONNX (``_projection``)."""
     if _onnx_export() and _plain(params, has_biases, num_layers, bidirectional, 4, train, dropout):
         return _emit("LSTM", x, list(hx), list(params), has_biases, num_layers, bidirectional, batch_first)
+    if _onnx_export() and zero_state and _projection(params, has_biases, num_layers, bidirectional, train, dropout):
+        return _emit("LSTM", x, list(hx), list(params), has_biases, num_layers, bidirectional, batch_first,
+                     projected=True)
     return torch.ops.aten.lstm.input(x, list(hx), list(params), has_biases, num_layers, dropout, train,
                                      bidirectional, batch_first)
 
@@ -73,30 +78,52 @@ def _plain(params, has_biases, num_layers, bidirectional, gates, train, dropout)
     return w_ih.dim() == 2 and w_ih.shape[0] == gates * hidden and w_hh.shape[0] == gates * hidden
 
 
+def _projection(params, has_biases, num_layers, bidirectional, train, dropout) -> bool:
+    """An LSTM with ``proj_size`` (per layer and direction w_ih, w_hh (4H x P), biases, w_hr (P x H)), no active
+    dropout. ONNX's LSTM has no projection, but its recurrence is one: the gates take W_hh (W_hr h), so an ONNX
+    LSTM of hidden size H with R = W_hh W_hr runs the same cell on the unprojected h, and the outputs are W_hr h.
+    Exact from a zero state (the unprojected state behind a non-zero projected one is not unique)."""
+    per = (4 if has_biases else 2) + 1
+    dirs = 2 if bidirectional else 1
+    if len(params) != per * dirs * num_layers or (train and dropout > 0 and num_layers > 1):
+        return False
+    w_ih, w_hh, w_hr = params[0], params[1], params[per - 1]
+    if w_ih.dim() != 2 or w_hr.dim() != 2:
+        return False
+    proj, hidden = w_hr.shape
+    return w_ih.shape[0] == 4 * hidden and tuple(w_hh.shape) == (4 * hidden, proj)
+
+
 def _reorder(w: torch.Tensor, order) -> torch.Tensor:
     n = w.shape[0] // len(order)   # slices, not chunk: ONNX folds Slice on weights, not a multi-output Split
     return torch.cat([w[i * n:(i + 1) * n] for i in order], 0)
 
 
 def _emit(kind: str, x, hx: List[torch.Tensor], params: List[torch.Tensor], has_biases: bool, num_layers: int,
-          bidirectional: bool, batch_first: bool, activation: str = ""):
+          bidirectional: bool, batch_first: bool, activation: str = "", projected: bool = False):
     order = {"LSTM": _LSTM_GATES, "GRU": _GRU_GATES, "RNN": (0,)}[kind]
     dirs = 2 if bidirectional else 1
-    per = 4 if has_biases else 2
-    hidden = params[1].shape[-1]
+    per = (4 if has_biases else 2) + (1 if projected else 0)
+    hidden = params[per - 1].shape[-1] if projected else params[1].shape[-1]
     seq = x.transpose(0, 1) if batch_first else x          # ONNX layout 0: (time, batch, features)
     finals: List[List[torch.Tensor]] = [[] for _ in hx]
     for layer in range(num_layers):
-        w, r, b = [], [], []
+        w, r, b, proj = [], [], [], []
         for d in range(dirs):
             p = params[(layer * dirs + d) * per:(layer * dirs + d + 1) * per]
             w.append(_reorder(p[0], order))
-            r.append(_reorder(p[1], order))
+            # projected: R = W_hh W_hr, formed in float64 (a constant the exporter folds)
+            r.append(_reorder((p[1].double() @ p[-1].double()).to(p[1].dtype) if projected else p[1], order))
             if has_biases:
                 b.append(torch.cat([_reorder(p[2], order), _reorder(p[3], order)]))
+            if projected:
+                proj.append(p[-1])
         inputs = [seq, torch.stack(w), torch.stack(r), torch.stack(b) if has_biases else None, None]
-        inputs += [h[layer * dirs:(layer + 1) * dirs] for h in hx]
         steps, batch = seq.shape[0], seq.shape[1]
+        if projected:   # the zero state, at the unprojected size
+            inputs += [seq.new_zeros(dirs, batch, hidden), hx[1][layer * dirs:(layer + 1) * dirs]]
+        else:
+            inputs += [h[layer * dirs:(layer + 1) * dirs] for h in hx]
         attrs = {"hidden_size": int(hidden), "direction": "bidirectional" if bidirectional else "forward"}
         if kind == "GRU":
             attrs["linear_before_reset"] = 1
@@ -106,8 +133,13 @@ def _emit(kind: str, x, hx: List[torch.Tensor], params: List[torch.Tensor], has_
         outs = torch.onnx.ops.symbolic_multi_out(
             f"::{kind}", inputs, attrs, dtypes=[x.dtype] * (1 + len(hx)),
             shapes=[[steps, dirs, batch, hidden]] + [state] * len(hx), version=14)
-        y = outs[0].permute(0, 2, 1, 3).reshape(steps, batch, dirs * hidden)
-        for i, h in enumerate(outs[1:]):
+        if projected:   # outputs and final h back to the projected size, per direction
+            y = torch.cat([outs[0][:, d] @ proj[d].t() for d in range(dirs)], -1)
+            states = [torch.stack([outs[1][d] @ proj[d].t() for d in range(dirs)]), outs[2]]
+        else:
+            y = outs[0].permute(0, 2, 1, 3).reshape(steps, batch, dirs * hidden)
+            states = list(outs[1:])
+        for i, h in enumerate(states):
             finals[i].append(h)
         seq = y
     out = seq.transpose(0, 1) if batch_first else seq
