@@ -34,12 +34,20 @@ _UNARY = {operator.neg: torch.neg, torch.sym_not: torch.logical_not}
 _SIZE = {torch.ops.aten.sym_size.int, sym_size}   # (the second: a size once the pass has lowered the graph)
 
 
-def check_value(cond, text: str, where: str):
+def check_value(cond, text: str, where: str, packed: bool = False):
     """Eager: raise when a value read from an input differs from the example's. Under an exporter: torch's own
-    check (the exporter takes it as a fact of the trace; the flag on the outputs is what the file keeps)."""
+    check (the exporter takes it as a fact of the trace; the flag on the outputs is what the file keeps).
+    ``packed``: the check is the padded form's of a packed sequence (``_packed``), said in its own terms."""
     if torch.compiler.is_exporting() or torch.jit.is_tracing():
         torch._check(cond)
         return None
+    if not bool(cond) and packed:
+        raise SpecRewriteError(
+            "pad_packed_sequence returns as many frames as the longest clip, and the rewritten graph returns as "
+            f"many as its input has: the longest of these lengths is shorter than the input (check {text})"
+            + (f", at {where}" if where else ""), op="rewritten model",
+            fix="give lengths whose largest fills the input (trim the batch to its longest clip), or rewrite "
+                "with pack_padded_sequence / pad_packed_sequence left out of forward")
     if not bool(cond):
         raise SpecRewriteError(
             "the model's Python reads a value from a tensor (float(t), t.item(), int(t), t.tolist() of a value "
@@ -109,11 +117,12 @@ def install(gm: fx.GraphModule) -> List[str]:
         msg = str(node.args[1]) if len(node.args) > 1 else ""
         text = msg.split("expression ", 1)[-1].split(" on node", 1)[0] if "expression" in msg else msg
         src = next(filter(None, map(where_of, _reads(g, cond))), None)   # the model's line that read it
+        packed = any("_packed.py" in str(r.meta.get("stack_trace", "")) for r in _reads(g, cond))
         form = _tensor_form(cond, memo, g, node)
         if _is_read(form, memo):
             flags.append(form)
         with g.inserting_before(node):
-            g.call_function(check_value, (cond, text, src or ""))
+            g.call_function(check_value, (cond, text, src or "", packed))
         g.erase_node(node)
         texts.append(text + (f" at {src}" if src else ""))
     out = next(n for n in g.nodes if n.op == "output")
