@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 
-PRIVATE_NAMES = (
+PRIVATE_NAMES = (   # (and the format of torch.export's size sources: ``is_input_size``)
     "torch._functorch.config.fake_tensor_propagate_real_tensors",
     "torch._functorch.config.generate_fake_kernels_from_real_mismatches",
 )
@@ -32,6 +32,23 @@ PRIVATE_NAMES += (   # stop_when_fixed wraps the first; the second is read on a 
     "torch.fx.experimental.symbolic_shapes.ShapeEnv._set_replacement",
     "torch.fx.experimental.symbolic_shapes.ShapeEnv().var_to_sources",
 )
+
+
+def is_input_size(source_name: str, name: str, axis: int) -> bool:
+    """Whether a shape-environment source (``L['x'].size()[2]``, ``x.size()[2]``) is input ``name``'s size at
+    ``axis``."""
+    return source_name == f"{name}.size()[{axis}]" or source_name.endswith(f"['{name}'].size()[{axis}]")
+
+
+@contextlib.contextmanager
+def _wrapped(cls, name: str, make):
+    """Within: ``cls.name`` is ``make(original)``; the original is back on exit."""
+    own = getattr(cls, name)
+    setattr(cls, name, make(own))
+    try:
+        yield
+    finally:
+        setattr(cls, name, own)
 
 
 class SizeFixed(Exception):
@@ -55,23 +72,19 @@ def stop_when_fixed(watch):
 
     from ._where import from_stack
 
-    own = ShapeEnv._set_replacement
-    wanted = {(f"['{name}'].size()[{axis}]", f"{name}.size()[{axis}]"): (name, axis) for name, axis in watch}
+    def make(own):
+        def set_replacement(self, a, tgt, *args, **kwargs):
+            out = own(self, a, tgt, *args, **kwargs)
+            if getattr(tgt, "is_number", False):
+                for src in getattr(self, "var_to_sources", {}).get(a, ()):
+                    for name, axis in watch:
+                        if is_input_size(src.name, name, axis):
+                            raise SizeFixed(name, axis, from_stack() or "")
+            return out
+        return set_replacement
 
-    def set_replacement(self, a, tgt, *args, **kwargs):
-        out = own(self, a, tgt, *args, **kwargs)
-        if getattr(tgt, "is_number", False):
-            for src in getattr(self, "var_to_sources", {}).get(a, ()):
-                for ends, (name, axis) in wanted.items():
-                    if src.name == ends[1] or src.name.endswith(ends[0]):
-                        raise SizeFixed(name, axis, from_stack() or "")
-        return out
-
-    ShapeEnv._set_replacement = set_replacement
-    try:
+    with _wrapped(ShapeEnv, "_set_replacement", make):
         yield
-    finally:
-        ShapeEnv._set_replacement = own
 
 
 PRIVATE_NAMES += (   # user_locations wraps it; its SLoc's fields are read by _where.from_guard
@@ -91,18 +104,12 @@ def user_locations():
 
     from ._where import from_stack
 
-    own = ShapeEnv._get_sloc
+    def make(own):
+        def get_sloc(self, *args, **kwargs):
+            sloc = own(self, *args, **kwargs)
+            where = from_stack() if getattr(sloc, "maybe_user_loc", "") is None else None
+            return dataclasses.replace(sloc, maybe_user_loc=where) if where else sloc
+        return get_sloc
 
-    def get_sloc(self, *args, **kwargs):
-        sloc = own(self, *args, **kwargs)
-        if getattr(sloc, "maybe_user_loc", "") is None:
-            where = from_stack()
-            if where:
-                sloc = dataclasses.replace(sloc, maybe_user_loc=where)
-        return sloc
-
-    ShapeEnv._get_sloc = get_sloc
-    try:
+    with _wrapped(ShapeEnv, "_get_sloc", make):
         yield
-    finally:
-        ShapeEnv._get_sloc = own

@@ -41,23 +41,23 @@ def check_value(cond, text: str, where: str, packed: bool = False):
     if torch.compiler.is_exporting() or torch.jit.is_tracing():
         torch._check(cond)
         return None
-    if not bool(cond) and packed:
+    if bool(cond):
+        return None
+    if packed:
         raise SpecRewriteError(
             "pad_packed_sequence returns as many frames as the longest clip, and the rewritten graph returns as "
             f"many as its input has: the longest of these lengths is shorter than the input (check {text})"
             + (f", at {where}" if where else ""), op="rewritten model",
             fix="give lengths whose largest fills the input (trim the batch to its longest clip), or rewrite "
                 "with pack_padded_sequence / pad_packed_sequence left out of forward")
-    if not bool(cond):
-        raise SpecRewriteError(
-            "the model's Python reads a value from a tensor (float(t), t.item(), int(t), t.tolist() of a value "
-            f"computed from an input) and the capture fixed what it does with it to the example's value (check "
-            f"{text}); these inputs give another value" + (f", at {where}" if where else ""),
-            op="rewritten model",
-            fix="keep the value a tensor (torch.log(t) instead of math.log(float(t)), torch.where instead of if, a "
-                "mask from torch.arange(T) < lengths[:, None] instead of lengths.tolist()), or give inputs with "
-                "the example's values there")
-    return None
+    raise SpecRewriteError(
+        "the model's Python reads a value from a tensor (float(t), t.item(), int(t), t.tolist() of a value "
+        f"computed from an input) and the capture fixed what it does with it to the example's value (check "
+        f"{text}); these inputs give another value" + (f", at {where}" if where else ""),
+        op="rewritten model",
+        fix="keep the value a tensor (torch.log(t) instead of math.log(float(t)), torch.where instead of if, a "
+            "mask from torch.arange(T) < lengths[:, None] instead of lengths.tolist()), or give inputs with "
+            "the example's values there")
 
 
 def flag_outputs(y, flag):
@@ -116,8 +116,9 @@ def install(gm: fx.GraphModule) -> List[str]:
         cond = node.args[0]
         msg = str(node.args[1]) if len(node.args) > 1 else ""
         text = msg.split("expression ", 1)[-1].split(" on node", 1)[0] if "expression" in msg else msg
-        src = next(filter(None, map(where_of, _reads(g, cond))), None)   # the model's line that read it
-        packed = any("_packed.py" in str(r.meta.get("stack_trace", "")) for r in _reads(g, cond))
+        reads = _reads(g, cond)
+        src = next(filter(None, map(where_of, reads)), None)   # the model's line that read it
+        packed = any("_packed.py" in str(r.meta.get("stack_trace", "")) for r in reads)   # _packed's own check
         form = _tensor_form(cond, memo, g, node)
         if _is_read(form, memo):
             flags.append(form)

@@ -69,9 +69,7 @@ rnn_relu = _simple_rnn(torch.ops.aten.rnn_relu.input, "Relu")   # nn.RNN(nonline
 
 def _plain(params, has_biases, num_layers, bidirectional, gates, train, dropout) -> bool:
     """The layer has no projection (LSTM proj_size), and no active dropout between layers: ONNX's op is it."""
-    per = 4 if has_biases else 2
-    dirs = 2 if bidirectional else 1
-    if len(params) != per * dirs * num_layers or (train and dropout > 0 and num_layers > 1):
+    if not _whole_layers(params, 4 if has_biases else 2, num_layers, bidirectional, train, dropout):
         return False
     w_ih, w_hh = params[0], params[1]
     hidden = w_hh.shape[-1]
@@ -84,14 +82,19 @@ def _projection(params, has_biases, num_layers, bidirectional, train, dropout) -
     LSTM of hidden size H with R = W_hh W_hr runs the same cell on the unprojected h, and the outputs are W_hr h.
     Exact from a zero state (the unprojected state behind a non-zero projected one is not unique)."""
     per = (4 if has_biases else 2) + 1
-    dirs = 2 if bidirectional else 1
-    if len(params) != per * dirs * num_layers or (train and dropout > 0 and num_layers > 1):
+    if not _whole_layers(params, per, num_layers, bidirectional, train, dropout):
         return False
     w_ih, w_hh, w_hr = params[0], params[1], params[per - 1]
     if w_ih.dim() != 2 or w_hr.dim() != 2:
         return False
     proj, hidden = w_hr.shape
     return w_ih.shape[0] == 4 * hidden and tuple(w_hh.shape) == (4 * hidden, proj)
+
+
+def _whole_layers(params, per: int, num_layers: int, bidirectional: bool, train: bool, dropout: float) -> bool:
+    """``per`` weights per layer and direction, and no active dropout between layers."""
+    dirs = 2 if bidirectional else 1
+    return len(params) == per * dirs * num_layers and not (train and dropout > 0 and num_layers > 1)
 
 
 def _reorder(w: torch.Tensor, order) -> torch.Tensor:

@@ -69,9 +69,10 @@ class Captures:
     def __call__(self, args, spec, **options):
         key = (tuple(id(a) for a in args), _spec_key(spec), tuple(sorted(options.items())))
         if key not in self._done:
+            from . import _clones
+
             try:
-                got = (via_export(self.model, tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args),
-                                  spec, **options), None)
+                got = (via_export(self.model, _clones(args), spec, **options), None)
             except Exception as e:  # noqa: BLE001 - the caller decides per failure
                 got = (None, e)
             self._done[key] = (args, got)

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from .._torch_private import is_input_size
 from .._where import from_guard
 from ._guards import first_failure
 from ._second_shape import _resize_like, second_inputs  # noqa: F401 - second_inputs: export's import
@@ -167,17 +168,17 @@ class AxisPlan:
                     self._tentative.add((self._index(ax.input), ax.axis))
         self.capture_args, self.batch_expanded, self.moved = self.args, False, None
 
+    def _batch_of_one(self) -> List[Axis]:
+        """The requested batch axes whose example size is 1 (captured at 2 while the batch is expanded)."""
+        return [ax for ax in self.axes if ax.requested and ax.axis == 0 and ax.role == "batch" and ax.size == 1]
+
     def expanded_batch_axes(self) -> tuple:
         """(input name, axis) of the batch axes captured at 2 for an example's 1 (watched during a capture)."""
-        if not self.batch_expanded:
-            return ()
-        return tuple((ax.input, ax.axis) for ax in self.axes
-                     if ax.requested and ax.axis == 0 and ax.role == "batch" and ax.size == 1)
+        return tuple((ax.input, ax.axis) for ax in self._batch_of_one()) if self.batch_expanded else ()
 
     def expanded_axis_fixed(self) -> bool:
         """A batch axis captured at 2 (for a batch of 1 in the example) came out fixed: the graph is at 2."""
-        return any(ax.requested and not ax.dynamic and ax.axis == 0 and ax.role == "batch" and ax.size == 1
-                   for ax in self.axes)
+        return any(not ax.dynamic for ax in self._batch_of_one())
 
     def accept(self, ax: Axis, guard, text: str) -> None:
         """A guard the model's own code has too: judged once, its text kept in the axis's range."""
@@ -284,9 +285,7 @@ class AxisPlan:
                                      skip=lambda e, i=i, ax=ax, known=known: (i, ax.axis, str(e)) in self.accepted
                                      or _class_of(e, i, ax, known, int(self.capture_args[i].shape[ax.axis])))
             ax.dynamic, ax.why = True, ""
-            ax.range, ax.min, ax.max = _range_text(shape_env, expr, ax.role)
-            if ax.size == 1 and ax.min == 2:   # captured at 2 for an example of 1 (see ``ranges``)
-                ax.min, ax.range = 1, ax.range.replace(f"2 <= {ax.role}", f"1 <= {ax.role}", 1)
+            ax.range, ax.min, ax.max = _range_text(shape_env, expr, ax.role, ax.size)
             ax.bound_where = _bound_where(shape_env, expr) if ax.range else ""
             notes = self._notes(i, ax.axis)
             ax.range = ", ".join(t for t in (ax.range, notes) if t)
@@ -338,11 +337,7 @@ class AxisPlan:
             i = self._index(ax.input)
             lo = max(ax.min or 0, self.lower_bounds.get((i, ax.axis), 0))
             if lo > 2 or ax.max is not None:
-                # a lower bound of 2 is torch.export's for any dynamic axis (sizes 0 and 1 are specialised);
-                # an example of size 1 was captured at 2 and its graph checked at 1 (_same_at_example), so 1 is
-                # in (an FFT padding the batch to 430 bounded it to 2..429 and refused the example itself)
-                lo = 1 if ax.size == 1 and lo <= 2 else max(lo, 1)
-                out.append((i, ax.axis, lo, ax.max, ax.input, ax.bound_where))
+                out.append((i, ax.axis, max(lo, 1), ax.max, ax.input, ax.bound_where))
         return out
 
     def remainder_guards(self, gm) -> bool:
@@ -405,12 +400,8 @@ def _shape_env(phs):
 
 def _sources(shape_env, name: str, axis: int):
     """Symbols of the shape env whose source is input ``name``'s size at ``axis``."""
-    want = (f"L['{name}'].size()[{axis}]", f"{name}.size()[{axis}]")
-    out = []
-    for sym, srcs in getattr(shape_env, "var_to_sources", {}).items():
-        if any(s.name in want or s.name.endswith(f"['{name}'].size()[{axis}]") for s in srcs):
-            out.append(sym)
-    return out
+    return [sym for sym, srcs in getattr(shape_env, "var_to_sources", {}).items()
+            if any(is_input_size(s.name, name, axis) for s in srcs)]
 
 
 def _pin_reason(shape_env, name, axis) -> str:
@@ -509,8 +500,11 @@ def _true(v) -> bool:
         return True
 
 
-def _range_text(shape_env, expr, role):
-    """(text, min, max) of the sizes torch.export proved the axis takes ('' / None when unbounded)."""
+def _range_text(shape_env, expr, role, example: int):
+    """(text, min, max) of the sizes torch.export proved the axis takes ('' / None when unbounded). A lower bound
+    of 2 is torch.export's for any dynamic axis (sizes 0 and 1 are specialised): an ``example`` of size 1 was
+    captured at 2 and its graph checked at 1 (``_same_at_example``), so 1 is in (an FFT padding the batch to 430
+    bounded it to 2..429, and the rewritten model refused its own example)."""
     try:
         rng = shape_env.var_to_range.get(expr) if expr in getattr(shape_env, "var_to_range", {}) else None
         rng = rng if rng is not None else shape_env.bound_sympy(expr)
@@ -521,6 +515,8 @@ def _range_text(shape_env, expr, role):
         hi = None if str(hi) in ("oo", "int_oo") else int(hi)
     except (TypeError, ValueError, OverflowError):
         hi = None
+    if example == 1 and lo == 2:
+        lo = 1
     if lo <= 2 and hi is None:
         return "", None, None
     return f"{lo} <= {role}" + ("" if hi is None else f" <= {hi}"), lo, hi
