@@ -540,3 +540,20 @@ def test_a_float_arange_with_whole_bounds_loads_in_onnx_runtime_without_the_opti
         with torch.no_grad():
             ref = model(x.double())
         assert rel_err(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0], ref) <= TOL["fp32_rel"], n
+
+
+def test_an_ellipsis_index_leaves_no_alias_for_core_ml():
+    """``x[...]`` (bs-roformer, einops' pack) is ``aten.alias`` in an exported graph; coremltools has no converter
+    for it, so the rewritten graph must hold the tensor itself, and a trace of it no ``aten::alias``."""
+    class M(torch.nn.Module):
+        def forward(self, x):
+            s = torch.stft(x[...], 256, 64, window=torch.hann_window(256), return_complex=True)
+            m = torch.view_as_real(s)[...]
+            return m.pow(2).sum(-1)[...]
+
+    x = signal(1, 4000)
+    fast = sr.rewrite(M().eval(), (x,))
+    assert not [n for n in fast.graph.nodes if "alias" in str(n.target)]
+    kinds = {n.kind() for n in torch.jit.trace(fast, (x,), check_trace=False).inlined_graph.nodes()}
+    assert "aten::alias" not in kinds
+    assert rel_err(fast(x), ref64(M(), x)) <= TOL["fp32_rel"]

@@ -448,6 +448,7 @@ class Lowering(SpectralLowering):
                                                              info.out_spec))
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         functional_writes(gm)
+        _drop_aliases(gm.graph)
         gm.graph.eliminate_dead_code()
         gm.recompile()
         _check_nothing_spectral_left(gm)
@@ -461,6 +462,17 @@ class Lowering(SpectralLowering):
             feeds = dict(self.basis_feeds)
             object.__setattr__(gm, "basis_inputs", lambda: dict(feeds))
         return gm
+
+
+def _drop_aliases(graph: fx.Graph) -> None:
+    """``aten.alias`` (what torch.export makes of ``x[...]``) and ``lift_fresh`` are the tensor itself, views
+    of the same storage: using the tensor instead changes nothing, even for a later in-place write. coremltools
+    has no converter for ``aten::alias`` and a trace of the rewritten model records it."""
+    for n in list(graph.nodes):
+        if n.op == "call_function" and n.target in (aten.alias.default, aten.lift_fresh.default) and \
+                isinstance(n.args[0], fx.Node):
+            n.replace_all_uses_with(n.args[0])
+            graph.erase_node(n)
 
 
 _STRIDED = {aten.sym_stride.int, aten.as_strided.default, aten.as_strided_copy.default}
