@@ -557,3 +557,30 @@ def test_an_ellipsis_index_leaves_no_alias_for_core_ml():
     kinds = {n.kind() for n in torch.jit.trace(fast, (x,), check_trace=False).inlined_graph.nodes()}
     assert "aten::alias" not in kinds
     assert rel_err(fast(x), ref64(M(), x)) <= TOL["fp32_rel"]
+
+
+def test_a_split_into_many_bands_loads_in_onnx_runtime(tmp_path):
+    """A band-split separator (bs-roformer's BandSplit) cuts the spectrum into 65 bands with one ``split``:
+    torch.onnx writes the 65 sizes into the external data file, where ONNX Runtime's shape inference of ``Split``
+    cannot read them, and the file does not load. The rewritten graph cuts the bands with slices."""
+    ort = pytest.importorskip("onnxruntime")
+    sizes = [1] + [2] * 64
+
+    class BandSplit(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("gain", torch.linspace(0.5, 1.5, len(sizes)))
+
+        def forward(self, x):
+            s = torch.stft(x, 256, 64, window=torch.hann_window(256), return_complex=True).abs()
+            bands = s.transpose(-1, -2).split(sizes, dim=-1)
+            return torch.stack([b.sum(-1) * g for b, g in zip(bands, self.gain)], -1)
+
+    x = signal(1, 4000)
+    fast = sr.rewrite(BandSplit().eval(), (x,))
+    assert rel_err(fast(x), ref64(BandSplit(), x)) <= TOL["fp32_rel"]
+    path = str(tmp_path / "bands.onnx")
+    torch.onnx.export(fast, (x,), path, dynamo=True)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert rel_err(torch.from_numpy(got), ref64(BandSplit(), x)) <= TOL["fp32_rel"]

@@ -157,6 +157,25 @@ def std_mean_all(x, unbiased: bool = True):
     return std_mean(x, None, correction=int(unbiased))
 
 
+SPLIT_SECTIONS_MAX = 16
+
+
+def many_sections(args) -> bool:
+    """A ``split_with_sizes`` into more pieces than ``SPLIT_SECTIONS_MAX`` (band-split separators cut a spectrum
+    into 60+ bands): torch.onnx writes its sizes as an initializer in the external data file, and ONNX Runtime's
+    shape inference of ``Split`` cannot read it there, so the file does not load."""
+    return len(args) > 1 and isinstance(args[1], (list, tuple)) and len(args[1]) > SPLIT_SECTIONS_MAX
+
+
+def split_sections(x: torch.Tensor, split_sizes, dim: int = 0):
+    """``torch.split(x, sizes, dim)`` as one ``narrow`` per piece: views of ``x``, as split's are."""
+    out, start = [], 0
+    for k in split_sizes:
+        out.append(torch.narrow(x, dim, start, k))
+        start = start + k
+    return out
+
+
 def negative_pad(args, kwargs) -> bool:
     """Whether an ``aten.pad`` / ``constant_pad_nd`` call crops (some pad amount is a negative int)."""
     pad = args[1] if len(args) > 1 else kwargs.get("pad")

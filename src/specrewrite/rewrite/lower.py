@@ -273,6 +273,8 @@ class Lowering(SpectralLowering):
             if "val" in node.meta:   # the same value, spelt with other ops: later passes (writes) read it
                 new.meta["val"] = node.meta["val"]
             return new
+        if not touches and target is aten.split_with_sizes.default and R.many_sections(args):
+            return self.call(R.split_sections, *args, **kwargs)
         if not touches and target in _STRIDED:
             return self._real_strided(node, args, kwargs)
         if not touches and target in _PADS and R.negative_pad(args, kwargs):
