@@ -178,10 +178,12 @@ def _crop(z, pad):
     for j in range(len(pad) // 2):
         dim = z.dim() - 2 - j   # the (re, im) axis is last
         lo, hi = pad[2 * j], pad[2 * j + 1]
+        # slices with a negative end, not narrow(size + hi): no size arithmetic, which a trace records as
+        # aten::Int (coremltools cannot convert it)
         if isinstance(lo, int) and lo < 0:
-            z, pad[2 * j] = z.narrow(dim, -lo, z.shape[dim] + lo), 0
+            z, pad[2 * j] = z[(slice(None),) * dim + (slice(-lo, None),)], 0
         if isinstance(hi, int) and hi < 0:
-            z, pad[2 * j + 1] = z.narrow(dim, 0, z.shape[dim] + hi), 0
+            z, pad[2 * j + 1] = z[(slice(None),) * dim + (slice(0, hi),)], 0
     return z, pad
 
 

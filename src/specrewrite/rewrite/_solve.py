@@ -18,6 +18,8 @@ MAX_N = 64   # unrolled: n steps of O(n (n + k)) each (fast-bss-eval: 64); large
 
 
 def _static(n) -> bool:
+    if isinstance(n, torch.Tensor) and n.dim() == 0 and not n.is_floating_point():
+        n = int(n)   # torch.jit.trace gives sizes as 0-d tensors
     return isinstance(n, int) and 1 <= n <= MAX_N
 
 
@@ -36,23 +38,41 @@ def inv(a: torch.Tensor) -> torch.Tensor:
     n = a.shape[-1]
     if not tracing() or not _static(n):
         return torch.linalg.inv(a)
-    eye = torch.eye(n, dtype=a.dtype, device=a.device).expand(a.shape)
+    eye = torch.eye(int(n), dtype=a.dtype, device=a.device).expand(a.shape)
     return gauss_jordan(a, eye)
+
+
+def _sizes(shape) -> tuple:
+    """Sizes as Python ints under torch.jit.trace, which hands them out as 0-d tensors and records each use as
+    size -> NumToTensor -> Int (coremltools reads some of those back as vectors and fails); symbolic sizes of an
+    export are left as they are (a dynamic batch stays dynamic)."""
+    return tuple(int(d) for d in shape) if torch.jit.is_tracing() else tuple(shape)
+
+
+def _batch_shape(a: torch.Tensor, b: torch.Tensor) -> tuple:
+    """The broadcast batch shape of a and b (torch.broadcast_shapes broadcasts tensors under a trace)."""
+    if not torch.jit.is_tracing():
+        return tuple(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    sa, sb = _sizes(a.shape[:-2]), _sizes(b.shape[:-2])
+    width = max(len(sa), len(sb))
+    sa, sb = (1,) * (width - len(sa)) + sa, (1,) * (width - len(sb)) + sb
+    return tuple(y if x == 1 else x for x, y in zip(sa, sb))
 
 
 def gauss_jordan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """X with a X = b: LU elimination of [a | b] with partial pivoting (the pivot of column j the largest
     |entry| at row >= j), then back substitution. (Eliminating above the pivot too, Gauss-Jordan proper, was
     7x LAPACK's float32 error at condition number 1e4.)"""
-    n = a.shape[-1]
-    shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    m = torch.cat([a.expand(*shape, n, n), b.expand(*shape, n, b.shape[-1])], dim=-1)   # (..., n, n + k)
+    n = int(a.shape[-1])   # static (``_static``)
+    shape = _batch_shape(a, b)
+    k = _sizes(b.shape[-1:])[0]
+    m = torch.cat([a.expand(*shape, n, n), b.expand(*shape, n, k)], dim=-1)   # (..., n, n + k)
     rows = torch.arange(n, device=a.device)
     for j in range(n):
         col = m[..., :, j].abs()
         col = torch.where(rows >= j, col, torch.full_like(col, -1.0))   # rows above j are done
         p = col.argmax(dim=-1, keepdim=True)                            # (..., 1) the pivot row
-        row_p = torch.gather(m, -2, p.unsqueeze(-1).expand(*p.shape[:-1], 1, m.shape[-1]))   # (..., 1, n + k)
+        row_p = torch.gather(m, -2, p.unsqueeze(-1).expand(*shape, 1, n + k))   # (..., 1, n + k)
         row_j = m[..., j:j + 1, :]
         is_j = (rows == j).unsqueeze(-1)                                # (n, 1)
         is_p = (rows == p).unsqueeze(-1)                                # (..., n, 1)
@@ -72,7 +92,7 @@ def solve_ex(a: torch.Tensor, b: torch.Tensor, *, left: bool = True, check_error
     """``aten._linalg_solve_ex`` of real matrices where only the solution and the info are read (the graph
     pass checks that): (x, a, 0, 0), the second and third standing in for LU factors nobody reads."""
     x = solve(a, b) if left else solve(a.mT, b.mT).mT
-    zeros = torch.zeros(a.shape[:-2], dtype=torch.int32, device=a.device)
+    zeros = torch.zeros(_sizes(a.shape[:-2]), dtype=torch.int32, device=a.device)
     return x, a, zeros, zeros
 
 
