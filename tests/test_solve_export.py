@@ -72,3 +72,26 @@ def test_complex_solve_and_inverse_export_to_onnx(tmp_path):
         got = sess.run(None, {sess.get_inputs()[0].name: xi.numpy()})
         for g, r, e in zip(got, ref, own):
             assert rel_err(torch.from_numpy(g), r) <= max(4 * rel_err(e, r), 1e-6), length
+
+
+def test_a_solve_larger_than_the_unrolled_one_is_named_in_the_report():
+    """torchmetrics' SDR solves a 512 x 512 Toeplitz system by default: past ``MAX_N`` the solve stays
+    ``linalg.solve`` (eager is right, exporters refuse it); the report says which solve, where and why."""
+    from specrewrite.rewrite._solve import MAX_N
+
+    n = MAX_N + 16
+
+    class Big(torch.nn.Module):
+        def forward(self, t):
+            r = torch.fft.irfft(torch.fft.rfft(t, n=4 * n).abs() ** 2, n=4 * n)[..., :n]
+            i = torch.arange(n)
+            return torch.linalg.solve(r[..., (i[:, None] - i[None, :]).abs()] + torch.eye(n), r)
+
+    t = torch.randn(1, 2 * n, generator=torch.Generator().manual_seed(0))
+    fast = sr.rewrite(Big().eval(), (t,))
+    skipped = [e for e in fast.specrewrite_report.skipped if e.op == "torch.linalg.solve"]
+    assert len(skipped) == 1 and skipped[0].params == {"n": n} and "test_solve_export.py" in skipped[0].where
+    assert f"{n} x {n}" in str(fast.specrewrite_report)
+    with torch.no_grad():
+        ref = Big().double()(t.double())
+    assert rel_err(fast(t), ref) <= 4 * max(rel_err(Big()(t), ref), 1e-7)

@@ -69,3 +69,15 @@ def attr_of(root, qualname):
     for part in qualname.split("."):
         v = getattr(v, part)
     return v
+
+
+def drop_aliases(graph: fx.Graph) -> None:
+    """``aten.alias`` (what torch.export makes of ``x[...]``) and ``lift_fresh`` are the tensor itself, views
+    of the same storage: using the tensor instead changes nothing, even for a later in-place write. coremltools
+    has no converter for ``aten::alias`` and a trace of the rewritten model records it."""
+    for n in list(graph.nodes):
+        if n.op == "call_function" and n.target in (torch.ops.aten.alias.default,
+                                                  torch.ops.aten.lift_fresh.default) and \
+                isinstance(n.args[0], fx.Node):
+            n.replace_all_uses_with(n.args[0])
+            graph.erase_node(n)

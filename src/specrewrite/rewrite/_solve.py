@@ -99,3 +99,16 @@ def solve_ex(a: torch.Tensor, b: torch.Tensor, *, left: bool = True, check_error
 def linalg_solve(a: torch.Tensor, b: torch.Tensor, *, left: bool = True) -> torch.Tensor:
     """``aten.linalg_solve`` of real matrices (fast-bss-eval's Toeplitz systems, diffsptk's mel-cepstrum)."""
     return solve(a, b) if left else solve(a.mT, b.mT).mT
+
+
+def report_too_large(report, node) -> None:
+    """A real solve larger than ``MAX_N`` stays ``linalg.solve``, which ONNX and Core ML cannot express: say so in
+    the report (the exporter's own message names no line)."""
+    from ._nodes import val, where_of
+
+    v = val(node.args[0])
+    n = v.shape[-1] if isinstance(v, torch.Tensor) and v.dim() >= 2 else None
+    if isinstance(n, int) and n > MAX_N:
+        report.add("torch.linalg.solve", where_of(node), {"n": n},
+                   skipped=f"a {n} x {n} system is larger than the {MAX_N} x {MAX_N} that is unrolled for "
+                   "exporters: eager runs it, but ONNX has no solve op and coremltools no converter")

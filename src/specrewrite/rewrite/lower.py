@@ -17,7 +17,7 @@ from ..modes import Mode, Strategy
 from . import _complex as C, _complex_math as M, _real_ops as R, _solve as S
 from ._fold import FOLD_MAX_NUMEL, FOLD_OPS, ancestors, foldable_roots
 from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_complex_node as _is_complex_node
-from ._nodes import val as _val, where_of
+from ._nodes import drop_aliases, val as _val, where_of
 from .lower_spectral import SpectralLowering
 from .report import Report
 from ._rank import fold_wide
@@ -264,8 +264,11 @@ class Lowering(SpectralLowering):
         if not touches and target is aten._linalg_solve_ex.default and not any(
                 u.op == "call_function" and u.target is operator.getitem and u.args[1] in (1, 2) and u.users
                 for u in node.users):   # a real solve: unrolled inside an exporter (no ONNX op, no converter)
+            S.report_too_large(self.report, node)
             return self.call(S.solve_ex, *args, **kwargs)
         if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
+            if target is aten.linalg_solve.default:
+                S.report_too_large(self.report, node)
             if target._opname.startswith("fft_"):
                 self.report.add(f"torch.fft.{target._opname[4:]}", where_of(node), {},
                                 replaced_by="arange arithmetic")
@@ -450,7 +453,7 @@ class Lowering(SpectralLowering):
                                                              info.out_spec))
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         functional_writes(gm)
-        _drop_aliases(gm.graph)
+        drop_aliases(gm.graph)
         gm.graph.eliminate_dead_code()
         gm.recompile()
         _check_nothing_spectral_left(gm)
@@ -464,17 +467,6 @@ class Lowering(SpectralLowering):
             feeds = dict(self.basis_feeds)
             object.__setattr__(gm, "basis_inputs", lambda: dict(feeds))
         return gm
-
-
-def _drop_aliases(graph: fx.Graph) -> None:
-    """``aten.alias`` (what torch.export makes of ``x[...]``) and ``lift_fresh`` are the tensor itself, views
-    of the same storage: using the tensor instead changes nothing, even for a later in-place write. coremltools
-    has no converter for ``aten::alias`` and a trace of the rewritten model records it."""
-    for n in list(graph.nodes):
-        if n.op == "call_function" and n.target in (aten.alias.default, aten.lift_fresh.default) and \
-                isinstance(n.args[0], fx.Node):
-            n.replace_all_uses_with(n.args[0])
-            graph.erase_node(n)
 
 
 _STRIDED = {aten.sym_stride.int, aten.as_strided.default, aten.as_strided_copy.default}
