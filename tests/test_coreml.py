@@ -240,7 +240,22 @@ class ToeplitzSolve(torch.nn.Module):
         return torch.linalg.solve(r[..., (i[:, None] - i[None, :]).abs()] + 0.1 * torch.eye(8), r)
 
 
-@pytest.mark.parametrize("model, length", [(ComplexCrop(), 4000), (ToeplitzSolve(), 32)], ids=["crop", "solve"])
+class EllipsisEinsum(torch.nn.Module):
+    """torch-mdct's windowing of frames, ``einsum('...kj,j->...kj')``, and a real einsum with an ellipsis over
+    the spectrum (bs-roformer's hyper-connections: '...d,pde->p...e')."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.hann_window(64))
+        self.register_buffer("mix", torch.randn(2, 33, 3, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        frames = torch.einsum("...kj,j->...kj", x.unfold(-1, 64, 32), self.w)
+        return torch.einsum("...d,pde->p...e", torch.fft.rfft(frames).abs(), self.mix)
+
+
+@pytest.mark.parametrize("model, length", [(ComplexCrop(), 4000), (ToeplitzSolve(), 32), (EllipsisEinsum(), 1024)],
+                         ids=["crop", "solve", "einsum"])
 def test_traced_rewrite_converts_with_plain_coremltools(model, length):
     """The judge's rewritten route: ``torch.jit.trace`` of the rewritten model, then a plain ``ct.convert`` (no
     registration). A trace hands sizes out as 0-d tensors and records size arithmetic as aten::Int, which

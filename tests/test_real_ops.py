@@ -521,3 +521,19 @@ def test_input_independent_eye_and_tril_are_folded(tmp_path):
 
     result = export(model, (x,), str(tmp_path / "m.tflite"))
     assert result.ok and result.checks and all(c.ok for c in result.checks), result
+
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("...d,pde->p...e", [(1, 2, 3, 4, 4), (3, 4, 5)]), ("...kj,j->...kj", [(2, 10, 6), (6,)]),
+    ("...ij,...jk", [(2, 3, 4), (4, 5)]), ("i...,i...->...", [(3, 2, 5), (3, 1, 5)]),
+    ("bi,...i->b...", [(2, 3), (4, 5, 3)]), ("...", [(2, 3)]), ("ij...,j", [(2, 3), (3,)]),
+    ("b...t, b...t -> b", [(2, 3, 4, 5), (2, 1, 4, 5)]), ("ab,bc->ac", [(2, 3), (3, 4)])])
+def test_einsum_with_its_ellipsis_spelt_out_is_the_same_einsum(equation, shapes):
+    """The equation the graph pass gives coremltools (which fails on any ellipsis) is torch's own, exactly."""
+    from specrewrite.rewrite._real_ops import explicit_einsum
+
+    g = torch.Generator().manual_seed(0)
+    ops = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    spelt = explicit_einsum(equation, [len(s) for s in shapes])
+    assert "..." not in spelt and "->" in spelt
+    assert torch.equal(torch.einsum(spelt, *ops), torch.einsum(equation, *ops))

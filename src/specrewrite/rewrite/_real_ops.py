@@ -157,6 +157,32 @@ def std_mean_all(x, unbiased: bool = True):
     return std_mean(x, None, correction=int(unbiased))
 
 
+def explicit_einsum(equation: str, ranks) -> str:
+    """``equation`` with its ellipsis written out as letters for operands of ``ranks`` (and an implicit output
+    made explicit, as torch orders it: the ellipsis, then the letters used once, sorted). coremltools' einsum
+    converter fails on every ellipsis ('...kj,j->...kj' of torch-mdct, '...d,pde->p...e' of hyper-connections in
+    bs-roformer), and converts the same equation spelt out."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        return equation
+    used = set(c for c in eq if c.isalpha())
+    free = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used]
+    widths = [r - len(t.replace("...", "")) if "..." in t else 0 for t, r in zip(terms, ranks)]
+    width = max(widths, default=0)
+    if width > len(free) or min(widths, default=0) < 0:
+        return equation
+    dots = "".join(free[:width])
+    terms = [t.replace("...", dots[width - w:]) for t, w in zip(terms, widths)]
+    if not arrow:
+        letters = "".join(terms)
+        rhs = dots + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in dots))
+    else:
+        rhs = rhs.replace("...", dots)
+    return ",".join(terms) + "->" + rhs
+
+
 SPLIT_SECTIONS_MAX = 16
 
 

@@ -232,6 +232,9 @@ class Lowering(SpectralLowering):
         args = fx.node.map_aggregate(node.args, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         kwargs = fx.node.map_aggregate(node.kwargs, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         target = node.target
+        if target is aten.einsum.default and "..." in args[0] and all(
+                isinstance(_val(a), torch.Tensor) for a in node.args[1]):   # (coremltools: no ellipsis)
+            args = (R.explicit_einsum(args[0], [_val(a).dim() for a in node.args[1]]), *args[1:])
         if target in _INDEXING and len(node.args) > 1 and isinstance(node.args[1], (list, tuple)):
             args = (args[0], self._int_indices(node, list(args[1])), *args[2:])
         key = str(target)
