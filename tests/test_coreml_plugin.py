@@ -235,3 +235,22 @@ def test_private_converter_entry_still_exists_and_is_restored():
     with src.register():
         assert cv.TorchConverter.convert is not own
     assert cv.TorchConverter.convert is own
+
+
+class Unfolds(torch.nn.Module):
+    """Framing with ``Tensor.unfold`` (torch-mdct, julius): along the last axis, along the first, and of a complex
+    spectrum along its frame axis."""
+
+    def forward(self, x):
+        frames = x.unfold(-1, 64, 32)
+        spec = torch.fft.rfft(frames * torch.hann_window(64))
+        return frames.sum(-1), x.t().unfold(0, 10, 5).amax(-1), torch.view_as_real(spec.unfold(1, 4, 2)).sum(-2)
+
+
+def test_unfold_converts_on_the_plugin_route():
+    """coremltools has no converter for ``unfold``: the plugin gathers the frames."""
+    model, x = Unfolds().eval(), torch.randn(2, 1024, generator=torch.Generator().manual_seed(0))
+    with src.register():
+        ml = plugin_convert(model, (x,))
+    assert not forbidden_ops(ml)
+    check(ml, model, (x,), TOL["fp32_rel"])

@@ -223,3 +223,29 @@ def _ints(v):
             return None
         out += [int(t) for t in np.asarray(e).reshape(-1)]
     return out
+
+
+@rule("unfold", "unfold_copy")
+def unfold(context, node):
+    """``Tensor.unfold(dim, size, step)`` (framing: torch-mdct, julius, hand-written STFTs), which coremltools has
+    no converter for: one gather of the (n_frames, size) sample positions along ``dim``, the frame axis moved
+    last (before the (re, im) axis of a complex pair). The length along ``dim`` must be known."""
+    pair = node_has_pair(context, node)
+    x = _z(context, node) if pair else bind(context, raw_inputs(node)[0])
+    rank = x.rank - (1 if pair else 0)
+    dim, size, step = (_ints(_arg(context, node, i, n)) for i, n in ((1, "dimension"), (2, "size"), (3, "step")))
+    if any(v is None for v in (dim, size, step)):
+        raise unsupported(node, "unfold with a dimension, size or step computed at run time")
+    dim, size, step = dim[0] % max(rank, 1), size[0], step[0]
+    if not is_static(x.shape[dim]):
+        raise unsupported(node, "unfold along an axis whose length is only known at run time",
+                          fix="convert with a fixed input length, or rewrite the model first "
+                              "(specrewrite.coreml.convert)")
+    frames = (int(x.shape[dim]) - size) // step + 1
+    idx = np.arange(frames, dtype=np.int32)[:, None] * step + np.arange(size, dtype=np.int32)[None, :]
+    out = mb.gather(x=x, indices=idx, axis=dim)   # (..., frames, size, ...)
+    perm = [d for d in range(x.rank + 1) if d != dim + 1]
+    perm.insert(rank, dim + 1)
+    if perm != list(range(x.rank + 1)):
+        out = mb.transpose(x=out, perm=perm)
+    add(context, node, mb.identity(x=out, name=node.name), pair)
