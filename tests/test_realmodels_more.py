@@ -33,7 +33,7 @@ from conftest import onnx_roundtrip, rel_err
 from test_realmodels import MODEL_TOL, assert_untouched, snapshot
 from test_rewrite import flat, run_real_only
 
-pytestmark = pytest.mark.realmodel
+pytestmark = [pytest.mark.realmodel, pytest.mark.slow]   # run by `make test-slow` (CI runs both tiers)
 
 
 def _seeded(n: int, *shape, scale: float = 0.1) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 
 import test_realmodels_more as base
 
-pytestmark = pytest.mark.realmodel
+pytestmark = [pytest.mark.realmodel, pytest.mark.slow]   # run by `make test-slow` (CI runs both tiers)
 
 
 @pytest.mark.parametrize("name", base._params("static", base.SECOND))

@@ -10,7 +10,7 @@ import pytest
 
 from test_realmodels_export import EVERY_TARGET, NEEDS, check_file, results_for
 
-pytestmark = pytest.mark.realmodel
+pytestmark = [pytest.mark.realmodel, pytest.mark.slow]   # run by `make test-slow` (CI runs both tiers)
 
 EXT = {"tflite": ".tflite", "pte": ".pte"}
 _files = {}
