@@ -254,8 +254,24 @@ class EllipsisEinsum(torch.nn.Module):
         return torch.einsum("...d,pde->p...e", torch.fft.rfft(frames).abs(), self.mix)
 
 
-@pytest.mark.parametrize("model, length", [(ComplexCrop(), 4000), (ToeplitzSolve(), 32), (EllipsisEinsum(), 1024)],
-                         ids=["crop", "solve", "einsum"])
+class BandAverage(torch.nn.Module):
+    """MelBandRoformer's mask averaging over overlapping bands: a constant index buffer, expanded, and a complex
+    ``scatter_add_``."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("idx", torch.tensor([0, 1, 1, 2, 3, 3, 4]))
+        self.register_buffer("w", torch.hann_window(8))
+
+    def forward(self, x):
+        spec = torch.stft(x, 8, 4, window=self.w, return_complex=True)               # (B, 5, frames)
+        idx = self.idx[None, :, None].expand(x.shape[0], -1, spec.shape[-1])
+        avg = torch.zeros_like(spec).scatter_add_(1, idx, spec[:, 1:2].expand(-1, 7, -1) * 0.5)
+        return torch.view_as_real(spec * avg)
+
+
+@pytest.mark.parametrize("model, length", [(ComplexCrop(), 4000), (ToeplitzSolve(), 32), (EllipsisEinsum(), 1024),
+                                           (BandAverage(), 64)], ids=["crop", "solve", "einsum", "scatter"])
 def test_traced_rewrite_converts_with_plain_coremltools(model, length):
     """The judge's rewritten route: ``torch.jit.trace`` of the rewritten model, then a plain ``ct.convert`` (no
     registration). A trace hands sizes out as 0-d tensors and records size arithmetic as aten::Int, which

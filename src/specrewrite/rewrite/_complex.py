@@ -209,7 +209,8 @@ def cfull(size, value, dtype, device=None):
 
 def cexpand_index(index, z):
     """Expand an index tensor over the pair dimension (gather / scatter on complex values)."""
-    return index.unsqueeze(-1).expand(tuple(index.shape) + (2,))
+    return index.unsqueeze(-1).expand(*([-1] * index.dim()), 2)   # no sizes: a trace would record them as
+    # aten::Int, which coremltools cannot read back for a constant index
 
 
 def to_real_dtype(z, dtype):
