@@ -145,37 +145,3 @@ def _double(model):
     m = HoldsAModule().eval()
     m.load_state_dict(copy.deepcopy(model.state_dict()))
     return m.double()
-
-
-class ReadsThenChunks(torch.nn.Module):
-    """asteroid's DCUNet / DCCRNet: its Python reads a value (a shape check through ``int(t)``), then a learned
-    filterbank's output is cut into real and imaginary halves with ``torch.chunk``: the second half starts at a
-    symbolic offset (129 x frames)."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.randn(258, 1, 256, generator=torch.Generator().manual_seed(0)) * 0.05)
-
-    def forward(self, wav):
-        assert bool(torch.isfinite(wav).all())
-        re, im = torch.chunk(torch.nn.functional.conv1d(wav.unsqueeze(1), self.w, stride=64), 2, dim=1)
-        return torch.view_as_complex(torch.stack([re, im], -1)).abs()
-
-
-def test_a_chunk_after_a_value_read_keeps_the_length_dynamic(tmp_path):
-    """The capture that reads values compares each op's real and fake storage offsets; a plain ``!=`` on the
-    symbolic offset of the second chunk made the clip length a constant."""
-    model = ReadsThenChunks().eval()
-    x = torch.randn(1, 4000, generator=torch.Generator().manual_seed(1))
-    fast = sr.rewrite(model, (x,))
-    assert fast.specrewrite_report.axis("wav", "time")["dynamic"], fast.specrewrite_report
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sess, _, _ = onnx_roundtrip(fast, (x,), dynamic_shapes=({1: torch.export.Dim("t", min=256)},),
-                                    path=str(tmp_path / "m.onnx"))
-    for T in (4000, 5001, 9000):
-        xi = torch.randn(1, T, generator=torch.Generator().manual_seed(T))
-        got = sess.run(None, {sess.get_inputs()[0].name: xi.numpy()})[0]
-        with torch.no_grad():
-            ref = ReadsThenChunks().double()(xi.double())
-        assert rel_err(torch.from_numpy(got), ref) < 1e-5, T

@@ -18,45 +18,13 @@ PRIVATE_NAMES = (   # (and the format of torch.export's size sources: ``is_input
 )
 
 
-PRIVATE_NAMES += (   # reading_values wraps the first (torch looks it up at each call); the rest it calls
-    "torch._subclasses.fake_utils._check_fake_real_tensors",
-    "torch._subclasses.fake_utils.MetadataMismatchError",
-    "torch._prims.utils.compare_tensor_meta",
-)
-
-
 @contextlib.contextmanager
 def reading_values():
-    """Within: torch.export answers data-dependent questions from the example's values, each checked at run time.
-
-    With real values beside the fake ones, torch compares each op's real and fake output metadata. Its storage
-    offset test is a plain ``!=``: on a symbolic offset (the second half of ``torch.chunk`` along a dynamic axis:
-    ``129 * frames``) that is a guard, which made the clip length a constant (asteroid's DCUNet / DCCRNet, whose
-    Python reads a value, then chunks the spectrogram). A symbolic offset is checked here against its example
-    value, which guards nothing; sizes and the rest are compared by torch as before."""
-    import torch
+    """Within: torch.export answers data-dependent questions from the example's values, each checked at run time."""
     import torch._functorch.config as functorch_config
-    from torch._prims import utils as prims_utils
-    from torch._subclasses import fake_utils
-
-    def make(own):
-        def check(real_out, fake_out, context="", sizes=True, strides=False, storage_offset=True,
-                  requires_grad=True):
-            offset = fake_out.storage_offset()
-            if not isinstance(offset, torch.SymInt) or not torch._C._has_storage(real_out):
-                return own(real_out, fake_out, context, sizes, strides, storage_offset, requires_grad)
-            if requires_grad and real_out.requires_grad != fake_out.requires_grad:
-                raise fake_utils.MetadataMismatchError(f"{context} mismatched requires_grad-ness of outputs")
-            hint = offset.node.hint
-            if hint is not None and int(hint) != real_out.storage_offset():
-                raise fake_utils.MetadataMismatchError(f"{context} mismatched storage offset")
-            prims_utils.compare_tensor_meta(real_out, fake_out, check_sizes=sizes, check_strides=strides,
-                                            allow_rhs_unbacked=True)
-        return check
 
     with functorch_config.patch(fake_tensor_propagate_real_tensors=True,
-                                generate_fake_kernels_from_real_mismatches=True), \
-            _wrapped(fake_utils, "_check_fake_real_tensors", make):
+                                generate_fake_kernels_from_real_mismatches=True):
         yield
 
 
