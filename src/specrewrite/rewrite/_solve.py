@@ -18,8 +18,7 @@ MAX_N = 64   # unrolled: n steps of O(n (n + k)) each (fast-bss-eval: 64); large
 
 
 def _static(n) -> bool:
-    if isinstance(n, torch.Tensor) and n.dim() == 0 and not n.is_floating_point():
-        n = int(n)   # torch.jit.trace gives sizes as 0-d tensors
+    n = _sizes((n,))[0]   # (torch.jit.trace gives sizes as 0-d tensors)
     return isinstance(n, int) and 1 <= n <= MAX_N
 
 
@@ -65,7 +64,7 @@ def gauss_jordan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     7x LAPACK's float32 error at condition number 1e4.)"""
     n = int(a.shape[-1])   # static (``_static``)
     shape = _batch_shape(a, b)
-    k = _sizes(b.shape[-1:])[0]
+    k = _sizes(b.shape)[-1]
     m = torch.cat([a.expand(*shape, n, n), b.expand(*shape, n, k)], dim=-1)   # (..., n, n + k)
     rows = torch.arange(n, device=a.device)
     for j in range(n):
