@@ -212,6 +212,26 @@ def test_istft_full_spectrum_non_hermitian_matches_torch(n_fft, hop, strategy):
     assert_close(m(torch.view_as_real(z).float()), ref, "fp32_rel", "istft: full spectrum")
 
 
+@pytest.mark.parametrize("n_fft,hop", [(200, 3), (125, 2), (200, 6)])
+def test_istft_with_a_hop_that_does_not_divide_n_fft_is_right_on_every_call(n_fft, hop):
+    """torch's CPU conv_transpose1d (oneDNN) returns garbage, or corrupts memory, on two or more threads for some
+    strides that do not divide the kernel (torch-time-stretch's defaults: n_fft = sr // 64, hop = n_fft // 32) at
+    batch >= 4. The dense synthesis must not go through it there: repeated calls at batch 8 all match float64."""
+    w = torch.hann_window(n_fft, dtype=torch.float64)
+    m = RealISTFT(IstftSpec.make(n_fft, hop, window=w), Mode.STORE, Strategy.DENSE)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)   # the tests run on one thread (conftest); the fault needs two
+    try:
+        for seed in range(4):
+            z = random_spectrum((8,), n_fft, 1400, True, seed)
+            z[:, 0].imag.zero_()
+            z[:, -1].imag.zero_()
+            ref = torch.istft(z, n_fft, hop, window=w)
+            assert_close(m(torch.view_as_real(z).float()), ref, "fp32_rel", f"istft: n_fft {n_fft} hop {hop}")
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ----------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("n_fft,hop,win_length,window", [
     (16, 12, 8, "hann"),      # hop > win_length: gaps between windows

@@ -94,9 +94,11 @@ class RealISTFT(BasisHolder):
         if not spec.onesided:
             z = z[:, : spec.n_fft // 2 + 1]
         w = self._bases((basis0, basis1), z)
-        if z.dtype == torch.float64:
-            # ONNX Runtime's CPU provider has no double ConvTranspose: MatMul frames, overlap-add by Pad + Add
-            y, env = self._synthesis_f64(z, w)
+        if z.dtype == torch.float64 or spec.n_fft % spec.hop_length:
+            # MatMul frames, overlap-add by Pad + Add: ONNX Runtime's CPU provider has no double ConvTranspose,
+            # and torch's CPU (oneDNN) conv_transpose1d returns garbage, or corrupts memory, on several threads
+            # for some strides that do not divide the kernel (n_fft 200 / hop 3, 125 / 2 at batch >= 4)
+            y, env = self._synthesis_pad_add(z, w)
         else:
             if self.plan is None:
                 zz = z.permute(0, 3, 1, 2).flatten(1, 2)                      # (B, 2F, T)
@@ -116,8 +118,8 @@ class RealISTFT(BasisHolder):
         y = y / torch.where(env.abs() > 1e-11, env, torch.ones_like(env))
         return y.reshape(lead + y.shape[-1:])
 
-    def _synthesis_f64(self, z, w):
-        """Float64 overlap-added frames and window envelope, conv-free: (B, F, T, 2) -> (B, L'), (1, L')."""
+    def _synthesis_pad_add(self, z, w):
+        """Overlap-added frames and window envelope, conv-free: (B, F, T, 2) -> (B, L'), (1, L')."""
         spec = self.spec
         n, hop = spec.n_fft, spec.hop_length
         if self.plan is None:
