@@ -260,8 +260,51 @@ class BandAverage(torch.nn.Module):
         return torch.view_as_real(spec * avg)
 
 
+class FourierLayer(torch.nn.Module):
+    """A Fourier neural operator's spectral convolution (neuraloperator's pattern): the low modes of rfft2 mixed by
+    a complex einsum of rank-4 operands, written into slices of a complex zeros tensor, irfft2 back. torch's
+    decomposition of the complex einsum built a rank-6 pair (Core ML: rank 5 at most), and the slice writes
+    reached coremltools as a ``copy_`` through a chain of views, whose dimensions it reads wrongly."""
+
+    def __init__(self, c=3, m1=5, m2=4):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.lift = torch.nn.Parameter(torch.randn(c, 1, 1, generator=g))
+        self.w1 = torch.nn.Parameter(torch.randn(c, c, m1, m2, dtype=torch.cfloat, generator=g) / c)
+        self.w2 = torch.nn.Parameter(torch.randn(c, c, m1, m2, dtype=torch.cfloat, generator=g) / c)
+        self.m1, self.m2 = m1, m2
+
+    def forward(self, x):
+        h = x.view(x.shape[0], 1, 32, -1) * self.lift
+        ft = torch.fft.rfft2(h)
+        out = torch.zeros(h.shape[0], h.shape[1], h.shape[2], h.shape[3] // 2 + 1, dtype=ft.dtype)
+        m1, m2, w1, w2 = self.m1, self.m2, self.w1.to(ft.dtype), self.w2.to(ft.dtype)
+        out[:, :, :m1, :m2] = torch.einsum("bixy,ioxy->boxy", ft[:, :, :m1, :m2], w1)
+        out[:, :, -m1:, :m2] = torch.einsum("bixy,ioxy->boxy", ft[:, :, -m1:, :m2], w2)
+        return torch.fft.irfft2(out, s=h.shape[-2:])
+
+
+class InPlaceAccumulate(torch.nn.Module):
+    """A filter over neighbouring frames accumulated in place into a fresh complex tensor (``acc += c * X[...]``):
+    each ``add_`` reached coremltools as a ``copy_`` onto the previous sum ("No matching select or slice")."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.hann_window(64))
+        self.coef = torch.nn.Parameter(torch.randn(4, dtype=torch.cfloat, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, x):
+        spec = torch.stft(x, 64, 16, window=self.w, return_complex=True)
+        n = spec.shape[-1] - 3
+        acc = torch.zeros_like(spec[..., :n])
+        for k in range(4):
+            acc += self.coef[k] * spec[..., k:k + n]
+        return torch.view_as_real(acc)
+
+
 @pytest.mark.parametrize("model, length", [(CropsComplex(), 4000), (ToeplitzSolve(), 32), (EllipsisEinsum(), 1024),
-                                           (BandAverage(), 64)], ids=["crop", "solve", "einsum", "scatter"])
+                                           (BandAverage(), 64), (FourierLayer(), 1024), (InPlaceAccumulate(), 800)],
+                         ids=["crop", "solve", "einsum", "scatter", "fourier-layer", "in-place-sum"])
 def test_traced_rewrite_converts_with_plain_coremltools(model, length):
     """The judge's rewritten route: ``torch.jit.trace`` of the rewritten model, then a plain ``ct.convert`` (no
     registration). A trace hands sizes out as 0-d tensors and records size arithmetic as aten::Int, which

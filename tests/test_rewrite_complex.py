@@ -605,3 +605,37 @@ def test_complex_sqrt_exports_to_onnx(tmp_path):
             ref, own = model(x.double()), model(x)
         got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
         assert rel_err(got, ref) <= 4 * rel_err(own, ref) + 1e-6, n
+
+
+class _ComplexEinsums(torch.nn.Module):
+    """Complex einsums as real models write them: a Fourier layer's mode mixing (two complex operands), a window
+    applied with an ellipsis (complex by real), a spatial covariance with a conjugate (beamformers) and a chain
+    of three complex matrices."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+        self.w = torch.nn.Parameter(torch.randn(3, 5, 4, 6, dtype=torch.cdouble, generator=g).to(torch.cfloat))
+        self.m = torch.nn.Parameter(torch.randn(6, 6, dtype=torch.cdouble, generator=g).to(torch.cfloat))
+
+    def forward(self, x):
+        z = torch.fft.rfft(x)                                   # (2, 3, 4, 11)
+        w, m = self.w.to(z.dtype), self.m.to(z.dtype)
+        a = torch.einsum("bixy,ioxy->boxy", z[..., :6], w)
+        b = torch.einsum("...kj,j->...kj", z, torch.hann_window(11, dtype=x.dtype))
+        c = torch.einsum("bcf,bdf->bfcd", z[:, :, 0], z[:, :, 0].conj())
+        d = torch.einsum("ij,jk,kl->il", z[0, 0, :, :6].T @ z[0, 1, :, :6], m, m.conj())
+        return [torch.view_as_real(t) for t in (a, b, c, d)]
+
+
+def test_complex_einsum_matches_float64_with_the_ranks_of_its_equation():
+    """Each complex einsum is real einsums of the same equation (one per choice of parts), so no value is wider
+    than the equation's own operands (torch's decomposition of a Fourier layer's einsum built a rank-6 pair)."""
+    x = signal(2, 3, 4, 20)
+    fast = check_rewrite(_ComplexEinsums(), (x,))
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    ShapeProp(fast).propagate(x)   # every node's value, run on the example
+    widest = max(len(n.meta["tensor_meta"].shape) for n in fast.graph.nodes
+                 if n.op == "call_function" and hasattr(n.meta.get("tensor_meta"), "shape"))
+    assert sum("ceinsum" in str(n.target) for n in fast.graph.nodes) == 4 and widest <= 5, widest

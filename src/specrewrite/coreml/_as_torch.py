@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from ._ct_private import Var, mb, types
+from ._ct_private import Var, einsum_mil, mb, types
 from ._mil_ns import dims, fill_shape, slice_axis
 
 
@@ -167,6 +167,7 @@ _FUNCS = {
     torch.zeros_like: lambda x, **k: _full_like(x, 0.0), torch.ones_like: lambda x, **k: _full_like(x, 1.0),
     torch.full_like: _full_like, torch.mean: _reduce("reduce_mean"), torch.sum: _reduce("reduce_sum"),
     torch.squeeze: _squeeze, torch.matmul: lambda a, b: _w(mb.matmul(x=_float(_v(a)), y=_float(_v(b)))),
+    torch.einsum: lambda eq, *ops: _w(einsum_mil([_float(_v(o)) for o in ops], eq)),
 }
 
 
@@ -252,7 +253,12 @@ class Mil:
 
 def on_mil(formula, *args, **kwargs):
     """Run a torch-written formula on MIL Vars (other arguments pass as they are); the MIL Var(s) it returns."""
-    wrapped = [Mil(a) if isinstance(a, Var) else a for a in args]
+    def wrap(a):
+        if isinstance(a, (list, tuple)):
+            return type(a)(wrap(b) for b in a)
+        return Mil(a) if isinstance(a, Var) else a
+
+    wrapped = [wrap(a) for a in args]
     out = formula(*wrapped, **kwargs)
     if isinstance(out, tuple):
         return tuple(_v(o) for o in out)

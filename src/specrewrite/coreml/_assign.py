@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from ..errors import SpecRewriteError
 from . import _ct_private as P
-from ._pairs import rule, where
+from ._pairs import is_native_complex, is_pair, mark_outputs, rule, to_pair, where
 
 _NONE = "_sr_none"
 _FRESH = itertools.count()
@@ -58,7 +60,35 @@ def _compose(context, size, first, second):
 
 @rule("_internal_op_tensor_inplace_copy", "_internal_op_tensor_inplace_fill")
 def tensor_assign(context, node):
-    own = P.original_func(node.kind)
+    dst = context[node.inputs[0]]
+    if not (is_pair(context, dst) or is_native_complex(dst)):
+        return _assign(context, node, P.original_func(node.kind))
+    # a write into a complex tensor: the (re, im) pair is one more, whole, dimension after the views' ones, and
+    # the value written is a pair too (a real tensor or number gets imaginary part 0)
+    value = context[node.inputs[1]]
+    if not isinstance(value, P.Var) or not (is_pair(context, value) or is_native_complex(value)) and \
+            value.val is not None and np.size(value.val) == 1:
+        value = _number(value)   # a real number (a fill value, a 0-d constant)
+    value = to_pair(context, value)
+    name = f"_sr_pair_value{next(_FRESH)}"
+    context.add(value, torch_name=name)
+    pair_dst = to_pair(context, dst)
+    dst_name = f"_sr_pair_dst{next(_FRESH)}"
+    context.add(pair_dst, torch_name=dst_name)
+    node = P.with_inputs(node, [dst_name, name] + list(node.inputs[2:]))
+    _assign(context, node, P.original_func(node.kind))
+    mark_outputs(context, node)
+
+
+def _number(v):
+    """A constant real write value as a Python number."""
+    val = v.val if isinstance(v, P.Var) else v
+    if isinstance(val, (complex, float, int)):
+        return val
+    return float(np.asarray(val).reshape(-1)[0])
+
+
+def _assign(context, node, own):
     chain = P.node_attr(node).get("sr_view_dims")
     if not chain:
         return own(context, node)

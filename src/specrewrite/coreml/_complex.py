@@ -17,6 +17,7 @@ from ._pairs import arg as _arg
 from ._pairs import pair_input as _z
 from ._pairs import value as _val
 from ..rewrite import _complex as C
+from ..rewrite import _complex_linalg as L
 from ..rewrite import _formulas as F
 from ..rewrite import _real_ops as R
 from ._as_torch import on_mil
@@ -180,6 +181,23 @@ def matmul(context, node):
     if not (isinstance(a, Var) and isinstance(b, Var)):
         raise unsupported(node, "a matrix product with a Python number")
     _run(context, node, C.cmatmul, a, b, a_c, b_c, pair=True)
+
+
+@rule("einsum")
+def einsum(context, node):
+    """A complex einsum: the graph pass's ``ceinsum`` (one real einsum per choice of parts), spelt without an
+    ellipsis (coremltools' einsum fails on one)."""
+    if not node_has_pair(context, node):
+        return fallback(context, node)
+    ins = raw_inputs(node)
+    equation = bind(context, ins[0])
+    equation = equation.val if isinstance(equation, Var) else equation
+    vals = [bind(context, r) for r in ins[1]] if isinstance(ins[1], (list, tuple)) else bind(context, ins[1])
+    ops = [(to_pair(context, v), True) if is_pair(context, v) or is_native_complex(v) else (v, False) for v in vals]
+    if not all(isinstance(v, Var) for v, _ in ops) or sum(c for _, c in ops) > L.EINSUM_MAX_COMPLEX:
+        raise unsupported(node, "an einsum of more than three complex operands or of Python numbers")
+    equation = R.explicit_einsum(str(equation), [v.rank - int(c) for v, c in ops])
+    _run(context, node, L.ceinsum, equation, [v for v, _ in ops], [c for _, c in ops], pair=True)
 
 
 @rule("where")
@@ -356,3 +374,30 @@ def full(context, node):
         if parts is not None else mb.cast(x=size, dtype="int32")
     re, im = mb.fill(shape=shape, value=value.real), mb.fill(shape=shape, value=value.imag)
     add(context, node, mb.stack(values=[re, im], axis=-1, name=node.name), True)
+
+
+@rule("zeros_like", "ones_like", "full_like", "empty_like")
+def full_like(context, node):
+    """A tensor shaped like a complex one: a pair filled with the value's parts (zeros for empty_like), or a real
+    tensor of the complex shape when a real dtype is asked for."""
+    z = bind(context, raw_inputs(node)[0])
+    if not (is_pair(context, z) or is_native_complex(z)):
+        return fallback(context, node)
+    k = kind(node)
+    value = _arg(context, node, 1, "fill_value", 0) if k == "full_like" else (1 if k == "ones_like" else 0)
+    if isinstance(value, Var):
+        if value.val is None:
+            raise unsupported(node, "a fill value computed at run time")
+        value = value.val
+    arr = np.asarray(value).reshape(-1)
+    value = complex(float(arr[0]), float(arr[1])) if arr.size == 2 else complex(arr[0])
+    dtype = _arg(context, node, 2 if k == "full_like" else 1, "dtype")
+    real_out = dtype is not None and not isinstance(dtype, (Var, str)) and not (
+        getattr(dtype, "is_complex", False) or (not hasattr(dtype, "is_complex") and int(dtype) in _COMPLEX_DTYPES))
+    pair = to_pair(context, z)
+    if real_out:
+        re = slice_axis(pair, -1, 0, 1, squeeze=True)
+        return add(context, node, mb.fill(shape=mb.shape(x=re), value=np.float32(value.real), name=node.name), False)
+    zeros = mb.fill(shape=mb.shape(x=pair), value=np.float32(0.0))
+    out = mb.add(x=zeros, y=np.array([value.real, value.imag], np.float32), name=node.name)
+    add(context, node, out, True)

@@ -46,6 +46,7 @@ PRIVATE_NAMES = (
     "coremltools.converters.mil.frontend.torch.converter.TorchConverter.convert (wrapped: the program it builds "
     "is folded to rank 5) and Block.operations / replace_uses_of_var_after_op / remove_ops, Var.child_ops,"
     " Operation.scopes, coremltools.converters.mil.mil.scope.ScopeInfo",
+    "coremltools.converters.mil.frontend._utils.build_einsum_mil (the real einsums of a complex einsum)",
 )
 
 __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry_snapshot", "registry_pristine",
@@ -53,7 +54,7 @@ __all__ = ["Var", "mb", "types", "register_torch_op", "PRIVATE_NAMES", "registry
            "raw_inputs", "raw_kwinputs", "bind", "delegate", "with_attr", "with_inputs", "node_attr", "node_meta",
            "is_torchscript", "conversion_state", "op_name_prefix", "opset_at_least", "add_function_input",
            "mil_program", "milproto_load", "walk_ops", "install_frontend_patches", "remove_frontend_patches",
-           "is_complex_literal", "scope_of", "new_ts_node"]
+           "is_complex_literal", "scope_of", "new_ts_node", "einsum_mil"]
 
 _REG = _TORCH_OPS_REGISTRY
 _PRISTINE = dict(_REG.name_to_func_mapping)  # coremltools' own table, taken before any specrewrite change
@@ -414,3 +415,10 @@ def remove_frontend_patches() -> None:
         cls.from_exir_node = orig
     if _patches.pop("cs", None):
         del torch._C.Node.cs
+
+
+def einsum_mil(operands, equation: str):
+    """One real einsum as MIL ops, as coremltools' own einsum converter builds it (any equation, any count)."""
+    from coremltools.converters.mil.frontend import _utils
+
+    return _utils.build_einsum_mil(list(operands), equation, f"sr_einsum_{next(_fresh)}")

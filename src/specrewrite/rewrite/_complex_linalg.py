@@ -316,3 +316,24 @@ def ccorrcoef(x):
     sd = torch.sqrt(torch.diagonal(re(c), 0, -2, -1))
     c = c / sd.reshape(-1, 1, 1) / sd.reshape(1, -1, 1)
     return torch.clamp(c, -1.0, 1.0)
+
+
+EINSUM_MAX_COMPLEX = 3   # 2^k real einsums for k complex operands; past that, torch's decomposition
+
+
+def ceinsum(equation: str, operands, is_complex):
+    """``torch.einsum`` of complex pairs (and real tensors) as real einsums of the same equation, one for each
+    choice of real / imaginary part per complex operand, signed by i^k: no operand grows an axis, so the ranks
+    stay those of the equation (torch's decomposition of a complex einsum builds a rank-6 pair from rank-4
+    operands, past Core ML's rank 5: every Fourier neural operator's spectral convolution)."""
+    import itertools
+
+    choices = [((re(x), 0), (im(x), 1)) if c else ((x, 0),) for x, c in zip(operands, is_complex)]
+    parts = [None, None]
+    for combo in itertools.product(*choices):
+        k = sum(p for _, p in combo)
+        t = torch.einsum(equation, *[x for x, _ in combo])
+        acc = parts[k % 2]
+        neg = (k // 2) % 2 == 1
+        parts[k % 2] = (-t if neg else t) if acc is None else (acc - t if neg else acc + t)
+    return pack(parts[0], parts[1])

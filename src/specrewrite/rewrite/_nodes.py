@@ -81,3 +81,11 @@ def drop_aliases(graph: fx.Graph) -> None:
                 isinstance(n.args[0], fx.Node):
             n.replace_all_uses_with(n.args[0])
             graph.erase_node(n)
+
+
+def real_dtype(arg):
+    """The real dtype carrying ``arg``'s values as pairs (complex64 -> float32), None when unknown."""
+    v = arg.meta.get("val") if hasattr(arg, "meta") else None
+    if not isinstance(v, torch.Tensor):
+        return None
+    return v.dtype.to_real() if v.dtype.is_complex else v.dtype

@@ -86,9 +86,36 @@ def _views_read_after(base, write, pos, also=()) -> list:
     return [v for v in order if v in needed]
 
 
+class _Maker:
+    """Creates the functional nodes of one write with the metadata the graph pass reads: the write's source line
+    and each value's fake tensor (the op run on its inputs' fake tensors), so the pass can lower them."""
+
+    def __init__(self, graph, write):
+        self.graph, self.write = graph, write
+
+    def call_function(self, target, args, kwargs=None):
+        n = self.graph.call_function(target, tuple(args), dict(kwargs or {}))
+        if "stack_trace" in self.write.meta:
+            n.meta["stack_trace"] = self.write.meta["stack_trace"]
+        known = []
+
+        def val(a):
+            v = a.meta.get("val") if isinstance(a, fx.Node) else a
+            known.append(v is not None)
+            return v
+
+        args, kwargs = fx.node.map_aggregate((n.args, n.kwargs), val)
+        if all(known):
+            try:
+                n.meta["val"] = target(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - metadata only: the node computes the same either way
+                pass
+        return n
+
+
 def _new_value(gm, write, dst, val):
     """The value the innermost view holds after the write, as a functional op (None: leave the write)."""
-    graph, t = gm.graph, write.target
+    graph, t = _Maker(gm.graph, write), write.target
     if t is aten.index_put_.default:
         return graph.call_function(aten.index_put.default, (dst, *write.args[1:]), dict(write.kwargs))
     if t is aten.copy_.default:
@@ -150,6 +177,7 @@ def functional_writes(gm: fx.GraphModule) -> int:
         if val is None or any(_meta(c) is None for c in chain) or _meta(base) is None:
             continue
         stale = _views_read_after(base, write, pos, chain[:1] if write.users else [])
+        make = _Maker(graph, write)
         with graph.inserting_before(write):
             new = _new_value(gm, write, inner, val)
             if new is None:
@@ -157,9 +185,9 @@ def functional_writes(gm: fx.GraphModule) -> int:
             for view in chain:   # innermost first: write the new part back into its parent
                 parent = view.args[0]
                 if view.target is aten.select.int:
-                    new = graph.call_function(aten.select_scatter.default, (parent, new, *view.args[1:]))
+                    new = make.call_function(aten.select_scatter.default, (parent, new, *view.args[1:]))
                 else:
-                    new = graph.call_function(aten.slice_scatter.default, (parent, new, *view.args[1:]))
+                    new = make.call_function(aten.slice_scatter.default, (parent, new, *view.args[1:]))
             new.meta["val"] = base.meta["val"]
             again = {base: new}
             for view in stale:   # parents first, so each parent's new view exists

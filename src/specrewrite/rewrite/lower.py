@@ -17,7 +17,7 @@ from ..modes import Mode, Strategy
 from . import _complex as C, _complex_math as M, _real_ops as R, _solve as S
 from ._fold import FOLD_MAX_NUMEL, FOLD_OPS, ancestors, foldable_roots
 from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_complex_node as _is_complex_node
-from ._nodes import drop_aliases, val as _val, where_of
+from ._nodes import drop_aliases, real_dtype as _real_dtype, val as _val, where_of
 from .lower_spectral import SpectralLowering
 from .report import Report
 from ._rank import fold_wide
@@ -173,6 +173,9 @@ class Lowering(SpectralLowering):
         return where_of(node)
 
     def run(self) -> fx.GraphModule:
+        # writes into fresh tensors as scatters, here where every node still has its fake value and its op's
+        # alias information (the lowered complex pairs have neither), so a complex write leaves no copy_ behind
+        functional_writes(self.gm)
         self._fold, self._const_nodes, self._skip = foldable_roots(self.gm, self.attr_placeholders)
         for node in self.gm.graph.nodes:
             self._cur = node
@@ -553,6 +556,9 @@ def _inplace(fn):
             # coremltools' TorchScript frontend cannot convert outside a slice write)
             ctx.env[node.args[0]] = Cx(res_node, dst.rank)
             return ctx.env[node.args[0]]
+        want = _real_dtype(node.args[0])
+        if want is None or any(_real_dtype(a) not in (None, want) for a in node.args[1:] if isinstance(a, fx.Node)):
+            res_node = ctx.call(aten._to_copy.default, res_node, dtype=want or ctx.out_dtype(node).to_real())
         ctx.call(aten.copy_.default, dst.node, res_node)
         return Cx(dst.node, dst.rank)
 

@@ -218,3 +218,13 @@ def _lu_solve(ctx, node, args, kwargs):
     x = ctx.call(M.clu_solve, _pair(ctx, lu, like), piv, _pair(ctx, rhs, like), bool(b.get("left", True)),
                  bool(b.get("adjoint", False)))
     return Cx(x, ctx.out_rank(node))
+
+
+@rule(aten.einsum)
+def _einsum(ctx, node, args, kwargs):
+    equation, operands = args[0], list(args[1])
+    flags = [is_c(x) for x in operands]
+    if sum(flags) > M.EINSUM_MAX_COMPLEX or kwargs.get("path") is not None or len(args) > 2:
+        return ctx._lower_decomposed(node, args, kwargs)
+    xs = [x.node if is_c(x) else x for x in operands]
+    return Cx(ctx.call(M.ceinsum, equation, xs, flags), ctx.out_rank(node))

@@ -6,6 +6,7 @@ import operator
 import torch
 
 from . import _complex as C
+from ._nodes import real_dtype as _real_dtype
 from .rules import RULES, Cx, _n, aten, is_c, nd, rule
 
 _ = _n
@@ -206,7 +207,11 @@ def _copy(ctx, node, args, kwargs):
     dst, src = args[0], args[1]
     src_n = src.node if is_c(src) else ctx.call(C.from_real, src)
     dst_n = dst.node if is_c(dst) else ctx.call(C.from_real, dst)
+    want, have = (_real_dtype(a) for a in node.args[:2])
+    if want is not None and have is not None and want != have:   # copy casts to the destination's dtype
+        src_n = ctx.call(aten._to_copy.default, src_n, dtype=want)
     return Cx(ctx.call(torch.Tensor.expand_as, src_n, dst_n), ctx.out_rank(node))
+
 
 
 @rule(aten.split, aten.split_with_sizes, aten.unbind, aten.chunk, aten.tensor_split)
