@@ -290,3 +290,30 @@ def test_private_einsum_builder_still_exists():
 
     utils = importlib.import_module("coremltools.converters.mil.frontend._utils")
     assert callable(utils.build_einsum_mil) and any("build_einsum_mil" in n for n in P.PRIVATE_NAMES)
+
+
+class _RunTimeProduct(torch.nn.Module):
+    def forward(self, x):
+        mag = torch.fft.rfft(x).abs()
+        return mag[..., :6].prod(-1), (mag[..., :3] + 1).prod(), mag[..., :4].prod(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("name", ["constants", "run-time-prod"])
+def test_real_ops_coremltools_lacks_on_the_plugin_route(registered, name):
+    """prod, cumprod and pinv have no coremltools converter: a product is MIL's reduce_prod, and each of them of
+    a constant is its value (computed in float64)."""
+    from test_coreml import ConstantsInForward
+
+    model = ConstantsInForward() if name == "constants" else _RunTimeProduct()
+    x = torch.randn(2, 640, generator=torch.Generator().manual_seed(0)) * 0.5
+    ml = plugin_convert(model.eval(), (x,), "iOS16", "trace")
+    check(ml, model, (x,), TOL["fp32_rel"])
+
+
+def test_matrix_function_of_a_run_time_value_is_a_clear_error_on_the_plugin_route(registered):
+    class _Pinv(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.pinv(x @ x.T)
+
+    with pytest.raises(SpecRewriteError, match="linalg_pinv of a value computed at run time"):
+        plugin_convert(_Pinv(), (torch.randn(4, 6),), "iOS16", "trace")

@@ -11,7 +11,11 @@ FOLD_MAX_NUMEL = 1 << 20
 # tril and triu lower to an iota in litert-torch, which the LiteRT interpreter cannot run: STABLEHLO_IOTA)
 FOLD_OPS = {"hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window", "linspace",
              "logspace", "arange", "fft_fftfreq", "fft_rfftfreq", "polar", "complex", "view_as_complex", "exp",
-             "cos", "sin", "eye", "tril", "triu", "tril_indices", "triu_indices"}
+             "cos", "sin", "eye", "tril", "triu", "tril_indices", "triu_indices",
+             # reductions and matrix functions of buffers (index strides, filter inverses): coremltools has no
+             # prod / cumprod converter, and no exporter has a matrix inverse or exponential
+             "prod", "cumprod", "linalg_inv", "inverse", "linalg_pinv", "pinverse", "linalg_matrix_exp",
+             "matrix_exp", "linalg_det", "det", "logdet"}
 
 
 def foldable_roots(gm: fx.GraphModule, attr_placeholders):
