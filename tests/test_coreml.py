@@ -319,10 +319,24 @@ class ConstantsInForward(torch.nn.Module):
         return back, mel * torch.prod(self.sizes[1:]) + torch.cumprod(self.sizes, 0)[-1]
 
 
+class Beamformer(torch.nn.Module):
+    """MVDR-style weights from a complex solve: the spatial covariance of four channels per frequency, loaded,
+    solved against a steering column (a trace recorded the solve's size as aten::Int, which coremltools read
+    back as a vector)."""
+
+    def forward(self, x):
+        spec = torch.stft(x.view(4, -1), 64, 16, window=torch.hann_window(64, dtype=x.dtype), return_complex=True)
+        xf = spec.permute(1, 0, 2)                                                    # (F, C, T)
+        cov = xf @ xf.conj().transpose(-1, -2) / spec.shape[-1] + 1e-2 * torch.eye(4, dtype=x.dtype)
+        w = torch.linalg.solve(cov, xf[..., :1])
+        return torch.view_as_real((w.conj().transpose(-1, -2) @ xf).squeeze(-2))
+
+
 @pytest.mark.parametrize("model, length", [(CropsComplex(), 4000), (ToeplitzSolve(), 32), (EllipsisEinsum(), 1024),
                                            (BandAverage(), 64), (FourierLayer(), 1024), (InPlaceAccumulate(), 800),
-                                           (ConstantsInForward(), 640)],
-                         ids=["crop", "solve", "einsum", "scatter", "fourier-layer", "in-place-sum", "constants"])
+                                           (ConstantsInForward(), 640), (Beamformer(), 1600)],
+                         ids=["crop", "solve", "einsum", "scatter", "fourier-layer", "in-place-sum", "constants",
+                              "complex-solve"])
 def test_traced_rewrite_converts_with_plain_coremltools(model, length):
     """The judge's rewritten route: ``torch.jit.trace`` of the rewritten model, then a plain ``ct.convert`` (no
     registration). A trace hands sizes out as 0-d tensors and records size arithmetic as aten::Int, which

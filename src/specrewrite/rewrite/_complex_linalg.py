@@ -36,7 +36,7 @@ def unstack_rows(x, n: int):
 
 def csolve(a, b, vector: bool):
     """A X = B for complex A (..., n, n) and B (..., n, k) or vector B (..., n) through the real block system."""
-    n = a.shape[-3]
+    n = S._sizes(a.shape)[-3]   # an int under torch.jit.trace too (no aten::Int for coremltools)
     m = block(a)
     if vector:
         rhs = torch.cat([re(b), im(b)], -1)
@@ -46,12 +46,12 @@ def csolve(a, b, vector: bool):
 
 
 def cinv(a):
-    n = a.shape[-3]
+    n = S._sizes(a.shape)[-3]
     return unblock(S.inv(block(a)), n)
 
 
 def cmatrix_exp(a):
-    n = a.shape[-3]
+    n = S._sizes(a.shape)[-3]
     return unblock(torch.linalg.matrix_exp(block(a)), n)
 
 
@@ -101,7 +101,7 @@ def ctriangular(a, upper: bool, unit: bool):
     """The triangle of a (..., n, n, 2) that a triangular solve reads, with a unit diagonal if ``unit``."""
     ar, ai = _triangle(re(a), upper), _triangle(im(a), upper)
     if unit:
-        n = ar.shape[-1]
+        n = S._sizes(ar.shape)[-1]
         eye = torch.eye(n, dtype=ar.dtype, device=ar.device)
         ar = ar - torch.diag_embed(torch.diagonal(ar, 0, -2, -1)) + eye
         ai = ai - torch.diag_embed(torch.diagonal(ai, 0, -2, -1))
@@ -126,9 +126,9 @@ def ccholesky_solve(b, l, upper: bool):
 
 
 def ccholesky_inverse(l, upper: bool):
-    n = l.shape[-3]
+    n = S._sizes(l.shape)[-3]
     eye = torch.eye(n, dtype=l.dtype, device=l.device)
-    eye = torch.stack([eye, torch.zeros_like(eye)], -1).expand(l.shape)
+    eye = torch.stack([eye, torch.zeros_like(eye)], -1).expand(S._sizes(l.shape))
     return ccholesky_solve(eye, l, upper)
 
 
@@ -141,7 +141,7 @@ def clu(a):
     """LU factorisation with partial pivoting of complex matrices a (..., m, n, 2), LAPACK getrf's way (pivot: the
     largest |re| + |im| in the column; the multipliers stored below U's diagonal; row swaps applied to whole rows),
     unrolled over min(m, n). Returns (LU pair, pivots (..., k) int32 1-based, number of swaps (..., ) float)."""
-    m, n = a.shape[-3], a.shape[-2]
+    m, n = S._sizes(a.shape)[-3:-1]
     ar, ai = re(a), im(a)
     batch = ar.shape[:-2]
     rows = torch.arange(m, device=a.device)
@@ -204,7 +204,7 @@ def cpermutation(pivots, m: int, dtype):
 
 def clu_unpack(lu, pivots, unpack_data: bool = True, unpack_pivots: bool = True):
     """(P, L, U) as pairs from an LU pair (..., m, n, 2) and its pivots."""
-    m, n = lu.shape[-3], lu.shape[-2]
+    m, n = S._sizes(lu.shape)[-3:-1]
     k = min(m, n)
     lr, li = re(lu), im(lu)
     eye = torch.eye(m, k, dtype=lr.dtype, device=lr.device)
@@ -226,7 +226,7 @@ def clu_solve(lu, pivots, b, left: bool, adjoint: bool):
 
 def cdet(a):
     """det of complex matrices (..., n, n, 2): the product of U's diagonal (pairwise) times (-1)^swaps."""
-    n = a.shape[-3]
+    n = S._sizes(a.shape)[-3]
     if n == 0:
         return torch.zeros(a.shape[:-3] + (2,), dtype=a.dtype, device=a.device) + torch.tensor(
             [1.0, 0.0], dtype=a.dtype, device=a.device)
@@ -239,7 +239,7 @@ def cdet(a):
 def cslogdet(a):
     """(sign, log|det|) of complex matrices: sign = det / |det| (0 for a singular matrix), log|det| the sum of
     log|u_kk| (no overflow of the product)."""
-    n = a.shape[-3]
+    n = S._sizes(a.shape)[-3]
     if n == 0:
         return cdet(a), torch.zeros(a.shape[:-3], dtype=a.dtype, device=a.device)
     dr, di, swaps = clu_pivots(a)
@@ -257,7 +257,7 @@ def cslogdet(a):
 def ccholesky(a, upper: bool):
     """Cholesky factor of Hermitian positive-definite complex matrices (..., n, n, 2) (only the lower triangle
     is read, like LAPACK), column by column over the static n; upper: U = L^H."""
-    n = a.shape[-3]
+    n = S._sizes(a.shape)[-3]
     if n == 0:
         return a.clone()
     ar, ai = re(a), im(a)
