@@ -58,3 +58,44 @@ def of_constant(context, node):
     val = np.asarray(x.val)
     out = _OF_CONSTANTS[k](torch.from_numpy(val.astype(np.float64)), *rest).numpy().astype(val.dtype)
     add(context, node, mb.const(val=out, name=node.name), False)
+
+
+def _ints(context, raw):
+    v = bind(context, raw)
+    v = v.val if isinstance(v, Var) else v
+    return [int(d) for d in np.asarray(v).reshape(-1)] if v is not None else None
+
+
+@rule("col2im")
+def col2im(context, node):
+    """``F.fold`` of one-dimensional, overlapping blocks (the overlap-add of hand-written inverse STFTs), which
+    coremltools refuses: Pad + Add of shifted hop blocks, as the graph pass spells it. Other folds are
+    coremltools' own."""
+    ins = raw_inputs(node)
+    x = bind(context, ins[0])
+    (h, w), (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (_ints(context, r) or [None, None] for r in ins[1:6])
+    static = all(isinstance(d, (int, np.integer)) for d in x.shape)
+    if node_has_pair(context, node) or not static or (kh, dh, ph, sh, h, dw) != (1, 1, 0, 1, 1, 1) or sw >= kw:
+        return fallback(context, node)
+    batched = x.rank == 3
+    shape = [int(d) for d in x.shape]
+    b, ck, t = shape if batched else [1] + shape
+    c = ck // kw
+    r = -(-kw // sw)
+    frames = mb.transpose(x=mb.reshape(x=x, shape=[b * c, kw, t]), perm=[0, 2, 1])          # (BC, T, K)
+    if r * sw > kw:
+        frames = mb.pad(x=frames, pad=[0, 0, 0, 0, 0, r * sw - kw])
+    blocks = mb.reshape(x=frames, shape=[b * c, t, r, sw])
+    out = None
+    for i in range(r):
+        part = mb.squeeze(x=mb.slice_by_index(x=blocks, begin=[0, 0, i, 0], end=[b * c, t, i + 1, sw]), axes=[2])
+        part = mb.pad(x=part, pad=[0, 0, i, r - 1 - i, 0, 0])                                # (BC, T+R-1, S)
+        out = part if out is None else mb.add(x=out, y=part)
+    y = mb.reshape(x=out, shape=[b * c, (t + r - 1) * sw])
+    n = (t - 1) * sw + kw
+    full = w + 2 * pw
+    y = mb.slice_by_index(x=y, begin=[0, 0], end=[b * c, min(n, full)])
+    if full > n:
+        y = mb.pad(x=y, pad=[0, 0, 0, full - n])
+    y = mb.slice_by_index(x=y, begin=[0, pw], end=[b * c, pw + w])
+    add(context, node, mb.reshape(x=y, shape=[b, c, 1, w] if batched else [c, 1, w], name=node.name), False)

@@ -89,3 +89,18 @@ def real_dtype(arg):
     if not isinstance(v, torch.Tensor):
         return None
     return v.dtype.to_real() if v.dtype.is_complex else v.dtype
+
+
+aten = torch.ops.aten
+
+
+def uncopy(target):
+    """aten.X_copy -> aten.X: functionalize spells views as copies (view_copy, detach_copy, ...), which some
+    converters (coremltools) do not know; in a functional graph the view computes the same value."""
+    if target is aten.view_copy.default:
+        return aten.reshape.default  # a copy never needs contiguity; view would
+    if isinstance(target, torch._ops.OpOverload) and target.namespace == "aten" and target._opname.endswith("_copy"):
+        base = getattr(aten, target._opname[:-5], None)
+        if base is not None and target._overloadname in base.overloads():
+            return getattr(base, target._overloadname)
+    return target

@@ -324,3 +324,31 @@ def empty_strided(size, stride, *, dtype=None, layout=None, device=None, pin_mem
 def empty_permuted(size, physical_layout, *, dtype=None, layout=None, device=None, pin_memory=None):
     """``torch.empty_permuted`` as zeros."""
     return torch.zeros(size, dtype=dtype, device=device)
+
+
+def col2im(x, output_size, kernel_size, dilation, padding, stride):
+    """``F.fold`` (aten ``col2im``) of one-dimensional blocks, the overlap-add of hand-written inverse STFTs
+    (Vocos' ``padding="same"`` head, WavTokenizer, torch-mdct): Pad + Add over shifted hop blocks. ONNX's Col2Im
+    runs on ONNX Runtime's CPU provider only and coremltools folds only blocks that do not overlap. Any other
+    fold (two-dimensional blocks, a dilation) stays ``col2im``."""
+    from .._torch.istft import overlap_add_hop_blocks
+
+    (h, w), (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (tuple(v) for v in (output_size, kernel_size, dilation,
+                                                                          padding, stride))
+    if not (kh == 1 and dh == 1 and ph == 0 and sh == 1 and dw == 1 and isinstance(h, int) and h == 1):
+        if kw == 1 and dw == 1 and pw == 0 and sw == 1 and isinstance(w, int) and w == 1 and dh == 1:
+            out = col2im(x, (1, h), (1, kh), (1, 1), (0, ph), (1, sh))   # blocks along H: the same, transposed
+            return out.transpose(-1, -2)
+        return torch.ops.aten.col2im.default(x, output_size, kernel_size, dilation, padding, stride)
+    batched = x.dim() == 3
+    xb = x if batched else x.unsqueeze(0)
+    b, ck, t = (int(d) for d in xb.shape) if torch.jit.is_tracing() else xb.shape   # (a trace: no aten::Int)
+    c = ck // kw
+    frames = xb.reshape(b * c, kw, t).transpose(1, 2)                      # (B*C, T, K)
+    y = overlap_add_hop_blocks(frames, sw, kw)                             # (B*C, (T-1)*S + K)
+    extra = w + 2 * pw - ((t - 1) * sw + kw)                              # positions no block reaches
+    if extra:
+        y = torch.nn.functional.pad(y, (0, extra))
+    y = y[:, pw:pw + w] if pw else y
+    y = y.reshape(b, c, 1, w)
+    return y if batched else y.squeeze(0)

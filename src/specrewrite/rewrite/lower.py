@@ -17,7 +17,7 @@ from ..modes import Mode, Strategy
 from . import _complex as C, _complex_math as M, _real_ops as R, _solve as S
 from ._fold import FOLD_MAX_NUMEL, FOLD_OPS, ancestors, foldable_roots
 from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_complex_node as _is_complex_node
-from ._nodes import drop_aliases, real_dtype as _real_dtype, val as _val, where_of
+from ._nodes import drop_aliases, real_dtype as _real_dtype, uncopy as _uncopy, val as _val, where_of
 from .lower_spectral import SpectralLowering
 from .report import Report
 from ._rank import fold_wide
@@ -489,6 +489,7 @@ def _solved_info(n: fx.Node) -> bool:
 
 
 _SPELL_OUT = {aten.linalg_solve.default: S.linalg_solve,   # real: no ONNX op, no converter (rewrite/_solve)
+              aten.col2im.default: R.col2im,   # F.fold overlap-add: ONNX Col2Im is CPU-only, Core ML refuses it
               aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
               aten.fft_rfftfreq.default: C.rfftfreq, aten.mean.default: R.mean_all, aten.sum.default: R.sum_all,
               aten.var_mean.correction: R.var_mean, aten.std_mean.correction: R.std_mean,
@@ -527,18 +528,6 @@ def _check_nothing_spectral_left(gm: fx.GraphModule) -> None:
                                        "cannot lower, such as torch.cond / a loop / a nested module call)",
                                        op=str(t), where=where_of(n),
                                        fix="move the spectral op out of the control-flow construct, or report it")
-
-
-def _uncopy(target):
-    """aten.X_copy -> aten.X: functionalize spells views as copies (view_copy, detach_copy, ...), which some
-    converters (coremltools) do not know; in a functional graph the view computes the same value."""
-    if target is aten.view_copy.default:
-        return aten.reshape.default  # a copy never needs contiguity; view would
-    if isinstance(target, torch._ops.OpOverload) and target.namespace == "aten" and target._opname.endswith("_copy"):
-        base = getattr(aten, target._opname[:-5], None)
-        if base is not None and target._overloadname in base.overloads():
-            return getattr(base, target._overloadname)
-    return target
 
 
 def _inplace(fn):
