@@ -93,6 +93,22 @@ class WienerBlocks(torch.nn.Module):
         return y.reshape(B, 2, C, L)
 
 
+class ExpandedSources(torch.nn.Module):
+    """A separator's per-source mask: the mixture's complex spectrum broadcast over sources with ``expand``
+    (complex rank 5), the mask read as (B, S, C, 2, F, T) real pairs, and the output cast with ``.to(z.real.dtype)``
+    (a ``real`` of the wide value)."""
+
+    def forward(self, x):
+        B, C, L = x.shape
+        z = torch.stft(x.reshape(B * C, L), N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
+        F, T = z.shape[-2:]
+        z = z.view(B, 1, C, F, T).expand(B, 2, C, F, T)
+        m = torch.sigmoid(torch.view_as_real(z).permute(0, 1, 2, 5, 3, 4)) * 2           # (B, S, C, 2, F, T)
+        zz = torch.view_as_complex(m.permute(0, 1, 2, 4, 5, 3).contiguous()) * z
+        y = torch.istft(zz.reshape(-1, F, T), N_FFT, HOP, window=torch.hann_window(N_FFT), length=L)
+        return y.view(B, 2, C, L).to(z.real.dtype)
+
+
 class WidestRank(TorchDispatchMode):
     def __init__(self):
         super().__init__()
@@ -107,7 +123,8 @@ class WidestRank(TorchDispatchMode):
 
 
 CASES = {"mask_view": (MaskView, (2, 2, 400)), "wiener_buffer": (WienerBuffer, (1, 2, 400)),
-         "broadcast_mask": (BroadcastMask, (1, 2, 400)), "wiener_blocks": (WienerBlocks, (1, 2, 400))}
+         "broadcast_mask": (BroadcastMask, (1, 2, 400)), "wiener_blocks": (WienerBlocks, (1, 2, 400)),
+         "expanded_sources": (ExpandedSources, (1, 2, 400))}
 
 
 def _rewrite(name):

@@ -38,7 +38,7 @@ _NEW = {aten.new_zeros.default, aten.new_ones.default, aten.new_full.default, at
 _SAME = {aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default,
          aten._to_copy.default, aten.lift_fresh_copy.default, aten.copy_.default, aten.copy.default,
          aten.zeros_like.default, aten.ones_like.default, aten.full_like.default, aten.empty_like.default,
-         aten.polar.default, aten.complex.default}
+         aten.polar.default, aten.complex.default, aten.real.default, aten.imag.default}
 
 
 class _Abort(Exception):
@@ -64,6 +64,8 @@ def _kind(n) -> Optional[str]:
         return "factory"
     if t in (aten.permute.default, aten.transpose.int):
         return "permute"
+    if t is aten.expand.default:
+        return "expand"
     if t in (aten.select.int, aten.slice.Tensor, aten.pad.default, aten.constant_pad_nd.default,
              aten.cat.default, aten.select_scatter.default, aten.slice_scatter.default,
              aten.view_as_complex.default, aten.view_as_real.default):
@@ -167,7 +169,7 @@ class _Folder:
         elif k == "cat":
             for t in a[0]:
                 self.plan.link(t, n, {i: i for i in range(out.dim())})
-        elif k in ("same", "slice", "pad", "constant_pad_nd", "slice_scatter"):
+        elif k in ("same", "expand", "slice", "pad", "constant_pad_nd", "slice_scatter"):
             ins = [x for x in n.all_input_nodes if _val(x) is not None]
             if n not in self.wide_set and sum(1 for x in ins if _val(x).dim()) > 1:
                 raise _Abort(f"{n.target} of several tensors with a result of rank {MAX_RANK} or less")
@@ -376,6 +378,11 @@ class _Folder:
                       for g in og if k == "slice_scatter" or d not in g]
                 new = self.call(n.target, (self.folded(a[0], og, n), self.folded(a[1], sg, n), gi) + tuple(a[3:]),
                                 n.kwargs, n, oval)
+            elif k == "expand":   # a broadcast of one operand: its groups are the result's (size 1 where it grows)
+                if not wide_out:
+                    raise _Abort("an expand to rank 5 or less of a wider tensor")
+                new = self.call(n.target, (self.like_out(a[0], n, og), [self.size_arg(_prod(v, g), n) for g in og]),
+                                {}, n, oval)
             elif k == "view_as_complex":
                 src = self.comp[a[0]]
                 sv = _val(src)
