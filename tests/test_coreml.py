@@ -332,11 +332,23 @@ class Beamformer(torch.nn.Module):
         return torch.view_as_real((w.conj().transpose(-1, -2) @ xf).squeeze(-2))
 
 
+class PartWrites(torch.nn.Module):
+    """Writes through a complex tensor's ``real`` / ``imag`` views (diffsptk's ``C.real += 1``): a scatter back into
+    the complex value, not an in-place ``add_`` / ``copy_`` left for coremltools (which read its shape wrongly)."""
+
+    def forward(self, x):
+        z = torch.fft.fft(x.view(x.shape[0], 25, -1), n=64)
+        z.real += 1
+        z.imag[..., :4] = 0
+        z[:, 3].real.mul_(0.5)
+        return z.abs()
+
+
 @pytest.mark.parametrize("model, length", [(CropsComplex(), 4000), (ToeplitzSolve(), 32), (EllipsisEinsum(), 1024),
                                            (BandAverage(), 64), (FourierLayer(), 1024), (InPlaceAccumulate(), 800),
-                                           (ConstantsInForward(), 640), (Beamformer(), 1600)],
+                                           (ConstantsInForward(), 640), (Beamformer(), 1600), (PartWrites(), 1250)],
                          ids=["crop", "solve", "einsum", "scatter", "fourier-layer", "in-place-sum", "constants",
-                              "complex-solve"])
+                              "complex-solve", "part-writes"])
 def test_traced_rewrite_converts_with_plain_coremltools(model, length):
     """The judge's rewritten route: ``torch.jit.trace`` of the rewritten model, then a plain ``ct.convert`` (no
     registration). A trace hands sizes out as 0-d tensors and records size arithmetic as aten::Int, which

@@ -95,3 +95,38 @@ def test_a_solve_larger_than_the_unrolled_one_is_named_in_the_report():
     with torch.no_grad():
         ref = Big().double()(t.double())
     assert rel_err(fast(t), ref) <= 4 * max(rel_err(Big()(t), ref), 1e-7)
+
+
+class RealBlockMVDR(torch.nn.Module):
+    """speechbrain's Mvdr: the complex covariance as its real block form [[Ar, -Ai], [Ai, Ar]], inverted with a
+    real ``torch.inverse`` / ``torch.linalg.inv`` / ``inv_ex`` (no ONNX function: torch.onnx refused the export)."""
+
+    def forward(self, x):   # (mics, time)
+        X = torch.view_as_real(torch.stft(x, 64, 16, window=torch.hann_window(64, dtype=x.dtype),
+                                          return_complex=True))
+        re, im = X[..., 0], X[..., 1]
+        ar = torch.einsum("cft,dft->fcd", re, re) + torch.einsum("cft,dft->fcd", im, im)
+        ai = torch.einsum("cft,dft->fcd", im, re) - torch.einsum("cft,dft->fcd", re, im)
+        a = torch.cat([torch.cat([ar, -ai], -1), torch.cat([ai, ar], -1)], -2) / X.shape[-2]
+        a = a + 1e-1 * torch.eye(a.shape[-1], dtype=x.dtype)
+        return torch.inverse(a) @ a[..., :1], torch.linalg.inv(a)[..., 0], torch.linalg.inv_ex(a)[0][..., 1]
+
+
+def test_real_inverse_exports_to_onnx(tmp_path):
+    model = RealBlockMVDR().eval()
+    x = torch.randn(4, 1000, generator=torch.Generator().manual_seed(0))
+    fast = sr.rewrite(model, (x,))
+    path = str(tmp_path / "inv.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(fast, (x,), path, dynamo=True, verbose=False,
+                          dynamic_shapes=({1: Dim("t", min=600, max=1 << 20)},))
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for length in (1000, 1601):
+        xi = torch.randn(4, length, generator=torch.Generator().manual_seed(length))
+        with torch.no_grad():
+            ref = model.double()(xi.double())
+            own = model.float()(xi)
+        got = sess.run(None, {sess.get_inputs()[0].name: xi.numpy()})
+        for g, r, e in zip(got, ref, own):
+            assert rel_err(torch.from_numpy(g), r) <= max(4 * rel_err(e, r), 1e-6), length

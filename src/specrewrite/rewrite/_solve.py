@@ -95,6 +95,12 @@ def solve_ex(a: torch.Tensor, b: torch.Tensor, *, left: bool = True, check_error
     return x, a, zeros, zeros
 
 
+def inv_ex(a: torch.Tensor, *, check_errors: bool = False):
+    """``aten.linalg_inv_ex`` of real matrices (``torch.inverse``; speechbrain's MVDR inverts the real block form
+    of its complex covariance): (inverse, info zeros), unrolled inside an exporter's trace like a solve."""
+    return inv(a), torch.zeros(_sizes(a.shape[:-2]), dtype=torch.int32, device=a.device)
+
+
 def linalg_solve(a: torch.Tensor, b: torch.Tensor, *, left: bool = True) -> torch.Tensor:
     """``aten.linalg_solve`` of real matrices (fast-bss-eval's Toeplitz systems, diffsptk's mel-cepstrum)."""
     return solve(a, b) if left else solve(a.mT, b.mT).mT

@@ -8,7 +8,8 @@ they happen to agree). Here each write becomes ``select_scatter`` / ``slice_scat
 whole tensor, whose dimensions every exporter reads, and later uses of the tensor take the new value.
 
 Only writes whose effect is plain to see are changed: into a fresh tensor (not a model input, a parameter or a
-view of another tensor read elsewhere), through select / slice views; any other write stays as it was.
+view of another tensor read elsewhere), through select / slice / real / imag views; any other write stays as it
+was.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch.fx as fx
 
 aten = torch.ops.aten
 
-_CHAIN = (aten.select.int, aten.slice.Tensor)
+_CHAIN = (aten.select.int, aten.slice.Tensor, aten.real.default, aten.imag.default)
 _SPECIAL = (aten.copy_.default, aten.fill_.Scalar, aten.fill_.Tensor, aten.zero_.default, aten.index_put_.default)
 
 
@@ -186,6 +187,12 @@ def functional_writes(gm: fx.GraphModule) -> int:
                 parent = view.args[0]
                 if view.target is aten.select.int:
                     new = make.call_function(aten.select_scatter.default, (parent, new, *view.args[1:]))
+                elif view.target is aten.real.default:   # z.real += 1: z becomes complex(new, z.imag)
+                    new = make.call_function(aten.complex.default,
+                                             (new, make.call_function(aten.imag.default, (parent,))))
+                elif view.target is aten.imag.default:
+                    new = make.call_function(aten.complex.default,
+                                             (make.call_function(aten.real.default, (parent,)), new))
                 else:
                     new = make.call_function(aten.slice_scatter.default, (parent, new, *view.args[1:]))
             new.meta["val"] = base.meta["val"]

@@ -272,6 +272,9 @@ class Lowering(SpectralLowering):
                 for u in node.users):   # a real solve: unrolled inside an exporter (no ONNX op, no converter)
             S.report_too_large(self.report, node)
             return self.call(S.solve_ex, *args, **kwargs)
+        if not touches and target is aten.linalg_inv_ex.default:   # a real inverse: unrolled like a solve
+            S.report_too_large(self.report, node)
+            return self.call(S.inv_ex, *args, **kwargs)
         if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
             if target is aten.linalg_solve.default:
                 S.report_too_large(self.report, node)
@@ -484,11 +487,12 @@ def _solved_info(n: fx.Node) -> bool:
     name = getattr(n.target, "__name__", "")
     if name == "info_zeros":
         return True
-    return n.target is operator.getitem and n.args[1] == 3 and isinstance(n.args[0], fx.Node) and \
-        getattr(n.args[0].target, "__name__", "") == "solve_ex"
+    return n.target is operator.getitem and isinstance(n.args[0], fx.Node) and \
+        (n.args[1], getattr(n.args[0].target, "__name__", "")) in ((3, "solve_ex"), (1, "inv_ex"))
 
 
 _SPELL_OUT = {aten.linalg_solve.default: S.linalg_solve,   # real: no ONNX op, no converter (rewrite/_solve)
+              aten.inverse.default: S.inv, aten.linalg_inv.default: S.inv,   # real inverses: likewise
               aten.col2im.default: R.col2im,   # F.fold overlap-add: ONNX Col2Im is CPU-only, Core ML refuses it
               aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
               aten.fft_rfftfreq.default: C.rfftfreq, aten.mean.default: R.mean_all, aten.sum.default: R.sum_all,
