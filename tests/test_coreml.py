@@ -344,11 +344,22 @@ class PartWrites(torch.nn.Module):
         return z.abs()
 
 
+class ScalarTensorOperands(torch.nn.Module):
+    """A complex spectrum with 0-d real tensors (torchaudio's GriffinLim: ``angles - tprev.mul_(momentum)`` with
+    ``tprev = torch.tensor(0.0)``): coremltools folded the stack of the constant's (re, im) into one constant."""
+
+    def forward(self, x):
+        z = torch.stft(x, 64, 16, window=torch.hann_window(64), return_complex=True)
+        prev = torch.tensor(0.25) * 0.5
+        return torch.view_as_real(z - prev), torch.view_as_real(z * torch.tensor(2.0) + torch.tensor(-1.0))
+
+
 @pytest.mark.parametrize("model, length", [(CropsComplex(), 4000), (ToeplitzSolve(), 32), (EllipsisEinsum(), 1024),
                                            (BandAverage(), 64), (FourierLayer(), 1024), (InPlaceAccumulate(), 800),
-                                           (ConstantsInForward(), 640), (Beamformer(), 1600), (PartWrites(), 1250)],
+                                           (ConstantsInForward(), 640), (Beamformer(), 1600), (PartWrites(), 1250),
+                                           (ScalarTensorOperands(), 400)],
                          ids=["crop", "solve", "einsum", "scatter", "fourier-layer", "in-place-sum", "constants",
-                              "complex-solve", "part-writes"])
+                              "complex-solve", "part-writes", "scalar-tensors"])
 def test_traced_rewrite_converts_with_plain_coremltools(model, length):
     """The judge's rewritten route: ``torch.jit.trace`` of the rewritten model, then a plain ``ct.convert`` (no
     registration). A trace hands sizes out as 0-d tensors and records size arithmetic as aten::Int, which

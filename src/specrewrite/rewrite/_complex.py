@@ -27,6 +27,8 @@ def tensor_like(x) -> bool:
 
 
 def from_real(x):
+    if x.dim() == 0:   # [x, 0] by a pad: coremltools folds a stack of two 0-d constants into one constant and
+        return F.pad(x.reshape(1), (0, 1))   # then fails converting the stack (GriffinLim's tprev = tensor(0.))
     return pack(x, torch.zeros_like(x))
 
 
