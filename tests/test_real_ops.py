@@ -537,3 +537,16 @@ def test_einsum_with_its_ellipsis_spelt_out_is_the_same_einsum(equation, shapes)
     spelt = explicit_einsum(equation, [len(s) for s in shapes])
     assert "..." not in spelt and "->" in spelt
     assert torch.equal(torch.einsum(spelt, *ops), torch.einsum(equation, *ops))
+
+
+@pytest.mark.parametrize("offset,dim1,dim2", [(0, -2, -1), (1, -2, -1), (-2, -1, -2), (0, 1, 3), (3, 0, 2), (0, 0, 1),
+                                              (-7, 1, 2), (9, 1, 2)])
+def test_diagonal_as_a_gather_equals_torch(offset, dim1, dim2):
+    """``rewrite/_real_ops.diagonal`` (coremltools converts only diagonal(0, 0, 1)) on non-square matrices, every
+    offset sign and an empty result, against torch.diagonal exactly."""
+    from specrewrite.rewrite._real_ops import diagonal
+
+    x = torch.randn(3, 5, 4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(offset + 10))
+    ref = torch.diagonal(x, offset, dim1, dim2)
+    got = diagonal(x, offset, dim1, dim2)
+    assert got.shape == ref.shape and torch.equal(got, ref)

@@ -352,3 +352,20 @@ def col2im(x, output_size, kernel_size, dilation, padding, stride):
     y = y[:, pw:pw + w] if pw else y
     y = y.reshape(b, c, 1, w)
     return y if batched else y.squeeze(0)
+
+
+def diagonal(x, offset: int = 0, dim1: int = 0, dim2: int = 1):
+    """``torch.diagonal`` as one gather of the flattened matrix dimensions (a covariance's trace in MVDR
+    beamformers: ``psd.diagonal(0, -2, -1)``); coremltools converts only ``diagonal(0, 0, 1)``, which stays."""
+    r = x.dim()
+    d1, d2 = dim1 % r, dim2 % r
+    if (offset, d1, d2) == (0, 0, 1):
+        return torch.diagonal(x, 0, 0, 1)
+    y = x.permute([d for d in range(r) if d not in (d1, d2)] + [d1, d2])   # (coremltools has no movedim)
+    n, m = (int(d) for d in y.shape[-2:]) if torch.jit.is_tracing() else y.shape[-2:]
+    if offset >= 0:
+        k, start = max(min(n, m - offset), 0), offset
+    else:
+        k, start = max(min(n + offset, m), 0), -offset * m
+    idx = torch.arange(k, device=x.device) * (m + 1) + start
+    return y.flatten(-2).index_select(-1, idx)

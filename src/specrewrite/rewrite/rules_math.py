@@ -13,6 +13,7 @@ import torch.fx as fx
 from . import _complex as C
 from . import _complex_math as M
 from . import _formulas as F
+from . import _real_ops as R
 from ._nodes import bind  # noqa: F401 - re-exported for rules_linalg
 from .rules import RULES, Cx, CxList, _n, aten, is_c, nd, rule
 
@@ -262,10 +263,14 @@ def _on_parts(data, contiguous=False, check=None):
                     p_im = ctx.call(torch.clone, p_im, memory_format=torch.contiguous_format)
                 re_args[i], im_args[i] = p_re, p_im
         kw = {k: v for k, v in kwargs.items() if k not in ("dtype",)}
-        out_re = ctx.call(node.target, *re_args, **kw)
-        out_im = ctx.call(node.target, *im_args, **kw)
+        target = _REAL_FORM.get(node.target, node.target)
+        out_re = ctx.call(target, *re_args, **kw)
+        out_im = ctx.call(target, *im_args, **kw)
         return Cx(ctx.call(C.pack, out_re, out_im), ctx.out_rank(node))
     return fn
+
+
+_REAL_FORM = {aten.diagonal.default: R.diagonal, aten.diagonal_copy.default: R.diagonal}   # (coremltools)
 
 
 def _no_multiply(node, args, kwargs):
