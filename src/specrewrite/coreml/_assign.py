@@ -66,8 +66,9 @@ def tensor_assign(context, node):
     # a write into a complex tensor: the (re, im) pair is one more, whole, dimension after the views' ones, and
     # the value written is a pair too (a real tensor or number gets imaginary part 0)
     value = context[node.inputs[1]]
-    if not isinstance(value, P.Var) or not (is_pair(context, value) or is_native_complex(value)) and \
-            value.val is not None and np.size(value.val) == 1:
+    complex_var = isinstance(value, P.Var) and (is_pair(context, value) or is_native_complex(value))
+    scalar = not isinstance(value, P.Var) or value.val is not None and np.size(value.val) == 1
+    if scalar and not complex_var:
         value = _number(value)   # a real number (a fill value, a 0-d constant)
     value = to_pair(context, value)
     name = f"_sr_pair_value{next(_FRESH)}"

@@ -255,11 +255,22 @@ def _to_dtype(context, node):
         dtype = _val(context, raw) if raw is not None else None
     else:
         dtype = _arg(context, node, 1, "dtype")
-    if dtype is None or isinstance(dtype, Var) or isinstance(dtype, str):
+    return _dtype_kind(dtype)
+
+
+def _dtype_kind(dtype):
+    """'complex' / 'real' for a constant dtype (a torch.dtype or TorchScript's number), None when not constant."""
+    if dtype is None or isinstance(dtype, (Var, str)):
         return None
     if hasattr(dtype, "is_complex"):
         return "complex" if dtype.is_complex else "real"
     return "complex" if int(dtype) in _COMPLEX_DTYPES else "real"
+
+
+def _complex_value(value) -> complex:
+    """A constant fill value as a Python complex (a complex constant arrives as its (re, im) pair)."""
+    arr = np.asarray(value).reshape(-1)
+    return complex(float(arr[0]), float(arr[1])) if arr.size == 2 else complex(arr[0])
 
 
 @rule("to", "_to_copy", "type_as", "_to_dim_order_copy")
@@ -352,15 +363,12 @@ def full(context, node):
     the (re, im) pair filled with the value's parts. Real dtypes are coremltools' own."""
     is_full = kind(node) == "full"
     dtype = _arg(context, node, 2 if is_full else 1, "dtype")
-    complex_dtype = dtype is not None and not isinstance(dtype, (Var, str)) and (
-        getattr(dtype, "is_complex", False) or (not hasattr(dtype, "is_complex") and int(dtype) in _COMPLEX_DTYPES))
-    if not complex_dtype:
+    if _dtype_kind(dtype) != "complex":
         return fallback(context, node)
     value = _arg(context, node, 1, "fill_value", 0) if is_full else (1 if kind(node) == "ones" else 0)
     if isinstance(value, Var):
         raise unsupported(node, "a complex torch.full with a fill value computed at run time")
-    value = np.asarray(value).reshape(-1)   # a complex constant arrives as its (re, im) pair
-    value = complex(value[0], value[1]) if value.size == 2 else complex(value[0])
+    value = _complex_value(value)
     size = _arg(context, node, 0, "size")
     parts = list(size) if isinstance(size, (list, tuple)) else None
     if parts is None and not isinstance(size, Var):
@@ -389,13 +397,9 @@ def full_like(context, node):
         if value.val is None:
             raise unsupported(node, "a fill value computed at run time")
         value = value.val
-    arr = np.asarray(value).reshape(-1)
-    value = complex(float(arr[0]), float(arr[1])) if arr.size == 2 else complex(arr[0])
-    dtype = _arg(context, node, 2 if k == "full_like" else 1, "dtype")
-    real_out = dtype is not None and not isinstance(dtype, (Var, str)) and not (
-        getattr(dtype, "is_complex", False) or (not hasattr(dtype, "is_complex") and int(dtype) in _COMPLEX_DTYPES))
+    value = _complex_value(value)
     pair = to_pair(context, z)
-    if real_out:
+    if _dtype_kind(_arg(context, node, 2 if k == "full_like" else 1, "dtype")) == "real":
         re = slice_axis(pair, -1, 0, 1, squeeze=True)
         return add(context, node, mb.fill(shape=mb.shape(x=re), value=np.float32(value.real), name=node.name), False)
     zeros = mb.fill(shape=mb.shape(x=pair), value=np.float32(0.0))

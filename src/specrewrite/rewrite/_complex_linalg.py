@@ -4,6 +4,8 @@ and Cholesky factors.
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from . import _solve as S
@@ -326,8 +328,6 @@ def ceinsum(equation: str, operands, is_complex):
     choice of real / imaginary part per complex operand, signed by i^k: no operand grows an axis, so the ranks
     stay those of the equation (torch's decomposition of a complex einsum builds a rank-6 pair from rank-4
     operands, past Core ML's rank 5: every Fourier neural operator's spectral convolution)."""
-    import itertools
-
     choices = [((re(x), 0), (im(x), 1)) if c else ((x, 0),) for x, c in zip(operands, is_complex)]
     parts = [None, None]
     for combo in itertools.product(*choices):

@@ -29,6 +29,7 @@ import math
 import torch
 
 from .._torch.bases import size_tensor, tracing
+from ._solve import _sizes
 
 
 def strided_gather(x: torch.Tensor, order, size, stride, offset=0) -> torch.Tensor:
@@ -342,7 +343,7 @@ def col2im(x, output_size, kernel_size, dilation, padding, stride):
         return torch.ops.aten.col2im.default(x, output_size, kernel_size, dilation, padding, stride)
     batched = x.dim() == 3
     xb = x if batched else x.unsqueeze(0)
-    b, ck, t = (int(d) for d in xb.shape) if torch.jit.is_tracing() else xb.shape   # (a trace: no aten::Int)
+    b, ck, t = _sizes(xb.shape)   # (ints under a trace: no aten::Int)
     c = ck // kw
     frames = xb.reshape(b * c, kw, t).transpose(1, 2)                      # (B*C, T, K)
     y = overlap_add_hop_blocks(frames, sw, kw)                             # (B*C, (T-1)*S + K)
@@ -362,7 +363,7 @@ def diagonal(x, offset: int = 0, dim1: int = 0, dim2: int = 1):
     if (offset, d1, d2) == (0, 0, 1):
         return torch.diagonal(x, 0, 0, 1)
     y = x.permute([d for d in range(r) if d not in (d1, d2)] + [d1, d2])   # (coremltools has no movedim)
-    n, m = (int(d) for d in y.shape[-2:]) if torch.jit.is_tracing() else y.shape[-2:]
+    n, m = _sizes(y.shape[-2:])
     if offset >= 0:
         k, start = max(min(n, m - offset), 0), offset
     else:
