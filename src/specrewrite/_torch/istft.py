@@ -33,6 +33,26 @@ def overlap_add(frames: torch.Tensor, hop: int, n: int) -> torch.Tensor:
     return out[:, : -(s - 1) * g] if s > 1 else out
 
 
+def _conv_stage_tables(n: int, plan, window) -> dict:
+    """Index and sign tables of ``RealISTFT._frames_conv`` (see there) for a factored plan N = N1 * N2."""
+    n1, n2, nb = plan.n1, plan.n2, n // 2 + 1
+    k2, c, k1 = np.meshgrid(np.arange(n2), np.arange(2), np.arange(n1), indexing="ij")
+    k = k1 * n2 + k2                                                           # bin of channel (k2, c, k1)
+    mirrored = k >= nb
+    src = np.where(mirrored, n - k, k) + c * nb                                # channel of zz = [re | im]
+    sign = np.where(mirrored & (c == 1), -1.0, 1.0)
+    sign[(c == 1) & ((k == 0) | ((n % 2 == 0) & (k == n // 2)))] = 0.0        # irfft ignores these parts
+    n1_, c_, k2_ = np.meshgrid(np.arange(n1), np.arange(2), np.arange(n2), indexing="ij")
+    stage_b = k2_ * 2 * n1 + c_ * n1 + n1_                                     # (n1, c, k2) <- (k2, c, n1)
+    samples = np.arange(n)
+    win = np.asarray(window, dtype=np.float64)[(np.arange(n1)[:, None] + n1 * np.arange(n2)[None, :])]
+    return {"gather_a": torch.as_tensor(src.reshape(-1), dtype=torch.int64),
+            "sign_a": torch.as_tensor(sign.reshape(n2, 2 * n1, 1), dtype=torch.float32),
+            "gather_b": torch.as_tensor(stage_b.reshape(-1), dtype=torch.int64),
+            "window_b": torch.as_tensor(win.reshape(n1, n2, 1), dtype=torch.float32),
+            "sample_order": torch.as_tensor((samples % n1) * n2 + samples // n1, dtype=torch.int64)}
+
+
 def overlap_add_hop_blocks(frames: torch.Tensor, hop: int, n: int) -> torch.Tensor:
     """(B, T, N) -> (B, (T-1)*hop + N) as a sum of R = ceil(N / hop) shifted block sequences (Pad + Add only).
 
@@ -81,6 +101,8 @@ class RealISTFT(BasisHolder):
             if n % 2 == 0:
                 mask[n // 2, 0, 1] = 0.0
             self.register_buffer("bin_mask", torch.as_tensor(mask, dtype=dtype), persistent=False)
+            for name, value in _conv_stage_tables(n, plan, window).items():
+                self.register_buffer(name, torch.as_tensor(value), persistent=False)
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -101,11 +123,11 @@ class RealISTFT(BasisHolder):
             y, env = self._synthesis_pad_add(z, w)
         else:
             if self.plan is None:
-                zz = z.permute(0, 3, 1, 2).flatten(1, 2)                      # (B, 2F, T)
+                zz = torch.cat([z[..., 0], z[..., 1]], 1)                      # (B, 2F, T): 3-D only
                 y = F.conv_transpose1d(zz, w[0].to(z.dtype), stride=spec.hop_length)[:, 0]
             else:
-                y = overlap_add(self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype)) * self.window.to(z.dtype),
-                                spec.hop_length, spec.n_fft)
+                y = overlap_add(self._frames_conv(z, w[0].to(z.dtype), w[1].to(z.dtype)), spec.hop_length,
+                                spec.n_fft)
             ones = torch.ones_like(z[:1, :1, :, 0])                            # (1, 1, T)
             env = F.conv_transpose1d(ones, self.window_sq.to(z.dtype), stride=spec.hop_length)[:, 0]
         # trimming uses constant bounds only (no shape arithmetic: traced graphs stay free of int ops)
@@ -133,7 +155,8 @@ class RealISTFT(BasisHolder):
         return y, env
 
     def _frames(self, z, wa, wb):
-        """Inverse DFT of every frame through the two factored stages: (B, F, T, 2) -> (B, T, N)."""
+        """Inverse DFT of every frame through the two factored stages as batched GEMMs: (B, F, T, 2) -> (B, T, N).
+        The float64 route (ONNX Runtime's CPU provider has no double Conv)."""
         spec, plan = self.spec, self.plan
         n, n1, n2 = spec.n_fft, plan.n1, plan.n2
         z = z * self.bin_mask.to(z.dtype)
@@ -145,3 +168,24 @@ class RealISTFT(BasisHolder):
         x = x.unflatten(3, (2, n1)).permute(0, 2, 4, 3, 1)                     # (B, T, N1[n1], 2, N2[k2])
         x = torch.matmul(x.flatten(3), wb)                                     # (B, T, N1[n1], N2[n2])
         return x.transpose(2, 3).flatten(2)
+
+    def _frames_conv(self, z, wa, wb):
+        """Windowed inverse DFT of every frame: (B, F, T, 2) -> (B, T, N), every tensor 3-D (B, channels, T).
+
+        Stage A is a 1x1 conv grouped by k2 over the Hermitian spectrum gathered into (k2, c, k1) order (the
+        mirrored half's conjugate and the ignored imaginary parts of DC / Nyquist are signs in its weight); stage
+        B a 1x1 conv grouped by n1 over (c, k2), the synthesis window folded in; one gather puts the samples in
+        order. No reshape merges the batch or the frame count with another axis and no 4-D / 5-D tensor holds
+        the frames: a matmul over (..., T, K) folded its leading axes, and the stride checks of higher-rank
+        views guarded the frame count, so torch.export refused a Dim range and an ONNX export from a batch-1
+        example came out with both axes fixed."""
+        n1, n2 = self.plan.n1, self.plan.n2
+        zz = torch.cat([z[..., 0], z[..., 1]], 1)                              # (B, 2F, T): [re | im]
+        x = torch.index_select(zz, 1, self.gather_a)                           # (B, 2N [k2, c, k1], T)
+        w = (wa * self.sign_a.to(wa.dtype)).transpose(1, 2).reshape(n2 * 2 * n1, 2 * n1, 1)
+        x = F.conv1d(x, w, groups=n2)                                          # (B, 2N [k2, c, n1], T)
+        x = torch.index_select(x, 1, self.gather_b)                            # (B, 2N [n1, c, k2], T)
+        w = wb.transpose(0, 1).unsqueeze(0) * self.window_b.to(wb.dtype)       # (N1, N2, 2*N2)
+        x = F.conv1d(x, w.reshape(n1 * n2, 2 * n2, 1), groups=n1)              # (B, N [n1, n2], T)
+        x = torch.index_select(x, 1, self.sample_order)                        # (B, N [sample], T)
+        return x.transpose(1, 2)

@@ -4,7 +4,7 @@ Everything here is computed in float64 (numpy) and has no backend import. Formul
 tiny array namespace (``NP``) so the same code can also be emitted in-graph (``on_the_fly`` mode) by passing a
 namespace that builds graph ops instead (see ``specrewrite._torch.bases``).
 """
-from .dft import (NP, ISTFT_DENSE_MAX, FactorPlan, analysis_dense, analysis_factored, choose_plan, forced_plan,
+from .dft import (NP, FactorPlan, analysis_dense, analysis_factored, choose_plan, forced_plan,
                   framed_plan,
                   istft_plan, ola_shifts_ok, stft_plan, fft_matrix, ifft_real_matrix,
                   synthesis_dense, synthesis_factored_a, synthesis_factored_b)

@@ -123,8 +123,10 @@ class SpectralLowering:
         v = concrete(n.meta.get("val") if isinstance(n, fx.Node) else n)
         return v if isinstance(v, int) else concrete(n)
 
-    def _dynamic_fft(self, node, kind, n, norm, forward, onesided=True):
-        """(name, module) of a DynamicFFT for a length the capture kept symbolic, else None."""
+    def _dynamic_fft(self, node, kind, n, norm, forward, onesided=True, scale_forward=None):
+        """(name, module) of a DynamicFFT for a length the capture kept symbolic, else None. ``scale_forward``:
+        the direction whose normalisation applies, where it is not the transform's own (a real ifft is a
+        conjugated forward r2c with the inverse's scale)."""
         sym = n.meta.get("val") if isinstance(n, fx.Node) else n
         sym = concrete(sym)
         if not isinstance(sym, torch.SymInt):
@@ -133,7 +135,8 @@ class SpectralLowering:
         if n_max is None:
             raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis longer than a "
                                     f"dynamic-length plan holds ({MAX_N // 2} points)", sym)
-        mod = DynamicFFT(kind, n_max, power=fft_scale_power(norm, forward), inverse=not forward,
+        power = fft_scale_power(norm, forward if scale_forward is None else scale_forward)
+        mod = DynamicFFT(kind, n_max, power=power, inverse=not forward,
                          onesided=onesided, mode=self.mode, dtype=self.real_dtype(self._float_dtype(node.args[0])))
         name = self._add_module("fft", mod)
         self.report.notes.append(
@@ -148,12 +151,16 @@ class SpectralLowering:
         self.report.add(what, where_of(node), {"n": n, "dim": d, "norm": norm},
                         replaced_by=f"{name}: {type(mod).__name__}({mod.extra_repr()})")
 
-    def _r2c(self, node, x, d, n, norm, onesided=True, what="torch.fft.rfft"):
+    def _r2c(self, node, x, d, n, norm, onesided=True, what="torch.fft.rfft", forward=True):
+        """A real input's spectrum along d; ``forward=False``: its inverse transform (torch.fft.ifft of a real
+        tensor), the conjugate of the forward one with the inverse's scale, as torch computes it: the imaginary
+        parts of DC and Nyquist are then an exact -0, as eager gives them."""
         n = self._fft_len(n)
-        dyn = self._dynamic_fft(node, "r2c", n, norm, True, onesided)
-        name, mod = dyn or self._fft_module(node, "r2c", n, fft_scale(norm, n, True), onesided=onesided)
+        dyn = self._dynamic_fft(node, "r2c", n, norm, True, onesided, scale_forward=forward)
+        name, mod = dyn or self._fft_module(node, "r2c", n, fft_scale(norm, n, forward), onesided=onesided)
         self._log_fft(node, what, n, d, norm, name, mod)
         y = self._call_spectral(name, (self.call(C.movedim, x, d, -1),))
+        y = y if forward else self.call(C.cconj, y)
         return self.call(C.unmove_fft_dim, y, d)
 
     def _c2c(self, node, z, d, n, norm, forward, what=None):
@@ -230,7 +237,16 @@ class SpectralLowering:
             dims, ns = [b.get("dim", -1) % r], [b.get("n")]
         if base in ("fft", "ifft"):
             fwd = base == "fft"
-            z = x if is_c(x) else Cx(self.call(C.from_real, x), r)
+            z = x
+            if not is_c(x):
+                # a real input: a two-sided r2c along the last axis first (torch's own route), so the DC and
+                # Nyquist bins come out exactly real with eager's signed zero (a c2c left rounding residue there,
+                # which angle() turns into 2 pi)
+                d, n = dims[-1], ns[-1]
+                x = self._resize(x, d, size[d], n)
+                z = Cx(self._r2c(node, x, d, n or size[d], norm, onesided=False, what=f"torch.fft.{base}",
+                                 forward=fwd), r)
+                dims, ns = dims[:-1], ns[:-1]
             for d, n in zip(dims, ns):
                 z = self._resize(z, d, size[d], n)
                 z = self._c2c(node, z, d, n or size[d], norm, fwd)
