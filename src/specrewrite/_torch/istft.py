@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..kernels import istft_plan, synthesis_dense, synthesis_factored_a, synthesis_factored_b
+from ..kernels import (istft_plan, synthesis_conv_tables, synthesis_dense, synthesis_factored_a,
+                       synthesis_factored_b)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec
 from .bases import BasisHolder
@@ -31,26 +32,6 @@ def overlap_add(frames: torch.Tensor, hop: int, n: int) -> torch.Tensor:
         out = part if out is None else out + part
     out = out.flatten(1)                                                       # (B, (T*s + R - 1) * g)
     return out[:, : -(s - 1) * g] if s > 1 else out
-
-
-def _conv_stage_tables(n: int, plan, window) -> dict:
-    """Index and sign tables of ``RealISTFT._frames_conv`` (see there) for a factored plan N = N1 * N2."""
-    n1, n2, nb = plan.n1, plan.n2, n // 2 + 1
-    k2, c, k1 = np.meshgrid(np.arange(n2), np.arange(2), np.arange(n1), indexing="ij")
-    k = k1 * n2 + k2                                                           # bin of channel (k2, c, k1)
-    mirrored = k >= nb
-    src = np.where(mirrored, n - k, k) + c * nb                                # channel of zz = [re | im]
-    sign = np.where(mirrored & (c == 1), -1.0, 1.0)
-    sign[(c == 1) & ((k == 0) | ((n % 2 == 0) & (k == n // 2)))] = 0.0        # irfft ignores these parts
-    n1_, c_, k2_ = np.meshgrid(np.arange(n1), np.arange(2), np.arange(n2), indexing="ij")
-    stage_b = k2_ * 2 * n1 + c_ * n1 + n1_                                     # (n1, c, k2) <- (k2, c, n1)
-    samples = np.arange(n)
-    win = np.asarray(window, dtype=np.float64)[(np.arange(n1)[:, None] + n1 * np.arange(n2)[None, :])]
-    return {"gather_a": torch.as_tensor(src.reshape(-1), dtype=torch.int64),
-            "sign_a": torch.as_tensor(sign.reshape(n2, 2 * n1, 1), dtype=torch.float32),
-            "gather_b": torch.as_tensor(stage_b.reshape(-1), dtype=torch.int64),
-            "window_b": torch.as_tensor(win.reshape(n1, n2, 1), dtype=torch.float32),
-            "sample_order": torch.as_tensor((samples % n1) * n2 + samples // n1, dtype=torch.int64)}
 
 
 def overlap_add_hop_blocks(frames: torch.Tensor, hop: int, n: int) -> torch.Tensor:
@@ -101,7 +82,7 @@ class RealISTFT(BasisHolder):
             if n % 2 == 0:
                 mask[n // 2, 0, 1] = 0.0
             self.register_buffer("bin_mask", torch.as_tensor(mask, dtype=dtype), persistent=False)
-            for name, value in _conv_stage_tables(n, plan, window).items():
+            for name, value in synthesis_conv_tables(plan, window).items():
                 self.register_buffer(name, torch.as_tensor(value), persistent=False)
 
     def extra_repr(self) -> str:

@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from ..kernels import (analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, ola_shifts_ok, stft_plan,
-                       synthesis_dense)
+from ..kernels import (analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
+                       stft_plan, synthesis_conv_tables, synthesis_dense, synthesis_factored_a, synthesis_factored_b)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec, StftSpec
 from ..errors import SpecRewriteError
@@ -130,8 +130,28 @@ def overlap_add(frames, hop: int):
     return mb.slice_by_index(x=out, begin=[0, 0], end=end, end_mask=[True, False])
 
 
-def istft(z, spec: IstftSpec, mode: Mode, length=None):
-    """Pair spectrum (..., F, T, 2) -> real (..., L), torch.istft semantics."""
+def _istft_frames_factored(zz, spec: IstftSpec, mode: Mode, plan, scale: float):
+    """(B, 2F, T) [re | im] -> windowed frames (B, T, N): the factored inverse as two grouped 1x1 convs, the same
+    tables and stages as ``RealISTFT._frames_conv`` (``kernels.synthesis_conv_tables``)."""
+    n, n1, n2 = spec.n_fft, plan.n1, plan.n2
+    t = synthesis_conv_tables(plan, spec.padded_window())
+    wa, wb = bases(mode, zz, ("istft_factored", spec, plan, scale), [
+        (lambda ns: synthesis_factored_a(ns, plan), lambda a: a),
+        (lambda ns: synthesis_factored_b(ns, plan, scale / n), lambda a: a)], n * n)
+    idx = {k: t[k].astype(np.int32) for k in ("gather_a", "gather_b", "sample_order")}
+    x = mb.gather(x=zz, indices=idx["gather_a"], axis=1)                              # (B, 2N [k2, c, k1], T)
+    w = mb.transpose(x=mb.mul(x=wa, y=t["sign_a"].astype(np.float32)), perm=[0, 2, 1])
+    x = mb.conv(x=x, weight=reshape(w, [n2 * 2 * n1, 2 * n1, 1]), pad_type="valid", groups=n2)
+    x = mb.gather(x=x, indices=idx["gather_b"], axis=1)                               # (B, 2N [n1, c, k2], T)
+    w = mb.mul(x=mb.expand_dims(x=mb.transpose(x=wb, perm=[1, 0]), axes=[0]), y=t["window_b"].astype(np.float32))
+    x = mb.conv(x=x, weight=reshape(w, [n1 * n2, 2 * n2, 1]), pad_type="valid", groups=n1)
+    x = mb.gather(x=x, indices=idx["sample_order"], axis=1)                           # (B, N, T)
+    return mb.transpose(x=x, perm=[0, 2, 1])
+
+
+def istft(z, spec: IstftSpec, mode: Mode, length=None, strategy: Strategy = Strategy.AUTO):
+    """Pair spectrum (..., F, T, 2) -> real (..., L), torch.istft semantics. The inverse DFT is the factored one
+    (``kernels.istft_plan``, float32 error at torch.istft's own) where a plan exists, else one dense basis."""
     n, nb, hop = spec.n_fft, spec.n_bins, spec.hop_length
     d = dims(z)
     lead, f, t = d[:-3], d[-3], d[-2]
@@ -149,14 +169,20 @@ def istft(z, spec: IstftSpec, mode: Mode, length=None):
             f"istft with hop {hop} and n_fft {n} needs a conv_transpose with a non-constant weight in "
             f"mode {mode.value!r}, which Core ML supports from iOS17", op="torch.istft",
             fix="use mode='store', a deployment target >= iOS17, or a hop with n_fft/gcd(n_fft, hop) <= 64")
-    post = (lambda a: a.reshape(2 * nb, 1, n)) if as_conv else (lambda a: a)
-    (w,) = bases(mode, zz, ("istft", spec, as_conv), [
-        (lambda ns: synthesis_dense(ns, n, nb, spec.onesided, window, scale), post)], nb * n)
-    if w.rank == 3:
-        y = mb.squeeze(x=mb.conv_transpose(x=zz, weight=w, strides=[hop], pad_type="valid"), axes=[1])
+    plan = istft_plan(strategy.value, n, hop)
+    if plan is not None and mode is not Mode.STORE and not opset_at_least(ct_target("iOS15")):
+        plan = None   # the neuralnetwork backend has no grouped conv with non-constant weights
+    if plan is not None:
+        y = overlap_add(_istft_frames_factored(zz, spec, mode, plan, scale), hop)
     else:
-        frames = mb.matmul(x=mb.transpose(x=zz, perm=[0, 2, 1]), y=w)                 # (B, T, N)
-        y = overlap_add(frames, hop)
+        post = (lambda a: a.reshape(2 * nb, 1, n)) if as_conv else (lambda a: a)
+        (w,) = bases(mode, zz, ("istft", spec, as_conv), [
+            (lambda ns: synthesis_dense(ns, n, nb, spec.onesided, window, scale), post)], nb * n)
+        if w.rank == 3:
+            y = mb.squeeze(x=mb.conv_transpose(x=zz, weight=w, strides=[hop], pad_type="valid"), axes=[1])
+        else:
+            frames = mb.matmul(x=mb.transpose(x=zz, perm=[0, 2, 1]), y=w)             # (B, T, N)
+            y = overlap_add(frames, hop)
     ones = mb.fill(shape=fill_shape([1, 1, t]), value=1.0)
     wsq = np.asarray(window ** 2, dtype=np.float32).reshape(1, 1, n)
     env = mb.squeeze(x=mb.conv_transpose(x=ones, weight=wsq, strides=[hop], pad_type="valid"), axes=[1])

@@ -85,7 +85,7 @@ def istft(context, node):
         raise unsupported(node, "return_complex=True (a complex signal) is not supported")
     spec = IstftSpec.make(n_fft, hop, win, window, True if center is None else bool(center), normalized,
                           onesided, op="torch.istft", where=where(node))
-    y = _emit.istft(to_pair(context, z), spec, CONFIG.mode, length)
+    y = _emit.istft(to_pair(context, z), spec, CONFIG.mode, length, CONFIG.strategy)
     add(context, node, mb.identity(x=y, name=node.name), False)
 
 

@@ -216,6 +216,31 @@ def istft_plan(strategy: str, n_fft: int, hop: int) -> FactorPlan | None:
     return plan
 
 
+def synthesis_conv_tables(plan: FactorPlan, window) -> dict:
+    """Index and sign tables (numpy) for the factored inverse as two grouped 1x1 convs over (B, channels, T),
+    shared by every emitter. ``gather_a`` picks stage A's input channels (k2, c, k1) from a onesided spectrum laid
+    out [re | im] (B, 2F, T), bin k = N2*k1 + k2, the mirrored half read at N - k; ``sign_a`` (N2, 2*N1, 1) scales
+    stage A's matrix rows: -1 for a mirrored imaginary part (the conjugate), 0 for the imaginary parts of DC and
+    Nyquist (irfft ignores them); ``gather_b`` reorders stage A's outputs (k2, c, n1) to stage B's groups
+    (n1, c, k2); ``window_b`` (N1, N2, 1) is the synthesis window at sample n1 + N1*n2, folded into stage B;
+    ``sample_order`` puts stage B's outputs (n1, n2) in sample order."""
+    n1, n2, n = plan.n1, plan.n2, plan.n
+    nb = n // 2 + 1
+    k2, c, k1 = np.meshgrid(np.arange(n2), np.arange(2), np.arange(n1), indexing="ij")
+    k = k1 * n2 + k2
+    mirrored = k >= nb
+    sign = np.where(mirrored & (c == 1), -1.0, 1.0)
+    sign[(c == 1) & ((k == 0) | ((n % 2 == 0) & (k == n // 2)))] = 0.0
+    o1, oc, o2 = np.meshgrid(np.arange(n1), np.arange(2), np.arange(n2), indexing="ij")
+    samples = np.arange(n)
+    win = np.asarray(window, dtype=np.float64)[np.arange(n1)[:, None] + n1 * np.arange(n2)[None, :]]
+    return {"gather_a": (np.where(mirrored, n - k, k) + c * nb).reshape(-1),
+            "sign_a": sign.reshape(n2, 2 * n1, 1),
+            "gather_b": (o2 * 2 * n1 + oc * n1 + o1).reshape(-1),
+            "window_b": win.reshape(n1, n2, 1),
+            "sample_order": (samples % n1) * n2 + samples // n1}
+
+
 def analysis_factored(ns, plan: FactorPlan, window, scale: float = 1.0):
     """(stage1 (N2*2*N1, N1), stage2 (2*N2, 2*K2)) for a real input frame; see the module docstring."""
     n1, n2, n = plan.n1, plan.n2, plan.n
