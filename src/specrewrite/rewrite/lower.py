@@ -493,7 +493,8 @@ def _solved_info(n: fx.Node) -> bool:
 
 _SPELL_OUT = {aten.linalg_solve.default: S.linalg_solve,   # real: no ONNX op, no converter (rewrite/_solve)
               aten.inverse.default: S.inv, aten.linalg_inv.default: S.inv,   # real inverses: likewise
-              aten.col2im.default: R.col2im, aten.diagonal.default: R.diagonal,   # F.fold overlap-add: ONNX Col2Im is CPU-only, Core ML refuses it
+              aten.col2im.default: R.col2im,   # F.fold overlap-add: ONNX Col2Im is CPU-only, Core ML refuses it
+              aten.diagonal.default: R.diagonal,   # a gather: coremltools converts only diagonal(0, 0, 1)
               aten.l1_loss.default: C.l1_loss, aten.fft_fftfreq.default: C.fftfreq,
               aten.fft_rfftfreq.default: C.rfftfreq, aten.mean.default: R.mean_all, aten.sum.default: R.sum_all,
               aten.var_mean.correction: R.var_mean, aten.std_mean.correction: R.std_mean,
