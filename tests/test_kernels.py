@@ -164,13 +164,13 @@ def test_synthesis_factored_inverts(n1, n2):
     n = plan.n
     a = np.asarray(synthesis_factored_a(NP, plan))
     b = np.asarray(synthesis_factored_b(NP, plan, 1.0 / n))
-    assert a.shape == (n2, 2 * n1, 2 * n1) and b.shape == (2 * n2, n2)
+    assert a.shape == (n2, 2 * n1, 2 * n1) and b.shape == (n2, 2 * n2)
     z = RNG.standard_normal(n) + 1j * RNG.standard_normal(n)
     zz = z.reshape(n1, n2)                         # bin N2*k1 + k2 -> [k1, k2]
     inp = np.concatenate([zz.real, zz.imag], axis=0).T  # (N2[k2], 2*N1[c, k1])
-    u = np.einsum("ki,kio->ko", inp, a)             # (N2[k2], 2*N1[c', n1])
+    u = np.einsum("ki,koi->ko", inp, a)             # (N2[k2], 2*N1[c', n1])
     u = u.reshape(n2, 2, n1).transpose(2, 1, 0).reshape(n1, 2 * n2)  # per n1: [re over k2 | im over k2]
-    x = u @ b                                       # (N1[n1], N2[n2]) -> sample n1 + N1*n2
+    x = u @ b.T                                     # (N1[n1], N2[n2]) -> sample n1 + N1*n2
     got = x.T.reshape(n)
     _check(got, np.fft.ifft(z).real, f"synthesis factored {n1}x{n2}")
 

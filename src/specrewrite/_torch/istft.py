@@ -5,12 +5,10 @@ from typing import Optional
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..kernels import (istft_plan, synthesis_conv_tables, synthesis_dense, synthesis_factored_a,
-                       synthesis_factored_b)
+from ..kernels import istft_plan, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec
 from .bases import BasisHolder
@@ -74,15 +72,9 @@ class RealISTFT(BasisHolder):
             self._add_basis("idft_basis", lambda ns: synthesis_dense(ns, n, nb, True, window, scale),
                             lambda t: t.unsqueeze(1))
         else:
-            self._add_basis("idft_stage_a", lambda ns: synthesis_factored_a(ns, plan))
-            self._add_basis("idft_stage_b", lambda ns: synthesis_factored_b(ns, plan, scale / n))
-            self.register_buffer("window", torch.as_tensor(window, dtype=dtype), persistent=False)
-            mask = np.ones((nb, 1, 2))
-            mask[0, 0, 1] = 0.0
-            if n % 2 == 0:
-                mask[n // 2, 0, 1] = 0.0
-            self.register_buffer("bin_mask", torch.as_tensor(mask, dtype=dtype), persistent=False)
-            for name, value in synthesis_conv_tables(plan, window).items():
+            self._add_basis("idft_stage_a", lambda ns: synthesis_conv_weights(ns, plan, window, scale)[0])
+            self._add_basis("idft_stage_b", lambda ns: synthesis_conv_weights(ns, plan, window, scale)[1])
+            for name, value in synthesis_conv_tables(plan).items():
                 self.register_buffer(name, torch.as_tensor(value), persistent=False)
 
     def extra_repr(self) -> str:
@@ -107,8 +99,7 @@ class RealISTFT(BasisHolder):
                 zz = torch.cat([z[..., 0], z[..., 1]], 1)                      # (B, 2F, T): 3-D only
                 y = F.conv_transpose1d(zz, w[0].to(z.dtype), stride=spec.hop_length)[:, 0]
             else:
-                y = overlap_add(self._frames_conv(z, w[0].to(z.dtype), w[1].to(z.dtype)), spec.hop_length,
-                                spec.n_fft)
+                y = overlap_add(self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype)), spec.hop_length, spec.n_fft)
             ones = torch.ones_like(z[:1, :1, :, 0])                            # (1, 1, T)
             env = F.conv_transpose1d(ones, self.window_sq.to(z.dtype), stride=spec.hop_length)[:, 0]
         # trimming uses constant bounds only (no shape arithmetic: traced graphs stay free of int ops)
@@ -129,44 +120,34 @@ class RealISTFT(BasisHolder):
             zz = z.permute(0, 2, 3, 1).flatten(2)                              # (B, T, 2F): [re | im]
             frames = torch.matmul(zz, w[0].to(z.dtype)[:, 0])                  # (B, T, N), window folded in
         else:
-            frames = self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype)) * self.window.to(z.dtype)
+            frames = self._frames(z, w[0].to(z.dtype), w[1].to(z.dtype))     # (B, T, N), window folded in
         y = overlap_add_hop_blocks(frames, hop, n)
         ones = torch.ones_like(z[:1, 0, :, :1])                                # (1, T, 1)
         env = overlap_add_hop_blocks(ones * self.window_sq.to(z.dtype)[0], hop, n)
         return y, env
 
     def _frames(self, z, wa, wb):
-        """Inverse DFT of every frame through the two factored stages as batched GEMMs: (B, F, T, 2) -> (B, T, N).
-        The float64 route (ONNX Runtime's CPU provider has no double Conv)."""
-        spec, plan = self.spec, self.plan
-        n, n1, n2 = spec.n_fft, plan.n1, plan.n2
-        z = z * self.bin_mask.to(z.dtype)
-        mirror = torch.flip(z[:, 1: n - (n // 2 + 1) + 1], dims=[1])
-        mirror = mirror * torch.tensor([1.0, -1.0], dtype=z.dtype)
-        z = torch.cat([z, mirror], dim=1)                                      # (B, N, T, 2) Hermitian
-        x = z.unflatten(1, (n1, n2)).permute(0, 2, 3, 4, 1)                    # (B, N2[k2], T, 2, N1[k1])
-        x = torch.matmul(x.flatten(3), wa)                                     # (B, N2, T, 2*N1): batched GEMM
-        x = x.unflatten(3, (2, n1)).permute(0, 2, 4, 3, 1)                     # (B, T, N1[n1], 2, N2[k2])
-        x = torch.matmul(x.flatten(3), wb)                                     # (B, T, N1[n1], N2[n2])
-        return x.transpose(2, 3).flatten(2)
+        """Windowed inverse DFT of every frame: (B, F, T, 2) -> (B, T, N), every tensor holding the frames 3-D
+        (B, channels, T) (``kernels.synthesis_conv_tables`` / ``synthesis_conv_weights``).
 
-    def _frames_conv(self, z, wa, wb):
-        """Windowed inverse DFT of every frame: (B, F, T, 2) -> (B, T, N), every tensor 3-D (B, channels, T).
-
-        Stage A is a 1x1 conv grouped by k2 over the Hermitian spectrum gathered into (k2, c, k1) order (the
-        mirrored half's conjugate and the ignored imaginary parts of DC / Nyquist are signs in its weight); stage
-        B a 1x1 conv grouped by n1 over (c, k2), the synthesis window folded in; one gather puts the samples in
-        order. No reshape merges the batch or the frame count with another axis and no 4-D / 5-D tensor holds
-        the frames: a matmul over (..., T, K) folded its leading axes, and the stride checks of higher-rank
-        views guarded the frame count, so torch.export refused a Dim range and an ONNX export from a batch-1
-        example came out with both axes fixed."""
+        Stage A is a 1x1 conv grouped by k2 over the spectrum gathered into (k2, c, k1) order; stage B a 1x1 conv
+        grouped by n1 over (c, k2); one gather puts the samples in order. No reshape merges the batch or the frame
+        count with another axis: a matmul over (..., T, K) folded its leading axes, and the stride checks of
+        higher-rank views guarded the frame count, so torch.export refused a Dim range and an ONNX export from a
+        batch-1 example came out with both axes fixed. In float64 the convs are batched matmuls (ONNX Runtime's
+        CPU provider has no double Conv)."""
         n1, n2 = self.plan.n1, self.plan.n2
+        double = z.dtype == torch.float64
         zz = torch.cat([z[..., 0], z[..., 1]], 1)                              # (B, 2F, T): [re | im]
         x = torch.index_select(zz, 1, self.gather_a)                           # (B, 2N [k2, c, k1], T)
-        w = (wa * self.sign_a.to(wa.dtype)).transpose(1, 2).reshape(n2 * 2 * n1, 2 * n1, 1)
-        x = F.conv1d(x, w, groups=n2)                                          # (B, 2N [k2, c, n1], T)
+        if double:
+            x = torch.matmul(wa.reshape(n2, 2 * n1, 2 * n1), x.unflatten(1, (n2, 2 * n1))).flatten(1, 2)
+        else:
+            x = F.conv1d(x, wa, groups=n2)                                     # (B, 2N [k2, c, n1], T)
         x = torch.index_select(x, 1, self.gather_b)                            # (B, 2N [n1, c, k2], T)
-        w = wb.transpose(0, 1).unsqueeze(0) * self.window_b.to(wb.dtype)       # (N1, N2, 2*N2)
-        x = F.conv1d(x, w.reshape(n1 * n2, 2 * n2, 1), groups=n1)              # (B, N [n1, n2], T)
+        if double:
+            x = torch.matmul(wb.reshape(n1, n2, 2 * n2), x.unflatten(1, (n1, 2 * n2))).flatten(1, 2)
+        else:
+            x = F.conv1d(x, wb, groups=n1)                                     # (B, N [n1, n2], T)
         x = torch.index_select(x, 1, self.sample_order)                        # (B, N [sample], T)
         return x.transpose(1, 2)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..kernels import (analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
-                       stft_plan, synthesis_conv_tables, synthesis_dense, synthesis_factored_a, synthesis_factored_b)
+                       stft_plan, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec, StftSpec
 from ..errors import SpecRewriteError
@@ -132,19 +132,17 @@ def overlap_add(frames, hop: int):
 
 def _istft_frames_factored(zz, spec: IstftSpec, mode: Mode, plan, scale: float):
     """(B, 2F, T) [re | im] -> windowed frames (B, T, N): the factored inverse as two grouped 1x1 convs, the same
-    tables and stages as ``RealISTFT._frames_conv`` (``kernels.synthesis_conv_tables``)."""
-    n, n1, n2 = spec.n_fft, plan.n1, plan.n2
-    t = synthesis_conv_tables(plan, spec.padded_window())
+    weights, channel orders and stages as ``RealISTFT._frames`` (``kernels.synthesis_conv_weights`` / ``_tables``)."""
+    n1, n2 = plan.n1, plan.n2
+    window = spec.padded_window()
     wa, wb = bases(mode, zz, ("istft_factored", spec, plan, scale), [
-        (lambda ns: synthesis_factored_a(ns, plan), lambda a: a),
-        (lambda ns: synthesis_factored_b(ns, plan, scale / n), lambda a: a)], n * n)
-    idx = {k: t[k].astype(np.int32) for k in ("gather_a", "gather_b", "sample_order")}
+        (lambda ns: synthesis_conv_weights(ns, plan, window, scale)[0], lambda a: a),
+        (lambda ns: synthesis_conv_weights(ns, plan, window, scale)[1], lambda a: a)], spec.n_fft ** 2)
+    idx = {k: v.astype(np.int32) for k, v in synthesis_conv_tables(plan).items()}
     x = mb.gather(x=zz, indices=idx["gather_a"], axis=1)                              # (B, 2N [k2, c, k1], T)
-    w = mb.transpose(x=mb.mul(x=wa, y=t["sign_a"].astype(np.float32)), perm=[0, 2, 1])
-    x = mb.conv(x=x, weight=reshape(w, [n2 * 2 * n1, 2 * n1, 1]), pad_type="valid", groups=n2)
+    x = mb.conv(x=x, weight=wa, pad_type="valid", groups=n2)                          # (B, 2N [k2, c, n1], T)
     x = mb.gather(x=x, indices=idx["gather_b"], axis=1)                               # (B, 2N [n1, c, k2], T)
-    w = mb.mul(x=mb.expand_dims(x=mb.transpose(x=wb, perm=[1, 0]), axes=[0]), y=t["window_b"].astype(np.float32))
-    x = mb.conv(x=x, weight=reshape(w, [n1 * n2, 2 * n2, 1]), pad_type="valid", groups=n1)
+    x = mb.conv(x=x, weight=wb, pad_type="valid", groups=n1)                          # (B, N [n1, n2], T)
     x = mb.gather(x=x, indices=idx["sample_order"], axis=1)                           # (B, N, T)
     return mb.transpose(x=x, perm=[0, 2, 1])
 

@@ -225,29 +225,36 @@ def istft_plan(strategy: str, n_fft: int, hop: int) -> FactorPlan | None:
     return plan
 
 
-def synthesis_conv_tables(plan: FactorPlan, window) -> dict:
-    """Index and sign tables (numpy) for the factored inverse as two grouped 1x1 convs over (B, channels, T),
-    shared by every emitter. ``gather_a`` picks stage A's input channels (k2, c, k1) from a onesided spectrum laid
-    out [re | im] (B, 2F, T), bin k = N2*k1 + k2, the mirrored half read at N - k; ``sign_a`` (N2, 2*N1, 1) scales
-    stage A's matrix rows: -1 for a mirrored imaginary part (the conjugate), 0 for the imaginary parts of DC and
-    Nyquist (irfft ignores them); ``gather_b`` reorders stage A's outputs (k2, c, n1) to stage B's groups
-    (n1, c, k2); ``window_b`` (N1, N2, 1) is the synthesis window at sample n1 + N1*n2, folded into stage B;
-    ``sample_order`` puts stage B's outputs (n1, n2) in sample order."""
+def synthesis_conv_tables(plan: FactorPlan) -> dict:
+    """Channel orders (numpy int64) of the factored inverse as two grouped 1x1 convs over (B, channels, T), shared
+    by every emitter: ``gather_a`` picks stage A's input channels (k2, c, k1) from a onesided spectrum laid out
+    [re | im] (B, 2F, T), bin k = N2*k1 + k2, the mirrored half read at N - k; ``gather_b`` reorders stage A's
+    outputs (k2, c, n1) to stage B's groups (n1, c, k2); ``sample_order`` puts stage B's outputs (n1, n2) in
+    sample order n1 + N1*n2."""
     n1, n2, n = plan.n1, plan.n2, plan.n
-    nb = n // 2 + 1
     k2, c, k1 = np.meshgrid(np.arange(n2), np.arange(2), np.arange(n1), indexing="ij")
     k = k1 * n2 + k2
-    mirrored = k >= nb
-    sign = np.where(mirrored & (c == 1), -1.0, 1.0)
-    sign[(c == 1) & ((k == 0) | ((n % 2 == 0) & (k == n // 2)))] = 0.0
     o1, oc, o2 = np.meshgrid(np.arange(n1), np.arange(2), np.arange(n2), indexing="ij")
     samples = np.arange(n)
-    win = np.asarray(window, dtype=np.float64)[np.arange(n1)[:, None] + n1 * np.arange(n2)[None, :]]
-    return {"gather_a": (np.where(mirrored, n - k, k) + c * nb).reshape(-1),
-            "sign_a": sign.reshape(n2, 2 * n1, 1),
+    return {"gather_a": (np.where(k > n // 2, n - k, k) + c * (n // 2 + 1)).reshape(-1),
             "gather_b": (o2 * 2 * n1 + oc * n1 + o1).reshape(-1),
-            "window_b": win.reshape(n1, n2, 1),
             "sample_order": (samples % n1) * n2 + samples // n1}
+
+
+def synthesis_conv_weights(ns, plan: FactorPlan, window, scale: float):
+    """The grouped 1x1 conv weights of the factored inverse (see ``synthesis_conv_tables``): stage A
+    (N2*2*N1, 2*N1, 1), whose columns carry -1 for a mirrored imaginary part (the conjugate) and 0 for the
+    imaginary parts of DC and Nyquist (irfft ignores them); stage B (N1*N2, 2*N2, 1) with ``scale`` / N and the
+    synthesis window at sample n1 + N1*n2 folded in."""
+    n1, n2, n = plan.n1, plan.n2, plan.n
+    k2, c, k1 = np.meshgrid(np.arange(n2), np.arange(2), np.arange(n1), indexing="ij")
+    k = k1 * n2 + k2
+    sign = np.where((k > n // 2) & (c == 1), -1.0, 1.0)
+    sign[(c == 1) & ((k == 0) | ((n % 2 == 0) & (k == n // 2)))] = 0.0
+    a = synthesis_factored_a(ns, plan) * ns.const(sign.reshape(n2, 1, 2 * n1))
+    win = np.asarray(window, dtype=np.float64)[np.arange(n1)[:, None] + n1 * np.arange(n2)[None, :]]
+    b = synthesis_factored_b(ns, plan, scale / n).reshape(1, n2, 2 * n2) * ns.const(win.reshape(n1, n2, 1))
+    return a.reshape(n2 * 2 * n1, 2 * n1, 1), b.reshape(n1 * n2, 2 * n2, 1)
 
 
 def analysis_factored(ns, plan: FactorPlan, window, scale: float = 1.0):
@@ -269,21 +276,21 @@ def analysis_factored(ns, plan: FactorPlan, window, scale: float = 1.0):
 def synthesis_factored_a(ns, plan: FactorPlan):
     """Stage A of the inverse (per k2, a length-N1 inverse DFT over k1 with twiddle e^{2 pi i k2 n1 / N}).
 
-    Input bin k = N2*k1 + k2. Returns (N2, 2*N1[c, k1], 2*N1[c', n1]) batched matrices."""
+    Input bin k = N2*k1 + k2. Returns (N2, 2*N1[c', n1], 2*N1[c, k1]) batched matrices (outputs by inputs)."""
     n1, n2, n = plan.n1, plan.n2, plan.n
     kk = ns.arange(n2).reshape(n2, 1, 1)
-    k1 = ns.arange(n1).reshape(1, n1, 1)
-    t1 = ns.arange(n1).reshape(1, 1, n1)
+    t1 = ns.arange(n1).reshape(1, n1, 1)
+    k1 = ns.arange(n1).reshape(1, 1, n1)
     m = (n2 * k1 * t1 + kk * t1) % n
-    c, s = ns.cos_sin(m, n)   # (N2, N1[k1], N1[n1]) for e^{+i th}
-    top = ns.cat([c, s], 2)        # re_in -> (re, im)
-    bottom = ns.cat([-s, c], 2)    # im_in -> (re, im)
-    return ns.cat([top, bottom], 1)
+    c, s = ns.cos_sin(m, n)   # (N2, N1[n1], N1[k1]) for e^{+i th}
+    re_out = ns.cat([c, -s], 2)    # from (re_in, im_in)
+    im_out = ns.cat([s, c], 2)
+    return ns.cat([re_out, im_out], 1)
 
 
 def synthesis_factored_b(ns, plan: FactorPlan, scale: float):
-    """Stage B: x[n1 + N1*n2] = Re sum_k2 U[k2, n1] e^{2 pi i k2 n2 / N2}; (2*N2[c, k2], N2[n2])."""
+    """Stage B: x[n1 + N1*n2] = Re sum_k2 U[k2, n1] e^{2 pi i k2 n2 / N2}; (N2[n2], 2*N2[c, k2])."""
     n1, n2, n = plan.n1, plan.n2, plan.n
     m = (_col(ns, n2) * _row(ns, n2) * n1) % n
     c, s = ns.cos_sin(m, n)
-    return ns.cat([c * scale, s * (-scale)], 0)
+    return ns.cat([c * scale, s * (-scale)], 1)
