@@ -1,7 +1,8 @@
 """Real-valued torch.fft along the last dimension: rfft (r2c), irfft (c2r) and fft/ifft (c2c).
 
-Complex tensors are carried as real tensors with a trailing dimension of 2. Up to ``DENSE_MAX`` points a
-transform is one dense matrix (bins and the (re, im) pair interleaved, no transpose at run time). Longer
+Complex tensors are carried as real tensors with a trailing dimension of 2. A length whose plan is one stage
+(see ``kernels.fft_plan``: at most 8 points, a prime up to 64, or up to 256 points with a larger prime factor)
+is one dense matrix (bins and the (re, im) pair interleaved, no transpose at run time). Longer
 transforms follow a factored plan from ``kernels.fft_plan``: mixed-radix Cooley-Tukey stages (a small dense
 DFT as a batched matmul, then a twiddle multiply), or Bluestein's chirp-z through a smooth-length FFT for
 lengths with a large prime factor. An even-length rfft / irfft runs a half-length complex FFT on the samples
@@ -18,7 +19,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..kernels import (DENSE_MAX, NP, analysis_dense, chirp, chirp_filter, ct_constants, ct_shapes, fft_matrix,
+from ..kernels import (NP, analysis_dense, chirp, chirp_filter, ct_constants, ct_shapes, fft_matrix,
                        ifft_real_matrix, irfft_pre, plan_fft, rfft_post)
 from ..kernels.fft_plan import check_length, check_weights
 from ..modes import Mode
@@ -148,6 +149,13 @@ class PlanHolder(BasisHolder):
         return out
 
 
+def _dense(n: int) -> bool:
+    """One dense matrix when the length's plan is one stage (at most ACCURATE_RADIX points, a prime, or a short
+    length with a large prime factor): a real input then needs only half the weights of a complex stage."""
+    p = plan_fft(n)
+    return not p.bluestein and len(p.radices) <= 1
+
+
 class RealFFT(PlanHolder):
     """kind: 'r2c' (x (..., n) -> (..., F, 2)), 'c2c' ((..., n, 2) -> (..., n, 2)), 'c2r' ((..., F, 2) -> (..., n)).
 
@@ -166,7 +174,7 @@ class RealFFT(PlanHolder):
         self.kind, self.n, self.onesided = kind, n, onesided
         self.scale, self.inverse = float(scale), bool(inverse)
         self.n_bins = n if (kind == "c2c" or (kind == "r2c" and not onesided)) else n // 2 + 1
-        if n <= DENSE_MAX:
+        if _dense(n):
             self.route, self.fplan = "dense", None
             self._init_dense(kind, n, scale, inverse)
             return
