@@ -240,14 +240,21 @@ def test_framed_plan_where_no_phase_split_divides_the_hop(n_fft, hop):
 
     nb = n_fft // 2 + 1
     assert choose_plan(n_fft, hop, nb) is None
-    auto = stft_plan("auto", n_fft, hop, nb)   # never framed (opt-in: a plain ct.convert of it fails); a phase
-    assert auto is None or (not auto.framed and hop % auto.n2 == 0 and auto.n == n_fft)   # split if one exists
+    # no phase split of 4 or more phases divides these hops: 'auto' and 'factored' both take the framed plan,
+    # whose longer sum (N1 or 2*N2 products) is as short as it can be
     plan = stft_plan("factored", n_fft, hop, nb)
-    assert plan == framed_plan(n_fft, nb) and plan.framed and plan.n1 * plan.n2 == n_fft
-    assert plan.n1 >= 4 and plan.n2 >= 4 and plan.k2 * plan.n1 >= nb
+    assert stft_plan("auto", n_fft, hop, nb) == plan == framed_plan(n_fft, nb)
+    assert plan.framed and plan.n1 * plan.n2 == n_fft
+    assert plan.n1 >= 4 and 4 <= plan.n2 <= 32 and plan.k2 * plan.n1 >= nb
+    longest = min(max(n_fft // d, 2 * d) for d in range(4, 33) if n_fft % d == 0 and n_fft // d >= 4)
+    assert max(plan.n1, 2 * plan.n2) == longest
     x = _frames(n_fft, 1)[0]
     w = _window("hann", n_fft)
     got = _apply_factored(plan, *analysis_factored(NP, plan, w), x)[:nb]
     _check(got, np.fft.rfft(x * w), f"framed plan {plan}")
     assert stft_plan("dense", n_fft, hop, nb) is None
-    assert framed_plan(521, 261) is None and framed_plan(200, 101) is None   # prime; short (dense is as cheap)
+    assert framed_plan(521, 261) is None and framed_plan(526, 264) is None   # prime; 2 x a prime above 32
+    assert stft_plan("auto", 63, 5, 32) is None                                # short: dense under 'auto'
+    assert stft_plan("auto", 2048, 882, 1025).framed                           # not the 2-phase split (N1 1024)
+    assert stft_plan("auto", 925, 840, 463).framed                             # nor 5 phases (N1 185)
+    assert not stft_plan("auto", 1024, 256, 513).framed                        # a balanced phase split stays

@@ -59,7 +59,8 @@ class TorchNS:
         return c.to(self.dtype), s.to(self.dtype)
 
     def const(self, arr):
-        return torch.as_tensor(np.asarray(arr), dtype=self.dtype, device=self.device)
+        # contiguous: a numpy view's strides would become a lifted constant whose dim order ExecuTorch cannot map
+        return torch.as_tensor(np.ascontiguousarray(arr), dtype=self.dtype, device=self.device)
 
     def cat(self, xs, axis):
         return torch.cat(xs, dim=axis)

@@ -83,9 +83,8 @@ class RealSTFT(BasisHolder):
         if spec.center:
             x = center_pad(x, spec.n_fft // 2, spec.pad_mode)
         w = self._bases((basis0, basis1), x)
-        if x.dtype == torch.float64 or (self.plan is not None and self.plan.framed):
-            # float64: ONNX Runtime's CPU provider has no double Conv. A framed plan: its phases do not divide
-            # the hop. Both frame with Gather and transform with MatMul.
+        if x.dtype == torch.float64:
+            # ONNX Runtime's CPU provider has no double Conv: frame with Gather and transform with MatMul
             y = self._planar_gemm(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
         elif self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
@@ -115,7 +114,7 @@ class RealSTFT(BasisHolder):
         return torch.cat([re, torch.cat(parts, dim=2)], dim=1)
 
     def _planar_gemm(self, x, w0, w1):
-        """The conv-free route (float64, and framed plans): (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T)
+        """The conv-free route (float64): (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T)
         (factored)."""
         spec, plan = self.spec, self.plan
         frames = frame_signal(x[:, 0], spec.n_fft, spec.hop_length)          # (B, T, N)
@@ -139,8 +138,19 @@ class RealSTFT(BasisHolder):
         # comes out exactly as torch.stft's.
         spec, plan = self.spec, self.plan
         n1, n2, hop = plan.n1, plan.n2, spec.hop_length
-        phases = F.conv1d(x, self.phase_split.to(x.dtype), stride=n2)          # (B, N2, L // N2)
-        y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*N1, T)
+        if plan.framed:
+            # N2 does not divide the hop: phase i2 is the signal shifted by i2 samples (constant slice bounds,
+            # all of length L - N2 + 1), and stage 1 a conv dilated by N2 with stride hop, which sees samples
+            # t*hop + N2*i1 + i2 of frame t and gives torch.stft's frame count
+            phases = torch.cat([x[:, :, i: (i - n2 + 1) or None] for i in range(n2)], dim=1)   # (B, N2, L-N2+1)
+            if self.mode is Mode.STORE:
+                y = F.conv1d(phases, w1, stride=hop, dilation=n2, groups=n2)       # (B, N2*2*N1, T)
+            else:   # coremltools refuses a dilation on a non-constant weight: zeros between the taps instead
+                w1 = F.pad(w1.unsqueeze(-1), (0, n2 - 1)).flatten(-2)[..., : (n1 - 1) * n2 + 1]
+                y = F.conv1d(phases, w1, stride=hop, groups=n2)
+        else:
+            phases = F.conv1d(x, self.phase_split.to(x.dtype), stride=n2)          # (B, N2, L // N2)
+            y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*N1, T)
         # channel-first: rows (n2, c) x columns (k1, t); stage 2 from the left gives rows (c, k2) and the bin
         # k = k1 + N1*k2 comes out in order with no transpose at all
         t = y.shape[-1]

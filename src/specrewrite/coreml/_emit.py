@@ -30,8 +30,7 @@ def _plan(spec: StftSpec, strategy: Strategy, mode: Mode):
         return None
     if mode is not Mode.STORE and not opset_at_least(ct_target("iOS15")):
         return None  # the neuralnetwork backend has no grouped conv with non-constant weights
-    # this emitter writes phase plans only: dense where only a framed plan would do
-    return stft_plan(strategy.value, spec.n_fft, spec.hop_length, spec.n_bins, framed=False)
+    return stft_plan(strategy.value, spec.n_fft, spec.hop_length, spec.n_bins)
 
 
 def center_pad(x, pad: int, mode: str):
@@ -78,6 +77,16 @@ def stft(x, spec: StftSpec, mode: Mode, strategy: Strategy, scale: float = 1.0):
 def _factored(x, spec, plan, w1, w2):
     n, hop, n1, n2 = spec.n_fft, spec.hop_length, plan.n1, plan.n2
     b, length = dims(x)[0], dims(x)[-1]
+    if plan.framed:   # the same shifted copies and dilated conv as RealSTFT._factored
+        phases = mb.concat(values=[slice_axis(x, -1, i, (i - n2 + 1) or None) for i in range(n2)], axis=1)
+        if w1.val is not None:
+            y = mb.conv(x=phases, weight=w1, strides=[hop], dilations=[n2], pad_type="valid", groups=n2)
+        else:   # coremltools refuses dilations on a non-constant weight: zeros between the taps instead
+            c = n2 * 2 * n1
+            w = mb.pad(x=mb.expand_dims(x=w1, axes=[-1]), pad=np.array([0, 0] * 3 + [0, n2 - 1], dtype=np.int32))
+            w = slice_axis(reshape(w, [c, 1, n1 * n2]), -1, 0, (n1 - 1) * n2 + 1)
+            y = mb.conv(x=phases, weight=w, strides=[hop], pad_type="valid", groups=n2)
+        return _factored_stage2(y, spec, plan, w2, b, dims(y)[-1])
     t = iop(iop(iop(length, n, "-"), hop, "//"), 1, "+")
     used = iop(iop(iop(t, 1, "-"), hop, "*"), n, "+")
     if is_static(used) and is_static(length) and used == length:
@@ -89,6 +98,12 @@ def _factored(x, spec, plan, w1, w2):
         x = mb.slice_by_index(x=x, begin=[0, 0, 0], end=end, end_mask=[True, True, False])
     phases = mb.transpose(x=reshape(x, [b, iop(used, n2, "//"), n2]), perm=[0, 2, 1])  # (B, N2, L/N2)
     y = mb.conv(x=phases, weight=w1, strides=[hop // n2], pad_type="valid", groups=n2)   # (B, N2*2*N1, T)
+    return _factored_stage2(y, spec, plan, w2, b, t)
+
+
+def _factored_stage2(y, spec, plan, w2, b, t):
+    """Stage 1's output (B, N2*2*N1, T) -> (B, F, T, 2)."""
+    n1, n2 = plan.n1, plan.n2
     y = mb.transpose(x=reshape(y, [b, n2, 2, n1, t]), perm=[0, 4, 3, 2, 1])          # (B, T, N1, 2, N2)
     y = mb.matmul(x=reshape(y, [b, t, n1, 2 * n2]), y=w2)                              # (B, T, N1, 2*K2)
     y = mb.transpose(x=reshape(y, [b, t, n1, 2, plan.k2]), perm=[0, 4, 2, 1, 3])     # (B, K2, N1, T, 2)

@@ -162,39 +162,60 @@ def forced_plan(n: int, hop: int, n_bins: int) -> FactorPlan | None:
     return None
 
 
-def framed_plan(n: int, n_bins: int) -> FactorPlan | None:
-    """The cheapest split N = N1*N2 (both >= 4) for frames gathered first, where no phase split divides the
-    hop (n_fft 525 with hop 144, 924 with 130): None when N has no such split or a dense basis is as cheap.
+#: most phases a framed plan cuts: each is one shifted copy of the signal
+MAX_FRAMED_PHASES = 32
 
-    Measured against the dense conv it replaces (ONNX Runtime 1 thread, 10 s at 16 kHz, 2026-12-02): n_fft 525 /
-    hop 144 6.6 vs 7.0 ms, 924/130 14.9 vs 25.4 ms, 2000/441 16.3 vs 40.8 ms; float32 rms error 1.2-1.4x
-    torch.stft's own (max 1.7-3x) where the dense conv's sequential n_fft-term sums give 3-5.5x (max 5-14x)."""
-    return _cheapest_split(n, n_bins, n, framed=True)
+
+@functools.lru_cache(maxsize=None)
+def framed_plan(n: int, n_bins: int) -> FactorPlan | None:
+    """A split N = N1*N2 (N1 >= 4, 4 <= N2 <= MAX_FRAMED_PHASES) for an STFT whose hop no phase count divides
+    (n_fft 525 with hop 144, 1024 or 2048 with hop 441, 255 with 196): phase n2 is the signal shifted by n2
+    samples, and stage 1 a conv dilated by N2 with stride hop over those copies (no gather, no frame count in
+    the graph). None where N has no such split (a prime, 2 x prime, ...).
+
+    Accuracy decides: a dense conv sums n_fft products in one float32 accumulator, 3.9x torch.stft's own rms
+    error at 1024 / 441 and 5.3x at 2048 / 441; the two stages sum N1 and 2*N2 products, so the split keeps the
+    longer of the two sums shortest (then the cheaper one)."""
+    best, best_key = None, None
+    for n2 in range(4, MAX_FRAMED_PHASES + 1):
+        n1 = n // n2
+        if n % n2 or n1 < 4:
+            continue
+        k2 = min(n2, -(-n_bins // n1))
+        key = (max(n1, 2 * n2), 2.0 * n1 * n + 4.0 * n1 * n2 * k2)
+        if best_key is None or key < best_key:
+            best, best_key = FactorPlan(n1, n2, k2, framed=True), key
+    return best
 
 
 def stft_plan(strategy: str, n_fft: int, hop: int, n_bins: int, framed: bool = True) -> FactorPlan | None:
     """The one planning policy for the forward STFT, shared by every emitter: None (dense) for 'dense'; the
-    cheapest factored plan for 'auto' where it beats dense; a factored plan wherever one exists for
-    'factored'. Where no phase split divides the hop, 'factored' takes a framed plan (``framed_plan``) when it
-    beats dense, for an emitter that writes one (``framed``).
+    cheapest phase split for 'auto' where it beats dense; a factored plan wherever one exists for 'factored'.
 
-    Under 'auto', from n_fft 64 a phase split is taken even where it does not save work (``forced_plan``):
-    accuracy decides. A dense basis sums n_fft products in one accumulator, 1.7x torch.stft's own float32 rms
-    error at 128 / 32 and 200 / 80 (2.2x at 255 / 64), where the two stages give 1.00-1.04x; ONNX Runtime time at
-    10 s (1 thread, 2026-12-04) 6.1 against 5.5 ms at 128 / 32, 6.7 against 4.9 at 200 / 80, 7.0 against 8.4 at
-    160 / 40. Without any phase split (1024 / 441: 3.9x, 2048 / 441: 5.3x) 'auto' stays dense: the framed plan
-    (1.3-1.4x) is opt-in through 'factored'."""
+    Under 'auto', from n_fft 64 a factored plan is taken even where it does not save work: accuracy decides.
+    A dense basis sums n_fft products in one accumulator, 1.7x torch.stft's own float32 rms error at 128 / 32
+    and 200 / 80 (2.2x at 255 / 64, 3.9x at 1024 / 441, 5.3x at 2048 / 441), where two stages give 1.00-1.04x;
+    ONNX Runtime time at 10 s (1 thread, 2026-12-04) 6.1 against 5.5 ms at 128 / 32, 6.7 against 4.9 at
+    200 / 80, 7.0 against 8.4 at 160 / 40. A phase split whose phase count divides the hop comes first
+    (``forced_plan``); where none does, a framed plan over shifted copies (``framed_plan``), for an emitter
+    that writes one (``framed``)."""
     if strategy == "dense":
         return None
     plan = choose_plan(n_fft, hop, n_bins)
-    if plan is None and strategy == "auto" and n_fft >= 64:
-        plan = forced_plan(n_fft, hop, n_bins)
-    if plan is None and framed and strategy == "factored":
-        # opt-in: a plain ct.convert of a traced framed STFT fails (coremltools' aten::Int on the frame count)
-        plan = framed_plan(n_fft, n_bins)
-    if plan is None and strategy == "factored":
-        plan = forced_plan(n_fft, hop, n_bins)
+    if plan is None and strategy != "factored" and n_fft < 64:
+        return None
+    plan = plan or forced_plan(n_fft, hop, n_bins)
+    shifted = framed_plan(n_fft, n_bins) if framed else None
+    # a phase count that divides the hop may be small (5 at 925 / 840, 2 at 2048 / 882), leaving N1 = N/5 or
+    # N/2 products in one sum: the framed plan wins where it halves the longer sum
+    if shifted is not None and (plan is None or _longest_sum(plan) > 2 * _longest_sum(shifted)):
+        return shifted
     return plan
+
+
+def _longest_sum(plan: FactorPlan) -> int:
+    """Products in the longer of the two stages' sums (stage 1: N1 taps; stage 2: re and im of N2 phases)."""
+    return max(plan.n1, 2 * plan.n2)
 
 
 #: the overlap-add of the inverse STFT as a sum of shifted frame blocks: at most this many shifts (n_fft / gcd
