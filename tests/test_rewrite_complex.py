@@ -554,10 +554,15 @@ def test_an_output_on_the_branch_cut_is_judged_by_eagers_own_sensitivity():
     model = PhaseLoss().eval()
     fast = sr.rewrite(model, (x, y))   # strict: a refusal would raise
     notes = " ".join(fast.specrewrite_report.notes)
-    assert "when its inputs move by float32 rounding" in notes, notes
     with torch.no_grad():
-        want = model(x, y)
-    assert rel_err(fast(x, y), want) <= 4 * _moved(model, x, y) + 1e-6
+        want, ref = model(x, y), model(x.double(), y.double())
+        got = fast(x, y)
+    # here (torch's CPU wheel, pocketfft) eager float32 lands on the near side of the cut and the rewrite on the far
+    # one, so the plain check fails and the report says it judged the rewrite by eager's own sensitivity; where
+    # eager lands elsewhere (torch built with MKL: the rewrite 4.4e-4 from float64, eager 2.2e-3) no note is due
+    if rel_err(got, ref) > 4 * rel_err(want, ref):
+        assert "when its inputs move by float32 rounding" in notes, notes
+    assert rel_err(got, want) <= 4 * _moved(model, x, y) + 1e-6
 
 
 class ThreeOperandEinsum(torch.nn.Module):
