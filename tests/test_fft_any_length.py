@@ -24,13 +24,13 @@ LEADS = ((), (3,), (2, 2))
 # n -> why it is here
 SIZES = {
     257: "prime just above the dense limit (Bluestein)",
-    262: "even, half length a prime below the dense limit (packed over one dense stage)",
+    262: "even, half length a prime above MAX_RADIX (packed over Bluestein)",
     300: "composite, packed over 2 stages",
     512: "power of two",
     997: "prime (Bluestein)",
     1005: "odd, prime factor 67 > MAX_RADIX (Bluestein)",
-    1147: "odd, 31 * 37 (two stages, real in / real out)",
-    1160: "8 * 5 * 29",
+    1147: "odd, 31 * 37 (37 > MAX_RADIX: Bluestein)",
+    1160: "8 * 5 * 29 (stages, one of them a prime 29)",
     4099: "prime",
     8198: "2 * 4099: packed over a Bluestein half",
     16000: "typical clip length",
@@ -81,25 +81,26 @@ def _check(kind, n, inverse, norm, mode, dtype, lead=(3,), seed=0, onesided=True
 
 # ------------------------------------------------------------------------------------------ plans
 def test_plan_rules():
-    # one dense matrix only where the plan is one stage: at most 8 points, a prime, a large prime factor
-    assert RealFFT("c2c", 8).plan == RealFFT("c2c", 61).plan == RealFFT("c2c", 2 * 67).plan == "dense"
-    assert RealFFT("c2c", fp.DENSE_MAX).plan == "stages 8x8x4" and RealFFT("c2c", 64).plan == "stages 8x8"
+    # one dense matrix only where the plan is one stage: at most 8 points, or a prime up to MAX_RADIX
+    assert RealFFT("c2c", 8).plan == RealFFT("c2c", 31).plan == "dense"
+    assert RealFFT("c2c", 256).plan == "stages 8x8x4" and RealFFT("c2c", 64).plan == "stages 8x8"
+    for n in (37, 61, 131, 2 * 67, 1005, 1147, 4099, 16001):     # a prime factor above MAX_RADIX: Bluestein
+        assert fp.plan_fft(n).bluestein, n
+    assert RealFFT("r2c", 262).plan.startswith("packed n/2 bluestein")
+    assert not fp.plan_fft(16000).bluestein and not fp.plan_fft(1160).bluestein
+    assert RealFFT("r2c", 16000).plan.startswith("packed")
+    assert not RealFFT("r2c", 16001).plan.startswith("packed")
     for n in list(range(9, 300)) + [1024, 4096, 16000]:
         p = fp.plan_fft(n)
         big = [r for r in p.radices if r > fp.ACCURATE_RADIX]
-        assert all(fp.prime_factors(r) == [r] for r in big) or p.radices == (n,) and n <= fp.DENSE_MAX, (n, p)
-    assert fp.plan_fft(4099).bluestein and fp.plan_fft(16001).bluestein and fp.plan_fft(1005).bluestein
-    assert not fp.plan_fft(16000).bluestein and not fp.plan_fft(1147).bluestein
-    assert fp.plan_fft(131).radices == (131,)                    # short prime: one dense stage
-    assert RealFFT("r2c", 16000).plan.startswith("packed")
-    assert not RealFFT("r2c", 16001).plan.startswith("packed")
+        assert all(fp.prime_factors(r) == [r] and r <= fp.MAX_RADIX for r in big), (n, p)
 
 
 @pytest.mark.parametrize("n", list(range(257, 1400, 7)) + [2 * 3 * 5 * 7 * 11 * 13, 2 ** 20, 3 ** 12, 999983, 4 * 99991])
 def test_plans_are_factored_and_weights_grow_like_n_sum_of_factors(n):
     p = fp.plan_fft(n)
     assert math.prod(p.radices) == p.length
-    assert all(r <= fp.MAX_RADIX for r in p.radices) or p.radices == (p.length,) and p.length <= fp.DENSE_MAX
+    assert all(r <= fp.MAX_RADIX for r in p.radices)
     if p.bluestein:
         assert p.m >= 2 * n - 1 and max(fp.prime_factors(p.m)) <= 7
         assert max(fp.prime_factors(n)) > fp.MAX_RADIX
@@ -239,7 +240,7 @@ def test_functional_long_rfft():
 @pytest.mark.parametrize("kind,n,inverse,mode", [
     ("r2c", 1160, False, Mode.STORE),        # packed over stages
     ("c2c", 997, True, Mode.INPUT),          # Bluestein, constants fed as one input
-    ("c2r", 1147, False, Mode.ON_THE_FLY),   # odd stages, real output, constants in the graph
+    ("c2r", 1155, False, Mode.ON_THE_FLY),   # odd stages (3 5 7 11), real output, constants in the graph
 ])
 def test_onnx_dynamic_batch(kind, n, inverse, mode, tmp_onnx_path):
     m = _module(kind, n, inverse, "ortho", mode)

@@ -1,8 +1,7 @@
 """Real-valued torch.fft along the last dimension: rfft (r2c), irfft (c2r) and fft/ifft (c2c).
 
 Complex tensors are carried as real tensors with a trailing dimension of 2. A length whose plan is one stage
-(see ``kernels.fft_plan``: at most 8 points, a prime up to 64, or up to 256 points with a larger prime factor)
-is one dense matrix (bins and the (re, im) pair interleaved, no transpose at run time). Longer
+(see ``kernels.fft_plan``: at most 8 points, or a prime up to 31) is one dense matrix (bins and the (re, im) pair interleaved, no transpose at run time). Longer
 transforms follow a factored plan from ``kernels.fft_plan``: mixed-radix Cooley-Tukey stages (a small dense
 DFT as a batched matmul, then a twiddle multiply), or Bluestein's chirp-z through a smooth-length FFT for
 lengths with a large prime factor. An even-length rfft / irfft runs a half-length complex FFT on the samples
@@ -150,8 +149,8 @@ class PlanHolder(BasisHolder):
 
 
 def _dense(n: int) -> bool:
-    """One dense matrix when the length's plan is one stage (at most ACCURATE_RADIX points, a prime, or a short
-    length with a large prime factor): a real input then needs only half the weights of a complex stage."""
+    """One dense matrix when the length's plan is one stage (at most ACCURATE_RADIX points, or a prime up to
+    MAX_RADIX): a real input then needs only half the weights of a complex stage."""
     p = plan_fft(n)
     return not p.bluestein and len(p.radices) <= 1
 

@@ -8,14 +8,14 @@ from .dft import (NP, FactorPlan, analysis_dense, analysis_factored, choose_plan
                   framed_plan,
                   istft_plan, ola_shifts_ok, stft_plan, synthesis_conv_tables, synthesis_conv_weights, fft_matrix, ifft_real_matrix,
                   synthesis_dense, synthesis_factored_a, synthesis_factored_b)
-from .fft_plan import (DENSE_MAX, MAX_N, MAX_WEIGHT_BYTES, FFTPlan, chirp, chirp_at, chirp_filter,
+from .fft_plan import (MAX_N, MAX_WEIGHT_BYTES, FFTPlan, chirp, chirp_at, chirp_filter,
                        chirp_filter_input, ct_constants, ct_shapes,
                        irfft_pre, plan_fft, rfft_post)
 from .mel import create_dct, linear_fbanks, melscale_fbanks
 
 __all__ = ["NP", "FactorPlan", "analysis_dense", "analysis_factored", "choose_plan", "framed_plan", "fft_matrix",
            "ifft_real_matrix", "synthesis_dense", "synthesis_factored_a", "synthesis_factored_b", "create_dct",
-           "linear_fbanks", "melscale_fbanks", "DENSE_MAX", "MAX_N", "MAX_WEIGHT_BYTES", "FFTPlan", "chirp",
+           "linear_fbanks", "melscale_fbanks", "MAX_N", "MAX_WEIGHT_BYTES", "FFTPlan", "chirp",
            "chirp_at", "chirp_filter", "chirp_filter_input", "ct_constants", "ct_shapes", "irfft_pre", "plan_fft", "rfft_post",
            "istft_plan", "stft_plan", "ola_shifts_ok", "synthesis_conv_tables",
            "synthesis_conv_weights"]
