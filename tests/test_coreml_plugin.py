@@ -156,7 +156,8 @@ def test_factored_istft_is_as_accurate_as_torchs(mode, route, target):
 
 
 class _AwkwardHop(torch.nn.Module):
-    """No phase count divides the hop (n_fft 1024 / hop 441; 255 / 196): the framed plan over shifted copies."""
+    """No phase count divides the hop (n_fft 1024 / hop 441; 255 / 196): the framed plan over shifted copies; or
+    no split of n_fft at all (a prime): the chunked dense basis."""
 
     def __init__(self, n_fft, hop):
         super().__init__()
@@ -167,12 +168,15 @@ class _AwkwardHop(torch.nn.Module):
         return torch.view_as_real(torch.stft(x, self.n_fft, self.hop, window=w, return_complex=True))
 
 
-@pytest.mark.parametrize("n_fft,hop,mode,route,target", [(1024, 441, "store", "trace", "iOS16"),
-                                                         (255, 196, "input", "export", "iOS17")])
-def test_framed_stft_is_as_accurate_as_torchs(n_fft, hop, mode, route, target):
+@pytest.mark.parametrize("n_fft,hop,mode,route,target,bound", [(1024, 441, "store", "trace", "iOS16", 1.45),
+                                                               (255, 196, "input", "export", "iOS17", 1.45),
+                                                               (619, 601, "store", "export", "iOS16", 1.15),
+                                                               (521, 128, "on_the_fly", "trace", "iOS17", 1.15)])
+def test_framed_stft_is_as_accurate_as_torchs(n_fft, hop, mode, route, target, bound):
     """Where no phase split divides the hop the plugin wrote one dense conv (n_fft products in one float32 sum:
     4.7x torch.stft's own rms error at 1024 / 441, 2.6x at 255 / 196); it now writes the graph pass's framed
-    plan (shifted copies, a dilated grouped conv, the same stage 2)."""
+    plan (shifted copies, a dilated grouped conv, the same stage 2). A prime n_fft (619, 521) has no split: its
+    dense basis in chunks of 64 taps, summed apart (MIL evaluator: 0.71x and 0.94x; one conv: 1.43x, 1.40x)."""
     model = _AwkwardHop(n_fft, hop)
     args = (torch.randn(2, 8000, generator=torch.Generator().manual_seed(n_fft)),)
     with src.register(mode=mode):
@@ -183,7 +187,7 @@ def test_framed_stft_is_as_accurate_as_torchs(n_fft, hop, mode, route, target):
     with torch.no_grad():
         own = model(*args).double().numpy()
     rms = lambda y: float(np.sqrt(np.mean((np.asarray(y, dtype=np.float64) - ref) ** 2)))  # noqa: E731
-    assert rms(got) <= 1.45 * rms(own), (rms(got) / rms(own))
+    assert rms(got) <= bound * rms(own), (rms(got) / rms(own))
 
 
 def test_fp16_program(registered):

@@ -258,3 +258,18 @@ def test_framed_plan_where_no_phase_split_divides_the_hop(n_fft, hop):
     assert stft_plan("auto", 2048, 882, 1025).framed                           # not the 2-phase split (N1 1024)
     assert stft_plan("auto", 925, 840, 463).framed                             # nor 5 phases (N1 185)
     assert not stft_plan("auto", 1024, 256, 513).framed                        # a balanced phase split stays
+
+
+@pytest.mark.parametrize("n,chunks", [(619, 10), (521, 9), (1021, 16), (64, 1)])
+def test_chunked_basis_is_the_dense_basis_in_runs_of_taps(n, chunks):
+    from specrewrite.kernels import CHUNK_TAPS, analysis_chunked, dense_chunks
+
+    assert dense_chunks("auto", n, None) == chunks and dense_chunks("dense", n, None) == 1
+    assert dense_chunks("auto", n, FactorPlan(4, n // 4, 1)) == 1 and dense_chunks("auto", 63, None) == 1
+    nb, lc = n // 2 + 1, -(-n // chunks)
+    assert lc <= CHUNK_TAPS
+    w = _window("hann", n)
+    got = np.asarray(analysis_chunked(NP, n, nb, w, 0.5, chunks)).reshape(chunks, 2 * nb, lc)
+    flat = got.transpose(1, 0, 2).reshape(2 * nb, chunks * lc)
+    _check(flat[:, :n], np.asarray(analysis_dense(NP, n, nb, w, 0.5)), f"chunked basis {n}/{chunks}")
+    assert not flat[:, n:].any()

@@ -99,13 +99,15 @@ def test_factored_plan_is_used_and_exact(n_fft, hop, mode):
 
 
 @pytest.mark.parametrize("n_fft,hop", [(128, 32), (200, 80), (400, 160), (512, 128), (1024, 256),
-                                       (255, 196), (525, 144), (924, 130), (1024, 441), (512, 50), (925, 840)])
+                                       (255, 196), (525, 144), (924, 130), (1024, 441), (512, 50), (925, 840),
+                                       (619, 601), (521, 128), (1021, 256)])
 def test_the_default_stft_is_as_accurate_as_torchs(n_fft, hop):
     """The default strategy's float32 rms error against float64 stays within 1.45x torch.stft's own (a dense
     basis sums n_fft products in one accumulator: 1.7x at 128 / 32 and 200 / 80, which 'auto' used below n_fft
     256; 2.6x at 255 / 196, 4.7x at 1024 / 441, where no phase split divides the hop and 'auto' stayed dense
     until the framed plan over shifted copies: 1.13x and 1.42x, measured 2026-12-04; 925 / 840 took the
-    5-phase split, 185 products in stage 1's sums, and now the framed plan: 1.35x)."""
+    5-phase split, 185 products in stage 1's sums, and now the framed plan: 1.35x). A prime n_fft has no split at
+    all: one conv gave 1.8-2.2x at 619 / 601, 521 / 128 and 1021 / 256, its taps in chunks of 64 0.65-0.74x."""
     w = torch.hann_window(n_fft, dtype=torch.float64)
     x64 = torch.randn(2, 44100, generator=torch.Generator().manual_seed(n_fft), dtype=torch.float64)
     ref = torch.view_as_real(torch.stft(x64, n_fft, hop, window=w, return_complex=True))
@@ -210,13 +212,16 @@ def test_framed_plan_where_no_phase_split_divides_the_hop(n_fft, hop, mode):
     assert rms < rms_dense and mx < mx_dense
 
 
-def test_framed_plan_exports_with_a_dynamic_length():
+@pytest.mark.parametrize("n_fft,hop,mode", [(924, 130, Mode.STORE), (619, 601, Mode.STORE), (619, 601, Mode.ON_THE_FLY)])
+def test_framed_plan_exports_with_a_dynamic_length(n_fft, hop, mode):
+    """The framed plan (shifted copies, a dilated conv) and the chunked dense basis of a prime n_fft (shifted
+    copies, a grouped conv): constant slice bounds, so one ONNX file takes any batch and length."""
     from conftest import onnx_roundtrip
 
-    n_fft, hop = 924, 130
     w = torch.hann_window(n_fft, dtype=torch.float64)
-    m = RealSTFT(StftSpec.make(n_fft, hop, window=w), Mode.STORE, Strategy.FACTORED)
-    assert m.plan.framed
+    m = RealSTFT(StftSpec.make(n_fft, hop, window=w), mode, Strategy.FACTORED if n_fft == 924 else Strategy.AUTO)
+    assert (m.plan.framed and m.chunks == 1) if n_fft == 924 else (m.plan is None and m.chunks == 10)
+    assert ("framed" if n_fft == 924 else "dense in 10 chunks") in repr(m)
     x = make_signal((2, 5000), 1).float()
     sess, _, _ = onnx_roundtrip(m, (x,), dynamic_shapes=({0: torch.export.Dim("b"), 1: torch.export.Dim("t")},))
     for shape in ((2, 5000), (3, 7777), (1, 1100)):

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..kernels import analysis_dense, analysis_factored, stft_plan
+from ..kernels import analysis_chunked, analysis_dense, analysis_factored, dense_chunks, stft_plan
 from ..modes import Mode, Strategy
 from ..specs import StftSpec
 from .bases import BasisHolder
@@ -39,6 +39,7 @@ class RealSTFT(BasisHolder):
         window = spec.padded_window()
         plan = stft_plan(self.strategy.value, n, spec.hop_length, nb)
         self.plan = plan
+        self.chunks = dense_chunks(self.strategy.value, n, plan)   # no split of n_fft at all: taps in chunks
         if plan is not None and not plan.framed:
             self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype).unsqueeze(1), persistent=False)
         # the DC (and even-N Nyquist) bins' imaginary parts are an exact +0, as torch's FFT gives them for a real
@@ -50,7 +51,11 @@ class RealSTFT(BasisHolder):
         if self.nyquist is not None:
             real_bins[1, self.nyquist] = False
         self.register_buffer("real_bins", real_bins, persistent=False)
-        if plan is None:
+        if plan is None and self.chunks > 1:
+            k = self.chunks
+            self._add_basis("dft_basis", lambda ns: analysis_chunked(ns, n, nb, window, scale, k),
+                            lambda t: t.unsqueeze(1))
+        elif plan is None:
             self._add_basis("dft_basis", lambda ns: analysis_dense(ns, n, nb, window, scale),
                             lambda t: t.unsqueeze(1))
         else:
@@ -63,7 +68,7 @@ class RealSTFT(BasisHolder):
 
     def extra_repr(self) -> str:
         s = self.spec
-        how = "dense" if self.plan is None else \
+        how = ("dense" if self.chunks == 1 else f"dense in {self.chunks} chunks") if self.plan is None else \
             f"{'framed' if self.plan.framed else 'factored'} {self.plan.n1}x{self.plan.n2}"
         return f"n_fft={s.n_fft}, hop={s.hop_length}, win_length={s.win_length}, {how}, mode={self.mode.value}"
 
@@ -86,6 +91,10 @@ class RealSTFT(BasisHolder):
         if x.dtype == torch.float64:
             # ONNX Runtime's CPU provider has no double Conv: frame with Gather and transform with MatMul
             y = self._planar_gemm(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
+        elif self.plan is None and self.chunks > 1:
+            y = self._chunked(x, w[0].to(x.dtype))                             # (B, 2F, T)
+            y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
+            y = self._exact_real_bins(y) if exact_real_bins else y
         elif self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
             y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
@@ -94,6 +103,25 @@ class RealSTFT(BasisHolder):
             y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))          # (B, 2, F, T)
             y = self._exact_real_bins(y) if exact_real_bins else y
         return y.reshape(tuple(lead) + (2, spec.n_bins, -1))  # no frame count baked into traced graphs
+
+    def _chunked(self, x, w):
+        """The dense basis in K chunks of taps (``kernels.dense_chunks``), each summed in its own accumulator,
+        then added. Chunk c sees the signal from tap c*Lc on (constant slice bounds: no frame count in the
+        graph); one grouped conv over the K shifted copies. w: (K*2F, 1, Lc)."""
+        n, k, hop = self.spec.n_fft, self.chunks, self.spec.hop_length
+        lc = w.shape[-1]
+        if k * lc > n:
+            x = F.pad(x, (0, k * lc - n))
+        parts = torch.cat([x[:, :, c * lc: (c + 1 - k) * lc or None] for c in range(k)], dim=1)   # (B, K, L')
+        y = F.conv1d(parts, w, stride=hop, groups=k)                           # (B, K*2F, T)
+        return y.unflatten(1, (k, -1)).sum(1)
+
+    def _dense_rows(self, w):
+        """The (2F, N) dense basis, from the chunked layout if need be."""
+        if self.chunks == 1:
+            return w[:, 0]
+        k = self.chunks
+        return w.reshape(k, -1, w.shape[-1]).transpose(0, 1).reshape(-1, k * w.shape[-1])[:, : self.spec.n_fft]
 
     def _exact_real_bins(self, y):
         """(B, 2, F, T) with the DC / Nyquist imaginary rows replaced by +0: slices and a concatenation with a
@@ -119,7 +147,7 @@ class RealSTFT(BasisHolder):
         spec, plan = self.spec, self.plan
         frames = frame_signal(x[:, 0], spec.n_fft, spec.hop_length)          # (B, T, N)
         if plan is None:
-            y = torch.matmul(frames, w0[:, 0].transpose(0, 1)).transpose(1, 2)  # (B, 2F, T)
+            y = torch.matmul(frames, self._dense_rows(w0).transpose(0, 1)).transpose(1, 2)  # (B, 2F, T)
             y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
             return torch.where(self.real_bins, y, torch.zeros_like(y))
         n1, n2 = plan.n1, plan.n2

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..kernels import (analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
+from ..kernels import (analysis_chunked, analysis_dense, analysis_factored, dense_chunks, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
                        stft_plan, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec, StftSpec
@@ -58,7 +58,20 @@ def stft(x, spec: StftSpec, mode: Mode, strategy: Strategy, scale: float = 1.0):
     window = spec.padded_window()
     plan = _plan(spec, strategy, mode)
     key = ("stft", spec, scale, plan)
-    if plan is None:
+    chunks = dense_chunks(strategy.value, n, plan)
+    if plan is None and chunks > 1:   # the same chunks of taps as RealSTFT._chunked
+        lc = -(-n // chunks)
+        (w,) = bases(mode, x, key, [(lambda ns: analysis_chunked(ns, n, nb, window, scale, chunks),
+                                     lambda a: a.reshape(chunks * 2 * nb, 1, lc))], nb * chunks * lc)
+        if chunks * lc > n:
+            x = mb.pad(x=x, pad=np.array([0, 0, 0, 0, 0, chunks * lc - n], dtype=np.int32))
+        parts = mb.concat(values=[slice_axis(x, -1, c * lc, (c + 1 - chunks) * lc or None)
+                                  for c in range(chunks)], axis=1)
+        y = mb.conv(x=parts, weight=w, strides=[hop], pad_type="valid", groups=chunks)   # (B, K*2F, T)
+        y = mb.reduce_sum(x=reshape(y, [dims(y)[0], chunks, 2 * nb, dims(y)[-1]]), axes=[1])
+        re, im = mb.split(x=y, num_splits=2, axis=1)
+        y = mb.stack(values=[re, im], axis=-1)                                    # (B, F, T, 2)
+    elif plan is None:
         (w,) = bases(mode, x, key, [(lambda ns: analysis_dense(ns, n, nb, window, scale),
                                      lambda a: a.reshape(2 * nb, 1, n))], nb * n)
         y = mb.conv(x=x, weight=w, strides=[hop], pad_type="valid")                 # (B, 2F, T)
