@@ -273,3 +273,14 @@ def test_chunked_basis_is_the_dense_basis_in_runs_of_taps(n, chunks):
     flat = got.transpose(1, 0, 2).reshape(2 * nb, chunks * lc)
     _check(flat[:, :n], np.asarray(analysis_dense(NP, n, nb, w, 0.5)), f"chunked basis {n}/{chunks}")
     assert not flat[:, n:].any()
+
+
+def test_stft_layout_takes_chunks_where_a_plan_would_sum_long_or_need_a_dilation_on_a_graph_weight():
+    from specrewrite.kernels import stft_layout, stft_plan
+
+    assert stft_layout("auto", 894, 303, 448) == (None, 14)                 # only a 3-phase split: 298 taps
+    plan, chunks = stft_layout("auto", 1024, 441, 513)
+    assert plan.framed and chunks == 1
+    assert stft_layout("auto", 1024, 441, 513, constant_weights=False) == (None, 16)
+    assert stft_layout("auto", 1024, 256, 513, constant_weights=False)[0] == stft_plan("auto", 1024, 256, 513)
+    assert stft_layout("dense", 619, 601, 310) == (None, 1)

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..kernels import analysis_chunked, analysis_dense, analysis_factored, dense_chunks, stft_plan
+from ..kernels import analysis_chunked, analysis_dense, analysis_factored, stft_layout
 from ..modes import Mode, Strategy
 from ..specs import StftSpec
 from .bases import BasisHolder
@@ -37,9 +37,8 @@ class RealSTFT(BasisHolder):
         n, nb = spec.n_fft, spec.n_bins
         scale = extra_scale * (n ** -0.5 if spec.normalized else 1.0)
         window = spec.padded_window()
-        plan = stft_plan(self.strategy.value, n, spec.hop_length, nb)
+        plan, self.chunks = stft_layout(self.strategy.value, n, spec.hop_length, nb, self.mode is Mode.STORE)
         self.plan = plan
-        self.chunks = dense_chunks(self.strategy.value, n, plan)   # no split of n_fft at all: taps in chunks
         if plan is not None and not plan.framed:
             self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype).unsqueeze(1), persistent=False)
         # the DC (and even-N Nyquist) bins' imaginary parts are an exact +0, as torch's FFT gives them for a real
@@ -171,11 +170,7 @@ class RealSTFT(BasisHolder):
             # all of length L - N2 + 1), and stage 1 a conv dilated by N2 with stride hop, which sees samples
             # t*hop + N2*i1 + i2 of frame t and gives torch.stft's frame count
             phases = torch.cat([x[:, :, i: (i - n2 + 1) or None] for i in range(n2)], dim=1)   # (B, N2, L-N2+1)
-            if self.mode is Mode.STORE:
-                y = F.conv1d(phases, w1, stride=hop, dilation=n2, groups=n2)       # (B, N2*2*N1, T)
-            else:   # coremltools refuses a dilation on a non-constant weight: zeros between the taps instead
-                w1 = F.pad(w1.unsqueeze(-1), (0, n2 - 1)).flatten(-2)[..., : (n1 - 1) * n2 + 1]
-                y = F.conv1d(phases, w1, stride=hop, groups=n2)
+            y = F.conv1d(phases, w1, stride=hop, dilation=n2, groups=n2)           # (B, N2*2*N1, T)
         else:
             phases = F.conv1d(x, self.phase_split.to(x.dtype), stride=n2)          # (B, N2, L // N2)
             y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*N1, T)

@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from ..kernels import (analysis_chunked, analysis_dense, analysis_factored, dense_chunks, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
-                       stft_plan, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense)
+from ..kernels import (analysis_chunked, analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
+                       stft_layout, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec, StftSpec
 from ..errors import SpecRewriteError
@@ -26,11 +26,12 @@ def ct_target(name):
 
 
 def _plan(spec: StftSpec, strategy: Strategy, mode: Mode):
+    """(plan, chunks): ``kernels.stft_layout``, or one plain conv where the backend cannot do better."""
     if strategy is Strategy.DENSE:
-        return None
+        return None, 1
     if mode is not Mode.STORE and not opset_at_least(ct_target("iOS15")):
-        return None  # the neuralnetwork backend has no grouped conv with non-constant weights
-    return stft_plan(strategy.value, spec.n_fft, spec.hop_length, spec.n_bins)
+        return None, 1  # the neuralnetwork backend has no grouped conv with non-constant weights
+    return stft_layout(strategy.value, spec.n_fft, spec.hop_length, spec.n_bins, mode is Mode.STORE)
 
 
 def center_pad(x, pad: int, mode: str):
@@ -56,9 +57,8 @@ def stft(x, spec: StftSpec, mode: Mode, strategy: Strategy, scale: float = 1.0):
         x = center_pad(x, n // 2, spec.pad_mode)
     scale = scale * (n ** -0.5 if spec.normalized else 1.0)
     window = spec.padded_window()
-    plan = _plan(spec, strategy, mode)
-    key = ("stft", spec, scale, plan)
-    chunks = dense_chunks(strategy.value, n, plan)
+    plan, chunks = _plan(spec, strategy, mode)
+    key = ("stft", spec, scale, plan, chunks)
     if plan is None and chunks > 1:   # the same chunks of taps as RealSTFT._chunked
         lc = -(-n // chunks)
         (w,) = bases(mode, x, key, [(lambda ns: analysis_chunked(ns, n, nb, window, scale, chunks),
@@ -92,13 +92,8 @@ def _factored(x, spec, plan, w1, w2):
     b, length = dims(x)[0], dims(x)[-1]
     if plan.framed:   # the same shifted copies and dilated conv as RealSTFT._factored
         phases = mb.concat(values=[slice_axis(x, -1, i, (i - n2 + 1) or None) for i in range(n2)], axis=1)
-        if w1.val is not None:
-            y = mb.conv(x=phases, weight=w1, strides=[hop], dilations=[n2], pad_type="valid", groups=n2)
-        else:   # coremltools refuses dilations on a non-constant weight: zeros between the taps instead
-            c = n2 * 2 * n1
-            w = mb.pad(x=mb.expand_dims(x=w1, axes=[-1]), pad=np.array([0, 0] * 3 + [0, n2 - 1], dtype=np.int32))
-            w = slice_axis(reshape(w, [c, 1, n1 * n2]), -1, 0, (n1 - 1) * n2 + 1)
-            y = mb.conv(x=phases, weight=w, strides=[hop], pad_type="valid", groups=n2)
+        # a constant weight: stft_layout takes no framed plan for bases that are inputs or built in the graph
+        y = mb.conv(x=phases, weight=w1, strides=[hop], dilations=[n2], pad_type="valid", groups=n2)
         return _factored_stage2(y, spec, plan, w2, b, dims(y)[-1])
     t = iop(iop(iop(length, n, "-"), hop, "//"), 1, "+")
     used = iop(iop(iop(t, 1, "-"), hop, "*"), n, "+")

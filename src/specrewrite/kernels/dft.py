@@ -130,7 +130,8 @@ class FactorPlan:
     n1: int  # inner DFT length (taps of the first stage)
     n2: int  # number of phases / groups
     k2: int  # second-stage outputs actually needed
-    # frames gathered first, then both stages as matmuls: any split (n2 need not divide the hop)
+    # phases are shifted copies of the signal and stage 1 a conv dilated by N2: any split (N2 need not divide the
+    # hop); see ``framed_plan``
     framed: bool = False
 
     @property
@@ -239,14 +240,28 @@ CHUNK_TAPS = 64
 
 
 def dense_chunks(strategy: str, n_fft: int, plan: FactorPlan | None) -> int:
-    """How many chunks of taps a dense forward basis is cut into, each summed on its own and then added (every
-    emitter writes them as one grouped conv over shifted copies of the signal). A prime n_fft (or 2 x a large
-    prime) has no factored plan, and one conv sums n_fft products in one float32 accumulator: 2.1x torch.stft's
-    own rms error at 619 / 601, 2.2x at 1021 / 256; in chunks of 64 taps, 0.65-0.74x. One chunk (a plain conv)
-    under 'dense', where a plan exists, and below n_fft 64."""
+    """How many chunks of taps a dense forward basis is cut into (``plan`` None: no factored plan is used), each
+    summed on its own and then added (every emitter writes them as one grouped conv over shifted copies of the
+    signal). One conv sums n_fft products in one float32 accumulator: 2.1x torch.stft's own rms error at
+    619 / 601 (a prime: no split at all), 2.2x at 1021 / 256; in chunks of 64 taps, 0.65-0.74x. One chunk (a
+    plain conv) under 'dense', where a plan is used, and below n_fft 64."""
     if plan is not None or strategy == "dense" or n_fft < 64:
         return 1
     return -(-n_fft // CHUNK_TAPS)
+
+
+def stft_layout(strategy: str, n_fft: int, hop: int, n_bins: int, constant_weights: bool = True):
+    """(plan, chunks) of the forward STFT, for every emitter: ``stft_plan`` and ``dense_chunks``. A framed plan's
+    conv is dilated, and coremltools takes no dilation on a weight that is not a constant: where the bases are
+    inputs or computed in the graph (``constant_weights`` False), the chunked dense basis instead (as accurate,
+    a dense basis's work). So too under 'auto' up to n_fft 1024 where the plan's longer sum exceeds 128 products
+    (894 / 303 had only a 3-phase split: 298 taps in one sum, 2.8x the fuzzer's tolerance)."""
+    plan = stft_plan(strategy, n_fft, hop, n_bins)
+    if plan is not None and plan.framed and not constant_weights:
+        plan = None
+    if plan is not None and strategy == "auto" and n_fft <= 1024 and _longest_sum(plan) > 2 * CHUNK_TAPS:
+        plan = None   # a lopsided split (894 / 303: 3 phases of 298 taps); dense work is cheap at this size
+    return plan, dense_chunks(strategy, n_fft, plan)
 
 
 #: the overlap-add of the inverse STFT as a sum of shifted frame blocks: at most this many shifts (n_fft / gcd

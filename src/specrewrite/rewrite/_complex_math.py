@@ -348,7 +348,7 @@ def cprod_dim(z, dim: int, n: int, keepdim: bool):
 # The unit part of a polar product exp(i sum arg z). A float32 atan2 is off by up to an ulp of pi (1.8e-7) per
 # factor, where a complex product rotates by about an ulp of 1: over 2000 factors the summed angles drifted 4e-6
 # (eager's running products: 6e-7). So each angle is split on a grid of 2**_ANGLE_BITS directions: the grid
-# index q (summed exactly as an integer-valued float, reduced mod the grid) and the small angle of z rotated back
+# index q (summed exactly as an int32, reduced mod the grid) and the small angle of z rotated back
 # by the grid direction (a product with a float64-computed table entry: an ulp of 1). The result is the table
 # entry of the summed index times exp(i * summed small angles).
 _ANGLE_BITS = 8
@@ -360,11 +360,9 @@ def _unit_grid(like):
     return torch.tensor(np.stack([np.cos(t), np.sin(t)], 1), dtype=like.dtype, device=like.device)
 
 
-def _grid_entry(table, q):
-    """table[q mod units] for integer-valued float q (a NaN index reads entry 0: its NaN arrives elsewhere)."""
-    units = table.shape[0]
-    q = torch.where(torch.isnan(q), torch.zeros_like(q), torch.remainder(q, units))
-    return table[q.to(torch.int64)]
+def _grid_entry(table, qi):
+    """table[qi mod units] for an integer tensor qi."""
+    return table[torch.remainder(qi, table.shape[0]).to(torch.int64)]
 
 
 def _unit_of_angle_sum(z, dim: int, cumulative: bool, keepdim: bool = True):
@@ -372,13 +370,17 @@ def _unit_of_angle_sum(z, dim: int, cumulative: bool, keepdim: bool = True):
     table = _unit_grid(z)
     units = table.shape[0]
     q = torch.round(atan2(im(z), re(z)) * (units / (2.0 * math.pi)))
-    w = _grid_entry(table, q)
+    # int32 (|q| <= units / 2): sums exact to 2**31 / 128 factors (a float32 sum only to 2**24 / 128); a NaN
+    # angle reads entry 0, its NaN arrives through the small angle
+    qi = torch.where(torch.isnan(q), torch.zeros_like(q), q).to(torch.int32)
+    w = _grid_entry(table, qi)
     rot = pack(re(z) * re(w) + im(z) * im(w), im(z) * re(w) - re(z) * im(w))   # z * conj(w): near the +x axis
     small = atan2(im(rot), re(rot))
     if cumulative:
-        big, small = torch.cumsum(q, dim), torch.cumsum(small, dim)
+        big, small = torch.cumsum(qi, dim, dtype=torch.int32), torch.cumsum(small, dim)
     else:
-        big, small = torch.sum(q, dim, keepdim=keepdim), torch.sum(small, dim, keepdim=keepdim)
+        big = torch.sum(qi, dim, keepdim=keepdim, dtype=torch.int32)
+        small = torch.sum(small, dim, keepdim=keepdim)
     return cmul(_grid_entry(table, big), pack(torch.cos(small), torch.sin(small)))
 
 
