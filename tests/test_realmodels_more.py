@@ -446,7 +446,7 @@ XFAIL: dict = {
     ("torch_pitch_shift", "dynamic"): _PHASE,
     # (its batch is dynamic since a batch of 1 is judged against float64: ORT at batch 2 meets the static case's
     # limitation, 2.8e-3 of the peak where eager float32 is 3.4e-4 from float64)
-    ("diffsptk_hilbert", "dynamic"): _PHASE,
+    # ("diffsptk_hilbert", "dynamic") passes since the accuracy work of 2026-12-04 (fifteenth session)
 }
 
 
