@@ -23,6 +23,12 @@ def center_pad(x: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
     return F.pad(x, (pad, pad), mode=mode)
 
 
+def shifted_copies(x: torch.Tensor, count: int, step: int) -> torch.Tensor:
+    """(B, 1, L) -> (B, count, L - (count - 1) * step): copy c starts at sample c * step. Constant slice bounds
+    (the end counted from the back), so no length arithmetic reaches a traced graph."""
+    return torch.cat([x[:, :, c * step: (c + 1 - count) * step or None] for c in range(count)], dim=1)
+
+
 class RealSTFT(BasisHolder):
     """Drop-in for ``torch.view_as_real(torch.stft(x, ..., return_complex=True))``.
 
@@ -111,8 +117,7 @@ class RealSTFT(BasisHolder):
         lc = w.shape[-1]
         if k * lc > n:
             x = F.pad(x, (0, k * lc - n))
-        parts = torch.cat([x[:, :, c * lc: (c + 1 - k) * lc or None] for c in range(k)], dim=1)   # (B, K, L')
-        y = F.conv1d(parts, w, stride=hop, groups=k)                           # (B, K*2F, T)
+        y = F.conv1d(shifted_copies(x, k, lc), w, stride=hop, groups=k)                           # (B, K*2F, T)
         return y.unflatten(1, (k, -1)).sum(1)
 
     def _dense_rows(self, w):
@@ -169,8 +174,7 @@ class RealSTFT(BasisHolder):
             # N2 does not divide the hop: phase i2 is the signal shifted by i2 samples (constant slice bounds,
             # all of length L - N2 + 1), and stage 1 a conv dilated by N2 with stride hop, which sees samples
             # t*hop + N2*i1 + i2 of frame t and gives torch.stft's frame count
-            phases = torch.cat([x[:, :, i: (i - n2 + 1) or None] for i in range(n2)], dim=1)   # (B, N2, L-N2+1)
-            y = F.conv1d(phases, w1, stride=hop, dilation=n2, groups=n2)           # (B, N2*2*N1, T)
+            y = F.conv1d(shifted_copies(x, n2, 1), w1, stride=hop, dilation=n2, groups=n2)           # (B, N2*2*N1, T)
         else:
             phases = F.conv1d(x, self.phase_split.to(x.dtype), stride=n2)          # (B, N2, L // N2)
             y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*N1, T)

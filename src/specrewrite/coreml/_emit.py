@@ -65,9 +65,7 @@ def stft(x, spec: StftSpec, mode: Mode, strategy: Strategy, scale: float = 1.0):
                                      lambda a: a.reshape(chunks * 2 * nb, 1, lc))], nb * chunks * lc)
         if chunks * lc > n:
             x = mb.pad(x=x, pad=np.array([0, 0, 0, 0, 0, chunks * lc - n], dtype=np.int32))
-        parts = mb.concat(values=[slice_axis(x, -1, c * lc, (c + 1 - chunks) * lc or None)
-                                  for c in range(chunks)], axis=1)
-        y = mb.conv(x=parts, weight=w, strides=[hop], pad_type="valid", groups=chunks)   # (B, K*2F, T)
+        y = mb.conv(x=_shifted_copies(x, chunks, lc), weight=w, strides=[hop], pad_type="valid", groups=chunks)   # (B, K*2F, T)
         y = mb.reduce_sum(x=reshape(y, [dims(y)[0], chunks, 2 * nb, dims(y)[-1]]), axes=[1])
         re, im = mb.split(x=y, num_splits=2, axis=1)
         y = mb.stack(values=[re, im], axis=-1)                                    # (B, F, T, 2)
@@ -87,11 +85,17 @@ def stft(x, spec: StftSpec, mode: Mode, strategy: Strategy, scale: float = 1.0):
     return reshape(y, lead + d[1:])
 
 
+def _shifted_copies(x, count: int, step: int):
+    """(B, 1, L) -> (B, count, L - (count - 1) * step), copy c from sample c * step (RealSTFT's shifted_copies)."""
+    return mb.concat(values=[slice_axis(x, -1, c * step, (c + 1 - count) * step or None) for c in range(count)],
+                     axis=1)
+
+
 def _factored(x, spec, plan, w1, w2):
     n, hop, n1, n2 = spec.n_fft, spec.hop_length, plan.n1, plan.n2
     b, length = dims(x)[0], dims(x)[-1]
     if plan.framed:   # the same shifted copies and dilated conv as RealSTFT._factored
-        phases = mb.concat(values=[slice_axis(x, -1, i, (i - n2 + 1) or None) for i in range(n2)], axis=1)
+        phases = _shifted_copies(x, n2, 1)
         # a constant weight: stft_layout takes no framed plan for bases that are inputs or built in the graph
         y = mb.conv(x=phases, weight=w1, strides=[hop], dilations=[n2], pad_type="valid", groups=n2)
         return _factored_stage2(y, spec, plan, w2, b, dims(y)[-1])
