@@ -7,6 +7,7 @@ the sign of a zero imaginary (real) part picks the side of the cut, as in eager.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -354,10 +355,15 @@ def cprod_dim(z, dim: int, n: int, keepdim: bool):
 _ANGLE_BITS = 8
 
 
+@functools.lru_cache(maxsize=None)
+def _unit_grid_f64() -> np.ndarray:
+    t = 2.0 * math.pi * np.arange(2 ** _ANGLE_BITS) / 2 ** _ANGLE_BITS
+    return np.stack([np.cos(t), np.sin(t)], 1)
+
+
 def _unit_grid(like):
-    units = 2 ** _ANGLE_BITS
-    t = 2.0 * math.pi * np.arange(units) / units
-    return torch.tensor(np.stack([np.cos(t), np.sin(t)], 1), dtype=like.dtype, device=like.device)
+    """(units, 2) table of exp(2 pi i j / units), computed once in float64, in ``like``'s dtype and device."""
+    return torch.tensor(_unit_grid_f64(), dtype=like.dtype, device=like.device)
 
 
 def _grid_entry(table, qi):
