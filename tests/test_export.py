@@ -95,6 +95,29 @@ def test_onnx_input_mode_names_every_input(tmp_path):
     assert rel_err(got, _f64(model, wav)) <= TOL["fp32_rel"] * 10
 
 
+class Gain(torch.nn.Module):
+    def forward(self, wav, gain):
+        z = torch.stft(wav, 256, 64, window=torch.hann_window(256), return_complex=True)
+        return z.abs() * gain
+
+
+@pytest.mark.parametrize("mode", ["store", "input"])
+def test_rewritten_forward_keeps_the_models_argument_names(mode):
+    """The rewritten forward takes the model's own argument names (input mode: then the bases under their feed
+    names), so keyword calls work; it used to be forward(arg0, arg1, ...) in input mode."""
+    import inspect
+
+    model = Gain().eval()
+    wav, gain = torch.randn(2, 4000), torch.tensor(0.5)
+    fast = sr.rewrite(model, (wav, gain), mode=mode)
+    feeds = fast.basis_inputs() if mode == "input" else {}
+    assert list(inspect.signature(fast.forward).parameters) == ["wav", "gain", *feeds]
+    x = torch.randn(3, 5001)
+    got = fast(gain=torch.tensor(2.0), wav=x, **feeds)
+    ref = _f64(model, x, torch.tensor(2.0))
+    assert rel_err(got, ref) <= max(4 * rel_err(model(x, torch.tensor(2.0)), ref), TOL["fp32_rel"])
+
+
 def test_a_bare_torchaudio_transform_in_store_mode_takes_only_the_audio(tmp_path):
     """A MelSpectrogram swapped for ours (no capture) in 'store' mode: its bases are in the file, not inputs
     (the file used to ask for two DFT stages as inputs, while the result said input_names == ['waveform'])."""
@@ -123,8 +146,8 @@ def test_report_of_many_identical_ops_is_compact():
 
     rep = str(sr.rewrite(Chain().eval(), (torch.randn(1, 4000),)).specrewrite_report)
     heads = [ln for ln in rep.splitlines() if ln.startswith("  [")]
-    assert len(heads) == 2 and all(h.endswith(" x8") for h in heads), rep
-    assert len(rep.splitlines()) < 20, rep
+    assert len(heads) == 2 and all(h.startswith("  [") and " 8 x torch." in h for h in heads), rep
+    assert len(rep.splitlines()) < 20 and max(map(len, rep.splitlines())) <= 110, rep
 
 
 def test_a_runtime_that_disagrees_fails_the_export(monkeypatch, tmp_path):
@@ -253,6 +276,20 @@ def test_cli_several_targets_from_a_factory_with_inputs_as_json(tmp_path, capsys
     assert code == 0 and [r["target"] for r in results] == ["onnx", "coreml"]
     assert all(r["ok"] and r["max_rel_err"] < 1e-5 for r in results)
     assert sorted(os.listdir(out_dir)) == ["build.mlpackage", "build.onnx"]
+
+
+@pytest.mark.parametrize("roles, batch_dynamic, time_dynamic", [("time", False, True), ("batch,time", True, True),
+                                                                ("none", False, False)])
+def test_cli_dynamic_names_the_axes_kept(roles, batch_dynamic, time_dynamic, tmp_path, capsys):
+    from specrewrite.cli import main
+
+    out = str(tmp_path / "kws.onnx")
+    assert main(["export", "specrewrite.demo:TinyKWS", out, "--shape", "2,16000", "--dynamic", roles]) == 0
+    capsys.readouterr()
+    dims = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    assert [isinstance(d, str) for d in dims] == [batch_dynamic, time_dynamic], dims
+    assert main(["export", "specrewrite.demo:TinyKWS", out, "--shape", "2,16000", "--dynamic", "channel"]) == 2
+    assert "the roles are batch and time" in capsys.readouterr().err
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):

@@ -95,7 +95,9 @@ def _common(p):
     p.add_argument("--kwargs", default="{}", help="JSON keyword arguments for a class or factory")
     p.add_argument("--mode", default="store", help="store | on_the_fly | input")
     p.add_argument("--strategy", default="auto", help="auto | dense | factored")
-    p.add_argument("--static", action="store_true", help="fix every input shape to the example's")
+    p.add_argument("--dynamic", default=None, help="axes kept dynamic, named by role: batch,time (the default: "
+                   "every batch and time axis the model allows), batch, time, or none")
+    p.add_argument("--static", action="store_true", help="fix every input shape to the example's (--dynamic none)")
 
 
 def main(argv=None) -> int:
@@ -131,6 +133,31 @@ def main(argv=None) -> int:
     return 0
 
 
+def _dynamic_request(roles, inputs, static: bool):
+    """``--dynamic batch,time`` as torch.export's dynamic_shapes: each input's axes of those roles (axis 0 is the
+    batch; the time axis as ``rewrite`` finds it), an explicit request (an error when the model pins one)."""
+    from .errors import SpecRewriteError
+
+    if static or (roles or "").strip().lower() == "none":
+        return False
+    if roles is None:
+        return None
+    want = {r.strip().lower() for r in roles.split(",") if r.strip()}
+    if not want or want - {"batch", "time"}:
+        raise SpecRewriteError(f"--dynamic {roles!r}: the roles are batch and time", op="specrewrite",
+                               fix="e.g. --dynamic batch,time, --dynamic time or --dynamic none")
+    import torch
+
+    from .rewrite.dynamic import role_of
+
+    spec = []
+    for i, a in enumerate(inputs):
+        axes = {d: torch.export.Dim(f"in{i}_{role_of(a, d, inputs)}") for d in range(a.dim())
+                if role_of(a, d, inputs) in want} if isinstance(a, torch.Tensor) else {}
+        spec.append(axes or None)
+    return tuple(spec)
+
+
 _SUFFIX = {"onnx": ".onnx", "coreml": ".mlpackage", "tflite": ".tflite", "pte": ".pte"}
 
 
@@ -149,7 +176,7 @@ def _run(args) -> int:
         model, inputs, name = _load(args.model, json.loads(args.kwargs))
         if inputs is None or args.shape:
             inputs = _inputs(args.shape, args.dtype)
-        dyn = False if args.static else None
+        dyn = _dynamic_request(args.dynamic, inputs, args.static)
         if args.cmd == "inspect":
             from .rewrite import rewrite
 

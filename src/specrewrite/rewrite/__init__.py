@@ -196,7 +196,7 @@ def _rewrite(model, example_inputs, *, mode, strategy, strict, inplace, verify, 
     for _ in range(8):
         try:
             low = Lowering(gm, mode=mode, strategy=strategy, report=report, sites=sites.sites,
-                           attr_placeholders=attr_map)
+                           attr_placeholders=attr_map, input_names=plan.names)
             out = low.run()
             if plan.batch_expanded and plan.batch_one_guards:
                 guards_at_batch_two(out, plan.batch_one_guards)

@@ -5,9 +5,10 @@ tensors with a trailing dim of 2 and every op touching one goes through its rule
 """
 from __future__ import annotations
 
+import keyword
 import math
 import operator
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.fx as fx
@@ -31,8 +32,10 @@ aten = torch.ops.aten
 
 class Lowering(SpectralLowering):
     def __init__(self, gm: fx.GraphModule, *, mode: Mode, strategy: Strategy, report: Report,
-                 sites: Optional[dict] = None, attr_placeholders: Optional[Dict[str, str]] = None):
+                 sites: Optional[dict] = None, attr_placeholders: Optional[Dict[str, str]] = None,
+                 input_names: Optional[List[str]] = None):
         self.gm, self.mode, self.strategy, self.report = gm, mode, strategy, report
+        self.input_names = list(input_names or [])
         folded, why = fold_wide(gm)   # Core ML holds rank 5 at most: wider tensors become reshapes of rank 5
         if folded:
             report.notes.append(f"{folded} tensors of rank over 5 (a complex one counted with its (re, im) axis) "
@@ -456,10 +459,9 @@ class Lowering(SpectralLowering):
             import torch.utils._pytree as pytree
 
             info = self.gm.graph._codegen.pytree_info
-            n_in = sum(1 for n in self.graph.nodes if n.op == "placeholder")
-            in_spec = pytree.tree_structure(tuple(range(n_in)))
-            self.graph._codegen = _PyTreeCodeGen(_PyTreeInfo([f"arg{i}" for i in range(n_in)], in_spec,
-                                                             info.out_spec))
+            names = self._signature()
+            in_spec = pytree.tree_structure(tuple(range(len(names))))
+            self.graph._codegen = _PyTreeCodeGen(_PyTreeInfo(names, in_spec, info.out_spec))
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         functional_writes(gm)
         drop_aliases(gm.graph)
@@ -476,6 +478,17 @@ class Lowering(SpectralLowering):
             feeds = dict(self.basis_feeds)
             object.__setattr__(gm, "basis_inputs", lambda: dict(feeds))
         return gm
+
+
+    def _signature(self) -> List[str]:
+        """forward's parameter names: the model's own, then (input mode) the bases' names; ``arg<i>`` where the
+        model's inputs do not map one-to-one to graph inputs (nested inputs, say)."""
+        phs = [n for n in self.graph.nodes if n.op == "placeholder"]
+        user = [n for n in phs if n.name not in self.basis_feeds]
+        names = self.input_names + [n.name for n in phs if n.name in self.basis_feeds]
+        ok = len(self.input_names) == len(user) and len(set(names)) == len(names) and all(
+            s.isidentifier() and not keyword.iskeyword(s) and s != "self" for s in names)
+        return names if ok else [f"arg{i}" for i in range(len(phs))]
 
 
 _STRIDED = {aten.sym_stride.int, aten.as_strided.default, aten.as_strided_copy.default}

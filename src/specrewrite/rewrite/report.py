@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from typing import Any, Dict, List, Optional
 
 
@@ -87,7 +88,7 @@ class Report:
             lines.append("  no spectral op found: the model is returned unchanged (as a copy)")
         for i, (e, group) in enumerate(self._groups()):
             params = ", ".join(f"{k}={v}" for k, v in e.params.items())
-            lines.append(f"  [{i}] {e.op}({params})" + (f" x{len(group)}" if len(group) > 1 else ""))
+            lines.append(f"  [{i}] " + (f"{len(group)} x " if len(group) > 1 else "") + f"{e.op}({params})")
             places = list(dict.fromkeys(g.where for g in group if g.where))
             for w in places[:3]:
                 lines.append(f"      at {w}")
@@ -117,4 +118,13 @@ class Report:
                          f"{self.max_rel_err_second:.2e} of the output peak")
         if self.seconds is not None:
             lines.append(f"  rewrite took {self.seconds:.2f} s")
-        return "\n".join(lines)
+        return "\n".join(_wrapped(ln) for ln in lines)
+
+
+WIDTH = 110   # str(report) fits a terminal: longer lines continue, indented, on the next
+
+
+def _wrapped(line: str) -> str:
+    indent = " " * (len(line) - len(line.lstrip()))
+    return textwrap.fill(line, WIDTH, subsequent_indent=indent + "    ", break_long_words=False,
+                         break_on_hyphens=False)
