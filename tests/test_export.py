@@ -345,15 +345,13 @@ class _LogMag(torch.nn.Module):
 
 @pytest.mark.parametrize("ext, module, n_fft, hop", [
     ("pte", "executorch", 1024, 256), ("pte", "executorch", 1024, 441),
-    pytest.param("tflite", "litert_torch", 1024, 441, marks=pytest.mark.xfail(run=False, strict=True, reason=(
-        "known limitation, open (found 2026-12-04): on_the_fly at 1024 / 441 is the chunked dense basis (a grouped "
-        "conv whose weights are computed in the graph), and the LiteRT export of it ran over 15 minutes without "
-        "finishing; with the zero-stuffed framed kernel of e749c41 it took 21 s")))])
+    ("tflite", "litert_torch", 1024, 441), ("tflite", "litert_torch", 619, 601)])
 def test_on_the_fly_files_on_device(ext, module, n_fft, hop, tmp_path):
     """on_the_fly builds the bases in the graph. ExecuTorch refused every such file: a constant made from a
     numpy view kept its strides, and the lifted constant's dim order [1, 2, 0] had no memory format. 1024 / 441
-    is the framed plan, whose stage 1 has zeros between its taps in this mode (coremltools takes no dilation on
-    a non-constant weight)."""
+    is the dense basis in 16 chunks in this mode (coremltools takes no dilation on a weight computed in the graph,
+    which the framed plan needs): as one grouped conv, LiteRT's depthwise kernel ran it for over 15 minutes; as
+    one conv per chunk, milliseconds. 619 / 601: a prime n_fft, chunks in every mode."""
     pytest.importorskip(module)
     model = _LogMag(n_fft, hop).eval()
     result = export(model, (torch.randn(2, 8000) * 0.1,), str(tmp_path / f"m.{ext}"), mode="on_the_fly")

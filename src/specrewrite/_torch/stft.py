@@ -112,13 +112,19 @@ class RealSTFT(BasisHolder):
     def _chunked(self, x, w):
         """The dense basis in K chunks of taps (``kernels.dense_chunks``), each summed in its own accumulator,
         then added. Chunk c sees the signal from tap c*Lc on (constant slice bounds: no frame count in the
-        graph); one grouped conv over the K shifted copies. w: (K*2F, 1, Lc)."""
+        graph); one conv per chunk, added in order. w: (K*2F, 1, Lc). Not one grouped conv over the K shifted
+        copies: LiteRT's depthwise kernel, what that becomes, did not finish in 15 minutes on 16 x 1026 output
+        channels of weights computed in the graph (on_the_fly / input modes), where K convs take milliseconds."""
         n, k, hop = self.spec.n_fft, self.chunks, self.spec.hop_length
         lc = w.shape[-1]
         if k * lc > n:
             x = F.pad(x, (0, k * lc - n))
-        y = F.conv1d(shifted_copies(x, k, lc), w, stride=hop, groups=k)                           # (B, K*2F, T)
-        return y.unflatten(1, (k, -1)).sum(1)
+        ws = w.unflatten(0, (k, -1))                                                            # (K, 2F, 1, Lc)
+        y = None
+        for c in range(k):
+            part = F.conv1d(x[:, :, c * lc: (c + 1 - k) * lc or None], ws[c], stride=hop)           # (B, 2F, T)
+            y = part if y is None else y + part
+        return y
 
     def _dense_rows(self, w):
         """The (2F, N) dense basis, from the chunked layout if need be."""
