@@ -65,8 +65,11 @@ def stft(x, spec: StftSpec, mode: Mode, strategy: Strategy, scale: float = 1.0):
                                      lambda a: a.reshape(chunks * 2 * nb, 1, lc))], nb * chunks * lc)
         if chunks * lc > n:
             x = mb.pad(x=x, pad=np.array([0, 0, 0, 0, 0, chunks * lc - n], dtype=np.int32))
-        y = mb.conv(x=_shifted_copies(x, chunks, lc), weight=w, strides=[hop], pad_type="valid", groups=chunks)   # (B, K*2F, T)
-        y = mb.reduce_sum(x=reshape(y, [dims(y)[0], chunks, 2 * nb, dims(y)[-1]]), axes=[1])
+        y = None   # one conv per chunk, added in order, as RealSTFT._chunked
+        for c in range(chunks):
+            part = mb.conv(x=slice_axis(x, -1, c * lc, (c + 1 - chunks) * lc or None),
+                           weight=slice_axis(w, 0, c * 2 * nb, (c + 1) * 2 * nb), strides=[hop], pad_type="valid")
+            y = part if y is None else mb.add(x=y, y=part)                      # (B, 2F, T)
         re, im = mb.split(x=y, num_splits=2, axis=1)
         y = mb.stack(values=[re, im], axis=-1)                                    # (B, F, T, 2)
     elif plan is None:
