@@ -64,7 +64,7 @@ def flag_outputs(y, flag):
     """In an exporter's trace: ``y`` where ``flag`` holds, nan elsewhere; the identity otherwise."""
     if not isinstance(y, torch.Tensor) or not y.is_floating_point() or not torch.compiler.is_exporting():
         return y
-    return torch.where(flag, y, torch.full((), float("nan"), dtype=y.dtype, device=y.device))
+    return torch.where(flag, y, torch.scalar_tensor(float("nan"), dtype=y.dtype, device=y.device))
 
 
 def _tensor_form(node, memo: Dict[fx.Node, object], g: fx.Graph, anchor: fx.Node):

@@ -308,7 +308,7 @@ def poison(y, x, axis: int, flag: str):
     if not isinstance(y, torch.Tensor) or not y.is_floating_point() or not torch.compiler.is_exporting():
         return y
     f = eval(_compiled(flag), {"__builtins__": {}}, {"n": x.shape[axis], "m": torch.sym_min})   # noqa: S307 - our own expression
-    return y / (torch.ones((), dtype=y.dtype, device=y.device) * f)
+    return y / (torch.scalar_tensor(1.0, dtype=y.dtype, device=y.device) * f)
 
 
 def in_ranges(xs, ranges):

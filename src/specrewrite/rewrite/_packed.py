@@ -77,7 +77,7 @@ def _pad(original):
             torch._check(lengths.max().item() == steps)
         valid = torch.arange(steps, device=data.device)[:, None] < lengths.to(data.device)[None, :]
         out = torch.where(valid.reshape(steps, batch, *([1] * (data.dim() - 2))), data,
-                          torch.full((), padding_value, dtype=data.dtype, device=data.device))
+                          torch.scalar_tensor(padding_value, dtype=data.dtype, device=data.device))
         if total_length != steps:
             fill = out.new_full((total_length - steps, *out.shape[1:]), padding_value)
             out = torch.cat([out, fill], 0)
@@ -134,8 +134,8 @@ def packed_forward(module: nn.RNNBase, packed, hx):
                         params[k * per:(k + 1) * per], module.bias)
             finals_h.append(_time_gather(y, last))
             if c is not None:
-                finals_c.append(torch.where(full, c, torch.full((), float("nan"), dtype=c.dtype,
-                                                               device=c.device)))
+                finals_c.append(torch.where(full, c, torch.scalar_tensor(float("nan"), dtype=c.dtype,
+                                                                        device=c.device)))
             outs.append(y if d == 0 else _time_gather(y, reverse))
         x = torch.cat(outs, -1) if dirs > 1 else outs[0]
     hidden = torch.cat(finals_h, 0)
