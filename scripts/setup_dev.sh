@@ -22,8 +22,9 @@ CONS=$(mktemp)
 trap 'rm -f "$CONS"' EXIT
 echo "torch==$TORCH_VER" > "$CONS"
 
-# The package itself (editable) with its ONNX / Core ML extras and the test tools.
-$PIP -c "$CONS" -e ".[onnx,coreml,dev]"
+# The package itself (editable) with its ONNX / OpenVINO / Core ML extras and the test tools (every ONNX file
+# the tests export is then also run in OpenVINO, as specrewrite.export does where it is installed).
+$PIP -c "$CONS" -e ".[onnx,openvino,coreml,dev]"
 # The on-device targets (specrewrite.export to .tflite / .pte), with torch held by the constraint.
 $PIP -c "$CONS" -e ".[litert,executorch]"
 
@@ -34,5 +35,5 @@ $PIP --no-deps "torchaudio==2.11.0"
 TA_LIB=$($VPY -c 'import importlib.util, os; s = importlib.util.find_spec("torchaudio"); print(os.path.join(os.path.dirname(s.origin), "lib"))')
 rm -f "$TA_LIB"/*.so
 
-$VPY -c 'import torch, torchaudio, onnx, onnxruntime, coremltools, hypothesis, litert_torch, executorch, specrewrite; print("dev env ok: torch", torch.__version__, "torchaudio", torchaudio.__version__)'
+$VPY -c 'import torch, torchaudio, onnx, onnxruntime, openvino, coremltools, hypothesis, litert_torch, executorch, specrewrite; print("dev env ok: torch", torch.__version__, "torchaudio", torchaudio.__version__)'
 touch "$STAMP"
