@@ -152,8 +152,8 @@ def _dynamic_request(roles, inputs, static: bool):
 
     spec = []
     for i, a in enumerate(inputs):
-        axes = {d: torch.export.Dim(f"in{i}_{role_of(a, d, inputs)}") for d in range(a.dim())
-                if role_of(a, d, inputs) in want} if isinstance(a, torch.Tensor) else {}
+        roles = [role_of(a, d, inputs) for d in range(a.dim())] if isinstance(a, torch.Tensor) else []
+        axes = {d: torch.export.Dim(f"in{i}_{r}") for d, r in enumerate(roles) if r in want}
         spec.append(axes or None)
     return tuple(spec)
 

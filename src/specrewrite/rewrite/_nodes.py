@@ -1,7 +1,8 @@
 """Small helpers on FX nodes shared by the graph pass and its parts."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import keyword
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.fx as fx
@@ -104,3 +105,14 @@ def uncopy(target):
         if base is not None and target._overloadname in base.overloads():
             return getattr(base, target._overloadname)
     return target
+
+
+def forward_names(graph: fx.Graph, input_names: List[str], basis_feeds) -> List[str]:
+    """forward's parameter names: the model's own, then (input mode) the bases' names; ``arg<i>`` where the
+    model's inputs do not map one-to-one to graph inputs (nested inputs, say)."""
+    phs = [n for n in graph.nodes if n.op == "placeholder"]
+    user = [n for n in phs if n.name not in basis_feeds]
+    names = list(input_names) + [n.name for n in phs if n.name in basis_feeds]
+    ok = len(input_names) == len(user) and len(set(names)) == len(names) and all(
+        s.isidentifier() and not keyword.iskeyword(s) and s != "self" for s in names)
+    return names if ok else [f"arg{i}" for i in range(len(phs))]

@@ -5,7 +5,6 @@ tensors with a trailing dim of 2 and every op touching one goes through its rule
 """
 from __future__ import annotations
 
-import keyword
 import math
 import operator
 from typing import Any, Dict, List, Optional
@@ -18,7 +17,7 @@ from ..modes import Mode, Strategy
 from . import _complex as C, _complex_math as M, _real_ops as R, _solve as S
 from ._fold import FOLD_MAX_NUMEL, FOLD_OPS, ancestors, foldable_roots
 from ._nodes import NeedsStaticShapes, NotConstant, attr_of as _attr_of, is_complex_node as _is_complex_node
-from ._nodes import drop_aliases, real_dtype as _real_dtype, uncopy as _uncopy, val as _val, where_of
+from ._nodes import drop_aliases, forward_names, real_dtype as _real_dtype, uncopy as _uncopy, val as _val, where_of
 from .lower_spectral import SpectralLowering
 from .report import Report
 from ._rank import fold_wide
@@ -459,7 +458,7 @@ class Lowering(SpectralLowering):
             import torch.utils._pytree as pytree
 
             info = self.gm.graph._codegen.pytree_info
-            names = self._signature()
+            names = forward_names(self.graph, self.input_names, self.basis_feeds)
             in_spec = pytree.tree_structure(tuple(range(len(names))))
             self.graph._codegen = _PyTreeCodeGen(_PyTreeInfo(names, in_spec, info.out_spec))
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
@@ -478,17 +477,6 @@ class Lowering(SpectralLowering):
             feeds = dict(self.basis_feeds)
             object.__setattr__(gm, "basis_inputs", lambda: dict(feeds))
         return gm
-
-
-    def _signature(self) -> List[str]:
-        """forward's parameter names: the model's own, then (input mode) the bases' names; ``arg<i>`` where the
-        model's inputs do not map one-to-one to graph inputs (nested inputs, say)."""
-        phs = [n for n in self.graph.nodes if n.op == "placeholder"]
-        user = [n for n in phs if n.name not in self.basis_feeds]
-        names = self.input_names + [n.name for n in phs if n.name in self.basis_feeds]
-        ok = len(self.input_names) == len(user) and len(set(names)) == len(names) and all(
-            s.isidentifier() and not keyword.iskeyword(s) and s != "self" for s in names)
-        return names if ok else [f"arg{i}" for i in range(len(phs))]
 
 
 _STRIDED = {aten.sym_stride.int, aten.as_strided.default, aten.as_strided_copy.default}
