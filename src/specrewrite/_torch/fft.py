@@ -20,7 +20,7 @@ import torch
 
 from ..kernels import (NP, analysis_dense, chirp, chirp_filter, ct_constants, ct_shapes, fft_matrix,
                        ifft_real_matrix, irfft_pre, plan_fft, rfft_post)
-from ..kernels.fft_plan import check_length, check_weights
+from ..kernels.fft_plan import ACCURATE_RADIX, check_length, check_weights, pair_counts, symmetric
 from ..modes import Mode
 from .bases import BasisHolder, TorchNS
 
@@ -35,10 +35,34 @@ def _cmul(z: torch.Tensor, w: torch.Tensor, conj_z: bool = False) -> torch.Tenso
     return torch.stack([a * c - b * s, a * s + b * c], dim=-1)
 
 
+def pair_in(y: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """The slots of a symmetric stage along ``dim`` (size r): [x_0, x_j + x_{r-j}, (x_{r/2}), x_j - x_{r-j}]."""
+    h = (r - 1) // 2
+    head, tail = y.narrow(dim, 1, h), y.narrow(dim, r - h, h).flip(dim)
+    mid = [y.narrow(dim, r // 2, 1)] if r % 2 == 0 else []
+    return torch.cat([y.narrow(dim, 0, 1), head + tail] + mid + [head - tail], dim)
+
+
+def pair_out(y: torch.Tensor, r: int, dim: int, complex_dim: Optional[int] = None) -> torch.Tensor:
+    """Bins k = 0..r-1 along ``dim`` from a symmetric stage's rows [A_0, A_1..A_h, (A_{r/2}), B_1..B_h]:
+    X[k] = A_k -/+ B_k, X[r - k] = A_k +/- B_k (re / im). ``complex_dim``: the (re, im) axis; None: real only."""
+    na, h = pair_counts(r)
+    assert dim < 0 and (complex_dim is None or complex_dim < dim)   # negative: dim stays valid per channel
+    parts = [y] if complex_dim is None else [y.select(complex_dim, 0), y.select(complex_dim, 1)]
+    out = []
+    for c, t in enumerate(parts):
+        a, b = t.narrow(dim, 0, na), t.narrow(dim, na, h)
+        a1 = a.narrow(dim, 1, h)
+        lo, hi = (a1 - b, a1 + b) if c == 0 else (a1 + b, a1 - b)
+        mid = [a.narrow(dim, h + 1, 1)] if na > h + 1 else []
+        out.append(torch.cat([a.narrow(dim, 0, 1), lo] + mid + [hi.flip(dim)], dim))
+    return out[0] if complex_dim is None else torch.stack(out, complex_dim)
+
+
 def _ct(z: torch.Tensor, radices, c: Dict[str, torch.Tensor], real_in: bool = False,
         real_out: bool = False) -> torch.Tensor:
     """Cooley-Tukey stages over the last axis: (B, n, 2) or (B, n) if real_in -> (B, n, 2) or (B, n) if
-    real_out. See kernels.fft_plan for the layout of each stage."""
+    real_out. See kernels.fft_plan for the layout of each stage (and of a symmetric one)."""
     n, s = math.prod(radices), len(radices)
     r = radices[0]
     if real_in:
@@ -48,11 +72,22 @@ def _ct(z: torch.Tensor, radices, c: Dict[str, torch.Tensor], real_in: bool = Fa
     p = 1
     for i, r in enumerate(radices):
         q = n // (p * r)
+        sym = symmetric(r)
+        rin, rout = real_in and i == 0, real_out and i == s - 1
         if i == s - 1:   # Q = 1: one (B P, [c, j]) x ([c, j], [c, k]) product (the matrix is stored transposed)
-            y = torch.matmul(y.reshape(-1, p, y.shape[-2]), c[f"m{i}"])
+            y = y.reshape(-1, p, y.shape[-2])
+            if sym:
+                y = (pair_in(y, r, -1) if rin else pair_in(y.reshape(-1, p, 2, r), r, -1).reshape(-1, p, 2 * r))
+            y = torch.matmul(y, c[f"m{i}"])
+            if sym:
+                y = pair_out(y, r, -1) if rout else pair_out(y.reshape(-1, p, 2, r), r, -1, -2).reshape(-1, p, 2 * r)
             break
+        if sym:
+            y = pair_in(y, r, -2) if rin else pair_in(y.reshape(-1, p, 2, r, q), r, -2).reshape(-1, p, 2 * r, q)
         y = torch.matmul(c[f"m{i}"], y)                         # (B, P, [c, k_i], Q)
         y = y.reshape(-1, p, 2, r, q)
+        if sym:
+            y = pair_out(y, r, -2, -3)
         a, b = y[:, :, 0], y[:, :, 1]
         t = c[f"t{i}"]
         tc, ts = t[0], t[1]
@@ -149,10 +184,9 @@ class PlanHolder(BasisHolder):
 
 
 def _dense(n: int) -> bool:
-    """One dense matrix when the length's plan is one stage (at most ACCURATE_RADIX points, or a prime up to
-    MAX_RADIX): a real input then needs only half the weights of a complex stage."""
-    p = plan_fft(n)
-    return not p.bluestein and len(p.radices) <= 1
+    """One dense matrix when the length's plan is one stage of at most ACCURATE_RADIX points: a real input then
+    needs only half the weights of a complex stage. A longer prime is one symmetric stage of the plan route."""
+    return n <= ACCURATE_RADIX
 
 
 class RealFFT(PlanHolder):
