@@ -120,8 +120,10 @@ def creciprocal(z):
     d1 = x + y * r1
     r2 = x / safe_y                      # |y| > |x|: 1/z = (r - i) / (x r + y)
     d2 = x * r2 + y
-    a = torch.where(use_x, 1.0 / d1, r2 / d2)
-    b = torch.where(use_x, -r1 / d1, -1.0 / d2)
+    # zeros signed as c10's division (numpy's) gives them: (0 - r) is +0 for r = +-0, so 1 / (-2 +- 0i) is
+    # -0.5 - 0i both ways in eager (angle() of it -pi); 0 - (0 - r) is r with a zero made +0
+    a = torch.where(use_x, 1.0 / d1, (0.0 - (0.0 - r2)) / d2)
+    b = torch.where(use_x, (0.0 - r1) / d1, -1.0 / d2)
     zero = (x == 0) & (y == 0)           # 1 / 0 = inf + nan i in eager (c10::complex division)
     return pack(torch.where(zero, torch.full_like(a, float("inf")), a),
                 torch.where(zero, torch.full_like(b, float("nan")), b))
