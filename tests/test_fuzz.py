@@ -66,6 +66,7 @@ def _run_fuzz():
             warnings.simplefilter("ignore")
             out = check(prog, do_onnx=ONNX_EVERY > 0 and i % ONNX_EVERY == 0)
         rec = dict(i=i, seed=seed, kind=out.kind, op=out.op, err=out.err, tol=out.tol, onnx=out.onnx_checked,
+                   single=out.single,
                    seconds=round(time.perf_counter() - t0, 2), summary=prog.summary(), detail=out.detail[:3000],
                    spectral=prog.spectral.split("(")[0], ops=prog.ops, final=prog.final)
         outcomes.append(rec)
