@@ -97,11 +97,16 @@ def cmul(a, b):
     return pack(ar * br - ai * bi, ar * bi + ai * br)
 
 
+# Signed zeros. Eager promotes a real operand r of complex arithmetic to r + 0i and runs the complex formula, so a
+# zero part of the result takes its sign from the whole formula: (3 - 0i) * 2 is 6 + 0i, (-2 - 0i) / 2 is -1 + 0i
+# and (-2 - 0i) - 2 is -4 + 0i in eager, where multiplying the pair by 2 keeps -0 (angle() then -pi against
+# eager's pi). The formulas below are eager's, term for term, wherever a zero's sign can differ (with the
+# division as a division, not a product by 1/d: the same signs, one rounding fewer). Left alone: unary minus,
+# where eager itself differs between its vectorised loop (0 - z: +0) and the scalar tail (-z: -0).
 def cmul_real(a, b):
-    """complex a times real b (tensor or scalar)."""
-    if tensor_like(b):
-        b = b.unsqueeze(-1)
-    return a * b
+    """complex a times real b (tensor or Python number) as (a_re b - a_im 0) + (a_re 0 + a_im b) i."""
+    x, y = re(a), im(a)
+    return pack(x * b - y * 0.0, x * 0.0 + y * b)
 
 
 def cmul_scalar(a, value: complex):
@@ -109,13 +114,20 @@ def cmul_scalar(a, value: complex):
 
 
 def real_mul_cscalar(x, value: complex):
-    return pack(x * value.real, x * value.imag)
+    """real x times a Python complex, as (x + 0i) (v_re + v_im i)."""
+    return pack(x * value.real - 0.0 * value.imag, x * value.imag + 0.0 * value.real)
 
 
 def cdiv_real(a, b):
-    if tensor_like(b):
-        b = b.unsqueeze(-1)
-    return a / b
+    """complex a over real b (tensor or Python number) as eager divides by b + 0i (c10's division: the ratio
+    r = 0 / b, then (a_re + a_im r, a_im - a_re r) / b)."""
+    if not tensor_like(b) and b == 0:   # c10: each part over |0| (inf or nan), as eager's scalar path
+        return pack(re(a) / 0.0, im(a) / 0.0)
+    x, y = re(a), im(a)
+    r = 0.0 / b
+    if tensor_like(b):   # over a zero: each part over it (inf or nan), as eager, not the nan of 0 / 0 everywhere
+        r = torch.where(b == 0, torch.zeros_like(r), r)
+    return pack((x + y * r) / b, (y - x * r) / b)
 
 
 def cadd(a, b, a_c: bool, b_c: bool, alpha=1):
@@ -129,8 +141,8 @@ def cadd(a, b, a_c: bool, b_c: bool, alpha=1):
             b = from_real(b)
         else:
             b = from_scalar_like(a, complex(b))
-    if alpha != 1:
-        b = b * alpha
+    if alpha != 1:   # eager: (alpha + 0i) b, so a - (2 + 0i) has the imaginary part a_im + (-0 + 0 * 2) = a_im + 0
+        b = pack(re(b) * alpha - im(b) * 0.0, im(b) * alpha + re(b) * 0.0)
     return a + b
 
 
