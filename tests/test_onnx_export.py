@@ -190,3 +190,20 @@ def test_file_size_per_mode(n_fft, tmp_path):
     assert consts["input"] < basis_bytes / 2 and consts["on_the_fly"] < basis_bytes / 2, consts
     if n_fft == 4096:
         assert sizes["on_the_fly"] < sizes["store"]
+
+
+def test_complex_sum_over_several_axes_is_accurate_in_onnx_runtime(tmp_onnx_path):
+    """ONNX Runtime's ReduceSum over several axes of a real pair (the pair axis kept last) accumulated 3 x 101 x
+    238 complex values in one long float32 run: 2.3e-3 off, against 6e-5 for torch's own float32 sum. Reduced one
+    axis at a time it is at torch's level."""
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            return torch.view_as_real(torch.view_as_complex(x).sum((0, 1, 2)))
+
+    x = torch.randn(3, 101, 238, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.01
+    ref = x.sum((0, 1, 2))
+    fast = sr.rewrite(Model(), (x.float(),))
+    sess, _, _ = onnx_roundtrip(fast, (x.float(),), path=tmp_onnx_path)
+    got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.float().numpy()})[0]).double()
+    eager = Model()(x.float()).double()
+    assert float((got - ref).abs().max()) <= 4 * max(float((eager - ref).abs().max()), 1e-5)

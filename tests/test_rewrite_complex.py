@@ -699,3 +699,22 @@ def test_angle_of_a_masked_spectrum_is_eagers_at_the_dc_bin():
     # frames away from the reflect-padded edges (a symmetric edge frame has real bins that eager's own FFT
     # arithmetic leaves at exactly 0 or not, bin by bin: the verification refuses such a model, see test_verify)
     assert float((got[..., 1:-1] - eager[..., 1:-1]).abs().max()) < 1e-3
+
+
+def test_angle_of_signed_zeros_and_negated_spectra_is_eagers():
+    """atan2(+-0, -0) is +-pi: angle() of -0 + 0i (a masked bin: -0.02 + 0.3i times False) was 0 against eager's
+    pi. And -z is 0 - z in eager's vectorised loop, so the +0 imaginary part of a DC bin stays +0 and angle(-z)
+    there is pi; flipping it to -0 gave -pi."""
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            z = torch.view_as_complex(x)
+            return torch.stack([(z * (z.abs() > 1.0)).angle(), (-z).angle()])
+
+    vals = [-2.0, -0.5, -0.0, 0.0, 0.5, 2.0]
+    x = torch.tensor([[a, b] for a in vals for b in vals]).repeat(4, 1)        # 144 values: the vectorised loop
+    for dtype in (torch.float32, torch.float64):
+        xs = x.to(dtype)
+        eager = Model()(xs)
+        got = sr.rewrite(Model(), (xs,), verify=False)(xs)
+        assert torch.equal(torch.signbit(got), torch.signbit(eager)), dtype
+        torch.testing.assert_close(got, eager, rtol=0.0, atol=4e-7 if dtype == torch.float32 else 1e-15)

@@ -4,6 +4,8 @@ Each is a small torch function; torch.export / jit.trace / the ONNX exporter tra
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -67,12 +69,23 @@ def atan2(y, x):
         c, s = torch.cos(t0), torch.sin(t0)
         den = xs * c + ys * s                       # = |(xs, ys)| cos(t - t0) >= ~1, 0 only at the origin
         res = (ys * c - xs * s) / torch.where(den > 0, den, torch.ones_like(den))
-        return torch.where(res == 0, t0, t0 + res)  # keeps t0's signed zeros (y == +-0, x >= 0; the origin)
+        t = torch.where(res == 0, t0, t0 + res)     # keeps t0's signed zeros (y == +-0, x >= 0; the origin)
+        return _negative_zero_x(y, x, t)
     r = torch.sqrt(x * x + y * y)
     den = r + x
     pos = 2.0 * torch.atan(y / torch.where(den > 0, den, torch.ones_like(den)))
     neg = 2.0 * torch.atan((r - x) / y)
-    return torch.where(x >= 0, pos, neg)
+    return _negative_zero_x(y, x, torch.where(x >= 0, pos, neg))
+
+
+def _negative_zero_x(y, x, t):
+    """atan2 t with atan2(+-0, -0) = +-pi: -0 is on the negative side (angle() of a complex zero that eager's
+    own arithmetic signed, -0 + 0i from -0.02 + 0.3i times a False mask, is pi in eager; it was 0). Spelt with
+    comparisons (1 / -0 is -inf), as ``_complex_math._copysign``."""
+    origin = (x == 0) & (y == 0) & ((1.0 / x) < 0)
+    neg_y = (y < 0) | ((y == 0) & ((1.0 / y) < 0))
+    pi = torch.where(neg_y, torch.full_like(y, -math.pi), torch.full_like(y, math.pi))
+    return torch.where(origin, pi, t)
 
 
 def movedim(x, src: int, dst: int):
@@ -101,8 +114,14 @@ def cmul(a, b):
 # zero part of the result takes its sign from the whole formula: (3 - 0i) * 2 is 6 + 0i, (-2 - 0i) / 2 is -1 + 0i
 # and (-2 - 0i) - 2 is -4 + 0i in eager, where multiplying the pair by 2 keeps -0 (angle() then -pi against
 # eager's pi). The formulas below are eager's, term for term, wherever a zero's sign can differ (with the
-# division as a division, not a product by 1/d: the same signs, one rounding fewer). Left alone: unary minus,
-# where eager itself differs between its vectorised loop (0 - z: +0) and the scalar tail (-z: -0).
+# division as a division, not a product by 1/d: the same signs, one rounding fewer). Unary minus follows eager's
+# vectorised loop (``cneg``).
+def cneg(z):
+    """-z as eager's vectorised loop computes it, 0 - z: a zero part becomes +0 (its scalar tail, the last
+    numel % 16 or so elements, flips the sign instead; no formula matches both)."""
+    return 0.0 - z
+
+
 def cmul_real(a, b):
     """complex a times real b (tensor or Python number) as (a_re b - a_im 0) + (a_re 0 + a_im b) i."""
     x, y = re(a), im(a)
@@ -199,6 +218,16 @@ def _crop(z, pad):
         if isinstance(hi, int) and hi < 0:
             z, pad[2 * j + 1] = z[(slice(None),) * dim + (slice(0, hi),)], 0
     return z, pad
+
+
+def reduce_dims(x, dims, keepdim: bool, mean: bool):
+    """sum / mean of real pairs over ``dims``, one dim at a time: ONNX Runtime's ReduceSum over several axes that
+    leave the pair axis last accumulates in one long float32 run (a complex sum of 3 x 101 x 238 values: 2.3e-3
+    off, against 3.6e-5 reduced axis by axis and 6e-5 for torch's own float32 sum)."""
+    fn = torch.mean if mean else torch.sum
+    for d in sorted(dims, reverse=True):
+        x = fn(x, d, keepdim)
+    return x
 
 
 def cmatmul(a, b, a_c: bool, b_c: bool):

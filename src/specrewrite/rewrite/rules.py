@@ -172,7 +172,7 @@ def _div(ctx, node, args, kwargs):
 
 @rule(aten.neg)
 def _neg(ctx, node, args, kwargs):
-    return Cx(ctx.call(operator.neg, args[0].node), args[0].rank)
+    return Cx(ctx.call(C.cneg, args[0].node), args[0].rank)
 
 
 @rule(aten.complex)
@@ -251,23 +251,6 @@ def _matmul(ctx, node, args, kwargs):
 
 
 # ------------------------------------------------------------------------------------------ reductions
-
-
-def _dims(dims, r):
-    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
-        return list(range(r))
-    if isinstance(dims, int):
-        dims = [dims]
-    return [nd(d, r) for d in dims]
-
-
-@rule(aten.sum, aten.mean)
-def _reduce(ctx, node, args, kwargs):
-    z = args[0]
-    dims = args[1] if len(args) > 1 else kwargs.get("dim")
-    keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
-    fn = torch.sum if node.target.overloadpacket is aten.sum else torch.mean
-    return Cx(ctx.call(fn, z.node, _dims(dims, z.rank), keep), ctx.out_rank(node))
 
 
 from .rules_shapes import CxList  # noqa: E402,F401 - registers the shape rules; CxList is part of this API

@@ -127,7 +127,7 @@ def _cast(ctx, z_node, kwargs):
     return ctx.call(torch.Tensor.to, z_node, ctx.real_dtype(dt)) if dt is not None else z_node
 
 
-@rule(aten.sum, aten.mean, replaces=True)
+@rule(aten.sum, aten.mean)
 def _sum_mean(ctx, node, args, kwargs):
     """sum / mean over complex dims (never the pair dim: a rank-0 complex value reduces to itself)."""
     b = bind(node, args, kwargs)
@@ -136,8 +136,9 @@ def _sum_mean(ctx, node, args, kwargs):
     r_out = ctx.out_rank(node)
     if z.rank == 0:
         return Cx(ctx.call(torch.clone, x), 0)
-    fn = torch.sum if node.target.overloadpacket is aten.sum else torch.mean
-    return Cx(ctx.call(fn, x, _dims_of(b.get("dim"), z.rank), bool(b.get("keepdim") or False)), r_out)
+    mean = node.target.overloadpacket is aten.mean
+    return Cx(ctx.call(C.reduce_dims, x, _dims_of(b.get("dim"), z.rank), bool(b.get("keepdim") or False), mean),
+              r_out)
 
 
 _rules_index_select = RULES[aten.index_select]
