@@ -835,8 +835,12 @@ class Outcome:
 # log near zero) that draw can be 10x smaller or larger than the next. Both sides are therefore judged over
 # ROUNDINGS float32 roundings of the same float64 input (the nearest one, then each value moved by -1, 0 or +1
 # ulp at random): the rewrite's worst error against 4x eager float32's worst. The verdict from the nearest
-# rounding alone is kept in ``Outcome.single``.
+# rounding alone is kept in ``Outcome.single``. Even so, eager against itself (4 roundings against 4 others)
+# crosses 4x about once in a few hundred ill-conditioned programs (angle() of near-zero bins; measured
+# 2026-12-04: 4.06x at the worst of 200 inputs); a program over the bound is therefore judged again over
+# ESCALATED roundings on both sides (the maxima then settle on the same worst point), and both verdicts are kept.
 ROUNDINGS = 4
+ESCALATED = 16
 
 
 def roundings(xs64: tuple, count: int = ROUNDINGS) -> list:
@@ -921,10 +925,19 @@ def check(prog: Program, do_onnx: bool = False) -> Outcome:
         return Outcome("crash", f"running the rewritten model: {type(e).__name__}: {str(e)[:600]}",
                        op=type(e).__name__)
     single = errs[0] <= max(TOL["fp32_rel"], 4 * eager_errs[0])
+    first = f"over {len(xs)} roundings: rewrite {_fmt_errs(errs)}, eager {_fmt_errs(eager_errs)}"
     if not err <= tol:
-        return Outcome("wrong", f"rewrite error {err:.3e} > tol {tol:.3e} (eager float32 error {max(eager_errs):.3e}; "
-                                f"per rounding: rewrite {_fmt_errs(errs)}, eager {_fmt_errs(eager_errs)})",
-                       err=err, tol=tol, single=single)
+        try:
+            more = roundings(x64, ESCALATED)
+            with torch.no_grad():
+                eager_errs = [_compare(prog, m32(*x), ref, mag) for x in more]
+                errs = [_compare(prog, rw(*x), ref, mag) for x in more]
+        except Exception as e:  # noqa: BLE001
+            return Outcome("crash", f"at another rounding: {type(e).__name__}: {str(e)[:600]}", op=type(e).__name__)
+        err, tol = max(errs), max(TOL["fp32_rel"], 4 * max(eager_errs))
+        verdict = "wrong" if not err <= tol else "pass"
+        return Outcome(verdict, f"{first}; over {ESCALATED}: rewrite error {err:.3e} against tol {tol:.3e} (eager "
+                                f"float32 error {max(eager_errs):.3e})", err=err, tol=tol, single=single)
     if not do_onnx:
         return Outcome("pass", err=err, tol=tol, single=single)
     try:
