@@ -3,7 +3,8 @@ through each tool's own exporter.
 
     python benchmarks/portability.py [--models a,b] [--out benchmarks/results/portability.md]
 
-Rows: the real models of ``tests/test_realmodels.py`` (random weights, packages from
+Rows: the real models of ``tests/test_realmodels.py`` (``--set public``, the default) or the 23 models of the
+sweep in ``tests/test_realmodels_more.py`` (``--set sweep``; random weights, packages from
 ``scripts/install_realmodels.sh``). Columns: ONNX Runtime, onnx.reference, OpenVINO (when installed), Core ML
 (MIL evaluator, fp32 and fp16), LiteRT, ExecuTorch. A cell is the max error against eager (of the output peak,
 at the example and at a second length where the file keeps time dynamic), or the blocker in a few words. Each
@@ -51,12 +52,9 @@ def run_one(name: str) -> dict:
 
     import torch
 
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    import test_realmodels as R
     from specrewrite.export import export_many
 
-    build, _ = R.BUILDERS[name]
-    model, args = build()
+    model, args = _builders()[name]()
     out = {"model": name, "rewritten": {}, "native": {}}
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
@@ -80,6 +78,21 @@ def run_one(name: str) -> dict:
                 cells[label] = _cell_from_checks(r)
         out["seconds"] = time.perf_counter() - t0
         out["native"] = _native(model, args, d)
+    return out
+
+
+def _builders(which: str = "all") -> dict:
+    """name -> builder() returning (model, example inputs): the public models and / or the sweep."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    out = {}
+    if which in ("public", "all"):
+        import test_realmodels as R
+
+        out.update({k: v[0] for k, v in R.BUILDERS.items()})
+    if which in ("sweep", "all"):
+        import test_realmodels_more as S
+
+        out.update(S.BUILDERS)
     return out
 
 
@@ -151,6 +164,7 @@ def _native(model, args, d) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="")
+    p.add_argument("--set", choices=["public", "sweep", "all"], default="public")
     p.add_argument("--out", default=os.path.join(HERE, "results", "portability.md"))
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--one", help=argparse.SUPPRESS)
@@ -158,10 +172,7 @@ def main(argv=None) -> int:
     if a.one:
         print(json.dumps(run_one(a.one)))
         return 0
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    import test_realmodels as R
-
-    names = [m for m in (a.models.split(",") if a.models else list(R.BUILDERS)) if m]
+    names = [m for m in (a.models.split(",") if a.models else list(_builders(a.set))) if m]
     rows = []
     for name in names:
         t0 = time.perf_counter()
