@@ -207,6 +207,10 @@ class Mil:
     def unsqueeze(self, d):
         return _w(mb.expand_dims(x=self.v, axes=[d]))
 
+    def flip(self, dims):
+        axes = [dims] if isinstance(dims, int) else list(dims)
+        return _w(mb.reverse(x=self.v, axes=[int(a) % self.v.rank for a in axes]))
+
     def __getitem__(self, key):
         """``z[..., k]`` (the real-pair accessor) and ``z[..., a:b]``."""
         if not (isinstance(key, tuple) and len(key) == 2 and key[0] is Ellipsis):

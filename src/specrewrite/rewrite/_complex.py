@@ -82,8 +82,9 @@ def _negative_zero_x(y, x, t):
     """atan2 t with atan2(+-0, -0) = +-pi: -0 is on the negative side (angle() of a complex zero that eager's
     own arithmetic signed, -0 + 0i from -0.02 + 0.3i times a False mask, is pi in eager; it was 0). Spelt with
     comparisons (1 / -0 is -inf), as ``_complex_math._copysign``."""
-    origin = (x == 0) & (y == 0) & ((1.0 / x) < 0)
-    neg_y = (y < 0) | ((y == 0) & ((1.0 / y) < 0))
+    # logical_and / logical_or, not & / |: a traced graph writes aten::__or__, which coremltools cannot convert
+    origin = torch.logical_and(torch.logical_and(x == 0, y == 0), (1.0 / x) < 0)
+    neg_y = torch.logical_or(y < 0, torch.logical_and(y == 0, (1.0 / y) < 0))
     pi = torch.where(neg_y, torch.full_like(y, -math.pi), torch.full_like(y, math.pi))
     return torch.where(origin, pi, t)
 
@@ -122,10 +123,18 @@ def cneg(z):
     return 0.0 - z
 
 
+def _swap_times(a, first, second):
+    """(a_im * first, a_re * second) on the pair axis, without splitting a into parts and stacking them back (a
+    stack of two 0-d values is what coremltools folds into a constant and then fails to convert)."""
+    if tensor_like(first):
+        return a.flip(-1) * torch.stack([first, second], -1)
+    return a.flip(-1) * torch.tensor([first, second], dtype=a.dtype, device=a.device)
+
+
 def cmul_real(a, b):
-    """complex a times real b (tensor or Python number) as (a_re b - a_im 0) + (a_re 0 + a_im b) i."""
-    x, y = re(a), im(a)
-    return pack(x * b - y * 0.0, x * 0.0 + y * b)
+    """complex a times real b (tensor or Python number) as (a_re b - a_im 0) + (a_re 0 + a_im b) i: the pair
+    times b, plus (a_im (-0), a_re 0) for the signs of zeros."""
+    return a * (b.unsqueeze(-1) if tensor_like(b) else b) + _swap_times(a, -0.0, 0.0)
 
 
 def cmul_scalar(a, value: complex):
@@ -142,11 +151,11 @@ def cdiv_real(a, b):
     r = 0 / b, then (a_re + a_im r, a_im - a_re r) / b)."""
     if not tensor_like(b) and b == 0:   # c10: each part over |0| (inf or nan), as eager's scalar path
         return pack(re(a) / 0.0, im(a) / 0.0)
-    x, y = re(a), im(a)
     r = 0.0 / b
     if tensor_like(b):   # over a zero: each part over it (inf or nan), as eager, not the nan of 0 / 0 everywhere
         r = torch.where(b == 0, torch.zeros_like(r), r)
-    return pack((x + y * r) / b, (y - x * r) / b)
+        return (a + _swap_times(a, r, -r)) / b.unsqueeze(-1)
+    return (a + _swap_times(a, r, -r)) / b
 
 
 def cadd(a, b, a_c: bool, b_c: bool, alpha=1):
@@ -161,7 +170,7 @@ def cadd(a, b, a_c: bool, b_c: bool, alpha=1):
         else:
             b = from_scalar_like(a, complex(b))
     if alpha != 1:   # eager: (alpha + 0i) b, so a - (2 + 0i) has the imaginary part a_im + (-0 + 0 * 2) = a_im + 0
-        b = pack(re(b) * alpha - im(b) * 0.0, im(b) * alpha + re(b) * 0.0)
+        b = b * alpha + _swap_times(b, -0.0, 0.0)
     return a + b
 
 

@@ -43,7 +43,8 @@ def _copysign(mag, sign):
     """|mag| with the sign bit of ``sign`` (signed zeros included: 1 / -0.0 is -inf). Spelt with comparisons:
     torch.onnx decomposes ``torch.copysign`` to ``prims.signbit``, which it cannot translate (a random program
     taking a complex sqrt failed to export), and coremltools has no converter for it."""
-    neg = (sign < 0) | ((sign == 0) & ((1.0 / sign) < 0))   # operators: the Core ML binding has them too
+    # logical_or, not |: a traced graph writes aten::__or__, which coremltools cannot convert
+    neg = torch.logical_or(sign < 0, torch.logical_and(sign == 0, (1.0 / sign) < 0))
     m = torch.abs(mag)
     return torch.where(neg, -m, m)
 
