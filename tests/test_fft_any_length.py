@@ -364,3 +364,23 @@ def test_an_fft_of_a_real_input_is_exactly_real_where_eagers_is(name, n, norm, d
         angle = lambda p: torch.atan2(p[..., 1], p[..., 0])  # noqa: E731
         assert float((angle(got) - angle(own))[zero].abs().max()) == 0.0
         assert rel_err(got, want) <= TOL["fp32_rel"], (name, length)
+
+
+def test_packed_transforms_sum_over_the_last_axis_in_onnx(tmp_onnx_path):
+    """The per-bin split / merge of a packed rfft / irfft sums 4 products per output. Summed over a middle axis,
+    ONNX Runtime's ReduceSum took 4.4 of the 6.6 ms of a packed rfft of 64 x 1024 points (1 thread); over the
+    last axis the whole transform takes 1.8 ms (2026-12-04). Every ReduceSum of the file is over axis -1."""
+    import onnx
+    from onnx import numpy_helper
+
+    for kind, shape in (("r2c", (3, 1024)), ("c2r", (3, 513, 2))):
+        m = RealFFT(kind, 1024)
+        _, model, _ = onnx_roundtrip(m, (torch.randn(shape),), path=tmp_onnx_path)
+        consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
+                       if n.op_type == "Constant" and n.attribute and n.attribute[0].type == onnx.AttributeProto.TENSOR})
+        sums = [n for n in model.graph.node if n.op_type == "ReduceSum"]
+        assert sums, kind
+        for n in sums:
+            axes = consts[n.input[1]].reshape(-1).tolist()
+            assert axes == [-1], (kind, n.name, axes)

@@ -287,7 +287,7 @@ class RealFFT(PlanHolder):
                 zz = _c2c(x.reshape(-1, h, 2), self.fplan, c)              # FFT of x[2m] + i x[2m+1]
                 ze = torch.cat([zz, zz[:, :1]], dim=1)                      # Z[k mod h], k = 0..h
                 y = torch.cat([ze, ze.flip(1)], dim=-1)                     # with Z[(h - k) mod h]
-                y = (y.unsqueeze(-1) * c["pack"]).sum(-2)                  # (B, h + 1, 2)
+                y = _apply_pack(y, c["pack"])                               # (B, h + 1, 2)
                 if not self.onesided:
                     y = torch.cat([y, _conj(y[:, 1:h].flip(1))], dim=1)
             else:
@@ -297,7 +297,7 @@ class RealFFT(PlanHolder):
         z = x[..., :nb, :].reshape(-1, nb, 2)
         if self.route == "packed":
             y = torch.cat([z[:, :h], z.flip(1)[:, :h]], dim=-1)            # X[k], X[h - k], k < h
-            zz = _c2c((y.unsqueeze(-1) * c["pack"]).sum(-2), self.fplan, c)
+            zz = _c2c(_apply_pack(y, c["pack"]), self.fplan, c)
             return zz.reshape(lead + (n,))
         # odd n: Hermitian extension (imaginary part of DC dropped), then a complex inverse, real part only
         dc = z[:, :1] * torch.tensor([1.0, 0.0], dtype=z.dtype, device=z.device)
@@ -313,6 +313,13 @@ class RealFFT(PlanHolder):
         if self.kind == "c2c":
             return torch.matmul(x.flatten(-2), m).unflatten(-1, (self.n, 2))
         return torch.matmul(x[..., : self.n_bins, :].flatten(-2), m)
+
+
+def _apply_pack(y: torch.Tensor, pack: torch.Tensor) -> torch.Tensor:
+    """(B, K, 4) inputs per bin times the (K, 4, 2) per-bin map: the sum runs over the last axis. Summed over a
+    middle axis of 4 (``(y[..., None] * pack).sum(-2)``), ONNX Runtime's ReduceSum took 4.4 of the 6.6 ms of a
+    packed rfft of 64 x 1024 points (1 thread)."""
+    return (y.unsqueeze(-2) * pack.transpose(-1, -2)).sum(-1)
 
 
 def exact_real_bins(y: torch.Tensor, n: int) -> torch.Tensor:
