@@ -173,6 +173,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(a.one)))
         return 0
     names = [m for m in (a.models.split(",") if a.models else list(_builders(a.set))) if m]
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     rows = []
     for name in names:
         t0 = time.perf_counter()
@@ -186,6 +187,8 @@ def main(argv=None) -> int:
             row = {"model": name, "rewritten": {"error": f"timeout {a.timeout} s"}, "native": {}}
         row["wall"] = time.perf_counter() - t0
         rows.append(row)
+        with open(os.path.splitext(a.out)[0] + ".jsonl", "a") as f:   # each row as it comes: a long run that is
+            f.write(json.dumps(row) + "\n")                           # stopped keeps what it measured
         print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     text = _markdown(rows)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
