@@ -82,11 +82,16 @@ def _negative_zero_x(y, x, t):
     """atan2 t with atan2(+-0, -0) = +-pi: -0 is on the negative side (angle() of a complex zero that eager's
     own arithmetic signed, -0 + 0i from -0.02 + 0.3i times a False mask, is pi in eager; it was 0). Spelt with
     comparisons (1 / -0 is -inf), as ``_complex_math._copysign``."""
-    # logical_and / logical_or, not & / |: a traced graph writes aten::__or__, which coremltools cannot convert
-    origin = torch.logical_and(torch.logical_and(x == 0, y == 0), (1.0 / x) < 0)
-    neg_y = torch.logical_or(y < 0, torch.logical_and(y == 0, (1.0 / y) < 0))
-    pi = torch.where(neg_y, torch.full_like(y, -math.pi), torch.full_like(y, math.pi))
+    origin = torch.logical_and(torch.logical_and(x == 0, y == 0), sign_bit(x))
+    pi = torch.where(sign_bit(y), torch.full_like(y, -math.pi), torch.full_like(y, math.pi))
     return torch.where(origin, pi, t)
+
+
+def sign_bit(v):
+    """v's sign bit, -0 included (1 / -0 is -inf), spelt with comparisons: torch.onnx cannot translate
+    ``prims.signbit`` and coremltools has no converter for it; logical_or / logical_and, not | / &, because a
+    traced graph writes those as aten::__or__, which coremltools cannot convert either."""
+    return torch.logical_or(v < 0, torch.logical_and(v == 0, (1.0 / v) < 0))
 
 
 def movedim(x, src: int, dst: int):
@@ -150,7 +155,7 @@ def cdiv_real(a, b):
     """complex a over real b (tensor or Python number) as eager divides by b + 0i (c10's division: the ratio
     r = 0 / b, then (a_re + a_im r, a_im - a_re r) / b)."""
     if not tensor_like(b) and b == 0:   # c10: each part over |0| (inf or nan), as eager's scalar path
-        return pack(re(a) / 0.0, im(a) / 0.0)
+        return a / 0.0
     r = 0.0 / b
     if tensor_like(b):   # over a zero: each part over it (inf or nan), as eager, not the nan of 0 / 0 everywhere
         r = torch.where(b == 0, torch.zeros_like(r), r)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from ._complex import atan2, cmul, cmul_real, im, pack, re, tensor_like
+from ._complex import atan2, cmul, cmul_real, im, pack, re, sign_bit, tensor_like
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
@@ -43,8 +43,7 @@ def _copysign(mag, sign):
     """|mag| with the sign bit of ``sign`` (signed zeros included: 1 / -0.0 is -inf). Spelt with comparisons:
     torch.onnx decomposes ``torch.copysign`` to ``prims.signbit``, which it cannot translate (a random program
     taking a complex sqrt failed to export), and coremltools has no converter for it."""
-    # logical_or, not |: a traced graph writes aten::__or__, which coremltools cannot convert
-    neg = torch.logical_or(sign < 0, torch.logical_and(sign == 0, (1.0 / sign) < 0))
+    neg = sign_bit(sign)
     m = torch.abs(mag)
     return torch.where(neg, -m, m)
 
