@@ -82,6 +82,30 @@ def drop_aliases(graph: fx.Graph) -> None:
                 isinstance(n.args[0], fx.Node):
             n.replace_all_uses_with(n.args[0])
             graph.erase_node(n)
+    for n in list(graph.nodes):
+        if n.op == "call_function" and n.target is torch.ops.aten.copy_.default and not n.users and \
+                _same_values(n.args[1], n.args[0]):
+            graph.erase_node(n)
+
+
+_KEEPS_VALUES = {torch.ops.aten.alias.default, torch.ops.aten.detach.default, torch.ops.aten.clone.default,
+                 torch.ops.aten.contiguous.default, torch.ops.aten.lift_fresh.default}
+
+
+def _same_values(src, dst) -> bool:
+    """Whether ``src`` is ``dst`` through ops that keep every value and the dtype (``self.fb =
+    self.fb.to(x.device)`` in forward, auraloss' filterbank: torch.export writes the buffer back with
+    ``copy_(fb, to(fb))``, a no-op that coremltools' in-place pass refuses, "No matching select or slice")."""
+    while isinstance(src, fx.Node) and src is not dst and src.op == "call_function":
+        same_dtype = isinstance(val(src), torch.Tensor) and isinstance(val(dst), torch.Tensor) and \
+            val(src).dtype == val(dst).dtype
+        if src.target in _KEEPS_VALUES or (same_dtype and src.target in (
+                torch.ops.aten.to.dtype, torch.ops.aten.to.device, torch.ops.aten.to.dtype_layout,
+                torch.ops.aten._to_copy.default)):
+            src = src.args[0]
+        else:
+            return False
+    return src is dst
 
 
 def real_dtype(arg):
