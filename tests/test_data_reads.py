@@ -119,6 +119,39 @@ def test_a_value_read_into_python_gives_nan_from_onnx(tmp_path):
     assert np.isnan(other).all()
 
 
+class NumpyOnValues(torch.nn.Module):
+    """Leaves torch for numpy on the input's values (no capture takes ``x.numpy()``): a trace holds the example's
+    values as a constant (``soft``) or a literal (``peak``), right at the example and wrong for any other clip."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):
+        if self.how == "soft":
+            x = torch.from_numpy(np.tanh(x.detach().numpy()))   # <soft-read>
+        else:
+            x = x / float(np.abs(x.detach().numpy()).max())      # <peak-read>
+        return _spec(x)
+
+
+@pytest.mark.parametrize("how", ["soft", "peak"])
+def test_a_trace_that_holds_input_values_is_refused_naming_the_line(how):
+    model = NumpyOnValues(how).eval()
+    x = torch.randn(1, 3000)
+    with pytest.raises(SpecRewriteError) as e:
+        sr.rewrite(model, (x,))
+    line = "torch.from_numpy(np.tanh(" if how == "soft" else "x = x / float(np.abs("
+    assert "depends on the example's values" in str(e.value) and line in str(e.value), str(e.value)
+    # strict=False returns the trace with the reason in the report: right at the example only
+    fast = sr.rewrite(model, (x,), strict=False)
+    assert any("depends on the example's values" in n and line in n for n in fast.specrewrite_report.notes)
+    with torch.no_grad():
+        assert rel_err(fast(x), model(x.double())) < 1e-5
+        x2 = torch.randn(1, 3000, generator=torch.Generator().manual_seed(5))
+        assert rel_err(fast(x2), model(x2.double())) > 1e-2
+
+
 class HoldsAModule(torch.nn.Module):
     def __init__(self):
         super().__init__()

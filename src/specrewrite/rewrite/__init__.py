@@ -20,6 +20,7 @@ from ._guards import guards_at_batch_two, install as install_size_checks, size_c
 from .dynamic import AxisPlan, accept, describe_guard
 from ._user_errors import internal_error, model_raises
 from .report import Report
+from ._twin import values_read
 from .verify import _first_line, _flat, max_rel_err, verify_example, verify_second_shape
 
 __all__ = ["rewrite", "inspect", "Report"]
@@ -313,6 +314,7 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
                 continue   # in draft mode still, when plain export failed on data-dependent Python
             gm, sites, attr_map = cap.via_trace(work, _clones(plan.args))
             report.capture = "trace with the example inputs (make_fx)"
+            _values_baked(work, plan.args, gm, e, report, strict)
             why = (f"torch.export could not capture the model ({_first_line(e)}); traced with the example "
                    "inputs instead")
             _refuse_explicit(plan, strict, why)
@@ -490,6 +492,24 @@ def _data_dependent(e: BaseException) -> bool:
 
 def _is_constraint_violation(e: BaseException) -> bool:
     return "Constraints violated" in str(e) or type(e).__name__ in ("ConstraintViolationError", "UserError")
+
+
+def _values_baked(work, args, gm, e, report, strict: bool) -> None:
+    """A traced graph that holds the example's input values (``_twin``) is wrong for every other clip, though
+    right at the example where verification runs: an error under strict, else a note."""
+    from .capture import via_trace
+
+    where = values_read(via_trace, work, _clones(args), gm)
+    if where is None:
+        return
+    why = (f"torch.export could not capture the model ({_first_line(e)}), and its trace depends on the example's "
+           "values: the model's code reads values of its inputs into Python (numpy, .item(), .tolist(), a branch "
+           "on a value), so the traced graph holds the example's values and is wrong for other inputs")
+    fix = ("compute those values with torch ops on tensors (torch.export then captures the model), or pass them "
+           "as inputs; strict=False returns the graph traced at the example's values")
+    if strict:
+        raise SpecRewriteError(why, op="rewrite", where=where or None, fix=fix)
+    report.notes.append(why + (f" (at {where})" if where else ""))
 
 
 def _refuse_explicit(plan: AxisPlan, strict: bool, why: str, only=None) -> None:
