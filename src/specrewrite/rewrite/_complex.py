@@ -156,10 +156,14 @@ def cdiv_real(a, b):
     r = 0 / b, then (a_re + a_im r, a_im - a_re r) / b)."""
     if not tensor_like(b) and b == 0:   # c10: each part over |0| (inf or nan), as eager's scalar path
         return a / 0.0
-    r = 0.0 / b
     if tensor_like(b):   # over a zero: each part over it (inf or nan), as eager, not the nan of 0 / 0 everywhere
+        # (on the pair axis: a where of 0-d values, a complex over a 0-d tensor, is what coremltools' where
+        # converter fails on, "Concat got 0 values")
+        b = b.unsqueeze(-1)
+        r = 0.0 / b
         r = torch.where(b == 0, torch.zeros_like(r), r)
-        return (a + _swap_times(a, r, -r)) / b.unsqueeze(-1)
+        return (a + a.flip(-1) * torch.cat([r, -r], -1)) / b
+    r = 0.0 / b
     return (a + _swap_times(a, r, -r)) / b
 
 
