@@ -108,6 +108,23 @@ def test_binary_operand_mixes_match_eager_on_both_routes(op, mix):
     _both_routes(Binary(op, mix), (_z(3), _z(4)))
 
 
+def test_negation_signs_its_zeros_as_eager_on_both_routes():
+    """-z is eager's vectorised 0 - z, so a zero part of -z is +0 (angle() of a negated DC bin is pi): the graph
+    pass and the plugin share the formula; the plugin used to hand neg to coremltools (an IEEE negation, -0)."""
+    vals = [-2.0, -0.0, 0.0, 3.0]
+    x = torch.tensor([[a, b] for a in vals for b in vals]).repeat(4, 1)   # 64 values: no scalar tail in eager
+    model = Unary("neg").eval()
+    eager = model(x)
+    assert (eager == 0).any() and not torch.signbit(eager[eager == 0]).any()
+    got = sr.rewrite(model, (x,), verify=False)(x)
+    assert torch.equal(got, eager) and torch.equal(torch.signbit(got), torch.signbit(eager))
+    with src.register():
+        ml = plugin_convert(model, (x,))
+    (out,) = run(ml, (x,))
+    out = np.asarray(out, np.float32).reshape(eager.shape)
+    assert np.array_equal(out, eager.numpy()) and np.array_equal(np.signbit(out), torch.signbit(eager).numpy())
+
+
 def test_atan2_of_real_tensors_on_the_negative_axis():
     """Real atan2 runs the graph pass's formula on the plugin route too: pi (not coremltools' 0) at y = 0, x < 0."""
     class Atan2(torch.nn.Module):

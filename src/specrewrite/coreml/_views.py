@@ -74,7 +74,7 @@ _DELEGATED = {
     "chunk": [(2, "dim", "dim")], "index_select": [(1, "dim", "dim")],
     "expand": [(1, "size", "shape")], "expand_copy": [(1, "size", "shape")], "repeat": [(1, "repeats", "reps")],
     "pad": [(1, "pad", "pads")], "constant_pad_nd": [(1, "pad", "pads")],
-    "clone": [], "contiguous": [], "detach": [], "alias": [], "alias_copy": [], "dropout": [], "neg": [],
+    "clone": [], "contiguous": [], "detach": [], "alias": [], "alias_copy": [], "dropout": [],
     "lift_fresh_copy": [], "lift_fresh": [],
 }
 _DEFAULT_DIM0 = {"cat", "concat", "stack", "unbind", "unbind_copy", "split", "split_with_sizes",

@@ -15,7 +15,7 @@ PAIR_TO_PAIR = {
     "sin": M.csin, "cos": M.ccos, "tan": M.ctan, "sinh": M.csinh, "cosh": M.ccosh, "tanh": M.ctanh,
     "asin": M.casin, "acos": M.cacos, "atan": M.catan, "asinh": M.casinh, "acosh": M.cacosh, "atanh": M.catanh,
     "sigmoid": M.csigmoid, "conj": C.cconj, "_conj": C.cconj, "conj_physical": C.cconj,
-    "_conj_physical": C.cconj,
+    "_conj_physical": C.cconj, "neg": C.cneg,
 }
 #: complex -> real
 PAIR_TO_REAL = {"abs": M.cabs, "angle": C.cangle, "isnan": M.cisnan, "isinf": M.cisinf, "isfinite": M.cisfinite}

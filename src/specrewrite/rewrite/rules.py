@@ -170,11 +170,6 @@ def _div(ctx, node, args, kwargs):
     return _planned(ctx, node, F.div_plan(a, b, is_c(a), is_c(b)))
 
 
-@rule(aten.neg)
-def _neg(ctx, node, args, kwargs):
-    return Cx(ctx.call(C.cneg, args[0].node), args[0].rank)
-
-
 @rule(aten.complex)
 def _complex(ctx, node, args, kwargs):
     re_, im_ = args

@@ -43,8 +43,8 @@ def pair_of(ctx, x, like):
 
 def _unary(helper):
     def fn(ctx, node, args, kwargs):
-        if not is_c(args[0]):   # conj of a real tensor
-            return args[0]
+        if not is_c(args[0]):   # conj of a real tensor is the tensor; any other op, the op itself
+            return args[0] if helper is C.cconj else ctx.call(node.target, *args, **kwargs)
         return Cx(ctx.call(helper, args[0].node), args[0].rank)
     return fn
 
