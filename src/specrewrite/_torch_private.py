@@ -15,7 +15,21 @@ import contextlib
 PRIVATE_NAMES = (   # (and the format of torch.export's size sources: ``is_input_size``)
     "torch._functorch.config.fake_tensor_propagate_real_tensors",
     "torch._functorch.config.generate_fake_kernels_from_real_mismatches",
+    "torch.fx.graph._PyTreeCodeGen",
+    "torch.fx.graph._PyTreeInfo",
+    "torch.utils._pytree.tree_structure",
 )
+
+
+def positional_signature(graph, names, like) -> None:
+    """``graph`` takes positional inputs ``names`` and returns its flat outputs in the structure the traced
+    graph ``like`` returns (make_fx and torch.export write that structure in a pytree code generator)."""
+    from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
+    import torch.utils._pytree as pytree
+
+    info = like._codegen.pytree_info
+    in_spec = pytree.tree_structure(tuple(range(len(names))))
+    graph._codegen = _PyTreeCodeGen(_PyTreeInfo(list(names), in_spec, info.out_spec))
 
 
 @contextlib.contextmanager

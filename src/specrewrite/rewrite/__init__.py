@@ -272,9 +272,10 @@ def _persist_helper_buffers(module) -> None:
                 m.register_buffer(name, buf, persistent=True)
 
 
-def _capture(work, plan: AxisPlan, strict: bool, report: Report):
+def _capture(work, plan: AxisPlan, strict: bool, report: Report, generalise: bool = True):
     """torch.export with the plan's dynamic axes (re-captured with an axis fixed where the capture pins it to
-    the example's size), else tracing with the example inputs. Returns (gm, sites, attr_map)."""
+    the example's size), else tracing with the example inputs, generalised from traces at three sizes where it
+    can be (``_multi_trace``). Returns (gm, sites, attr_map)."""
     from . import capture as cap
 
     draft, sym_len, branch_tried, pad_multiple = False, True, False, True
@@ -315,8 +316,13 @@ def _capture(work, plan: AxisPlan, strict: bool, report: Report):
             gm, sites, attr_map = cap.via_trace(work, _clones(plan.args))
             report.capture = "trace with the example inputs (make_fx)"
             _values_baked(work, plan.args, gm, e, report, strict)
+            if generalise:
+                found, why_not = _generalised(work, plan, gm, attr_map, sites, e, strict, report)
+                if found is not None:
+                    return found
             why = (f"torch.export could not capture the model ({_first_line(e)}); traced with the example "
-                   "inputs instead")
+                   "inputs instead" + (f"; the traces at other sizes could not be generalised: {why_not}"
+                                       if generalise and why_not else ""))
             _refuse_explicit(plan, strict, why)
             plan.all_static(why)
             plan.judge(gm)
@@ -492,6 +498,28 @@ def _data_dependent(e: BaseException) -> bool:
 
 def _is_constraint_violation(e: BaseException) -> bool:
     return "Constraints violated" in str(e) or type(e).__name__ in ("ConstraintViolationError", "UserError")
+
+
+def _generalised(work, plan: AxisPlan, gm, attr_map, sites, e, strict: bool, report: Report):
+    """((gm, sites, None), '') for a traced model whose sizes ``_multi_trace`` made symbolic, captured by
+    torch.export with its axes dynamic; (None, why not) otherwise."""
+    from .capture import via_trace
+    from ._multi_trace import generalise
+    from .verify import judge
+
+    gen, why_not = generalise(work, plan, gm, attr_map, via_trace, judge)
+    if gen is None:
+        return None, why_not
+    notes = len(report.notes)
+    gm2, _, attrs = _capture(gen, plan, strict, report, generalise=False)
+    if attrs is not None:   # torch.export failed on the generalised graph too: the example's trace stands
+        del report.notes[notes:]
+        return None, "torch.export could not capture the graph made from three sizes"
+    report.capture = "traces at three sizes made symbolic, then " + report.capture
+    report.notes.append(f"torch.export could not capture the model ({_first_line(e)}); it was traced at three "
+                        "sizes instead, and the numbers that change with the size were made sizes of the graph's "
+                        "tensors (checked against eager at a fourth size)")
+    return (gm2, sites, None), ""
 
 
 def _values_baked(work, args, gm, e, report, strict: bool) -> None:

@@ -454,13 +454,10 @@ class Lowering(SpectralLowering):
         self.graph._codegen = self.gm.graph._codegen
         if self.traced or self.basis_feeds:
             # traced route: parameters left the signature; input mode: the bases joined it (after the inputs)
-            from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
-            import torch.utils._pytree as pytree
+            from .._torch_private import positional_signature
 
-            info = self.gm.graph._codegen.pytree_info
-            names = forward_names(self.graph, self.input_names, self.basis_feeds)
-            in_spec = pytree.tree_structure(tuple(range(len(names))))
-            self.graph._codegen = _PyTreeCodeGen(_PyTreeInfo(names, in_spec, info.out_spec))
+            positional_signature(self.graph, forward_names(self.graph, self.input_names, self.basis_feeds),
+                                 self.gm.graph)
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         functional_writes(gm)
         drop_aliases(gm.graph)
