@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import os
 import warnings
 from fractions import Fraction
 
@@ -581,6 +583,13 @@ def test_dynamic_shapes(name, tmp_path):
     check_dynamic(name, model, args, out, tmp_path)
 
 
+def _dump(name, record):
+    """With SPECREWRITE_DYNAMIC_RECORD=path, one JSON line per model's verdicts (for the closing notes)."""
+    if os.environ.get("SPECREWRITE_DYNAMIC_RECORD"):
+        with open(os.environ["SPECREWRITE_DYNAMIC_RECORD"], "a") as f:
+            f.write(json.dumps({"model": name, **record}, default=str) + "\n")
+
+
 def check_dynamic(name, model, args, out, tmp_path):
     rep = out.specrewrite_report
     record = {}
@@ -594,6 +603,7 @@ def check_dynamic(name, model, args, out, tmp_path):
     DYNAMIC_RECORD[name] = record
     dyn = [ax for ax in rep.axes if ax["dynamic"]]
     if not dyn:
+        _dump(name, record)
         return
     auto = torch.export.Dim.AUTO
     spec = tuple({ax["axis"]: auto for ax in dyn if ax["index"] == i} or None if torch.is_tensor(a) else None
@@ -648,4 +658,5 @@ def check_dynamic(name, model, args, out, tmp_path):
         assert not all(np.isfinite(np.asarray(v)).all() for v in outs), f"length {bad} outside the class ran finite"
         record["outside the class"] = f"length {bad}: inf / nan"
     record["ORT (batch, length, error)"] = checked
+    _dump(name, record)
     assert checked, f"eager rejects every tested shape: {lengths} x {batches}"
