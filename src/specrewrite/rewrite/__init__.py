@@ -507,9 +507,12 @@ def _generalised(work, plan: AxisPlan, gm, attr_map, sites, e, strict: bool, rep
     from ._multi_trace import generalise
     from .verify import judge
 
-    gen, why_not = generalise(work, plan, gm, attr_map, via_trace, judge)
+    plan.retry_tentative()   # a batch of 2 that failed for the reason the trace was needed is tried again
+    gen, kept = generalise(work, plan, gm, attr_map, via_trace, judge)
     if gen is None:
-        return None, why_not
+        return None, kept
+    for ax, why in kept:   # the model cannot be traced at another batch: that axis stays fixed
+        plan.fix(ax, why)
     notes = len(report.notes)
     gm2, _, attrs = _capture(gen, plan, strict, report, generalise=False)
     if attrs is not None:   # torch.export failed on the generalised graph too: the example's trace stands

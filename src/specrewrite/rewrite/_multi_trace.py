@@ -32,6 +32,22 @@ def wanted_axes(plan) -> list:
             and (plan.names.index(ax.input), ax.axis) not in plan.fixed_reasons]
 
 
+def traces_at_other_sizes(work, plan, trace: Callable):
+    """(the traces at the two other sizes, the axes moved, [(batch axis, why it stays fixed)]) or (None, [], why):
+    where the model cannot be traced with its batch moved, the time axes alone."""
+    axes, kept = wanted_axes(plan), []
+    while axes:
+        try:
+            return [trace(work, _clones(moved_inputs(plan, axes, k)))[0] for k in (0, 1)], axes, kept
+        except Exception as e:  # noqa: BLE001 - the model's own code refuses other sizes
+            why = f"the model cannot be traced at another size ({_first_line(e)})"
+            if not any(ax.role == "batch" for ax in axes) or all(ax.role == "batch" for ax in axes):
+                return None, [], why
+            kept += [(ax, why.replace("another size", "another batch size")) for ax in axes if ax.role == "batch"]
+            axes = [ax for ax in axes if ax.role != "batch"]
+    return None, [], ""
+
+
 def moved_inputs(plan, axes, step: int) -> tuple:
     """The example inputs with each of ``axes`` moved by the ``step``-th size step."""
     args = plan.args
@@ -44,15 +60,11 @@ def moved_inputs(plan, axes, step: int) -> tuple:
 
 
 def generalise(work, plan, gm: fx.GraphModule, attr_map, trace: Callable,
-               judge: Callable) -> Tuple[Optional[fx.GraphModule], str]:
-    """(a module computing ``gm`` at any size of the wanted axes, '') or (None, why not)."""
-    axes = wanted_axes(plan)
-    if not axes:
-        return None, ""
-    try:
-        others = [trace(work, _clones(moved_inputs(plan, axes, k)))[0] for k in (0, 1)]
-    except Exception as e:  # noqa: BLE001 - the model's own code refuses other sizes
-        return None, f"the model cannot be traced at another size ({_first_line(e)})"
+               judge: Callable) -> Tuple[Optional[fx.GraphModule], Any]:
+    """(a module computing ``gm`` at any size of the moved axes, [(axis left fixed, why)]) or (None, why not)."""
+    others, axes, kept = traces_at_other_sizes(work, plan, trace)
+    if others is None:
+        return None, kept
     gms = [gm] + others
     found = _varying(gms)
     if isinstance(found, str):
@@ -76,7 +88,7 @@ def generalise(work, plan, gm: fx.GraphModule, attr_map, trace: Callable,
         return None, f"the graph made from three sizes fails at a fourth ({_first_line(e)})"
     if not ok:
         return None, "the graph made from three sizes differs from eager at a fourth"
-    return gen, ""
+    return gen, kept
 
 
 # ------------------------------------------------------------------------------ comparing the traces

@@ -108,6 +108,7 @@ class AxisPlan:
         self.static = dynamic_shapes is False
         self.axes: List[Axis] = []
         self.spec = self._spec(dynamic_shapes)
+        self._asked_spec = self.spec   # (the request before any axis was fixed: retry_tentative)
         self.capture_args, self.batch_expanded = self._expand_batch()
         self.fixed_reasons: Dict[Tuple[int, int], str] = {}
         self.size_classes: list = []   # _guards.SizeClass: axes kept dynamic for a residue class of sizes
@@ -244,6 +245,16 @@ class AxisPlan:
                 self.fixed_reasons[key] = reason
         self.spec = tuple(None for _ in self.spec)
         self.capture_args, self.batch_expanded, self.moved = self.args, False, None
+
+    def retry_tentative(self) -> None:
+        """Ask again for the axes fixed tentatively (a failure blamed on the batch of 2 that had another cause,
+        such as numpy in forward): the example's batch of 1 is captured at 2 again."""
+        spec = list(self.spec)
+        for i, axis in self._tentative:
+            self.fixed_reasons.pop((i, axis), None)
+            spec[i] = {**(spec[i] or {}), axis: self._asked_spec[i][axis]}
+        self.spec, self._tentative = tuple(spec), set()
+        self.capture_args, self.batch_expanded = self._expand_batch()
 
     def relax_explicit(self) -> None:
         """The user's Dims could not all hold (strict=False): ask for the same axes with Dim.AUTO."""
