@@ -66,9 +66,9 @@ def generalise(work, plan, gm: fx.GraphModule, attr_map, trace: Callable,
     if others is None:
         return None, kept
     gms = [gm] + others
-    found = _varying(gms)
-    if isinstance(found, str):
-        return None, found
+    found = differences(gms)
+    if isinstance(found, tuple):
+        return None, found[0] + _at(found[1])
     graph = _copy(gm)
     nodes = list(graph.nodes)
     for i, path, values in found:
@@ -92,26 +92,26 @@ def generalise(work, plan, gm: fx.GraphModule, attr_map, trace: Callable,
 
 
 # ------------------------------------------------------------------------------ comparing the traces
-def _varying(gms) -> Any:
-    """[(node index, argument path, values at each trace)] for every number that differs between the traces,
-    or the reason they cannot be compared."""
+def differences(gms) -> Any:
+    """[(node index, argument path, values at each trace)] for every number that differs between the traces
+    (graphs traced at other sizes or values), or (why they cannot be compared, the first node that differs)."""
     lists = [list(g.graph.nodes) for g in gms]
     if len({len(n) for n in lists}) != 1:
-        return "at another size the model's code runs other ops" + _at(_first_other(lists))
+        return "at another size the model's code runs other ops", _first_other(lists)
     index = [{n: i for i, n in enumerate(ns)} for ns in lists]
     out = []
     for i, group in enumerate(zip(*lists)):
         first = group[0]
         if any(n.op != first.op or n.target != first.target for n in group):
-            return "at another size the model's code takes another path" + _at(first)
+            return "at another size the model's code takes another path", first
         if first.op == "get_attr":
             vals = [_attr(g, n.target) for g, n in zip(gms, group)]
             if not all(_equal(vals[0], v) for v in vals[1:]):
-                return "a constant tensor changes with the size (computed outside torch)" + _at(first)
+                return "a constant tensor changes with the size (computed outside torch)", first
             continue
         leaves = [_leaves((n.args, n.kwargs), idx) for n, idx in zip(group, index)]
         if len({len(lv) for lv in leaves}) != 1:
-            return "at another size an op takes other arguments" + _at(first)
+            return "at another size an op takes other arguments", first
         for (path, a), *rest in zip(*leaves):
             vals = [a] + [r[1] for r in rest]
             if all(_same_leaf(a, v) for v in vals[1:]):
@@ -119,7 +119,7 @@ def _varying(gms) -> Any:
             if all(type(v) is int for v in vals):
                 out.append((i, path, vals))
             else:
-                return "a value that changes with the size is not a whole number (a float of the size)" + _at(first)
+                return "a value that changes with the size is not a whole number (a float of the size)", first
     return out
 
 
@@ -256,14 +256,18 @@ def _first_other(lists) -> Optional[fx.Node]:
     return None
 
 
-def _at(node) -> str:
-    if node is None:
-        return ""
-    for n in [node, *node.users]:
+def source_line(node) -> str:
+    """The node's source line; a constant has none, its first user that has one speaks for it."""
+    for n in [node, *node.users] if node is not None else []:
         w = where_of(n)
         if w:
-            return f" at {w}"
+            return w
     return ""
+
+
+def _at(node) -> str:
+    w = source_line(node)
+    return f" at {w}" if w else ""
 
 
 def _attr(root, qualname):

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import torch
 import torch.fx as fx
 
-from ._nodes import where_of
+from ._multi_trace import differences, source_line
 
 
 def other_values(args: tuple) -> Optional[tuple]:
@@ -52,55 +52,7 @@ def values_read(trace: Callable, model, args: tuple, gm: fx.GraphModule) -> Opti
 
 
 def _first_difference(gm: fx.GraphModule, gm2: fx.GraphModule) -> Optional[str]:
-    a, b = list(gm.graph.nodes), list(gm2.graph.nodes)
-    index_a = {n: i for i, n in enumerate(a)}
-    index_b = {n: i for i, n in enumerate(b)}
-    for i, (x, y) in enumerate(zip(a, b)):
-        same = x.op == y.op and x.target == y.target if x.op != "get_attr" else \
-            y.op == "get_attr" and _same(_attr(gm, x.target), _attr(gm2, y.target))
-        same = same and _same_args((x.args, x.kwargs), (y.args, y.kwargs), index_a, index_b)
-        if not same:
-            return _where(x)
-    if len(a) != len(b):
-        return _where(a[min(len(a), len(b)) - 1]) if a else ""
-    return None
-
-
-def _where(node: fx.Node) -> str:
-    """The node's source line; a constant has none, its first user that has one speaks for it."""
-    for n in [node, *node.users]:
-        w = where_of(n)
-        if w:
-            return w
-    return ""
-
-
-def _attr(root, qualname):
-    v = root
-    for part in qualname.split("."):
-        v = getattr(v, part, None)
-    return v
-
-
-def _same(x, y) -> bool:
-    if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
-        return isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape and \
-            x.dtype == y.dtype and bool(torch.equal(x, y) or (x.is_floating_point() and
-                                                              torch.equal(x.isnan(), y.isnan()) and
-                                                              torch.equal(x[~x.isnan()], y[~y.isnan()])))
-    return type(x) is type(y) and (x == y or (x != x and y != y))   # nan literals are the same value
-
-
-def _same_args(x, y, index_a, index_b) -> bool:
-    if isinstance(x, fx.Node) or isinstance(y, fx.Node):
-        return isinstance(x, fx.Node) and isinstance(y, fx.Node) and index_a[x] == index_b[y]
-    if isinstance(x, (list, tuple)):
-        return isinstance(y, (list, tuple)) and len(x) == len(y) and \
-            all(_same_args(u, v, index_a, index_b) for u, v in zip(x, y))
-    if isinstance(x, dict):
-        return isinstance(y, dict) and x.keys() == y.keys() and \
-            all(_same_args(x[k], y[k], index_a, index_b) for k in x)
-    try:
-        return _same(x, y)
-    except Exception:  # noqa: BLE001 - an argument with no equality (a device, a memory format): same by type
-        return type(x) is type(y)
+    found = differences([gm, gm2])
+    if isinstance(found, tuple):
+        return source_line(found[1])
+    return source_line(list(gm.graph.nodes)[found[0][0]]) if found else None
