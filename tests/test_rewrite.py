@@ -681,10 +681,37 @@ def test_a_traced_model_with_a_batch_of_one():
     one = _OneClipOnly()
     out = sr.rewrite(one, (signal(1, 3000),))
     batch, time = out.specrewrite_report.axes
-    assert not batch["dynamic"] and "another batch size" in batch["why"] and "one clip at a time" in batch["why"]
+    assert not batch["dynamic"] and "with this axis moved too" in batch["why"] and \
+        "one clip at a time" in batch["why"], batch
     assert time["dynamic"], str(out.specrewrite_report)
     xi = signal(1, 4321, seed=4)
     assert_matches(run_real_only(out, xi), ref64(one, xi))
+
+
+class _TracedComplexBufferOddIstft(torch.nn.Module):
+    """The trace route with a complex buffer (taken as a leading input of the trace: it was lowered as a real
+    tensor, "no rule to lower mul.Tensor on a complex value") and an istft of odd n_fft (make_fx runs torch's
+    Python reference of istft, which inverts without n: "Expected input.size(2) == n_fft, got 324 != 325")."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(6)
+        self.register_buffer("tilt", torch.complex(torch.rand(163, 1, generator=g), torch.rand(163, 1, generator=g)))
+        self.register_buffer("window", torch.blackman_window(325))
+
+    def forward(self, x):
+        k = float(x.detach().numpy().max() > -1)
+        z = torch.stft(x, 325, 81, window=self.window, return_complex=True) * k
+        return torch.istft(z + self.tilt * 0.5, 325, 81, window=self.window, length=x.shape[-1])
+
+
+def test_trace_route_with_a_complex_buffer_and_an_odd_istft():
+    m = _TracedComplexBufferOddIstft()
+    x = signal(2, 3000)
+    out = sr.rewrite(m, (x,))
+    assert out.specrewrite_report.capture.startswith("traces at three sizes"), str(out.specrewrite_report)
+    for xi in (x, signal(3, 4111, seed=8)):
+        assert_matches(run_real_only(out, xi), ref64(m, xi))
 
 
 class _WindowOfTheLengthInNumpy(torch.nn.Module):
@@ -701,12 +728,13 @@ def test_tracing_keeps_shapes_fixed_where_a_constant_depends_on_the_length():
     x = signal(2, 2000)
     out = sr.rewrite(m, (x,))
     rep = out.specrewrite_report
-    assert rep.shapes_specialised and "trace" in rep.capture
-    assert all(not a["dynamic"] and "constant tensor changes with the size" in a["why"]
-               and "<taper>" in a["why"] for a in rep.axes), rep.axes
-    assert "every input shape fixed" in str(rep)
+    batch, time = rep.axes   # the batch alone generalises; the time axis cannot
+    assert batch["dynamic"] and not time["dynamic"], rep.axes
+    assert "constant tensor changes with the size" in time["why"] and "<taper>" in time["why"], time
     assert_matches(run_real_only(out, x), ref64(m, x))
-    with pytest.raises(sr.SpecRewriteError):   # fixed means checked: another length is an error, not a guess
+    xi = signal(3, 2000, seed=5)
+    assert_matches(run_real_only(out, xi), ref64(m, xi))
+    with pytest.raises(AssertionError, match="Guard failed"):   # fixed means checked: an error, not a guess
         out(signal(2, 2100))
     with pytest.raises(sr.SpecRewriteError, match="constant tensor changes with the size"):   # asked for: refused
         sr.rewrite(m, (x,), dynamic_shapes={"x": {1: torch.export.Dim("t")}})

@@ -18,7 +18,17 @@ PRIVATE_NAMES = (   # (and the format of torch.export's size sources: ``is_input
     "torch.fx.graph._PyTreeCodeGen",
     "torch.fx.graph._PyTreeInfo",
     "torch.utils._pytree.tree_structure",
+    "torch._C._DisablePythonDispatcher",
 )
+
+
+def eager_kernels():
+    """Run torch's own C++ kernels inside a trace: make_fx turns the Python dispatcher on, which sends
+    ``torch.istft`` to its Python reference (torch._refs.istft), wrong for an odd n_fft (it inverts without
+    ``n``: "Expected input.size(2) == n_fft, got 324 != 325")."""
+    import torch
+
+    return torch._C._DisablePythonDispatcher()
 
 
 def positional_signature(graph, names, like) -> None:

@@ -32,22 +32,6 @@ def wanted_axes(plan) -> list:
             and (plan.names.index(ax.input), ax.axis) not in plan.fixed_reasons]
 
 
-def traces_at_other_sizes(work, plan, trace: Callable):
-    """(the traces at the two other sizes, the axes moved, [(batch axis, why it stays fixed)]) or (None, [], why):
-    where the model cannot be traced with its batch moved, the time axes alone."""
-    axes, kept = wanted_axes(plan), []
-    while axes:
-        try:
-            return [trace(work, _clones(moved_inputs(plan, axes, k)))[0] for k in (0, 1)], axes, kept
-        except Exception as e:  # noqa: BLE001 - the model's own code refuses other sizes
-            why = f"the model cannot be traced at another size ({_first_line(e)})"
-            if not any(ax.role == "batch" for ax in axes) or all(ax.role == "batch" for ax in axes):
-                return None, [], why
-            kept += [(ax, why.replace("another size", "another batch size")) for ax in axes if ax.role == "batch"]
-            axes = [ax for ax in axes if ax.role != "batch"]
-    return None, [], ""
-
-
 def moved_inputs(plan, axes, step: int) -> tuple:
     """The example inputs with each of ``axes`` moved by the ``step``-th size step."""
     args = plan.args
@@ -61,10 +45,29 @@ def moved_inputs(plan, axes, step: int) -> tuple:
 
 def generalise(work, plan, gm: fx.GraphModule, attr_map, trace: Callable,
                judge: Callable) -> Tuple[Optional[fx.GraphModule], Any]:
-    """(a module computing ``gm`` at any size of the moved axes, [(axis left fixed, why)]) or (None, why not)."""
-    others, axes, kept = traces_at_other_sizes(work, plan, trace)
-    if others is None:
-        return None, kept
+    """(a module computing ``gm`` at any size of the moved axes, [(axis left fixed, why)]) or (None, why not).
+    The batch and time axes are moved together; where that fails, the time axes alone, then the batch alone
+    (a model whose code pins one of them)."""
+    wanted = wanted_axes(plan)
+    tries = [wanted] + [[ax for ax in wanted if ax.role == role] for role in ("time", "batch")
+                        if len({ax.role for ax in wanted}) > 1]
+    first_why = ""
+    for axes in tries:
+        if not axes:
+            continue
+        gen, why = _generalise(work, plan, gm, attr_map, trace, judge, axes)
+        if gen is not None:
+            why_kept = f"traced at other sizes with this axis moved too, {first_why}"
+            return gen, [(ax, why_kept) for ax in wanted if ax not in axes]
+        first_why = first_why or why
+    return None, first_why
+
+
+def _generalise(work, plan, gm, attr_map, trace, judge, axes) -> Tuple[Optional[fx.GraphModule], str]:
+    try:
+        others = [trace(work, _clones(moved_inputs(plan, axes, k)))[0] for k in (0, 1)]
+    except Exception as e:  # noqa: BLE001 - the model's own code refuses other sizes
+        return None, f"the model cannot be traced at another size ({_first_line(e)})"
     gms = [gm] + others
     found = differences(gms)
     if isinstance(found, tuple):
@@ -88,7 +91,7 @@ def generalise(work, plan, gm: fx.GraphModule, attr_map, trace: Callable,
         return None, f"the graph made from three sizes fails at a fourth ({_first_line(e)})"
     if not ok:
         return None, "the graph made from three sizes differs from eager at a fourth"
-    return gen, kept
+    return gen, ""
 
 
 # ------------------------------------------------------------------------------ comparing the traces

@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import torch
 
+from .._torch_private import eager_kernels
+
 from .._where import from_stack as user_frame
 from ..errors import SpecRewriteError
 
@@ -40,8 +42,9 @@ def define_ops() -> None:
         def sr_stft(x: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: Optional[torch.Tensor],
                     center: bool, pad_mode: str, normalized: bool, onesided: bool) -> torch.Tensor:
             # a fresh tensor (no view, storage offset 0) like the fake kernel's: the draft capture compares them
-            return _orig_stft(x, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided,
-                              return_complex=True).clone(memory_format=torch.contiguous_format)
+            with eager_kernels():
+                return _orig_stft(x, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided,
+                                  return_complex=True).clone(memory_format=torch.contiguous_format)
 
         @sr_stft.register_fake
         def _(x, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided):
@@ -54,8 +57,9 @@ def define_ops() -> None:
         @torch.library.custom_op("specrewrite::istft", mutates_args=())
         def sr_istft(z: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: Optional[torch.Tensor],
                      center: bool, normalized: bool, onesided: bool, length: Optional[int]) -> torch.Tensor:
-            return _orig_istft(z, n_fft, hop_length, win_length, window, center, normalized, onesided, length,
-                               return_complex=False).clone(memory_format=torch.contiguous_format)
+            with eager_kernels():   # (a trace would run torch's Python reference: wrong for an odd n_fft)
+                return _orig_istft(z, n_fft, hop_length, win_length, window, center, normalized, onesided, length,
+                                   return_complex=False).clone(memory_format=torch.contiguous_format)
 
         @sr_istft.register_fake
         def _(z, n_fft, hop_length, win_length, window, center, normalized, onesided, length):

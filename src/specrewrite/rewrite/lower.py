@@ -192,8 +192,11 @@ class Lowering(SpectralLowering):
         return self._finish()
 
     def _placeholder(self, node):
-        if node.name in self.attr_placeholders:
-            self.env[node] = self.graph.get_attr(self.attr_placeholders[node.name])
+        if node.name in self.attr_placeholders:   # a parameter or buffer (a complex one as pairs, like get_attr's)
+            qual = self.attr_placeholders[node.name]
+            v = _attr_of(self.gm, qual)
+            self.env[node] = self._const_node(v, qual.replace(".", "_") + "_as_real") if \
+                isinstance(v, torch.Tensor) and v.is_complex() else self.graph.get_attr(qual)
             return
         self.env[node] = self._last_placeholder = self.copy(node, (), {})
         v = _val(node)
