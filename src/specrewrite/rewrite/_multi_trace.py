@@ -74,8 +74,11 @@ def _generalise(work, plan, gm, attr_map, trace, judge, axes) -> Tuple[Optional[
         return None, found[0] + _at(found[1])
     graph = _copy(gm)
     nodes = list(graph.nodes)
+    lists = [list(g.graph.nodes) for g in gms]
+    index = {n: j for j, n in enumerate(lists[0])}
+    shapes = [[_shape(n) for n in ns] for ns in lists]
     for i, path, values in found:
-        expr = _expression(gms, i, values)
+        expr = _expression(lists, index, shapes, i, values)
         if expr is None:
             return None, ("a number that changes with the size matches no size of the tensors before it ("
                           f"{values[0]}, {values[1]}, {values[2]} at the three sizes traced)" + _at(nodes[i]))
@@ -155,19 +158,18 @@ def _shape(node) -> Optional[tuple]:
     return tuple(int(s) for s in v.shape) if isinstance(v, torch.Tensor) else None
 
 
-def _expression(gms, i: int, values) -> Optional[tuple]:
+def _expression(lists, index, all_shapes, i: int, values) -> Optional[tuple]:
     """The first of: a size equal to the number at every trace, the same plus, times or over a constant, a
     product of adjacent sizes of one tensor; searched from the node's own inputs, then the model's inputs, then
     backwards from the node."""
-    lists = [list(g.graph.nodes) for g in gms]
     node = lists[0][i]
     order, seen = [], set()
-    for j in [lists[0].index(a) for a in node.all_input_nodes] + \
+    for j in [index[a] for a in node.all_input_nodes] + \
             [k for k, n in enumerate(lists[0][:i]) if n.op == "placeholder"] + list(range(i - 1, -1, -1)):
         if j not in seen:
             seen.add(j)
             order.append(j)
-    shapes = {j: [_shape(ns[j]) for ns in lists] for j in order}
+    shapes = {j: [s[j] for s in all_shapes] for j in order}
     shapes = {j: s for j, s in shapes.items() if all(x is not None for x in s) and len({len(x) for x in s}) == 1}
     v = values
     for kind in ("same", "plus", "times", "over", "product"):
