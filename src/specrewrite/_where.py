@@ -47,15 +47,24 @@ def _innermost_user(frames: Iterable[Tuple[str, int, str, str]]) -> Optional[str
     return found
 
 
+#: code that FX generates (a GraphModule's forward, its lambdas): the user's line is the node's stack trace
+_GENERATED = ("<eval_with_key>", "<string>")
+
+
 def from_stack() -> Optional[str]:
     """The innermost user frame of the current call stack (walked from the inside out, stopping at the first
-    user frame: cheap enough to call for every shape guard of a capture)."""
+    user frame: cheap enough to call for every shape guard of a capture). Inside a graph's generated code (a
+    graph captured again: the traced models of ``rewrite/_multi_trace``), the stack trace of the node running."""
     import linecache
     import sys
 
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
+        if code.co_filename.startswith(_GENERATED):
+            from torch.fx.traceback import get_current_meta
+
+            return from_stack_text((get_current_meta() or {}).get("stack_trace"))
         if not is_library_file(code.co_filename):
             line = linecache.getline(code.co_filename, frame.f_lineno)
             return fmt(code.co_filename, frame.f_lineno, code.co_name, line)
