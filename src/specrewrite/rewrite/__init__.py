@@ -519,9 +519,11 @@ def _generalised(work, plan: AxisPlan, gm, attr_map, sites, e, strict: bool, rep
         del report.notes[notes:]
         return None, "torch.export could not capture the graph made from three sizes"
     report.capture = "traces at three sizes made symbolic, then " + report.capture
-    report.notes.append(f"torch.export could not capture the model ({_first_line(e)}); it was traced at three "
-                        "sizes instead, and the numbers that change with the size were made sizes of the graph's "
-                        "tensors (checked against eager at a fourth size)")
+    note = (f"torch.export could not capture the model ({_first_line(e)}); it was traced at three sizes instead, "
+            "and the numbers that change with the size were made sizes of the graph's tensors (checked against "
+            "eager at a fourth size)")
+    if note not in report.notes:   # (captured again when the lowering fixes an axis)
+        report.notes.append(note)
     return (gm2, sites, None), ""
 
 

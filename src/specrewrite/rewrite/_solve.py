@@ -117,3 +117,16 @@ def report_too_large(report, node) -> None:
         report.add("torch.linalg.solve", where_of(node), {"n": n},
                    skipped=f"a {n} x {n} system is larger than the {MAX_N} x {MAX_N} that is unrolled for "
                    "exporters: eager runs it, but ONNX has no solve op and coremltools no converter")
+
+
+def require_static(node) -> None:
+    """A solve or inverse whose size n follows a dynamic input axis (nara-wpe's 8 D x 8 D covariance of D
+    channels) cannot be unrolled for exporters, which is a loop over n in Python; ONNX has no solve op and
+    coremltools no converter. The axes behind n are fixed instead (``NeedsStaticShapes``), with this reason."""
+    from ._nodes import NeedsStaticShapes, val, where_of
+
+    v = val(node.args[0])
+    n = v.shape[-1] if isinstance(v, torch.Tensor) and v.dim() >= 2 else None
+    if n is not None and not isinstance(n, int):
+        raise NeedsStaticShapes(f"the linear solve or inverse at {where_of(node)} is {n} x {n}: exporters get it "
+                                "unrolled, at a fixed size only", n)

@@ -275,12 +275,16 @@ class Lowering(SpectralLowering):
         if not touches and target is aten._linalg_solve_ex.default and not any(
                 u.op == "call_function" and u.target is operator.getitem and u.args[1] in (1, 2) and u.users
                 for u in node.users):   # a real solve: unrolled inside an exporter (no ONNX op, no converter)
+            S.require_static(node)
             S.report_too_large(self.report, node)
             return self.call(S.solve_ex, *args, **kwargs)
         if not touches and target is aten.linalg_inv_ex.default:   # a real inverse: unrolled like a solve
+            S.require_static(node)
             S.report_too_large(self.report, node)
             return self.call(S.inv_ex, *args, **kwargs)
         if not touches and target in _SPELL_OUT:   # deployment blockers outside the spectral path
+            if target in (aten.linalg_solve.default, aten.inverse.default, aten.linalg_inv.default):
+                S.require_static(node)
             if target is aten.linalg_solve.default:
                 S.report_too_large(self.report, node)
             if target._opname.startswith("fft_"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from . import _complex_linalg as M
+from ._solve import require_static
 from .rules import Cx, aten, is_c, rule
 from .rules_math import bind, in_val, pair_of
 
@@ -29,12 +30,14 @@ def _like(*xs):
 @rule(aten.linalg_inv_ex)
 def _inv_ex(ctx, node, args, kwargs):
     a = args[0]
+    require_static(node)
     return (Cx(ctx.call(M.cinv, a.node), a.rank), ctx.call(M.info_zeros, a.node))
 
 
 @rule(aten.linalg_inv, aten.inverse)
 def _inv(ctx, node, args, kwargs):
     a = args[0]
+    require_static(node)
     return Cx(ctx.call(M.cinv, a.node), a.rank)
 
 
@@ -50,6 +53,7 @@ def _solve_ex(ctx, node, args, kwargs):
     b = bind(node, args, kwargs)
     a, rhs = b["A"], b["B"]
     _needs_only(ctx, node, (0, 3), "LU factors")
+    require_static(node)
     av, bv = in_val(node, 0), in_val(node, 1)
     vector = bv.dim() == 1 or (bv.dim() == av.dim() - 1 and tuple(bv.shape) == tuple(av.shape[:-1]))
     like = _like(a, rhs)
