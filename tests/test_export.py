@@ -279,6 +279,21 @@ def test_coreml_length_that_cannot_vary_is_fixed_and_said(tmp_path):
     assert any("fixed to the example's length" in n for n in result.notes), result.notes
 
 
+class NestedOutputs(torch.nn.Module):
+    """(scores, [feature maps]) as GAN discriminators return them (bigvgan's MRD: 6 tensors in 2 outputs)."""
+
+    def forward(self, wav):
+        mag = torch.stft(wav, 256, 64, window=torch.hann_window(256), return_complex=True).abs()
+        return mag.mean(-1), [mag[:, :40], mag[:, 40:].sqrt()]
+
+
+def test_coreml_nested_outputs_are_each_an_output(tmp_path):
+    pytest.importorskip("coremltools")
+    model = NestedOutputs()
+    result = export(model, (torch.randn(2, 4000),), str(tmp_path / "n.mlpackage"), dynamic_shapes=False)
+    assert result.ok and len(result.checks) == 1 and result.max_rel_err <= TOL["fp32_rel"], str(result)
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 def test_cli_export_and_inspect(tmp_path, capsys):
     from specrewrite.cli import main

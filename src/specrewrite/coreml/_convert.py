@@ -83,11 +83,14 @@ def _ct_inputs(ct, names, args, variable_length):
 
 
 def _n_outputs(module, args) -> int:
+    """The number of output tensors, nested lists and tuples flattened as a trace flattens them (bigvgan's
+    discriminators return (logits, [feature maps]))."""
     with torch.no_grad():
         out = module(*args)
-    if isinstance(out, (tuple, list)):
-        return len(out)
-    return 1
+
+    def count(o) -> int:
+        return sum(count(x) for x in o) if isinstance(o, (tuple, list)) else 1
+    return count(out)
 
 
 def _keep_fp32(factors):
