@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from fuzz_dynamic import other_lengths
 from fuzz_programs import Outcome, _compare, generate
 
 NUMPY_LINE = "_k = float(x.detach().numpy().max() > -1e30)"
@@ -18,22 +19,6 @@ def traced(seed: int):
     prog = generate(seed)
     prog.lines.insert(0, NUMPY_LINE)
     return prog
-
-
-def _lengths(ax) -> list:
-    """Three other lengths inside the range the report gives for a dynamic time axis."""
-    from specrewrite.rewrite._guards import holds
-
-    L = ax["size"]
-    lo, hi = max(ax["min"] or 2, 2), ax["max"] or 1 << 30
-    out = []
-    for n in (L + 37, L + L // 2 + 1, L - L // 5):
-        n = min(max(n, lo), hi)
-        if ax.get("sizes"):
-            n = next((m for m in range(n, n + 4096) if m <= hi and holds(ax["sizes"], m)), None)
-        if n is not None and n != L and n not in out:
-            out.append(n)
-    return out
 
 
 def check_traced(prog) -> Outcome:
@@ -58,7 +43,7 @@ def check_traced(prog) -> Outcome:
     rep = rw.specrewrite_report
     shapes = [tuple(a.shape) for a in x64]
     time_axes = [ax for ax in rep.axes if ax["dynamic"] and ax["role"] == "time"]
-    moves = [None] + (_lengths(time_axes[0]) if time_axes else [])
+    moves = [None] + (other_lengths(time_axes[0]) if time_axes else [])
     worst = 0.0
     for k, n in enumerate(moves):
         if n is None:
