@@ -8,6 +8,7 @@ that ``--dist loadfile`` runs them side by side.
 """
 from __future__ import annotations
 
+import json
 import os
 import warnings
 
@@ -93,6 +94,10 @@ def check(name, target, tmp_path_factory):
     for module in NEEDS[target]:
         pytest.importorskip(module)
     r = result(name, target, tmp_path_factory)
+    if os.environ.get("SPECREWRITE_TARGET_RECORD"):   # one JSON line per file (for the portability notes)
+        with open(os.environ["SPECREWRITE_TARGET_RECORD"], "a") as f:
+            f.write(json.dumps({"model": name, "target": target, "ok": r.ok, "err": r.max_rel_err,
+                                "size": r.size_bytes}) + "\n")
     assert r.ok and os.path.exists(r.path) and r.size_bytes > 0, str(r)
     assert r.spectral_ops_left == [], r.spectral_ops_left
     assert r.checks and all(c.ok for c in r.checks), str(r)
