@@ -424,6 +424,21 @@ def test_export_keeps_the_console_quiet(ext, module, tmp_path, capfd):
     assert out == "" and err == "", (out[-500:], err[-500:])
 
 
+def test_error_lines_torch_logs_during_a_capture_stay_off_the_console():
+    """A capture that fails (and is handled: another capture, the trace route) makes torch log error lines with a
+    stack, e.g. fake_tensor's "propagate_real_tensors: we cannot infer a Fake kernel" (speechbrain's GCC-PHAT
+    printed 40 such lines): during a rewrite no such record is emitted, and the levels come back after it."""
+    import logging
+
+    from specrewrite.rewrite import _quiet_torch_logs
+
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    before = logger.isEnabledFor(logging.ERROR)
+    with _quiet_torch_logs():
+        assert not logger.isEnabledFor(logging.ERROR)
+    assert logger.isEnabledFor(logging.ERROR) == before
+
+
 # ------------------------------------------------------------------------------------------------ framed STFT
 class FramedMag(torch.nn.Module):
     """n_fft 512 with hop 50 and win_length 240 (auraloss' third resolution): no phase split divides the hop,

@@ -118,12 +118,14 @@ def rewrite(model: torch.nn.Module, example_inputs: Any = None, *, mode: Mode | 
 @contextlib.contextmanager
 def _quiet_torch_logs():
     """torch.export / symbolic-shape log lines (e.g. 'dimension ... specialized') are about our own capture, not
-    something the user can act on: keep them off the console while rewriting."""
+    something the user can act on: keep them off the console while rewriting. That includes the error lines a
+    failed capture logs (fake_tensor's "propagate_real_tensors ..." with a stack): each failure is an exception
+    that the capture handles or reports."""
     names = ("torch._export", "torch.export", "torch.fx", "torch._dynamo", "torch._subclasses", "torch._functorch")
     loggers = [logging.getLogger(n) for n in names]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
