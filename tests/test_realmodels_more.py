@@ -597,6 +597,8 @@ def check_dynamic(name, model, args, out, tmp_path):
         key = f"{ax['input']}.{ax['role']}"
         if not ax["dynamic"]:
             assert ax["why"], f"{key} is fixed with no reason: {rep}"
+            # the line named is the model's, never the caller's rewrite() call (torch_stoi's batch named it)
+            assert " in rewritten: " not in ax["why"], ax["why"]
             record[key] = "fixed: " + ax["why"][:160]
         else:
             record[key] = "dynamic" + (f" ({ax['range']})" if ax["range"] else "")

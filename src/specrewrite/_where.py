@@ -47,6 +47,8 @@ def _innermost_user(frames: Iterable[Tuple[str, int, str, str]]) -> Optional[str
     return found
 
 
+#: specrewrite's capture entry points: a stack walked out to one of them holds no frame of the model's
+_CAPTURE_ENTRIES = frozenset(("via_export", "via_trace", "_capture", "_rewrite"))
 #: code that FX generates (a GraphModule's forward, its lambdas): the user's line is the node's stack trace
 _GENERATED = ("<eval_with_key>", "<string>")
 
@@ -61,6 +63,8 @@ def from_stack() -> Optional[str]:
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
+        if code.co_name in _CAPTURE_ENTRIES and code.co_filename.startswith(_OWN_DIR):
+            return None   # (a guard made outside the model's forward: the frames beyond are the rewrite's caller)
         if code.co_filename.startswith(_GENERATED):
             from torch.fx.traceback import get_current_meta
 
