@@ -370,3 +370,29 @@ def diagonal(x, offset: int = 0, dim1: int = 0, dim2: int = 1):
         k, start = max(min(n + offset, m), 0), -offset * m
     idx = torch.arange(k, device=x.device) * (m + 1) + start
     return y.flatten(-2).index_select(-1, idx)
+
+
+def roll_sized(x: torch.Tensor, shifts, dims=()) -> torch.Tensor:
+    """``torch.roll`` whose shifts are sizes of a dynamic axis (``fftshift`` along the frames of an STFT: a shift
+    of frames // 2): torch.onnx writes ONNX's roll from constant shifts only ("Unsupported attribute type"), so
+    each shift is two slices and a cat, with the shift taken mod the axis size."""
+    shifts = list(shifts) if isinstance(shifts, (list, tuple)) else [shifts]
+    dims = list(dims) if isinstance(dims, (list, tuple)) else [dims]
+    if not dims:   # a roll of the flattened tensor
+        return roll_sized(x.reshape(-1), shifts, [0]).reshape(x.shape)
+    for s, d in zip(shifts, dims):
+        n = x.shape[d]
+        s = s % n
+        x = torch.cat([x.narrow(d, n - s, s), x.narrow(d, 0, n - s)], d)
+    return x
+
+
+def sized_rolls(graph) -> None:
+    """Every ``aten.roll`` of ``graph`` with a shift computed from a size becomes ``roll_sized``."""
+    import torch.fx as fx
+
+    for n in graph.nodes:
+        if n.op == "call_function" and n.target in (torch.ops.aten.roll.default, torch.roll) and len(n.args) > 1 and \
+                any(isinstance(s, fx.Node) for s in (n.args[1] if isinstance(n.args[1], (list, tuple))
+                                                     else [n.args[1]])):
+            n.target = roll_sized

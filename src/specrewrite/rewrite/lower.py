@@ -468,6 +468,7 @@ class Lowering(SpectralLowering):
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         functional_writes(gm)
         drop_aliases(gm.graph)
+        R.sized_rolls(gm.graph)
         gm.graph.eliminate_dead_code()
         gm.recompile()
         _check_nothing_spectral_left(gm)
