@@ -19,7 +19,8 @@ import torch
 import torch.fx as fx
 
 from .._torch_private import positional_signature
-from ._nodes import where_of
+from ._nodes import attr_of as _attr, where_of
+from .verify import _clones, _first_line
 
 #: sizes of the extra traces: time + 25 % (odd) and + 50 % + 3, batch + 1 and + 2; the check at + 75 % + 5, + 3
 _TIME_STEPS = (lambda n: n + (n // 4 | 1), lambda n: n + n // 2 + 3, lambda n: n + 3 * n // 4 + 5)
@@ -273,19 +274,3 @@ def source_line(node) -> str:
 def _at(node) -> str:
     w = source_line(node)
     return f" at {w}" if w else ""
-
-
-def _attr(root, qualname):
-    v = root
-    for part in qualname.split("."):
-        v = getattr(v, part, None)
-    return v
-
-
-def _clones(inputs):
-    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in inputs)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160] if text else ''}"

@@ -193,10 +193,7 @@ class Lowering(SpectralLowering):
 
     def _placeholder(self, node):
         if node.name in self.attr_placeholders:   # a parameter or buffer (a complex one as pairs, like get_attr's)
-            qual = self.attr_placeholders[node.name]
-            v = _attr_of(self.gm, qual)
-            self.env[node] = self._const_node(v, qual.replace(".", "_") + "_as_real") if \
-                isinstance(v, torch.Tensor) and v.is_complex() else self.graph.get_attr(qual)
+            self.env[node] = self._attr_value(self.attr_placeholders[node.name])
             return
         self.env[node] = self._last_placeholder = self.copy(node, (), {})
         v = _val(node)
@@ -444,12 +441,17 @@ class Lowering(SpectralLowering):
         return self.graph.get_attr(name)
 
     def _get_attr(self, node):
-        v = _attr_of(self.gm, node.target)
-        if isinstance(v, torch.Tensor) and v.is_complex():
-            return self._const_node(v, node.target.replace(".", "_") + "_as_real")
-        new = self.graph.get_attr(node.target)
-        new.meta = dict(node.meta)
+        new = self._attr_value(node.target)
+        if isinstance(new, fx.Node):
+            new.meta = dict(node.meta)
         return new
+
+    def _attr_value(self, qual: str):
+        """A parameter or buffer of the model in the new graph (a complex one as a constant of real pairs)."""
+        v = _attr_of(self.gm, qual)
+        if isinstance(v, torch.Tensor) and v.is_complex():
+            return self._const_node(v, qual.replace(".", "_") + "_as_real")
+        return self.graph.get_attr(qual)
 
     def _finish(self) -> fx.GraphModule:
         root = self.gm
