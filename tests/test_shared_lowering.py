@@ -250,3 +250,62 @@ class Products(torch.nn.Module):
 
 def test_complex_matmul_and_where_match_eager_on_both_routes():
     _both_routes(Products(), (_z(5, n=24), _z(6, n=24)))
+
+
+# ------------------------------------------------------------------------------- views, one description
+# Each view / copy / shape op of ``rewrite/_pair_views.PAIR_VIEWS`` (the one description both routes build their
+# rules from) called on a complex tensor of rank 3 with negative dims (the case the pair axis moves), on both
+# routes. The case list must cover the table: an op added to it is tested on both routes.
+_IDX = [2, 0]
+_VIEW_CALLS = {
+    "view": lambda z: z.view(3, 8), "reshape": lambda z: z.reshape(-1, 4),
+    "expand": lambda z: z[:, :1].expand(2, 5, 4), "repeat": lambda z: z.repeat(1, 2, 1),
+    "permute": lambda z: z.permute(-1, 0, 1), "select": lambda z: z.select(-2, 1),
+    "slice": lambda z: z[..., 1:3], "narrow": lambda z: z.narrow(-1, 1, 2),
+    "squeeze": lambda z: z[:, :1].squeeze(-2), "unsqueeze": lambda z: z.unsqueeze(-1),
+    "transpose": lambda z: z.transpose(-1, 0), "flatten": lambda z: z.flatten(1),
+    "cat": lambda z: torch.cat([z, z * 2], -1), "concat": lambda z: torch.concat([z * 3, z], -2),
+    "stack": lambda z: torch.stack([z, z * 2], -1), "flip": lambda z: z.flip(-1),
+    "roll": lambda z: z.roll(1, -1), "index_select": lambda z: z.index_select(-1, torch.tensor(_IDX)),
+    "unbind": lambda z: torch.cat(z.unbind(-1)[::-1], -1), "split": lambda z: torch.cat(z.split(3, -1)[::-1], -1),
+    "split_with_sizes": lambda z: torch.cat(z.split([1, 3], -1)[::-1], -1),
+    "chunk": lambda z: torch.cat(z.chunk(2, -1)[::-1], -1),
+    "tensor_split": lambda z: torch.cat(z.tensor_split(3, -1)[::-1], -1),
+    "pad": lambda z: torch.nn.functional.pad(z, (1, 2)), "constant_pad_nd": lambda z: torch.constant_pad_nd(z, (2, 1)),
+    "clone": lambda z: z.clone() * 2, "contiguous": lambda z: z.transpose(0, 1).contiguous(),
+    "detach": lambda z: z.detach() * 2, "dropout": lambda z: torch.dropout(z, 0.5, False),
+}
+# names a model cannot call on its own: made by the capture (reshape -> _unsafe_view, x[...] -> alias) or ones
+# that only copy (lift_fresh)
+_NOT_CALLABLE = {"_unsafe_view", "alias", "lift_fresh", "lift_fresh_copy"}
+
+
+class View(torch.nn.Module):
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x):
+        return torch.view_as_real(_VIEW_CALLS[self.name](torch.view_as_complex(x)).contiguous())
+
+
+def test_the_view_cases_cover_the_shared_table():
+    from specrewrite.rewrite._pair_views import PAIR_VIEWS
+
+    bases = {n for n in PAIR_VIEWS if not n.endswith("_copy")}
+    assert bases - _NOT_CALLABLE == set(_VIEW_CALLS), sorted(bases ^ set(_VIEW_CALLS))
+
+
+@pytest.mark.parametrize("route", ["trace", "export"])
+@pytest.mark.parametrize("name", sorted(_VIEW_CALLS))
+def test_every_view_op_is_exact_on_both_routes(name, route):
+    x = _z(5, n=24).reshape(2, 3, 4, 2)
+    model = View(name).eval()
+    with torch.no_grad():
+        ref = model(x).numpy()
+    got = sr.rewrite(model, (x,))(x).numpy()
+    assert got.shape == ref.shape and np.array_equal(got, ref), name
+    with src.register():
+        ml = plugin_convert(model, (x,), route=route)
+    (out,) = run(ml, (x,))
+    assert np.asarray(out).shape == ref.shape and np.array_equal(np.asarray(out, np.float32), ref), name

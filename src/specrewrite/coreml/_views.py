@@ -1,5 +1,5 @@
 """View-like torch ops on complex values (pairs): reshapes, permutations and ops delegated to coremltools with
-their dimension arguments shifted (a negative complex dim d is the non-negative d + rank, valid for the pair).
+their dimension arguments moved past the pair axis, as ``rewrite/_pair_views`` describes each op for every backend.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ._pairs import (add, fallback, is_native_complex, is_pair, kind, mark_outpu
                      to_pair, unsupported)
 from ._pairs import arg as _arg
 from ._pairs import pair_input as _z
+from ..rewrite._pair_views import PAIR_VIEWS, missing_arg, pair_arg
 
 
 # ------------------------------------------------------------------------------------ views and copies
@@ -30,7 +31,7 @@ def view(context, node):
         parts = [mb.cast(x=p, dtype="int32") if isinstance(p, Var) else p for p in parts]
     else:
         raise unsupported(node, "a reshape of a complex tensor to a shape given as a tensor")
-    add(context, node, mb.reshape(x=z, shape=shape_var(parts + [2]), name=node.name), True)
+    add(context, node, mb.reshape(x=z, shape=shape_var(pair_arg("shape", parts, z.rank - 1)), name=node.name), True)
 
 
 @rule("permute", "permute_copy")
@@ -38,8 +39,7 @@ def permute(context, node):
     if not node_has_pair(context, node):
         return fallback(context, node)
     z = _z(context, node)
-    r = z.rank - 1
-    perm = [int(p) % r for p in np.asarray(_arg(context, node, 1, "dims")).reshape(-1)] + [r]
+    perm = pair_arg("perm", np.asarray(_arg(context, node, 1, "dims")).reshape(-1), z.rank - 1)
     add(context, node, mb.transpose(x=z, perm=perm, name=node.name), True)
 
 
@@ -60,52 +60,11 @@ def movedim(context, node):
     add(context, node, mb.transpose(x=x, perm=perm, name=node.name), pair)
 
 
-# op -> [(position, keyword, how)], how: "dim" (d + r), "new" (d + r + 1: unsqueeze / stack), "dims",
-# "end" (flatten's end_dim, default -1), "shape" (append 2), "reps" (append 1), "pads" (prefix 0, 0)
-_DELEGATED = {
-    "select": [(1, "dim", "dim")], "select_copy": [(1, "dim", "dim")], "slice": [(1, "dim", "dim")],
-    "slice_copy": [(1, "dim", "dim")], "narrow": [(1, "dim", "dim")], "squeeze": [(1, "dim", "dims")],
-    "squeeze_copy": [(1, "dim", "dims")], "unsqueeze": [(1, "dim", "new")], "unsqueeze_copy": [(1, "dim", "new")],
-    "transpose": [(1, "dim0", "dim"), (2, "dim1", "dim")], "transpose_copy": [(1, "dim0", "dim"), (2, "dim1", "dim")],
-    "flatten": [(1, "start_dim", "dim"), (2, "end_dim", "end")], "cat": [(1, "dim", "dim")],
-    "concat": [(1, "dim", "dim")], "stack": [(1, "dim", "new")], "flip": [(1, "dims", "dims")],
-    "unbind": [(1, "dim", "dim")], "unbind_copy": [(1, "dim", "dim")], "split": [(2, "dim", "dim")],
-    "split_with_sizes": [(2, "dim", "dim")], "split_with_sizes_copy": [(2, "dim", "dim")],
-    "chunk": [(2, "dim", "dim")], "index_select": [(1, "dim", "dim")],
-    "expand": [(1, "size", "shape")], "expand_copy": [(1, "size", "shape")], "repeat": [(1, "repeats", "reps")],
-    "pad": [(1, "pad", "pads")], "constant_pad_nd": [(1, "pad", "pads")],
-    "clone": [], "contiguous": [], "detach": [], "alias": [], "alias_copy": [], "dropout": [],
-    "lift_fresh_copy": [], "lift_fresh": [],
-}
-_DEFAULT_DIM0 = {"cat", "concat", "stack", "unbind", "unbind_copy", "split", "split_with_sizes",
-                 "split_with_sizes_copy", "chunk", "flatten"}
-
-
-def _adjust(how, val, r, node):
-    if how == "dim":
-        return int(val) % r if int(val) < 0 else int(val)
-    if how == "new":
-        return int(val) + r + 1 if int(val) < 0 else int(val)
-    if how == "end":
-        return int(val) % r if int(val) < 0 else int(val)
-    if how == "dims":
-        arr = np.asarray(val).reshape(-1)
-        out = [int(d) % r for d in arr]
-        return out if np.ndim(val) else out[0]
-    if how == "shape":
-        return [int(s) for s in np.asarray(val).reshape(-1)] + [2]
-    if how == "reps":
-        return [int(s) for s in np.asarray(val).reshape(-1)] + [1]
-    if how == "pads":
-        return [0, 0] + [int(p) for p in np.asarray(val).reshape(-1)]
-    raise AssertionError(how)
-
-
 def _delegated(context, node):
     if not node_has_pair(context, node):
         return fallback(context, node)
-    name = node.kind if node.kind in _DELEGATED else node.kind.split(".")[0]
-    spec = _DELEGATED.get(name, [])  # other coremltools aliases of a delegated op (its no-ops) move no dim
+    name = node.kind if node.kind in PAIR_VIEWS else node.kind.split(".")[0]
+    spec = PAIR_VIEWS.get(name, [])  # other coremltools aliases of a delegated op (its no-ops) move no dim
     ins = raw_inputs(node)
     first = bind(context, ins[0])
     if isinstance(first, (list, tuple)):  # cat / stack: every element becomes a pair
@@ -124,11 +83,8 @@ def _delegated(context, node):
         in_kw = kw in raw_kwinputs(node)
         val = _arg(context, node, pos, kw)
         if val is None:
-            if how == "end":
-                val = -1
-            elif how == "dim" and name in _DEFAULT_DIM0:
-                val = 0
-            else:
+            val = missing_arg(name, how)
+            if val is None:
                 continue
         if isinstance(val, Var):
             raise unsupported(node, f"a non-constant {kw} on a complex tensor")
@@ -138,7 +94,7 @@ def _delegated(context, node):
             value = _arg(context, node, 3 if is_pad else 2, "value", 0.0)
             if (mode or "constant") == "constant" and value not in (None, 0, 0.0):
                 raise unsupported(node, "constant padding of a complex tensor with a non-zero value")
-        new = _adjust(how, val, r, node)
+        new = pair_arg(how, val, r)
         if in_kw:
             kw_replace[kw] = new
         else:
@@ -151,8 +107,11 @@ def _delegated(context, node):
     mark_outputs(context, node)
 
 
-for _name in _DELEGATED:
-    rule(_name)(_delegated)
+_OWN = {"view", "reshape", "_unsafe_view", "view_copy", "reshape_copy", "_unsafe_view_copy", "permute",
+        "permute_copy"}   # the rules above
+for _name in PAIR_VIEWS:   # where coremltools has a lowering to delegate to (chunk / alias: TorchScript spellings)
+    if _name not in _OWN and (original_func(_name) is not None or _name in ("chunk", "alias")):
+        rule(_name)(_delegated)
 
 
 @rule("size", "sym_size", "dim", "numel")
@@ -185,6 +144,34 @@ def constantchunk(context, node):
     mark_outputs(context, node)
 
 
+@rule("tensor_split")
+def tensor_split(context, node):
+    """``Tensor.tensor_split`` (coremltools has no converter), real or complex: one MIL split, each part the size
+    torch gives it (sections: the first ``size % n`` one longer; indices: the gaps between them)."""
+    x = bind(context, raw_inputs(node)[0])
+    pair = is_pair(context, x) or is_native_complex(x)
+    x = to_pair(context, x) if pair else x
+    r = x.rank - 1 if pair else x.rank
+    dim = int(_arg(context, node, 2, "dim", 0))
+    dim = pair_arg("dim", dim, r) if pair else dim % r
+    how = bind(context, raw_inputs(node)[1])
+    how = how.val if isinstance(how, Var) else how
+    size = x.shape[dim]
+    if how is None or not is_static(size):
+        raise unsupported(node, "tensor_split with sections computed at run time or along an axis of run-time size")
+    size, how = int(size), np.asarray(how).reshape(-1) if np.ndim(how) else int(how)
+    if isinstance(how, int):
+        sizes = [size // how + (1 if i < size % how else 0) for i in range(how)]
+    else:
+        ends = [min(max(int(i) if i >= 0 else int(i) + size, 0), size) for i in how]
+        bounds = [0] + ends + [size]
+        sizes = [max(b - a, 0) for a, b in zip(bounds, bounds[1:])]
+    if 0 in sizes:
+        raise unsupported(node, f"tensor_split into an empty part (sizes {sizes})")
+    parts = mb.split(x=x, split_sizes=np.array(sizes, dtype=np.int32), axis=dim, name=node.name)
+    context.add(parts, torch_name=node.outputs[0])
+    if pair:
+        mark_outputs(context, node)
 
 
 @rule("as_strided", "as_strided_copy")

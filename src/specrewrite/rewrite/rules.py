@@ -205,20 +205,6 @@ def _fill(ctx, node, args, kwargs):
     return Cx(ctx.call(C.cadd_cscalar, base, complex(value), True), z.rank)
 
 
-@rule(aten.flatten)
-def _flatten(ctx, node, args, kwargs):
-    z = args[0]
-    start = args[1] if len(args) > 1 else 0
-    end = args[2] if len(args) > 2 else -1
-    return Cx(ctx.call(torch.flatten, z.node, nd(start, z.rank), nd(end, z.rank)), ctx.out_rank(node))
-
-
-@rule(aten.narrow)
-def _narrow(ctx, node, args, kwargs):
-    z, dim, start, length = args
-    return Cx(ctx.call(torch.narrow, z.node, nd(dim, z.rank), start, length), z.rank)
-
-
 @rule(aten.mT)
 def _mT(ctx, node, args, kwargs):
     z = args[0]

@@ -7,6 +7,7 @@ import torch
 
 from . import _complex as C
 from ._nodes import real_dtype as _real_dtype
+from ._pair_views import PAIR_VIEWS, pair_arg, pair_args
 from .rules import RULES, Cx, _n, aten, is_c, nd, rule
 
 _ = _n
@@ -15,50 +16,43 @@ _ = _n
 # --------------------------------------------------------------------------------------------- shapes
 
 
-@rule(aten.view, aten._unsafe_view, aten.reshape)
-def _view(ctx, node, args, kwargs):
-    z, shape = args
-    return Cx(ctx.call(torch.reshape, z.node, list(shape) + [2]), ctx.out_rank(node))
+_LISTS = {"unbind", "split", "split_with_sizes", "chunk", "tensor_split"}   # ops that return a list of tensors
+_AS_RESHAPE = {"view", "_unsafe_view"}   # the pair of a viewable complex tensor may be laid out otherwise
 
 
-@rule(aten.permute)
-def _permute(ctx, node, args, kwargs):
-    z, dims = args
-    return Cx(ctx.call(torch.permute, z.node, [nd(d, z.rank) for d in dims] + [z.rank]), z.rank)
+def _pair_view(ctx, node, args, kwargs):
+    """A view / copy / shape op on a complex value: the op itself on the real pair, each dim or shape argument
+    moved past the pair axis as ``_pair_views`` describes it (the description the Core ML plugin uses too)."""
+    name = node.target.overloadpacket.__name__.removesuffix("_copy")
+    first = args[0]
+    if isinstance(first, (list, tuple)):   # cat / stack: a real element becomes a pair too
+        rank = ctx.out_rank(node) - (1 if name == "stack" else 0)
+        args = [_promote(ctx, first)] + list(args[1:])
+    else:
+        rank = first.rank
+        args = [first.node] + list(args[1:])
+    if name == "roll" and not (args[2] if len(args) > 2 else kwargs.get("dims")):
+        raise ctx.unsupported(node, "roll without dims on a complex tensor")
+    args, kwargs = pair_args(name, args, kwargs, rank)
+    target = aten.reshape.default if name in _AS_RESHAPE else node.target
+    out = ctx.call(target, *args, **kwargs)
+    if name in _LISTS:
+        return CxList(out, rank - 1 if name == "unbind" else rank)
+    return Cx(out, ctx.out_rank(node))
 
 
-@rule(aten.transpose)
-def _transpose(ctx, node, args, kwargs):
-    z, d0, d1 = args
-    return Cx(ctx.call(torch.transpose, z.node, nd(d0, z.rank), nd(d1, z.rank)), z.rank)
+for _name in PAIR_VIEWS:
+    if _name.removesuffix("_copy") in ("squeeze", "pad", "constant_pad_nd", "clone", "contiguous", "detach", "alias",
+                                       "dropout", "lift_fresh", "lift_fresh_copy"):
+        continue   # rules of their own (squeeze reads sizes; pads take a value; the rest keep the value)
+    if hasattr(aten, _name):
+        rule(getattr(aten, _name))(_pair_view)
 
 
 @rule(aten.t)
 def _t(ctx, node, args, kwargs):
     z = args[0]
     return Cx(ctx.call(torch.transpose, z.node, 0, 1), z.rank) if z.rank == 2 else Cx(z.node, z.rank)
-
-
-@rule(aten.slice)
-def _slice(ctx, node, args, kwargs):
-    z = args[0]
-    dim = args[1] if len(args) > 1 else 0
-    start = args[2] if len(args) > 2 else None
-    end = args[3] if len(args) > 3 else None
-    step = args[4] if len(args) > 4 else 1
-    return Cx(ctx.call(aten.slice.Tensor, z.node, nd(dim, z.rank), start, end, step), z.rank)
-
-
-@rule(aten.select)
-def _select(ctx, node, args, kwargs):
-    z, dim, index = args
-    return Cx(ctx.call(torch.select, z.node, nd(dim, z.rank), index), z.rank - 1)
-
-
-@rule(aten.unsqueeze)
-def _unsqueeze(ctx, node, args, kwargs):
-    z, dim = args
-    return Cx(ctx.call(torch.unsqueeze, z.node, dim + z.rank + 1 if dim < 0 else dim), z.rank + 1)
 
 
 @rule(aten.squeeze)
@@ -68,8 +62,7 @@ def _squeeze(ctx, node, args, kwargs):
     if len(args) == 1:
         dims = [i for i in range(z.rank)]
     else:
-        dims = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
-    dims = [nd(d, z.rank) for d in dims]
+        dims = pair_arg("dims", args[1] if isinstance(args[1], (list, tuple)) else [args[1]], z.rank)
     if r == z.rank:
         return Cx(z.node, r)
     in_shape = ctx.in_shape(node)
@@ -77,51 +70,8 @@ def _squeeze(ctx, node, args, kwargs):
     return Cx(ctx.call(torch.squeeze, z.node, dims), r)
 
 
-@rule(aten.expand)
-def _expand(ctx, node, args, kwargs):
-    z, sizes = args[0], args[1]
-    return Cx(ctx.call(aten.expand.default, z.node, list(sizes) + [2]), ctx.out_rank(node))
-
-
-@rule(aten.repeat)
-def _repeat(ctx, node, args, kwargs):
-    z, reps = args
-    return Cx(ctx.call(aten.repeat.default, z.node, list(reps) + [1]), ctx.out_rank(node))
-
-
-@rule(aten.flip)
-def _flip(ctx, node, args, kwargs):
-    z, dims = args
-    return Cx(ctx.call(torch.flip, z.node, [nd(d, z.rank) for d in dims]), z.rank)
-
-
-@rule(aten.roll)
-def _roll(ctx, node, args, kwargs):
-    z, shifts = args[0], args[1]
-    dims = args[2] if len(args) > 2 else kwargs.get("dims", [])
-    if not dims:
-        raise ctx.unsupported(node, "roll without dims on a complex tensor")
-    return Cx(ctx.call(torch.roll, z.node, shifts, [nd(d, z.rank) for d in dims]), z.rank)
-
-
 def _promote(ctx, xs):
     return [x.node if is_c(x) else ctx.call(C.from_real, x) for x in xs]
-
-
-@rule(aten.cat)
-def _cat(ctx, node, args, kwargs):
-    xs = args[0]
-    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-    r = ctx.out_rank(node)
-    return Cx(ctx.call(torch.cat, _promote(ctx, xs), nd(dim, r)), r)
-
-
-@rule(aten.stack)
-def _stack(ctx, node, args, kwargs):
-    xs = args[0]
-    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-    r = ctx.out_rank(node)
-    return Cx(ctx.call(torch.stack, _promote(ctx, xs), nd(dim, r)), r)
 
 
 @rule(aten.constant_pad_nd)
@@ -151,12 +101,6 @@ for _name, _mode in (("reflection_pad1d", "reflect"), ("reflection_pad2d", "refl
                      ("replication_pad3d", "replicate"), ("_pad_circular", "circular")):
     if hasattr(aten, _name):
         RULES[getattr(aten, _name)] = _pad_mode_rule(_mode)
-
-
-@rule(aten.index_select)
-def _index_select(ctx, node, args, kwargs):
-    z, dim, index = args
-    return Cx(ctx.call(torch.index_select, z.node, nd(dim, z.rank), index), z.rank)
 
 
 @rule(aten.index)
@@ -212,20 +156,6 @@ def _copy(ctx, node, args, kwargs):
         src_n = ctx.call(aten._to_copy.default, src_n, dtype=want)
     return Cx(ctx.call(torch.Tensor.expand_as, src_n, dst_n), ctx.out_rank(node))
 
-
-
-@rule(aten.split, aten.split_with_sizes, aten.unbind, aten.chunk, aten.tensor_split)
-def _split(ctx, node, args, kwargs):
-    z = args[0]
-    op = node.target.overloadpacket
-    if op is aten.unbind:
-        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-        out = ctx.call(torch.unbind, z.node, nd(dim, z.rank))
-        return CxList(out, z.rank - 1)
-    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
-    fn = {aten.split: torch.split, aten.split_with_sizes: torch.split, aten.chunk: torch.chunk,
-          aten.tensor_split: torch.tensor_split}[op]
-    return CxList(ctx.call(fn, z.node, args[1], nd(dim, z.rank)), z.rank)
 
 
 class CxList:
