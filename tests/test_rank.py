@@ -197,11 +197,13 @@ def test_unfoldable_rank_is_reported_and_numbers_stay_right():
         assert rel_err(fast(x), model.double()(x.double())) <= TOL["fp32_rel"]
 
 
+@pytest.mark.parametrize("target", ["iOS15", "iOS18"])
 @pytest.mark.parametrize("name", ["mask_view", "broadcast_mask", "wiener_buffer", "wiener_blocks"])
-def test_plugin_folds_the_unchanged_models_program(name):
+def test_plugin_folds_the_unchanged_models_program(name, target):
     """The native route: the unchanged model traced and converted by plain ct.convert inside register(): the MIL
     program the frontend builds is folded to rank 5 (``coreml/_fold.py``, the same plan as the graph pass) and
-    matches float64 eager in the MIL evaluator at fp32."""
+    matches float64 eager in the MIL evaluator at fp32. From iOS18 coremltools writes slices with
+    ``slice_update`` instead of its fused ``torch_tensor_assign``: both are folded."""
     ct = pytest.importorskip("coremltools")
     import specrewrite.coreml as src
     from specrewrite.coreml.evaluate import evaluate
@@ -214,8 +216,8 @@ def test_plugin_folds_the_unchanged_models_program(name):
         traced = torch.jit.trace(model, (x,), check_trace=False)
         with src.register():
             ml = ct.convert(traced, inputs=[ct.TensorType(shape=x.shape, name="x")], convert_to="mlprogram",
-                            minimum_deployment_target=ct.target.iOS15, compute_precision=ct.precision.FLOAT32,
-                            skip_model_load=True)
+                            minimum_deployment_target=getattr(ct.target, target),
+                            compute_precision=ct.precision.FLOAT32, skip_model_load=True)
     (got,) = evaluate(ml, {"x": x.numpy()}).values()
     with torch.no_grad():
         ref64, ref32 = model.double()(x.double()), model.float()(x)

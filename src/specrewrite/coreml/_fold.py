@@ -73,8 +73,8 @@ class _MilFolder:
             return "permute"
         if t in ("pad", "slice_by_index", "concat", "shape", "const"):
             return t
-        if t == "torch_tensor_assign":   # x[slices] = updates (coremltools' fused in-place write)
-            return "assign"
+        if t in ("torch_tensor_assign", "slice_update"):   # x[slices] = updates (coremltools' fused in-place
+            return "assign"                                # write; slice_update from iOS18)
         if t in _UNARY or t in _BINARY:
             return "same"
         return None
@@ -140,8 +140,8 @@ class _MilFolder:
                     self.plan.link(v, out, {i: i for i in range(out.rank)})
             elif k == "assign":
                 self.plan.link(op.x, out, {i: i for i in range(out.rank)})
-                if op.updates in self.wide_set:
-                    self.plan.link(op.updates, op.x, dict(enumerate(self._kept(op))))
+                if _updates(op) in self.wide_set:
+                    self.plan.link(_updates(op), op.x, dict(enumerate(self._kept(op))))
             elif k in ("same", "pad"):
                 for x in (self.tensor_inputs(op) if k == "same" else [op.x]):
                     if not isinstance(x, Var) or not x.rank:
@@ -267,6 +267,8 @@ class _MilFolder:
             kept = self._kept(op)
             ug = [[kept.index(d) for d in g if d in kept] for g in ig]
             ug = [g for g in ug if g]
+            if op.op_type == "slice_update":
+                return mb.slice_update(update=self.folded(op.update, ug, op), **kw)
             return mb.torch_tensor_assign(updates=self.folded(op.updates, ug, op), **kw)
         res = mb.slice_by_index(**kw)
         if not wide:
@@ -274,6 +276,10 @@ class _MilFolder:
         want = [_prod(_shape(out), g) for g in og]
         return res if _shape(res) == want else mb.reshape(x=res, shape=np.array(want, dtype=np.int32),
                                                           before_op=op)
+
+
+def _updates(op):
+    return op.update if op.op_type == "slice_update" else op.updates
 
 
 def _in_vars(op):
