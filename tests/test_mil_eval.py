@@ -662,3 +662,20 @@ def test_input_validation_and_program_argument():
         evaluate(object(), {})
     out = evaluate(prog, {"x": np.array([[-1, 2, -3], [4, -5, 6]], np.float32)})
     np.testing.assert_array_equal(list(out.values())[0], [[0, 2, 0], [4, 0, 6]])
+
+
+# ------------------------------------------------------------------- iOS18: attention
+@pytest.mark.parametrize("mask", ["none", "float", "bool"])
+def test_scaled_dot_product_attention_at_ios18(mask):
+    """coremltools keeps F.scaled_dot_product_attention as one MIL op from iOS18 (whisper's encoder): the
+    evaluator runs it, unmasked, with an additive mask and with a boolean keep-mask, against float64 torch."""
+    q, k, v = randn(2, 3, 5, 8, seed=1), randn(2, 3, 7, 8, seed=2), randn(2, 3, 7, 4, seed=3)
+    m = {"none": None, "float": randn(5, 7, seed=4), "bool": randn(5, 7, seed=4) > -0.5}[mask]
+    mod = Fn(lambda self, q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m))
+    ml = _convert(mod, q, k, v, target=ct.target.iOS18)
+    assert "scaled_dot_product_attention" in op_types(ml)
+    (out,) = evaluate(ml, {"x0": q.numpy(), "x1": k.numpy(), "x2": v.numpy()}).values()
+    with torch.no_grad():
+        m64 = m if m is None or m.dtype == torch.bool else m.double()
+        want = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=m64)
+    _assert_close(out, want.numpy(), "fp32_rel", mask)

@@ -207,6 +207,16 @@ def _softmax(a, op):
     return e / np.sum(e, axis=ax, keepdims=True)
 
 
+@_reg("scaled_dot_product_attention")
+def _sdpa(a, op):
+    """iOS18: softmax(Q K^T / sqrt(E) + mask) V; a bool mask keeps where True (the rest -inf)."""
+    q, k, v, mask = a["query"], a["key"], a["value"], a["attn_mask"]
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) / np.sqrt(np.float32(q.shape[-1]))
+    if mask is not None:
+        s = np.where(mask, s, -np.inf) if mask.dtype == bool else s + mask
+    return np.matmul(_softmax({"x": s, "axis": -1}, op), v)
+
+
 # ------------------------------------------------------------------ reductions
 def _axes(a, rank):
     return tuple(range(rank)) if a["axes"] is None else tuple(_axis(t, rank) for t in _ints(a["axes"]))
