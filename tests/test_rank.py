@@ -109,6 +109,20 @@ class ExpandedSources(torch.nn.Module):
         return y.view(B, 2, C, L).to(z.real.dtype)
 
 
+class Covariance(torch.nn.Module):
+    """torchaudio's PSD (beamformers: MVDR, Souden): each frame's channel outer product (B, F, T, C, C) by an
+    einsum on the complex spectrum (rank 6 as pairs), weighted by a mask and summed over frames."""
+
+    def forward(self, x):
+        B, C, L = x.shape
+        z = torch.stft(x.reshape(B * C, L), N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
+        z = z.reshape(B, C, z.shape[-2], z.shape[-1]).transpose(-3, -2)                    # (B, F, C, T)
+        mask = torch.sigmoid(z.abs().mean(-2))                                              # (B, F, T)
+        psd = torch.einsum("...ct,...et->...tce", [z, z.conj()])
+        psd = (psd * mask[..., None, None]).sum(dim=-3)
+        return torch.view_as_real(psd)
+
+
 class WidestRank(TorchDispatchMode):
     def __init__(self):
         super().__init__()
@@ -124,7 +138,8 @@ class WidestRank(TorchDispatchMode):
 
 CASES = {"mask_view": (MaskView, (2, 2, 400)), "wiener_buffer": (WienerBuffer, (1, 2, 400)),
          "broadcast_mask": (BroadcastMask, (1, 2, 400)), "wiener_blocks": (WienerBlocks, (1, 2, 400)),
-         "expanded_sources": (ExpandedSources, (1, 2, 400))}
+         "expanded_sources": (ExpandedSources, (1, 2, 400)), "covariance": (Covariance, (2, 3, 400)),
+         "covariance_batch1": (Covariance, (1, 3, 400))}
 
 
 def _rewrite(name):

@@ -56,9 +56,6 @@ XFAIL: dict = {
                                               "load method forward, error 0x1)",
     ("nara_wpe_torch", "pte"): "XNNPACK refuses a delegated subgraph whose output is one of its inputs (\"Output node "
                                "'aten_permute_copy_default_1' is already in the inputs\": pass-through arguments)",
-    ("torchaudio_souden_mvdr", "coreml"): "a complex rank-5 covariance (batch, F, T, C, C) is rank 6 as real pairs, "
-                                          "which Core ML does not hold; the rank fold (rewrite/_rank.py) has no rule "
-                                          "for the einsum torchaudio's PSD runs on it (the report says so)",
 }
 
 _files: dict = {}

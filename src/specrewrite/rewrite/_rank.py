@@ -41,6 +41,9 @@ _SAME = {aten.clone.default, aten.contiguous.default, aten.alias.default, aten.d
          aten.polar.default, aten.complex.default, aten.real.default, aten.imag.default}
 
 
+_REDUCTIONS = {aten.sum.dim_IntList, aten.mean.dim, aten.amax.default, aten.amin.default}
+
+
 class _Abort(Exception):
     """The graph is left unchanged."""
 
@@ -66,6 +69,10 @@ def _kind(n) -> Optional[str]:
         return "permute"
     if t is aten.expand.default:
         return "expand"
+    if t is aten.einsum.default:
+        return "einsum"
+    if t in _REDUCTIONS:
+        return "reduce"
     if t in (aten.select.int, aten.slice.Tensor, aten.pad.default, aten.constant_pad_nd.default,
              aten.cat.default, aten.select_scatter.default, aten.slice_scatter.default,
              aten.view_as_complex.default, aten.view_as_real.default):
@@ -138,8 +145,17 @@ class _Folder:
             elif k in ("select_scatter", "slice_scatter"):
                 self.pin(n.args[0], axes)
                 self.pin(n, axes)
-            elif k == "view_as_complex":
-                self.pin(n.args[0], [-1])
+            elif k == "reduce":
+                self.pin(n.args[0], self._reduced(n))
+            elif k == "einsum" and n in self.wide_set:
+                # two adjacent result axes merge only where every operand holds both, next to each other and in
+                # that order (the operands are then reshaped alike): cut the others
+                letters, ops_letters = _einsum_letters(n)
+                for i in range(len(letters) - 1):
+                    a_, b_ = letters[i], letters[i + 1]
+                    if not all((a_ in o) == (b_ in o) and (a_ not in o or o.index(b_) == o.index(a_) + 1)
+                               for o in ops_letters):
+                        self.plan.cut_apart(n, range(i + 1))
             elif k == "view_as_real":
                 self.pin(n, [-1])
         for n in ops:
@@ -169,6 +185,14 @@ class _Folder:
         elif k == "cat":
             for t in a[0]:
                 self.plan.link(t, n, {i: i for i in range(out.dim())})
+        elif k == "reduce":
+            red = self._reduced(n)
+            keepdim = self._keepdim(n)
+            kept = [d for d in range(_val(a[0]).dim()) if keepdim or d not in red]
+            self.plan.link(a[0], n, {d: i for i, d in enumerate(kept)} if not keepdim else {d: d for d in kept})
+        elif k == "einsum":
+            if any(x in self.wide_set for x in a[1]):
+                raise _Abort("an einsum of a tensor of rank over 5")
         elif k in ("same", "expand", "slice", "pad", "constant_pad_nd", "slice_scatter"):
             ins = [x for x in n.all_input_nodes if _val(x) is not None]
             if n not in self.wide_set and sum(1 for x in ins if _val(x).dim()) > 1:
@@ -183,6 +207,18 @@ class _Folder:
                 same = {i: i + off for i in range(xv.dim()) if _same_size(xv.shape[i], out.shape[i + off])}
                 self.plan.cut_apart(n, same.values())   # broadcast axes stay apart from the others
                 self.plan.link(x, n, same)
+
+    @staticmethod
+    def _reduced(n) -> List[int]:
+        r = _val(n.args[0]).dim()
+        dims = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+        if dims is None or (isinstance(dims, (list, tuple)) and not dims):
+            raise _Abort("a reduction over every axis of a tensor of rank over 5")
+        return sorted(int(d) % r for d in (dims if isinstance(dims, (list, tuple)) else [dims]))
+
+    @staticmethod
+    def _keepdim(n) -> bool:
+        return bool(n.args[2] if len(n.args) > 2 else n.kwargs.get("keepdim", False))
 
     @staticmethod
     def _perm(n):
@@ -383,6 +419,24 @@ class _Folder:
                     raise _Abort("an expand to rank 5 or less of a wider tensor")
                 new = self.call(n.target, (self.like_out(a[0], n, og), [self.size_arg(_prod(v, g), n) for g in og]),
                                 {}, n, oval)
+            elif k == "einsum":
+                new = self.einsum(n, og, oval)
+            elif k == "reduce":
+                x = a[0]
+                ig = self.groups(x)
+                red = self._reduced(n)
+                gdims = [i for i, g in enumerate(ig) if any(d in g for d in red)]
+                rest = [g for i, g in enumerate(ig) if i not in gdims]
+                keepdim = self._keepdim(n)
+                if keepdim:
+                    raise _Abort("a reduction keeping its dims on a tensor of rank over 5")
+                outg = [[e - sum(1 for d in red if d < e) for e in g] for g in rest]
+                res = self.call(n.target, (self.comp[x], gdims) + tuple(a[2:]), n.kwargs, n,
+                                self.fake([_prod(v, g) for g in outg], v.dtype))
+                if wide_out:
+                    new = res if outg == og else self.reshape(res, [_prod(v, g) for g in og], v.dtype, n)
+                else:
+                    new = self.full(res, n)
             elif k == "view_as_complex":
                 src = self.comp[a[0]]
                 sv = _val(src)
@@ -408,6 +462,41 @@ class _Folder:
             else:
                 self.replaced.append((n, new))
 
+    def einsum(self, n, og, oval):
+        """The einsum with each group of its result's axes one letter: each operand reshaped to merge the same
+        letters (adjacent and in order there, by the cuts made in ``analyse``) and to drop result axes of size 1
+        that no group keeps."""
+        letters, ops_letters = _einsum_letters(n)
+        grouped = {letters[e]: gi for gi, g in enumerate(og) for e in g}
+        free = iter(c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "".join(letters)
+                    and all(c not in o for o in ops_letters))
+        new_letter = {gi: next(free) for gi in range(len(og))}
+        operands, terms = [], []
+        for x, o in zip(n.args[1], ops_letters):
+            xv = _val(x)
+            term, sizes, i = "", [], 0
+            while i < len(o):
+                c = o[i]
+                if c in grouped:
+                    gi = grouped[c]
+                    want = [letters[e] for e in og[gi]]
+                    if o[i:i + len(want)] != "".join(want):
+                        raise _Abort("an einsum whose operands order a group's axes otherwise")
+                    term += new_letter[gi]
+                    sizes.append(group_size(xv.shape, list(range(i, i + len(want)))))
+                    i += len(want)
+                elif c in letters:   # a result axis of size 1 that the folded result drops
+                    i += 1
+                else:   # a summed axis
+                    term += c
+                    sizes.append(xv.shape[i])
+                    i += 1
+            terms.append(term)
+            operands.append(self.call(aten.reshape.default, (x, [self.size_arg(z, n) for z in sizes]), {}, n,
+                                      self.fake(sizes, xv.dtype)))   # an operand of rank 5 or less: a copy is fine
+        eq = ",".join(terms) + "->" + "".join(new_letter[gi] for gi in range(len(og)))
+        return self.call(n.target, (eq, operands), {}, n, oval)
+
     def like_out(self, x, n, og):
         """An operand of a pointwise op, held with the result's groups (size 1 where it broadcasts)."""
         xv = _val(x)
@@ -421,6 +510,25 @@ class _Folder:
             same = [e for e in inside if _same_size(xv.shape[e], out.shape[e + off])]
             gs.append(inside if same else None)
         return self.folded(x, gs, n)
+
+
+def _einsum_letters(n):
+    """(result letters, each operand's letters) of an einsum node, its ``...`` spelt out with new capitals."""
+    eq, xs = n.args[0].replace(" ", ""), n.args[1]
+    lhs, out = eq.split("->") if "->" in eq else (eq, None)
+    terms = lhs.split(",")
+    if out is None or len(terms) != len(xs):
+        raise _Abort("an einsum without an explicit result")
+    dots = max((_val(x).dim() - len(t.replace("...", "")) for t, x in zip(terms, xs) if "..." in t), default=0)
+    ell = "".join(c for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in eq)[:dots][::-1]
+
+    def spell(t, rank=None):
+        if "..." not in t:
+            return t
+        k = (rank - len(t.replace("...", ""))) if rank is not None else dots
+        return t.replace("...", ell[len(ell) - k:] if k else "")
+
+    return spell(out), [spell(t, _val(x).dim()) for t, x in zip(terms, xs)]
 
 
 def _prod(v, axes):
