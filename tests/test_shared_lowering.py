@@ -309,3 +309,18 @@ def test_every_view_op_is_exact_on_both_routes(name, route):
         ml = plugin_convert(model, (x,), route=route)
     (out,) = run(ml, (x,))
     assert np.asarray(out).shape == ref.shape and np.array_equal(np.asarray(out, np.float32), ref), name
+
+
+def test_rules_read_arguments_by_their_schema_names():
+    """``rules.bound``: a rule reads an argument by name, whether the call gave it by position, by keyword or not
+    at all (the op's default)."""
+    from types import SimpleNamespace
+
+    from specrewrite.rewrite.rules import bound
+
+    aten = torch.ops.aten
+    node = SimpleNamespace(target=aten.slice_scatter.default)
+    assert bound(node, ["z", "src", 1], {"end": 7}) == {"self": "z", "src": "src", "dim": 1, "start": None,
+                                                         "end": 7, "step": 1}
+    assert bound(SimpleNamespace(target=aten.add.Tensor), ["a", "b"], {}) == {"self": "a", "other": "b", "alpha": 1}
+    assert bound(SimpleNamespace(target=aten.pad.default), ["z", [1, 2]], {"mode": "reflect"})["value"] is None

@@ -61,6 +61,20 @@ def rule(*ops, replaces: bool = False):
     return deco
 
 
+def bound(node, args, kwargs) -> dict:
+    """The call's arguments by their schema names, the op's defaults filled in (``bound(...)["dim"]``, not
+    ``args[2] if len(args) > 2 else kwargs.get("dim", 0)``); ``args`` / ``kwargs`` are the mapped ones."""
+    out = {}
+    for i, a in enumerate(node.target._schema.arguments):
+        if not a.kwarg_only and i < len(args):
+            out[a.name] = args[i]
+        elif a.name in kwargs:
+            out[a.name] = kwargs[a.name]
+        else:
+            out[a.name] = a.default_value if a.has_default_value() else None
+    return out
+
+
 def nd(d: int, r: int) -> int:
     """A (possibly negative) dim of a rank-r complex tensor as a non-negative dim of its real pair."""
     return d + r if d < 0 else d
@@ -137,7 +151,7 @@ def _planned(ctx, node, plan):
 def _binary_add(ctx, node, args, kwargs, sign):
     """a + sign*alpha*b where each side is a complex value (Cx), a real tensor node or a Python number."""
     a, b = args[0], args[1]
-    alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1) * sign
+    alpha = bound(node, args, kwargs).get("alpha", 1) * sign
     return _planned(ctx, node, F.add_plan(a, b, is_c(a), is_c(b), alpha))
 
 

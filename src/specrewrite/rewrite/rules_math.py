@@ -15,7 +15,7 @@ from . import _complex_math as M
 from . import _formulas as F
 from . import _real_ops as R
 from ._nodes import bind  # noqa: F401 - re-exported for rules_linalg
-from .rules import RULES, Cx, CxList, _n, aten, is_c, nd, rule
+from .rules import RULES, Cx, CxList, _n, aten, bound, is_c, nd, rule
 
 _ = _n
 
@@ -275,14 +275,14 @@ _REAL_FORM = {aten.diagonal.default: R.diagonal, aten.diagonal_copy.default: R.d
 
 
 def _no_multiply(node, args, kwargs):
-    reduce = kwargs.get("reduce", args[4] if len(args) > 4 else None)
+    reduce = bound(node, args, kwargs).get("reduce")
     if reduce is not None and reduce not in ("add", "sum"):
         return f"scatter with reduce={reduce!r} of complex values"
     return None
 
 
 def _real_alpha(node, args, kwargs):
-    alpha = kwargs.get("alpha", args[4] if len(args) > 4 else 1)
+    alpha = bound(node, args, kwargs).get("alpha", 1)
     return "a complex alpha" if isinstance(alpha, complex) and alpha.imag != 0 else None
 
 
@@ -308,8 +308,7 @@ _rules_roll = RULES[aten.roll]
 
 @rule(aten.roll, replaces=True)
 def _roll(ctx, node, args, kwargs):
-    dims = args[2] if len(args) > 2 else kwargs.get("dims", [])
-    if dims:
+    if bound(node, args, kwargs)["dims"]:
         return _rules_roll(ctx, node, args, kwargs)
     return _on_parts((0,))(ctx, node, args, kwargs)   # flattened roll: per part, shapes kept
 
@@ -323,20 +322,6 @@ def _to_copy(ctx, node, args, kwargs):
     return _rules_to_copy(ctx, node, args, {k: v for k, v in kwargs.items() if k != "device"})
 
 
-@rule(aten.unbind_copy, replaces=True)
-def _unbind_copy(ctx, node, args, kwargs):
-    z = args[0]
-    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-    return CxList(ctx.call(torch.unbind, z.node, nd(dim, z.rank)), z.rank - 1)
-
-
-@rule(aten.split_with_sizes_copy, aten.split_copy, replaces=True)
-def _split_copy(ctx, node, args, kwargs):
-    z = args[0]
-    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
-    return CxList(ctx.call(torch.split, z.node, args[1], nd(dim, z.rank)), z.rank)
-
-
 @rule(aten.sym_numel, aten.numel)
 def _numel(ctx, node, args, kwargs):
     return ctx.call(M.cnumel, args[0].node)
@@ -344,9 +329,9 @@ def _numel(ctx, node, args, kwargs):
 
 @rule(aten.size)
 def _size(ctx, node, args, kwargs):
-    z = args[0]
-    if len(args) > 1:
-        return ctx.call(C.sym_size, z.node, nd(args[1], z.rank))
+    z, dim = args[0], bound(node, args, kwargs).get("dim")
+    if dim is not None:
+        return ctx.call(C.sym_size, z.node, nd(dim, z.rank))
     return ctx.call(M.csize, z.node)
 
 

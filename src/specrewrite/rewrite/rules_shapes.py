@@ -8,7 +8,7 @@ import torch
 from . import _complex as C
 from ._nodes import real_dtype as _real_dtype
 from ._pair_views import PAIR_VIEWS, pair_arg, pair_args
-from .rules import RULES, Cx, _n, aten, is_c, nd, rule
+from .rules import RULES, Cx, _n, aten, bound, is_c, nd, rule
 
 _ = _n
 
@@ -31,8 +31,6 @@ def _pair_view(ctx, node, args, kwargs):
     else:
         rank = first.rank
         args = [first.node] + list(args[1:])
-    if name == "roll" and not (args[2] if len(args) > 2 else kwargs.get("dims")):
-        raise ctx.unsupported(node, "roll without dims on a complex tensor")
     args, kwargs = pair_args(name, args, kwargs, rank)
     target = aten.reshape.default if name in _AS_RESHAPE else node.target
     out = ctx.call(target, *args, **kwargs)
@@ -77,15 +75,15 @@ def _promote(ctx, xs):
 @rule(aten.constant_pad_nd)
 def _constant_pad(ctx, node, args, kwargs):
     z, pad = args[0], args[1]
-    value = args[2] if len(args) > 2 else 0.0
+    value = bound(node, args, kwargs)["value"]
     return Cx(ctx.call(C.cpad, z.node, list(pad), "constant", value), z.rank)
 
 
 @rule(aten.pad)
 def _pad(ctx, node, args, kwargs):
     z, pad = args[0], args[1]
-    mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
-    value = args[3] if len(args) > 3 else kwargs.get("value", None)
+    b = bound(node, args, kwargs)
+    mode, value = b["mode"], b["value"]
     return Cx(ctx.call(C.cpad, z.node, list(pad), mode, 0.0 if value is None else value), z.rank)
 
 
@@ -129,10 +127,8 @@ def _scatter_add(ctx, node, args, kwargs):
 @rule(aten.slice_scatter)
 def _slice_scatter(ctx, node, args, kwargs):
     z, src = args[0], args[1]
-    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
-    start = args[3] if len(args) > 3 else kwargs.get("start")
-    end = args[4] if len(args) > 4 else kwargs.get("end")
-    step = args[5] if len(args) > 5 else kwargs.get("step", 1)
+    b = bound(node, args, kwargs)
+    dim, start, end, step = b["dim"], b["start"], b["end"], b["step"]
     z_n, src_n = _promote(ctx, [z, src])
     r = ctx.out_rank(node)
     return Cx(ctx.call(aten.slice_scatter.default, z_n, src_n, nd(dim, r), start, end, step), r)
@@ -242,7 +238,7 @@ def ceye(n, m, dtype, device=None):
 @rule(aten.eye)
 def _eye(ctx, node, args, kwargs):
     n = args[0]
-    m = args[1] if len(args) > 1 else n
+    m = bound(node, args, kwargs).get("m", n)
     return Cx(ctx.call(ceye, n, m, ctx.real_dtype(ctx.out_dtype(node)), kwargs.get("device")), 2)
 
 
