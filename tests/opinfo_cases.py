@@ -332,6 +332,11 @@ def classify(op, n_samples: int) -> Result:
         if not has_cx and not _makes_complex(case):
             continue  # no complex value anywhere: nothing for the lowering to do
         results.append(check_case(case))
+    return worst_of(results)
+
+
+def worst_of(results: List[Result]) -> Result:
+    """The status of an op over its samples' results: the worst sample decides."""
     results = [r for r in results if r.status != SKIP] or results
     if not results:
         return Result(SKIP, note="no sample with a complex value runs in eager")
