@@ -275,6 +275,8 @@ _VIEW_CALLS = {
     "clone": lambda z: z.clone() * 2, "contiguous": lambda z: z.transpose(0, 1).contiguous(),
     "detach": lambda z: z.detach() * 2, "dropout": lambda z: torch.dropout(z, 0.5, False),
 }
+# view ops with a permutation of their own (``_pair_views.transposed_dims``), not in the table's argument roles
+_PERM_CALLS = {"t": lambda z: z[0].t(), "mT": lambda z: z.mT, "T": lambda z: z[0].T}
 # names a model cannot call on its own: made by the capture (reshape -> _unsafe_view, x[...] -> alias) or ones
 # that only copy (lift_fresh)
 _NOT_CALLABLE = {"_unsafe_view", "alias", "lift_fresh", "lift_fresh_copy"}
@@ -286,7 +288,8 @@ class View(torch.nn.Module):
         self.name = name
 
     def forward(self, x):
-        return torch.view_as_real(_VIEW_CALLS[self.name](torch.view_as_complex(x)).contiguous())
+        call = _VIEW_CALLS.get(self.name) or _PERM_CALLS[self.name]
+        return torch.view_as_real(call(torch.view_as_complex(x)).contiguous())
 
 
 def test_the_view_cases_cover_the_shared_table():
@@ -297,7 +300,7 @@ def test_the_view_cases_cover_the_shared_table():
 
 
 @pytest.mark.parametrize("route", ["trace", "export"])
-@pytest.mark.parametrize("name", sorted(_VIEW_CALLS))
+@pytest.mark.parametrize("name", sorted(_VIEW_CALLS) + sorted(_PERM_CALLS))
 def test_every_view_op_is_exact_on_both_routes(name, route):
     x = _z(5, n=24).reshape(2, 3, 4, 2)
     model = View(name).eval()
@@ -324,3 +327,32 @@ def test_rules_read_arguments_by_their_schema_names():
                                                          "end": 7, "step": 1}
     assert bound(SimpleNamespace(target=aten.add.Tensor), ["a", "b"], {}) == {"self": "a", "other": "b", "alpha": 1}
     assert bound(SimpleNamespace(target=aten.pad.default), ["z", [1, 2]], {"mode": "reflect"})["value"] is None
+
+
+_SCALAR_CALLS = {"index_select": lambda z: z.index_select(0, torch.tensor([0])), "flip": lambda z: z.flip(0),
+                 "flatten": lambda z: z.flatten(), "squeeze": lambda z: z.squeeze(0),
+                 "transpose": lambda z: z.transpose(0, -1), "unsqueeze": lambda z: z.unsqueeze(-1)}
+
+
+class ScalarView(torch.nn.Module):
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x):
+        return torch.view_as_real(_SCALAR_CALLS[self.name](torch.view_as_complex(x)) * 1)
+
+
+@pytest.mark.parametrize("name", sorted(_SCALAR_CALLS))
+def test_view_ops_on_a_0d_complex_value_on_both_routes(name):
+    """dim 0 of a 0-d complex value is torch's virtual axis of a scalar, not the (re, im) axis of its pair (flip
+    swapped re and im, index_select kept one of them)."""
+    x = torch.tensor([1.5, -2.0])
+    model = ScalarView(name).eval()
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.array_equal(sr.rewrite(model, (x,))(x).numpy(), ref), name
+    with src.register():
+        ml = plugin_convert(model, (x,))
+    (out,) = run(ml, (x,))
+    assert np.asarray(out).shape == ref.shape and np.array_equal(np.asarray(out, np.float32), ref), name

@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-from ._ct_private import Var, bind, mb, node_attr, raw_inputs
+from ._ct_private import Var, bind, delegate, mb, node_attr, original_func, raw_inputs
 from ._mil_ns import is_static, slice_axis
 from ._pairs import (add, as_float, context_is_script, fallback, is_native_complex, is_pair, join, kind,
                      lift_real, node_has_pair, operand, re_im, rule, to_pair, unsupported)
@@ -258,10 +259,16 @@ def _to_dtype(context, node):
     return _dtype_kind(dtype)
 
 
+_BFLOAT16 = 15   # TorchScript's number for torch.bfloat16
+
+
 def _dtype_kind(dtype):
-    """'complex' / 'real' for a constant dtype (a torch.dtype or TorchScript's number), None when not constant."""
+    """'complex' / 'real' / 'bfloat16' for a constant dtype (a torch.dtype or TorchScript's number), None when not
+    constant."""
     if dtype is None or isinstance(dtype, (Var, str)):
         return None
+    if dtype is torch.bfloat16 or (not hasattr(dtype, "is_complex") and int(dtype) == _BFLOAT16):
+        return "bfloat16"
     if hasattr(dtype, "is_complex"):
         return "complex" if dtype.is_complex else "real"
     return "complex" if int(dtype) in _COMPLEX_DTYPES else "real"
@@ -280,8 +287,11 @@ def to(context, node):
     cplx_in = is_pair(context, x) or is_native_complex(x)
     if not cplx_in and target != "complex":
         return fallback(context, node)
-    if cplx_in and target == "real":  # torch discards the imaginary part
-        return add(context, node, slice_axis(to_pair(context, x), -1, 0, 1, squeeze=True), False)
+    if cplx_in and target == "bfloat16":
+        raise unsupported(node, "a cast of a complex value to bfloat16 (Core ML has no bfloat16)")
+    if cplx_in and target == "real":  # torch discards the imaginary part, then casts (to half, say)
+        real = slice_axis(to_pair(context, x), -1, 0, 1, squeeze=True)
+        return delegate(context, node, original_func(node.kind), {0: real})
     add(context, node, mb.identity(x=to_pair(context, x), name=node.name), True)
 
 
@@ -399,7 +409,7 @@ def full_like(context, node):
         value = value.val
     value = _complex_value(value)
     pair = to_pair(context, z)
-    if _dtype_kind(_arg(context, node, 2 if k == "full_like" else 1, "dtype")) == "real":
+    if _dtype_kind(_arg(context, node, 2 if k == "full_like" else 1, "dtype")) in ("real", "bfloat16"):
         re = slice_axis(pair, -1, 0, 1, squeeze=True)
         return add(context, node, mb.fill(shape=mb.shape(x=re), value=np.float32(value.real), name=node.name), False)
     zeros = mb.fill(shape=mb.shape(x=pair), value=np.float32(0.0))

@@ -43,8 +43,8 @@ _OF_CONSTANTS = {"cumprod": lambda x, dim, *_: torch.cumprod(x, int(dim)),
 @rule(*_OF_CONSTANTS)
 def of_constant(context, node):
     """The op's value where its input is a constant (computed in float64), else a clear error."""
-    if node_has_pair(context, node):
-        return fallback(context, node)
+    if node_has_pair(context, node):   # coremltools' own lowering would take the (re, im) pair for a real tensor
+        raise unsupported(node, f"{kind(node)} of complex values")
     ins = raw_inputs(node)
     x = bind(context, ins[0])
     rest = [bind(context, r) for r in ins[1:]]
@@ -71,11 +71,13 @@ def col2im(context, node):
     """``F.fold`` of one-dimensional, overlapping blocks (the overlap-add of hand-written inverse STFTs), which
     coremltools refuses: Pad + Add of shifted hop blocks, as the graph pass spells it. Other folds are
     coremltools' own."""
+    if node_has_pair(context, node):
+        raise unsupported(node, "F.fold (col2im) of complex values")
     ins = raw_inputs(node)
     x = bind(context, ins[0])
     (h, w), (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (_ints(context, r) or [None, None] for r in ins[1:6])
     static = all(isinstance(d, (int, np.integer)) for d in x.shape)
-    if node_has_pair(context, node) or not static or (kh, dh, ph, sh, h, dw) != (1, 1, 0, 1, 1, 1) or sw >= kw:
+    if not static or (kh, dh, ph, sh, h, dw) != (1, 1, 0, 1, 1, 1) or sw >= kw:
         return fallback(context, node)
     batched = x.rank == 3
     shape = [int(d) for d in x.shape]

@@ -47,6 +47,8 @@ def _install():
     for name, fn in RULES.items():
         w = _wrapped(fn)
         for alias in P.registry_names_of(name):
+            if alias != name and alias in RULES:   # an alias with a rule of its own keeps it
+                continue
             w.__name__ = alias
             P.register_torch_op(_func=w, override=True)
     P.set_get_func_hook(_guard)

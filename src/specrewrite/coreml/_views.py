@@ -12,7 +12,7 @@ from ._pairs import (add, fallback, is_native_complex, is_pair, kind, mark_outpu
                      to_pair, unsupported)
 from ._pairs import arg as _arg
 from ._pairs import pair_input as _z
-from ..rewrite._pair_views import PAIR_VIEWS, missing_arg, pair_arg
+from ..rewrite._pair_views import PAIR_VIEWS, missing_arg, needs_unit_axis, pair_arg, transposed_dims
 
 
 # ------------------------------------------------------------------------------------ views and copies
@@ -40,6 +40,20 @@ def permute(context, node):
         return fallback(context, node)
     z = _z(context, node)
     perm = pair_arg("perm", np.asarray(_arg(context, node, 1, "dims")).reshape(-1), z.rank - 1)
+    add(context, node, mb.transpose(x=z, perm=perm, name=node.name), True)
+
+
+@rule("t", "numpy_t", "mt")
+def transposed(context, node):
+    """``Tensor.t()`` / ``.T`` (coremltools' own needs a rank-2 input or dims) on a complex value; ``.mT`` (which
+    coremltools has no converter for), real or complex."""
+    if not node_has_pair(context, node):
+        if kind(node) != "mt":
+            return fallback(context, node)
+        x = bind(context, raw_inputs(node)[0])
+        return add(context, node, mb.transpose(x=x, perm=transposed_dims("mT", x.rank), name=node.name), False)
+    z = _z(context, node)
+    perm = pair_arg("perm", transposed_dims(kind(node), z.rank - 1), z.rank - 1)
     add(context, node, mb.transpose(x=z, perm=perm, name=node.name), True)
 
 
@@ -75,9 +89,13 @@ def _delegated(context, node):
         context.add(pairs, list_name)
     else:
         ref = to_pair(context, first)
-        replace = {0: ref}
         list_name = None
     r = ref.rank - 1
+    unit = list_name is None and needs_unit_axis(name, r)
+    if unit:
+        ref, r = mb.reshape(x=ref, shape=np.array([1, 2], dtype=np.int32)), 1
+    if list_name is None:
+        replace = {0: ref}
     kw_replace = {}
     for pos, kw, how in spec:
         in_kw = kw in raw_kwinputs(node)
@@ -104,6 +122,11 @@ def _delegated(context, node):
         node = with_inputs(node, new_node_inputs)
         replace.pop(0)
     delegate(context, node, original_func(node.kind), replace, kw_replace)
+    if unit:   # back to the op's own shape: a 0-d result, or flatten's (1,)
+        out = context[node.outputs[0]]
+        shape = [1, 2] if name.removesuffix("_copy") == "flatten" else [2]
+        context.add(mb.reshape(x=out, shape=np.array(shape, dtype=np.int32), name=node.name + "_sr_0d"),
+                    torch_name=node.outputs[0], override=True)
     mark_outputs(context, node)
 
 

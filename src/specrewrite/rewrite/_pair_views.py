@@ -75,6 +75,23 @@ def missing_arg(name: str, role: str):
     return None
 
 
+def transposed_dims(name: str, rank: int) -> list:
+    """The permutation ``t`` (rank 2: swap; lower ranks: none), ``mT`` (the last two swapped) or ``numpy_T`` / ``T``
+    (all dims reversed) makes of a rank-``rank`` tensor; ``pair_arg("perm", ...)`` of it is its pair's."""
+    dims = list(range(rank))
+    if name == "t":
+        return [1, 0] if rank == 2 else dims
+    if name.lower() == "mt":
+        return dims[:-2] + dims[-2:][::-1]
+    return dims[::-1]
+
+
+def needs_unit_axis(name: str, rank: int) -> bool:
+    """A 0-d complex value's dim 0 / -1 is torch's virtual axis of a scalar, not the pair axis: such an op runs on the
+    pair held as (1, 2) (dim 0 then names that axis) and its result is reshaped to its own shape, plus the pair."""
+    return rank == 0 and any(role in ("dim", "dims", "end") for _, _, role in PAIR_VIEWS.get(name, ()))
+
+
 def pair_args(name: str, args, kwargs, rank: int):
     """(args, kwargs) of view op ``name`` on the pair of a rank-``rank`` complex tensor."""
     args, kwargs = list(args), dict(kwargs)

@@ -13,6 +13,7 @@ import torch
 
 from . import _complex as C
 from . import _formulas as F
+from ._pair_views import pair_arg, transposed_dims
 
 aten = torch.ops.aten
 class _Registry(dict):
@@ -222,7 +223,7 @@ def _fill(ctx, node, args, kwargs):
 @rule(aten.mT)
 def _mT(ctx, node, args, kwargs):
     z = args[0]
-    return Cx(ctx.call(torch.transpose, z.node, z.rank - 2, z.rank - 1), z.rank)
+    return Cx(ctx.call(torch.permute, z.node, pair_arg("perm", transposed_dims("mT", z.rank), z.rank)), z.rank)
 
 
 @rule(aten.expand_as)

@@ -7,7 +7,7 @@ import torch
 
 from . import _complex as C
 from ._nodes import real_dtype as _real_dtype
-from ._pair_views import PAIR_VIEWS, pair_arg, pair_args
+from ._pair_views import PAIR_VIEWS, needs_unit_axis, pair_arg, pair_args, transposed_dims
 from .rules import RULES, Cx, _n, aten, bound, is_c, nd, rule
 
 _ = _n
@@ -31,9 +31,14 @@ def _pair_view(ctx, node, args, kwargs):
     else:
         rank = first.rank
         args = [first.node] + list(args[1:])
+    unit = needs_unit_axis(name, rank)
+    if unit:
+        args[0], rank = ctx.call(aten.reshape.default, args[0], [1, 2]), 1
     args, kwargs = pair_args(name, args, kwargs, rank)
     target = aten.reshape.default if name in _AS_RESHAPE else node.target
     out = ctx.call(target, *args, **kwargs)
+    if unit:
+        out = ctx.call(aten.reshape.default, out, [int(s) for s in node.meta["val"].shape] + [2])
     if name in _LISTS:
         return CxList(out, rank - 1 if name == "unbind" else rank)
     return Cx(out, ctx.out_rank(node))
@@ -50,7 +55,7 @@ for _name in PAIR_VIEWS:
 @rule(aten.t)
 def _t(ctx, node, args, kwargs):
     z = args[0]
-    return Cx(ctx.call(torch.transpose, z.node, 0, 1), z.rank) if z.rank == 2 else Cx(z.node, z.rank)
+    return Cx(ctx.call(torch.permute, z.node, pair_arg("perm", transposed_dims("t", z.rank), z.rank)), z.rank)
 
 
 @rule(aten.squeeze)
