@@ -383,3 +383,16 @@ def test_matrix_function_of_a_run_time_value_is_a_clear_error_on_the_plugin_rout
 
     with pytest.raises(SpecRewriteError, match="linalg_pinv of a value computed at run time"):
         plugin_convert(_Pinv(), (torch.randn(4, 6),), "iOS16", "trace")
+
+
+class _Alias(torch.nn.Module):
+    def forward(self, x):
+        return torch.ops.aten.alias(x) * 2 + 1
+
+
+def test_an_exported_alias_of_a_real_tensor_converts(registered):
+    """torch.export writes ``x[...]`` as aten.alias, which coremltools has no converter for (julius' band split,
+    unchanged, on the exported-program route): the plugin takes it as the value itself."""
+    x = torch.randn(3, 4)
+    ml = plugin_convert(_Alias(), (x,), "iOS16", "export")
+    assert np.array_equal(np.asarray(run(ml, (x,))[0]), _Alias()(x).numpy())

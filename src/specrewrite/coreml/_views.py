@@ -75,10 +75,12 @@ def movedim(context, node):
 
 
 def _delegated(context, node):
-    if not node_has_pair(context, node):
-        return fallback(context, node)
     name = node.kind if node.kind in PAIR_VIEWS else node.kind.split(".")[0]
     spec = PAIR_VIEWS.get(name, [])  # other coremltools aliases of a delegated op (its no-ops) move no dim
+    if not node_has_pair(context, node):
+        if not spec and original_func(node.kind) is None:   # aten.alias (an exported x[...]): the value itself
+            return add(context, node, mb.identity(x=bind(context, raw_inputs(node)[0]), name=node.name), False)
+        return fallback(context, node)
     ins = raw_inputs(node)
     first = bind(context, ins[0])
     if isinstance(first, (list, tuple)):  # cat / stack: every element becomes a pair
