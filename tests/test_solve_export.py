@@ -125,3 +125,25 @@ class RealBlockMVDR(torch.nn.Module):
 def test_real_inverse_exports_to_onnx(tmp_path):
     x = torch.randn(4, 1000, generator=torch.Generator().manual_seed(0))
     _exports_and_matches(RealBlockMVDR().eval(), x, (1000, 1601), 600, str(tmp_path / "inv.onnx"))
+
+
+@pytest.mark.parametrize("model", [MVDR, RealBlockMVDR])
+def test_solves_and_inverses_convert_on_the_core_ml_plugin_route(model):
+    """The unchanged models through plain ct.convert inside register() (coremltools has no converter for a solve or
+    an inverse): the same unrolled elimination as the rewrite, on MIL values; the MIL evaluator matches float64
+    eager within 4x eager float32's own error."""
+    pytest.importorskip("coremltools")
+    from test_coreml_common import plugin_convert, run, src
+
+    x = torch.randn(4, 1000, generator=torch.Generator().manual_seed(1))
+    m = model().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with src.register():
+            ml = plugin_convert(m, (x,))
+    got = run(ml, (x,))
+    with torch.no_grad():
+        ref64, ref32 = m.double()(x.double()), m.float()(x)
+    for g, r64, r32 in zip(got, ref64, ref32):
+        err, eager = rel_err(torch.from_numpy(np.asarray(g, np.float64)), r64), rel_err(r32, r64)
+        assert err <= max(4 * eager, 1e-6), (err, eager)

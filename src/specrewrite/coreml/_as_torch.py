@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ._ct_private import Var, einsum_mil, mb, types
-from ._mil_ns import dims, fill_shape, slice_axis
+from ._mil_ns import dims, fill_shape
 
 
 def _v(x):
@@ -24,7 +24,9 @@ def _v(x):
     if isinstance(x, Var):
         return x
     if isinstance(x, torch.Tensor):
-        return x.detach().to(torch.float32).numpy() if x.is_floating_point() else x.detach().numpy()
+        if x.is_floating_point():
+            return x.detach().to(torch.float32).numpy()
+        return x.detach().numpy().astype(np.int32) if x.dtype != torch.bool else x.detach().numpy()
     if isinstance(x, bool):
         return np.bool_(x)
     if isinstance(x, (int, float, np.number)):
@@ -151,6 +153,30 @@ def _squeeze(x, dim=None):
     return _w(mb.squeeze(x=v, axes=dims))
 
 
+def _gather(x, dim, index):
+    v = _v(x)
+    return _w(mb.gather_along_axis(x=v, indices=_v(index), axis=int(dim) % v.rank))
+
+
+def _solve(a, b):
+    """``torch.linalg.solve`` on MIL values: the graph pass's elimination, unrolled over a static n."""
+    from ..rewrite import _solve as S
+
+    if not S._static(_v(a).shape[-1]):
+        raise NotImplementedError("specrewrite.coreml: a linear solve of a size unknown at conversion or over "
+                                  f"{S.MAX_N}")
+    return S.unrolled_solve(a, b)
+
+
+def _inv(a):
+    from ..rewrite import _solve as S
+
+    if not S._static(_v(a).shape[-1]):
+        raise NotImplementedError(f"specrewrite.coreml: a matrix inverse of a size unknown at conversion or over "
+                                  f"{S.MAX_N}")
+    return S.unrolled_inv(a)
+
+
 _FUNCS = {
     torch.add: _bin("add"), torch.sub: _bin("sub"), torch.mul: _bin("mul"), torch.div: _bin("real_div"),
     torch.true_divide: _bin("real_div"), torch.pow: _bin("pow"), torch.maximum: _bin("maximum"),
@@ -168,6 +194,13 @@ _FUNCS = {
     torch.full_like: _full_like, torch.mean: _reduce("reduce_mean"), torch.sum: _reduce("reduce_sum"),
     torch.squeeze: _squeeze, torch.matmul: lambda a, b: _w(mb.matmul(x=_float(_v(a)), y=_float(_v(b)))),
     torch.einsum: lambda eq, *ops: _w(einsum_mil([_float(_v(o)) for o in ops], eq)),
+    torch.gather: _gather, torch.linalg.solve: _solve, torch.linalg.inv: _inv,
+    # a torch constant on the left of an operator whose right side is a MIL value
+    **{f: _bin(op) for name, op in (("eq", "equal"), ("ne", "not_equal"), ("gt", "greater"),
+                                    ("ge", "greater_equal"), ("lt", "less"), ("le", "less_equal"))
+       for f in (getattr(torch, name), getattr(torch.Tensor, name), getattr(torch.Tensor, f"__{name}__"))},
+    torch.Tensor.__mul__: _bin("mul"), torch.Tensor.__add__: _bin("add"), torch.Tensor.__sub__: _bin("sub"),
+    torch.Tensor.__truediv__: _bin("real_div"),
 }
 
 
@@ -207,19 +240,59 @@ class Mil:
     def unsqueeze(self, d):
         return _w(mb.expand_dims(x=self.v, axes=[d]))
 
+    def abs(self):
+        return _w(mb.abs(x=_float(self.v)))
+
+    def argmax(self, dim, keepdim=False):
+        return _w(mb.reduce_argmax(x=self.v, axis=int(dim) % self.v.rank, keep_dims=bool(keepdim)))
+
+    def squeeze(self, dim=None):
+        return _squeeze(self, dim)
+
+    def expand(self, *sizes):
+        """Broadcast to ``sizes`` (-1 keeps a size): new leading axes, then tiles of the axes of size 1."""
+        sizes = list(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)) else list(sizes)
+        v = self.v
+        if len(sizes) > v.rank:
+            v = mb.expand_dims(x=v, axes=list(range(len(sizes) - v.rank)))
+        shape = list(v.shape)
+        reps = [1 if s in (-1, n) else int(s) for s, n in zip(sizes, shape)]
+        if any(n != 1 and r != 1 for n, r in zip(shape, reps)):
+            raise NotImplementedError(f"specrewrite.coreml: expand of {tuple(shape)} to {tuple(sizes)}")
+        return _w(v if all(r == 1 for r in reps) else mb.tile(x=v, reps=reps))
+
+    @property
+    def mT(self):
+        r = self.v.rank
+        return _w(mb.transpose(x=self.v, perm=list(range(r - 2)) + [r - 1, r - 2]))
+
+    def __matmul__(self, o):
+        return _w(mb.matmul(x=_float(self.v), y=_float(_v(o))))
+
     def flip(self, dims):
         axes = [dims] if isinstance(dims, int) else list(dims)
         return _w(mb.reverse(x=self.v, axes=[int(a) % self.v.rank for a in axes]))
 
     def __getitem__(self, key):
-        """``z[..., k]`` (the real-pair accessor) and ``z[..., a:b]``."""
-        if not (isinstance(key, tuple) and len(key) == 2 and key[0] is Ellipsis):
+        """``z[..., i, a:b]``: an ellipsis, then ints and step-1 slices on the last axes."""
+        if not (isinstance(key, tuple) and key and key[0] is Ellipsis):
             raise NotImplementedError(f"specrewrite.coreml: indexing {key!r} on MIL values")
-        k = key[1]
-        if isinstance(k, int):
-            k = k % self.v.shape[-1]
-            return _w(slice_axis(self.v, -1, k, k + 1, squeeze=True))
-        return _w(slice_axis(self.v, -1, k.start or 0, k.stop))
+        v, items = self.v, key[1:]
+        r = v.rank
+        begin, end, bm, em, sq = [0] * r, [0] * r, [True] * r, [True] * r, [False] * r
+        for d, k in zip(range(r - len(items), r), items):
+            if isinstance(k, (int, np.integer)):
+                begin[d], end[d], bm[d], em[d], sq[d] = int(k), int(k) + 1, False, False, True
+                if int(k) == -1:
+                    end[d], em[d] = 0, True
+            elif isinstance(k, slice) and k.step in (None, 1):
+                if k.start is not None:
+                    begin[d], bm[d] = int(k.start), False
+                if k.stop is not None:
+                    end[d], em[d] = int(k.stop), False
+            else:
+                raise NotImplementedError(f"specrewrite.coreml: indexing {key!r} on MIL values")
+        return _w(mb.slice_by_index(x=v, begin=begin, end=end, begin_mask=bm, end_mask=em, squeeze_mask=sq))
 
     __add__ = _bin("add")
     __sub__ = _bin("sub")

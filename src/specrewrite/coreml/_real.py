@@ -40,16 +40,23 @@ _OF_CONSTANTS = {"cumprod": lambda x, dim, *_: torch.cumprod(x, int(dim)),
                  "logdet": lambda x, *_: torch.logdet(x)}
 
 
+_INVERSES = ("linalg_inv", "inverse")
+
+
 @rule(*_OF_CONSTANTS)
 def of_constant(context, node):
     """The op's value where its input is a constant (computed in float64), else a clear error."""
-    if node_has_pair(context, node):   # coremltools' own lowering would take the (re, im) pair for a real tensor
-        raise unsupported(node, f"{kind(node)} of complex values")
+    k = kind(node)
     ins = raw_inputs(node)
     x = bind(context, ins[0])
+    if k in _INVERSES and (node_has_pair(context, node) or not isinstance(x, Var) or x.val is None):
+        from ._linalg import inverse
+
+        return inverse(context, node, x)   # a run-time value: the graph pass's unrolled elimination
+    if node_has_pair(context, node):   # coremltools' own lowering would take the (re, im) pair for a real tensor
+        raise unsupported(node, f"{k} of complex values")
     rest = [bind(context, r) for r in ins[1:]]
     rest = [r.val if isinstance(r, Var) else r for r in rest]
-    k = kind(node)
     extra = rest[1:] if k == "cumprod" else rest
     if not isinstance(x, Var) or x.val is None or any(r not in (None, False) for r in extra):
         raise unsupported(node, f"{k} of a value computed at run time (Core ML has no {k})",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import SpecRewriteError
 from ..modes import Mode, Strategy
-from . import _assign, _complex, _real, _spectral, _views  # noqa: F401  (fill RULES)
+from . import _assign, _complex, _linalg, _real, _spectral, _views  # noqa: F401  (fill RULES)
 from . import _ct_private as P
 from ._pairs import CONFIG, PASSTHROUGH, RULES, node_has_pair, where
 

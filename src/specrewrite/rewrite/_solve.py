@@ -27,6 +27,12 @@ def solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     n = a.shape[-1]
     if not tracing() or not _static(n):
         return torch.linalg.solve(a, b)
+    return unrolled_solve(a, b)
+
+
+def unrolled_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.linalg.solve`` as elimination unrolled over a static n: what exporters get, and what the Core ML
+    plugin builds on MIL values (``coreml/_as_torch``)."""
     vector = b.dim() == a.dim() - 1
     x = gauss_jordan(a, b.unsqueeze(-1) if vector else b)
     return x.squeeze(-1) if vector else x
@@ -37,7 +43,11 @@ def inv(a: torch.Tensor) -> torch.Tensor:
     n = a.shape[-1]
     if not tracing() or not _static(n):
         return torch.linalg.inv(a)
-    eye = torch.eye(int(n), dtype=a.dtype, device=a.device).expand(a.shape)
+    return unrolled_inv(a)
+
+
+def unrolled_inv(a: torch.Tensor) -> torch.Tensor:
+    eye = torch.eye(int(a.shape[-1]), dtype=a.dtype, device=a.device).expand(a.shape)
     return gauss_jordan(a, eye)
 
 
