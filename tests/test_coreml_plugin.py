@@ -396,3 +396,19 @@ def test_an_exported_alias_of_a_real_tensor_converts(registered):
     x = torch.randn(3, 4)
     ml = plugin_convert(_Alias(), (x,), "iOS16", "export")
     assert np.array_equal(np.asarray(run(ml, (x,))[0]), _Alias()(x).numpy())
+
+
+class _LogOfInts(torch.nn.Module):
+    def forward(self, x):
+        n = torch.arange(1, 9)                       # int64: torch.log / sqrt of it is float
+        return x * torch.log(n) + torch.sqrt(n) + torch.exp(n[:2] * 0)[0]
+
+
+@pytest.mark.parametrize("route", ["trace", "export"])
+def test_float_functions_of_integer_tensors(registered, route):
+    """torch.log / sqrt / exp of an integer tensor (dasp's parametric EQ: log of a frequency grid): coremltools'
+    own lowering refuses an int input; the plugin casts it first, as torch does."""
+    x = torch.randn(8)
+    ml = plugin_convert(_LogOfInts(), (x,), "iOS16", route)
+    got = np.asarray(run(ml, (x,))[0])
+    assert np.abs(got - _LogOfInts()(x).numpy()).max() <= 1e-6 * np.abs(got).max()

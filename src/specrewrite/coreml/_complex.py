@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from ._ct_private import Var, bind, delegate, mb, node_attr, original_func, raw_inputs
+from ._ct_private import Var, bind, delegate, mb, node_attr, original_func, raw_inputs, types
 from ._mil_ns import is_static, slice_axis
 from ._pairs import (add, as_float, context_is_script, fallback, is_native_complex, is_pair, join, kind,
                      lift_real, node_has_pair, operand, re_im, rule, to_pair, unsupported)
@@ -86,7 +86,14 @@ def _real_unary(context, node, name, x):
         return add(context, node, mb.identity(x=x, name=node.name), False)
     if name == "reciprocal":   # coremltools' MIL inverse adds epsilon 1e-4 to x
         return add(context, node, mb.real_div(x=np.float32(1.0), y=as_float(x), name=node.name), False)
+    if isinstance(x, Var) and name in _FLOAT_RESULT and not types.is_float(x.dtype):
+        # torch.log / sqrt / exp ... of an integer tensor is float; coremltools' lowering refuses the int input
+        return delegate(context, node, original_func(node.kind), {0: as_float(x)})
     return fallback(context, node)
+
+
+_FLOAT_RESULT = {"exp", "log", "log10", "log2", "log1p", "expm1", "exp2", "sqrt", "rsqrt", "sin", "cos", "tan",
+                 "sinh", "cosh", "tanh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "sigmoid"}
 
 
 def _table_rule(name, formula, pair_out):
