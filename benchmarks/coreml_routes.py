@@ -19,7 +19,6 @@ import copy
 import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -42,7 +41,7 @@ def _short(e: BaseException) -> str:
     import re
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:80] if text else ''}".replace("|", "/")
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}".replace("|", "/")
 
 
 def _flat(y):
@@ -126,17 +125,10 @@ def run_one(name: str, builders: str) -> dict:
 
 
 def _builders(which: str) -> dict:
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    out = {}
-    if which in ("public", "all"):
-        import test_realmodels as R
+    sys.path.insert(0, HERE)
+    from portability import _builders as builders   # the same model sets as the portability matrix
 
-        out.update({k: v[0] for k, v in R.BUILDERS.items()})
-    if which in ("sweep", "all"):
-        import test_realmodels_more as S
-
-        out.update(S.BUILDERS)
-    return out
+    return builders(which)
 
 
 def _cell_text(c) -> str:
@@ -164,6 +156,22 @@ def markdown(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _brief(text: str) -> str:
+    """A failure in a few words (the long form is in the .jsonl)."""
+    import re
+
+    text = text.replace("SpecRewriteError: specrewrite.coreml: ", "").replace("coremltools has no converter for ",
+                                                                              "no converter: ")
+    text = re.sub(r"1 op\(s\) of this model: (\w+).*", r"\1", text)
+    text = re.sub(r"aten\.(\w+)\.\w+ .*", r"\1", text)
+    for long, short in (("GuardOnDataDependentSymNode", "torch.export: guard on data"),
+                        ("KeyError: 'torch._subclasses.fake_tensor'", "torch.export: numpy in forward"),
+                        ("NotImplementedError: Dynamic padding", "padding by a data-dependent amount")):
+        if long in text:
+            return short
+    return text[:48]
+
+
 def compact(rows) -> str:
     """One cell per route and precision: the worst error over the targets, or the first failure."""
     lines = ["| model | " + " | ".join(f"{r} {p}" for r in ROUTES for p in PRECISIONS) + " |",
@@ -178,7 +186,7 @@ def compact(rows) -> str:
                 if not cs or not cells:
                     out.append(r.get("error", "-")[:60])
                 elif bad:
-                    out.append(_cell_text(bad[0])[:90])
+                    out.append(_brief(_cell_text(bad[0])))
                 else:
                     out.append(f"{max(c['err'] for c in cs):.1e}")
         lines.append(f"| {r['model']} | " + " | ".join(out) + " |")
@@ -209,22 +217,11 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(a.one, a.set)))
         return 0
     names = [m for m in (a.models.split(",") if a.models else list(_builders(a.set))) if m]
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    rows = []
-    for name in names:
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run([sys.executable, __file__, "--one", name, "--set", a.set], capture_output=True,
-                                  text=True, timeout=a.timeout, cwd=ROOT)
-            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            row = json.loads(line[-1]) if line else {"model": name, "error": proc.stderr.strip()[-200:]}
-        except subprocess.TimeoutExpired:
-            row = {"model": name, "error": f"timeout {a.timeout} s"}
-        row["wall"] = time.perf_counter() - t0
-        rows.append(row)
-        with open(os.path.splitext(a.out)[0] + ".jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"{name}: {row['wall']:.0f} s", file=sys.stderr, flush=True)
+    sys.path.insert(0, HERE)
+    from portability import rows_in_subprocesses
+
+    rows = rows_in_subprocesses(__file__, names, ["--set", a.set], a.timeout, a.out,
+                                lambda name, why: {"model": name, "error": why})
     text = markdown(rows) + "\n" + compact(rows)
     with open(a.out, "w") as f:
         f.write(text)

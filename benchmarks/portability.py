@@ -161,6 +161,29 @@ def _native(model, args, d) -> dict:
     return cells
 
 
+def rows_in_subprocesses(script, names, extra, timeout, out, failed) -> list:
+    """``script --one NAME *extra`` for each name, each in its own subprocess under ``timeout`` seconds: its last
+    JSON line is the row (``failed(name, why)`` where there is none). Each row is appended to ``<out>.jsonl`` as it
+    comes, so a long run that is stopped keeps what it measured."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    rows = []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, script, "--one", name, *extra], capture_output=True, text=True,
+                                  timeout=timeout, cwd=ROOT)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            row = json.loads(line[-1]) if line else failed(name, proc.stderr.strip()[-200:])
+        except subprocess.TimeoutExpired:
+            row = failed(name, f"timeout {timeout} s")
+        row["wall"] = time.perf_counter() - t0
+        rows.append(row)
+        with open(os.path.splitext(out)[0] + ".jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{name}: {row['wall']:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="")
@@ -173,23 +196,8 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(a.one)))
         return 0
     names = [m for m in (a.models.split(",") if a.models else list(_builders(a.set))) if m]
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    rows = []
-    for name in names:
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True,
-                                  timeout=a.timeout, cwd=ROOT)
-            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            row = json.loads(line[-1]) if line else {"model": name, "rewritten": {"error": proc.stderr[-200:]},
-                                                     "native": {}}
-        except subprocess.TimeoutExpired:
-            row = {"model": name, "rewritten": {"error": f"timeout {a.timeout} s"}, "native": {}}
-        row["wall"] = time.perf_counter() - t0
-        rows.append(row)
-        with open(os.path.splitext(a.out)[0] + ".jsonl", "a") as f:   # each row as it comes: a long run that is
-            f.write(json.dumps(row) + "\n")                           # stopped keeps what it measured
-        print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    rows = rows_in_subprocesses(__file__, names, [], a.timeout, a.out,
+                                lambda name, why: {"model": name, "rewritten": {"error": why}, "native": {}})
     text = _markdown(rows)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:

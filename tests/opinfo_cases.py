@@ -361,15 +361,15 @@ def _makes_complex(case: Case) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ the table
-def load_expected() -> Dict[str, str]:
-    if not os.path.exists(EXPECTED_PATH):
+def load_expected(path: str = EXPECTED_PATH) -> Dict[str, str]:
+    if not os.path.exists(path):
         return {}
-    with open(EXPECTED_PATH) as f:
+    with open(path) as f:
         return json.load(f)
 
 
-def save_expected(table: Dict[str, str]) -> None:
-    with open(EXPECTED_PATH, "w") as f:
+def save_expected(table: Dict[str, str], path: str = EXPECTED_PATH) -> None:
+    with open(path, "w") as f:
         json.dump(dict(sorted(table.items())), f, indent=1)
         f.write("\n")
 

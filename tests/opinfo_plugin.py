@@ -10,7 +10,6 @@ tests/opinfo_plugin_expected.json (``scripts/opinfo_coverage.py --route plugin``
 """
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import Dict
@@ -110,13 +109,8 @@ def classify_plugin(op, n_samples: int) -> oc.Result:
 
 
 def load_expected() -> Dict[str, str]:
-    if not os.path.exists(EXPECTED_PATH):
-        return {}
-    with open(EXPECTED_PATH) as f:
-        return json.load(f)
+    return oc.load_expected(EXPECTED_PATH)
 
 
 def save_expected(table: Dict[str, str]) -> None:
-    with open(EXPECTED_PATH, "w") as f:
-        json.dump(dict(sorted(table.items())), f, indent=1)
-        f.write("\n")
+    oc.save_expected(table, EXPECTED_PATH)
