@@ -315,7 +315,7 @@ def test_every_view_op_is_exact_on_both_routes(name, route):
 
 
 def test_rules_read_arguments_by_their_schema_names():
-    """``rules.bound``: a rule reads an argument by name, whether the call gave it by position, by keyword or not
+    """``_nodes.bind`` (``rules.bound``): a rule reads an argument by name, whether the call gave it by position, by keyword or not
     at all (the op's default)."""
     from types import SimpleNamespace
 

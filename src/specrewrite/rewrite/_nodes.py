@@ -29,6 +29,8 @@ def is_complex_node(node) -> bool:
 
 
 def bind(node: fx.Node, args, kwargs) -> Dict[str, Any]:
+    """The call's arguments by their schema names, the op's defaults filled in (``bind(...)["dim"]``, not
+    ``args[2] if len(args) > 2 else kwargs.get("dim", 0)``)."""
     schema = node.target._schema
     out = {a.name: a.default_value if a.has_default_value() else None for a in schema.arguments}
     for a, v in zip(schema.arguments, args):

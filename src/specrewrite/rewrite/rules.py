@@ -13,6 +13,7 @@ import torch
 
 from . import _complex as C
 from . import _formulas as F
+from ._nodes import bind as bound   # the call's arguments by schema name, defaults filled in
 from ._pair_views import pair_arg, transposed_dims
 
 aten = torch.ops.aten
@@ -60,20 +61,6 @@ def rule(*ops, replaces: bool = False):
                 RULES[op] = fn
         return fn
     return deco
-
-
-def bound(node, args, kwargs) -> dict:
-    """The call's arguments by their schema names, the op's defaults filled in (``bound(...)["dim"]``, not
-    ``args[2] if len(args) > 2 else kwargs.get("dim", 0)``); ``args`` / ``kwargs`` are the mapped ones."""
-    out = {}
-    for i, a in enumerate(node.target._schema.arguments):
-        if not a.kwarg_only and i < len(args):
-            out[a.name] = args[i]
-        elif a.name in kwargs:
-            out[a.name] = kwargs[a.name]
-        else:
-            out[a.name] = a.default_value if a.has_default_value() else None
-    return out
 
 
 def nd(d: int, r: int) -> int:

@@ -141,17 +141,6 @@ def _sum_mean(ctx, node, args, kwargs):
               r_out)
 
 
-_rules_index_select = RULES[aten.index_select]
-
-
-@rule(aten.index_select, replaces=True)
-def _index_select(ctx, node, args, kwargs):
-    z = args[0]
-    if is_c(z) and z.rank == 0:   # dim 0 of a 0-d tensor is the tensor itself (the index can only be 0)
-        return Cx(ctx.call(torch.clone, z.node), 0)
-    return _rules_index_select(ctx, node, args, kwargs)
-
-
 def _static_size(node, dim):
     v = in_val(node)
     size = v.shape[dim] if v.dim() else 1
