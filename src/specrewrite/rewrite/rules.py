@@ -7,69 +7,13 @@ inputs, nodes for real tensors, Python values otherwise) and returns a ``Cx`` (c
 from __future__ import annotations
 
 import operator
-from typing import Callable, Dict
 
 import torch
 
 from . import _complex as C
 from . import _formulas as F
-from ._nodes import bind as bound   # the call's arguments by schema name, defaults filled in
 from ._pair_views import pair_arg, transposed_dims
-
-aten = torch.ops.aten
-class _Registry(dict):
-    """op (an OpOverload or an OpOverloadPacket) -> rule. Registering an op twice is an error (two rules for one
-    op would silently shadow each other, depending on import order); ``replace`` is the explicit way."""
-
-    def __setitem__(self, op, fn):
-        if op in self and self[op] is not fn:
-            raise RuntimeError(f"specrewrite: two rules for {op} ({self[op].__module__}.{self[op].__name__} and "
-                               f"{fn.__module__}.{getattr(fn, '__name__', fn)})")
-        super().__setitem__(op, fn)
-
-    def replace(self, op, fn) -> None:
-        super().__setitem__(op, fn)
-
-
-RULES: Dict[object, Callable] = _Registry()
-
-
-class Cx:
-    __slots__ = ("node", "rank")
-
-    def __init__(self, node, rank: int):
-        self.node, self.rank = node, rank
-
-    def __repr__(self):
-        return f"Cx({self.node}, rank={self.rank})"
-
-
-def is_c(x) -> bool:
-    return isinstance(x, Cx)
-
-
-def rule(*ops, replaces: bool = False):
-    """Register ``fn`` as the rule of ``ops``. ``replaces=True``: a later module refines an earlier rule on
-    purpose (it must exist; the refinement usually calls it); any other second registration is an error."""
-    def deco(fn):
-        for op in ops:
-            if replaces:
-                if op not in RULES:
-                    raise RuntimeError(f"specrewrite: {fn.__name__} replaces a rule for {op} that does not exist")
-                RULES.replace(op, fn)
-            else:
-                RULES[op] = fn
-        return fn
-    return deco
-
-
-def nd(d: int, r: int) -> int:
-    """A (possibly negative) dim of a rank-r complex tensor as a non-negative dim of its real pair."""
-    return d + r if d < 0 else d
-
-
-def _n(x):
-    return x.node if is_c(x) else x
+from .rules_core import RULES, Cx, CxList, _n, aten, bound, is_c, nd, rule  # noqa: F401 - this module's API
 
 
 # ----------------------------------------------------------------------------------------- identity-like
@@ -117,11 +61,10 @@ def _to_copy(ctx, node, args, kwargs):
     x = args[0]
     out_dtype = ctx.out_dtype(node)
     real_dtype = ctx.real_dtype(out_dtype)
-    kw = {k: v for k, v in kwargs.items() if k in ("device",)}
-    if is_c(x):
-        y = ctx.call(torch.Tensor.to, x.node, real_dtype, **kw)
+    if is_c(x):   # (no device keyword: Tensor.to(dtype, device=...) is refused by torch)
+        y = ctx.call(torch.Tensor.to, x.node, real_dtype)
         return Cx(y, x.rank) if out_dtype.is_complex else ctx.call(C.re, y)
-    y = ctx.call(torch.Tensor.to, x, real_dtype, **kw)
+    y = ctx.call(torch.Tensor.to, x, real_dtype)
     return Cx(ctx.call(C.from_real, y), ctx.out_rank(node))
 
 
@@ -236,5 +179,15 @@ def _matmul(ctx, node, args, kwargs):
 # ------------------------------------------------------------------------------------------ reductions
 
 
-from .rules_shapes import CxList  # noqa: E402,F401 - registers the shape rules; CxList is part of this API
-from . import rules_math  # noqa: E402,F401 - registers the math / reduction / linalg rules
+from . import rules_shapes  # noqa: E402,F401 - registers the shape rules
+from . import rules_math  # noqa: E402,F401 - registers the math / reduction rules
+from . import rules_linalg  # noqa: E402,F401 - registers the linear algebra rules
+
+# functionalized graphs (make_fx + functionalize) use the *_copy form of every view op: the same rule, once
+# every rule file has registered
+for _base in ("view", "permute", "transpose", "t", "slice", "select", "unsqueeze", "squeeze", "expand", "alias",
+              "unfold", "view_as_real", "view_as_complex", "split", "split_with_sizes", "unbind", "_conj", "real",
+              "imag", "detach", "clone", "narrow", "expand_as"):
+    _copy_op = getattr(aten, _base + "_copy", None)
+    if _copy_op is not None and getattr(aten, _base) in RULES:
+        RULES[_copy_op] = RULES[getattr(aten, _base)]

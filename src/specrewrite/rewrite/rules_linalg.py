@@ -12,7 +12,7 @@ import torch
 
 from . import _complex_linalg as M
 from ._solve import require_static
-from .rules import Cx, aten, is_c, rule
+from .rules_core import Cx, aten, is_c, rule
 from .rules_math import bind, in_val, pair_of
 
 

@@ -15,7 +15,8 @@ from . import _complex_math as M
 from . import _formulas as F
 from . import _real_ops as R
 from ._nodes import bind  # noqa: F401 - re-exported for rules_linalg
-from .rules import RULES, Cx, CxList, _n, aten, bound, is_c, nd, rule
+from . import rules_shapes  # noqa: F401 - the view rules this module refines (roll)
+from .rules_core import RULES, Cx, CxList, _n, aten, bound, is_c, nd, rule
 
 _ = _n
 
@@ -302,15 +303,6 @@ def _roll(ctx, node, args, kwargs):
     return _on_parts((0,))(ctx, node, args, kwargs)   # flattened roll: per part, shapes kept
 
 
-_rules_to_copy = RULES[aten._to_copy]
-
-
-@rule(aten._to_copy, aten.to, replaces=True)
-def _to_copy(ctx, node, args, kwargs):
-    """rules._to_copy without the device keyword (it calls Tensor.to(dtype, device=...), which torch rejects)."""
-    return _rules_to_copy(ctx, node, args, {k: v for k, v in kwargs.items() if k != "device"})
-
-
 @rule(aten.sym_numel, aten.numel)
 def _numel(ctx, node, args, kwargs):
     return ctx.call(M.cnumel, args[0].node)
@@ -323,5 +315,3 @@ def _size(ctx, node, args, kwargs):
         return ctx.call(C.sym_size, z.node, nd(dim, z.rank))
     return ctx.call(M.csize, z.node)
 
-
-from . import rules_linalg  # noqa: E402,F401 - registers the linear algebra rules

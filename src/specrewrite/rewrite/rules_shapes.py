@@ -8,7 +8,7 @@ import torch
 from . import _complex as C
 from ._nodes import real_dtype as _real_dtype
 from ._pair_views import PAIR_VIEWS, needs_unit_axis, pair_arg, pair_args, transposed_dims
-from .rules import RULES, Cx, _n, aten, bound, is_c, nd, rule
+from .rules_core import RULES, Cx, CxList, _n, aten, bound, is_c, nd, rule
 
 _ = _n
 
@@ -159,15 +159,6 @@ def _copy(ctx, node, args, kwargs):
 
 
 
-class CxList:
-    """A list/tuple of complex values (output of split/unbind/chunk)."""
-
-    __slots__ = ("node", "rank")
-
-    def __init__(self, node, rank):
-        self.node, self.rank = node, rank
-
-
 @rule(operator.getitem)
 def _getitem(ctx, node, args, kwargs):
     seq, i = args
@@ -279,14 +270,6 @@ def _rand_like(ctx, node, args, kwargs):
     normal = node.target.overloadpacket is aten.randn_like
     return Cx(ctx.call(crand_like, src, ctx.real_dtype(ctx.out_dtype(node)), normal), ctx.out_rank(node))
 
-
-# functionalized graphs (make_fx + functionalize) use the *_copy form of every view op
-for _base in ("view", "permute", "transpose", "t", "slice", "select", "unsqueeze", "squeeze", "expand", "alias",
-              "unfold", "view_as_real", "view_as_complex", "split", "split_with_sizes", "unbind", "_conj", "real",
-              "imag", "detach", "clone", "narrow", "expand_as"):
-    _copy_op = getattr(aten, _base + "_copy", None)
-    if _copy_op is not None and getattr(aten, _base) in RULES:
-        RULES[_copy_op] = RULES[getattr(aten, _base)]
 
 
 def memory_order(ctx, node, x):
