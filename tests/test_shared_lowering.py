@@ -356,3 +356,26 @@ def test_view_ops_on_a_0d_complex_value_on_both_routes(name):
         ml = plugin_convert(model, (x,))
     (out,) = run(ml, (x,))
     assert np.asarray(out).shape == ref.shape and np.array_equal(np.asarray(out, np.float32), ref), name
+
+
+class Diagonals(torch.nn.Module):
+    def forward(self, x):
+        z = torch.view_as_complex(x)                                   # (3, 4, 4)
+        return (torch.view_as_real(z.diagonal(0, -2, -1)), torch.view_as_real(z.diagonal(1, 0, 2)),
+                torch.view_as_real(torch.linalg.diagonal(z, offset=-1)), torch.linalg.diagonal(x[..., 0]))
+
+
+@pytest.mark.parametrize("route", ["trace", "export"])
+def test_diagonals_of_complex_values_on_both_routes(route):
+    """torch.diagonal / torch.linalg.diagonal of a complex value (the trace of torchaudio's Souden MVDR): one
+    gather of each part on both routes (``_real_ops.cdiagonal``), exact."""
+    x = _z(6, n=48).reshape(3, 4, 4, 2)
+    model = Diagonals().eval()
+    with torch.no_grad():
+        ref = [t.numpy() for t in model(x)]
+    got = [t.numpy() for t in sr.rewrite(model, (x,))(x)]
+    assert all(np.array_equal(g, r) for g, r in zip(got, ref))
+    with src.register():
+        ml = plugin_convert(model, (x,), route=route)
+    out = run(ml, (x,))
+    assert all(np.array_equal(np.asarray(o, np.float32), r) for o, r in zip(out, ref))

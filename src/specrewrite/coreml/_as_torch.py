@@ -266,6 +266,19 @@ class Mil:
         r = self.v.rank
         return _w(mb.transpose(x=self.v, perm=list(range(r - 2)) + [r - 1, r - 2]))
 
+    def permute(self, *dims):
+        dims = list(dims[0]) if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else list(dims)
+        return _w(mb.transpose(x=self.v, perm=[int(d) % self.v.rank for d in dims]))
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        shape, r = list(self.shape), self.v.rank
+        s, e = start_dim % r, end_dim % r
+        merged = shape[:s] + [int(np.prod(shape[s:e + 1]))] + shape[e + 1:]
+        return _w(mb.reshape(x=self.v, shape=np.array(merged, dtype=np.int32)))
+
+    def index_select(self, dim, index):
+        return _w(mb.gather(x=self.v, indices=_v(index), axis=int(dim) % self.v.rank))
+
     def __matmul__(self, o):
         return _w(mb.matmul(x=_float(self.v), y=_float(_v(o))))
 

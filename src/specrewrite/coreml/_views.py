@@ -12,6 +12,9 @@ from ._pairs import (add, fallback, is_native_complex, is_pair, kind, mark_outpu
                      to_pair, unsupported)
 from ._pairs import arg as _arg
 from ._pairs import pair_input as _z
+from ..rewrite._real_ops import cdiagonal
+from ..rewrite._real_ops import diagonal as real_diagonal
+from ._as_torch import on_mil
 from ..rewrite._pair_views import PAIR_VIEWS, missing_arg, needs_unit_axis, pair_arg, transposed_dims
 
 
@@ -55,6 +58,26 @@ def transposed(context, node):
     z = _z(context, node)
     perm = pair_arg("perm", transposed_dims(kind(node), z.rank - 1), z.rank - 1)
     add(context, node, mb.transpose(x=z, perm=perm, name=node.name), True)
+
+
+@rule("diagonal", "linalg_diagonal")
+def diagonal(context, node):
+    """``torch.diagonal`` of a complex value (the trace of torchaudio's Souden MVDR): one gather of each part, the
+    graph pass's ``cdiagonal``; ``torch.linalg.diagonal`` (which coremltools has no converter for), real or
+    complex."""
+    defaults = (0, -2, -1) if kind(node) == "linalg_diagonal" else (0, 0, 1)
+    offset, d1, d2 = (int(_arg(context, node, i + 1, kw, dflt))
+                      for i, (kw, dflt) in enumerate(zip(("offset", "dim1", "dim2"), defaults)))
+    pair = node_has_pair(context, node)
+    if not pair:   # coremltools' own lowering takes diagonal(0, 0, 1) only
+        r = bind(context, raw_inputs(node)[0]).rank
+        if kind(node) == "diagonal" and (offset, d1 % r, d2 % r) == (0, 0, 1):
+            return fallback(context, node)
+    if pair:
+        out = on_mil(cdiagonal, _z(context, node), offset, d1, d2)
+    else:
+        out = on_mil(real_diagonal, bind(context, raw_inputs(node)[0]), offset, d1, d2, True)
+    add(context, node, mb.identity(x=out, name=node.name), pair)
 
 
 @rule("movedim", "moveaxis")

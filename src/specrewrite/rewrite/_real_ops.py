@@ -355,12 +355,13 @@ def col2im(x, output_size, kernel_size, dilation, padding, stride):
     return y if batched else y.squeeze(0)
 
 
-def diagonal(x, offset: int = 0, dim1: int = 0, dim2: int = 1):
+def diagonal(x, offset: int = 0, dim1: int = 0, dim2: int = 1, gather: bool = False):
     """``torch.diagonal`` as one gather of the flattened matrix dimensions (a covariance's trace in MVDR
-    beamformers: ``psd.diagonal(0, -2, -1)``); coremltools converts only ``diagonal(0, 0, 1)``, which stays."""
+    beamformers: ``psd.diagonal(0, -2, -1)``); coremltools converts only ``diagonal(0, 0, 1)``, which stays
+    (unless ``gather``)."""
     r = x.dim()
     d1, d2 = dim1 % r, dim2 % r
-    if (offset, d1, d2) == (0, 0, 1):
+    if (offset, d1, d2) == (0, 0, 1) and not gather:
         return torch.diagonal(x, 0, 0, 1)
     y = x.permute([d for d in range(r) if d not in (d1, d2)] + [d1, d2])   # (coremltools has no movedim)
     n, m = _sizes(y.shape[-2:])
@@ -370,6 +371,15 @@ def diagonal(x, offset: int = 0, dim1: int = 0, dim2: int = 1):
         k, start = max(min(n + offset, m), 0), -offset * m
     idx = torch.arange(k, device=x.device) * (m + 1) + start
     return y.flatten(-2).index_select(-1, idx)
+
+
+def cdiagonal(z, offset: int = 0, dim1: int = 0, dim2: int = 1):
+    """``torch.diagonal`` of a complex value (..., 2): the same gather of each part (the Core ML plugin's form of
+    the graph pass's per-part rule)."""
+    r = z.dim() - 1
+    d1, d2 = dim1 % r, dim2 % r
+    parts = [diagonal(z[..., i], offset, d1, d2, gather=True) for i in (0, 1)]
+    return torch.stack(parts, -1)
 
 
 def roll_sized(x: torch.Tensor, shifts, dims=()) -> torch.Tensor:
