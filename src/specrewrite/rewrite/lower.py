@@ -22,7 +22,8 @@ from .lower_spectral import SpectralLowering
 from .report import Report
 from ._rank import fold_wide
 from ._writes import functional_writes
-from .rules import RULES, Cx, CxList, is_c
+from .rules import RULES, Cx, is_c
+from .rules_core import has_cx, strip_cx
 
 __all__ = ["Lowering", "NeedsStaticShapes", "NotConstant", "where_of"]
 
@@ -185,7 +186,7 @@ class Lowering(SpectralLowering):
                 self._placeholder(node)
             elif node.op == "output":
                 out = fx.node.map_arg(node.args, lambda n: self.env[n])
-                out = _strip_cx(out)
+                out = strip_cx(out)
                 self.graph.output(out[0], type_expr=node.type)
             else:
                 self.env[node] = self.lower_node(node)
@@ -233,7 +234,7 @@ class Lowering(SpectralLowering):
         if node.op == "call_module" and str(node.target).startswith("_guards"):
             # torch.export's input-guard check sees a complex input as the caller passed it
             args = fx.node.map_arg(node.args, lambda a: self._raw_inputs.get(a, self.env[a]))
-            return self.copy(node, _strip_cx(args), {})
+            return self.copy(node, strip_cx(args), {})
         args = fx.node.map_aggregate(node.args, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         kwargs = fx.node.map_aggregate(node.kwargs, lambda a: self.env[a] if isinstance(a, fx.Node) else a)
         target = node.target
@@ -260,7 +261,7 @@ class Lowering(SpectralLowering):
             return self._lower_decomposed(node, args, kwargs)
         if target is operator.getitem and isinstance(args[0], (list, tuple)):
             return args[0][args[1]]
-        touches = _has_cx(args) or _has_cx(kwargs) or _is_complex_node(node)
+        touches = has_cx(args) or has_cx(kwargs) or _is_complex_node(node)
         if not touches and target is aten.sym_size.int:
             return self.call(C.sym_size, *args)
         if not touches and target in (aten.squeeze.dim, aten.squeeze.dims) and isinstance(args[0], fx.Node):
@@ -308,7 +309,7 @@ class Lowering(SpectralLowering):
             if sub is not None:   # (else the op is kept as it is)
                 return self._lower_decomposed(node, args, kwargs, sub)
         if not touches:
-            new = self.copy(node, _strip_cx(args), _strip_cx(kwargs))
+            new = self.copy(node, strip_cx(args), strip_cx(kwargs))
             new.target = _uncopy(target)
             return new
         fn = RULES.get(target)
@@ -575,28 +576,3 @@ def _unaliased(base) -> bool:
     if not isinstance(base, fx.Node) or base.op != "call_function" or _alias_kind(base.target) is not None:
         return False
     return not any(u.op == "call_function" and _alias_kind(u.target) == "view" for u in base.users)
-
-
-def _has_cx(x) -> bool:
-    if isinstance(x, (Cx, CxList)):
-        return True
-    if isinstance(x, (list, tuple)):
-        return any(_has_cx(v) for v in x)
-    if isinstance(x, dict):
-        return any(_has_cx(v) for v in x.values())
-    return False
-
-
-def _strip_cx(x):
-    if isinstance(x, (Cx, CxList)):
-        return x.node
-    if isinstance(x, tuple):
-        return tuple(_strip_cx(v) for v in x)
-    if isinstance(x, list):
-        return [_strip_cx(v) for v in x]
-    if isinstance(x, dict):
-        return {k: _strip_cx(v) for k, v in x.items()}
-    return x
-
-
-_ = operator  # kept for rules that emit operator calls

@@ -73,3 +73,25 @@ class CxList:
 
     def __init__(self, node, rank):
         self.node, self.rank = node, rank
+
+
+def has_cx(x) -> bool:
+    if isinstance(x, (Cx, CxList)):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(has_cx(v) for v in x)
+    if isinstance(x, dict):
+        return any(has_cx(v) for v in x.values())
+    return False
+
+
+def strip_cx(x):
+    if isinstance(x, (Cx, CxList)):
+        return x.node
+    if isinstance(x, tuple):
+        return tuple(strip_cx(v) for v in x)
+    if isinstance(x, list):
+        return [strip_cx(v) for v in x]
+    if isinstance(x, dict):
+        return {k: strip_cx(v) for k, v in x.items()}
+    return x
