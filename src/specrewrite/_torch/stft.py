@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..kernels import analysis_chunked, analysis_dense, analysis_factored, stft_layout
+from ..kernels import analysis_chunked, analysis_dense, analysis_stage1, analysis_stage2, stft_layout
 from ..modes import Mode, Strategy
 from ..specs import StftSpec
 from .bases import BasisHolder
@@ -64,11 +64,11 @@ class RealSTFT(BasisHolder):
             self._add_basis("dft_basis", lambda ns: analysis_dense(ns, n, nb, window, scale),
                             lambda t: t.unsqueeze(1))
         else:
-            self._add_basis("dft_stage1", lambda ns: analysis_factored(ns, plan, window, scale)[0],
+            self._add_basis("dft_stage1", lambda ns: analysis_stage1(ns, plan, window, scale),
                             lambda t: t.unsqueeze(1))
             # stage 2 applied from the left on the channel-first layout: rows (c_out, k2), columns (n2, c_in)
             k2, n2 = plan.k2, plan.n2
-            self._add_basis("dft_stage2", lambda ns: analysis_factored(ns, plan, window, scale)[1],
+            self._add_basis("dft_stage2", lambda ns: analysis_stage2(ns, plan),
                             lambda t: t.T.reshape(2 * k2, 2, n2).permute(0, 2, 1).reshape(2 * k2, 2 * n2))
 
     def extra_repr(self) -> str:

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..kernels import (analysis_chunked, analysis_dense, analysis_factored, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
+from ..kernels import (analysis_chunked, analysis_dense, analysis_stage1, analysis_stage2, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
                        stft_layout, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec, StftSpec
@@ -80,9 +80,9 @@ def stft(x, spec: StftSpec, mode: Mode, strategy: Strategy, scale: float = 1.0):
         y = mb.stack(values=[re, im], axis=-1)                                    # (B, F, T, 2)
     else:
         w1, w2 = bases(mode, x, key, [
-            (lambda ns: analysis_factored(ns, plan, window, scale)[0],
+            (lambda ns: analysis_stage1(ns, plan, window, scale),
              lambda a: a.reshape(plan.n2 * 2 * plan.n1, 1, plan.n1)),
-            (lambda ns: analysis_factored(ns, plan, window, scale)[1], lambda a: a)], n * n)
+            (lambda ns: analysis_stage2(ns, plan), lambda a: a)], n * n)
         y = _factored(x, spec, plan, w1, w2)
     d = dims(y)
     return reshape(y, lead + d[1:])

@@ -326,6 +326,16 @@ def synthesis_conv_weights(ns, plan: FactorPlan, window, scale: float):
 
 def analysis_factored(ns, plan: FactorPlan, window, scale: float = 1.0):
     """(stage1 (N2*2*N1, N1), stage2 (2*N2, 2*K2)) for a real input frame; see the module docstring."""
+    return analysis_stage1(ns, plan, window, scale), analysis_stage2(ns, plan)
+
+
+def analysis_stage2(ns, plan: FactorPlan):
+    """Stage 2 of ``analysis_factored`` alone (it needs no window): (2*N2, 2*K2)."""
+    return fft_matrix(ns, plan.n2, plan.k2, inverse=False)
+
+
+def analysis_stage1(ns, plan: FactorPlan, window, scale: float = 1.0):
+    """Stage 1 of ``analysis_factored`` alone: (N2*2*N1, N1), window, scale and twiddles folded in."""
     n1, n2, n = plan.n1, plan.n2, plan.n
     win = np.asarray(window, dtype=np.float64).reshape(n1, n2)  # sample N2*i1 + i2 -> [i1, i2]
     g = ns.arange(n2).reshape(n2, 1, 1)     # phase n2
@@ -335,9 +345,7 @@ def analysis_factored(ns, plan: FactorPlan, window, scale: float = 1.0):
     c, s = ns.cos_sin(m, n)                  # (N2, N1[k1], N1[tap])
     w = ns.const((win.T * scale).reshape(n2, 1, n1))
     stage1 = ns.stack([c * w, s * (-w)], 1)  # (N2, 2, N1, N1)
-    stage1 = stage1.reshape(n2 * 2 * n1, n1)
-    stage2 = fft_matrix(ns, n2, plan.k2, inverse=False)
-    return stage1, stage2
+    return stage1.reshape(n2 * 2 * n1, n1)
 
 
 def synthesis_factored_a(ns, plan: FactorPlan):

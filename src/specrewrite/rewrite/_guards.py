@@ -231,8 +231,8 @@ def _size_class_cached(expr, example, index, axis, where, input_name):
     if period > _MAX_PERIOD or start + period > DOMAIN:
         return None
     pattern = ok[start:start + period]   # pattern[r]: the guard at the sizes n = r (mod period) near the example
-    n = np.arange(DOMAIN)
-    off = np.flatnonzero(ok != pattern[n % period])
+    # pattern repeated from size 0 (start is a multiple of the period): the sizes where the guard leaves it
+    off = np.flatnonzero(ok != np.tile(pattern, -(-DOMAIN // period))[:DOMAIN])
     off = off[off >= 1]
     below, above = off[off < example], off[off > example]
     lo = int(below[-1]) + 1 if below.size else 1   # the sizes around the example where the period holds; a
