@@ -10,7 +10,8 @@ import torch
 import torchaudio.functional as AF
 
 from conftest import TOL, rel_err, record_error
-from specrewrite.kernels import (NP, FactorPlan, analysis_dense, analysis_factored, choose_plan, create_dct,
+from specrewrite.kernels import (NP, FactorPlan, analysis_dense, analysis_factored, analysis_stage1, choose_plan,
+                                 create_dct, half_layout, half_stage2,
                                  fft_matrix, ifft_real_matrix, linear_fbanks, melscale_fbanks, synthesis_dense,
                                  synthesis_factored_a, synthesis_factored_b)
 from specrewrite.specs import padded_window
@@ -111,6 +112,44 @@ def test_factored_analysis_reproduces_dft(n1, n2, onesided):
         got = _apply_factored(plan, stage1, stage2, x)[:nb]
         ref = np.fft.fft(x * w)[:nb] * 0.5
         _check(got, ref, f"factored {n1}x{n2}")
+
+
+def _apply_half(plan, stage1, stage2, index, x):
+    """Reference application of the half form (``half_layout``) to one frame: stage 1 for k1 <= N1 // 2 only,
+    stage 2 over every phase (rows direct + conjugated), the bins picked by ``index``."""
+    n1, n2 = plan.n1, plan.n2
+    nj = n1 // 2 + 1
+    s1 = np.asarray(stage1).reshape(n2, 2, nj, n1)
+    y1 = np.einsum("gcjt,tg->gcj", s1, x.reshape(n1, n2))   # (N2, 2, J)
+    v = y1.transpose(2, 0, 1).reshape(nj, 2 * n2)            # per j: (n2, c) -- the conv layout's columns
+    s2 = np.asarray(stage2)                                   # (2*N2 [c, n2], 2*R [c, row])
+    s2 = s2.reshape(2, n2, -1).transpose(1, 0, 2).reshape(2 * n2, -1)   # rows as (n2, c)
+    y2 = v @ s2                                               # (J, 2*R)
+    rows = y2.shape[1] // 2
+    flat = (y2[:, :rows] + 1j * y2[:, rows:]).T.reshape(-1)  # (row, j)
+    return flat[index]
+
+
+@pytest.mark.parametrize("n1,n2", [(4, 4), (8, 4), (4, 8), (16, 32), (32, 16), (5, 7), (3, 64), (25, 16),
+                                   (64, 64), (7, 9)])
+@pytest.mark.parametrize("onesided", [True, False])
+def test_half_form_reproduces_dft(n1, n2, onesided):
+    """Stage 1 for half the first-stage bins, the others from conjugated stage-2 rows: every bin of the DFT,
+    odd N1 and N2 included, one- and two-sided, against numpy's FFT in float64."""
+    n = n1 * n2
+    nb = n // 2 + 1 if onesided else n
+    plan = FactorPlan(n1, n2, min(n2, -(-nb // n1)))
+    direct, conj, index = half_layout(plan, nb)
+    w = _window("random", n)
+    stage1, stage2 = analysis_stage1(NP, plan, w, 0.5, half=True), half_stage2(NP, plan, nb)
+    assert np.asarray(stage1).shape == (n2 * 2 * (n1 // 2 + 1), n1)
+    assert np.asarray(stage2).shape == (2 * n2, 2 * (len(direct) + len(conj)))
+    # rows beyond a full DFT's only where one row is needed both ways (onesided: the middle one, for j = 0)
+    assert len(direct) + len(conj) <= (n2 + 1 if onesided else 2 * n2)
+    for x in _frames(n, 3):
+        got = _apply_half(plan, stage1, stage2, index, x)
+        ref = np.fft.fft(x * w)[:nb] * 0.5
+        _check(got, ref, f"half form {n1}x{n2}")
 
 
 @pytest.mark.parametrize("n_fft,hop", [(256, 64), (400, 160), (512, 128), (1024, 256), (2048, 512), (4096, 1024),

@@ -548,8 +548,9 @@ def _moved(model, x, y, runs=3):
     return max(out)
 
 
-def test_an_output_on_the_branch_cut_is_judged_by_eagers_own_sensitivity():
-    g = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize("seed", [30, 0])
+def test_an_output_on_the_branch_cut_is_judged_by_eagers_own_sensitivity(seed):
+    g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(1, 8000, generator=g), torch.randn(1, 8000, generator=g)
     model = PhaseLoss().eval()
     fast = sr.rewrite(model, (x, y))   # strict: a refusal would raise
@@ -557,10 +558,14 @@ def test_an_output_on_the_branch_cut_is_judged_by_eagers_own_sensitivity():
     with torch.no_grad():
         want, ref = model(x, y), model(x.double(), y.double())
         got = fast(x, y)
-    # here (torch's CPU wheel, pocketfft) eager float32 lands on the near side of the cut and the rewrite on the far
-    # one, so the plain check fails and the report says it judged the rewrite by eager's own sensitivity; where
-    # eager lands elsewhere (torch built with MKL: the rewrite 4.4e-4 from float64, eager 2.2e-3) no note is due
-    if rel_err(got, ref) > 4 * rel_err(want, ref):
+    # over seeds 0-11 the rewrite lands 2.8e-4 .. 2.8e-3 from float64 and eager float32 6.9e-5 .. 7.2e-3 (which
+    # side of the cut each bin takes is chance). At seed 30 (torch's CPU wheel, pocketfft) eager lands close
+    # (5.2e-4) and the rewrite far (4.8e-3): the max and the rms criteria both fail (the output is one number:
+    # max == rms), and the report says it judged the rewrite by eager's own sensitivity. At seed 0 (8.8e-4
+    # against 1.7e-4) the rms criterion (8x) passes and no note is due. Where eager lands elsewhere (torch built
+    # with MKL) the same rule decides. (Seed 11 is refused: eager 6.9e-5, the rewrite 1.3e-3, and eager moved
+    # only 7.7e-5 under three float32 roundings of its inputs; the two-stage form before 2026-12-05 too.)
+    if rel_err(got, ref) > 8 * rel_err(want, ref) + 1e-7:
         assert "when its inputs move by float32 rounding" in notes, notes
     assert rel_err(got, want) <= 4 * _moved(model, x, y) + 1e-6
 

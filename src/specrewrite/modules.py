@@ -50,10 +50,8 @@ def power_of(spec: torch.Tensor, power: Optional[float]) -> torch.Tensor:
     return torch.pow(p2, power / 2.0)
 
 
-def _planar_power(planes: torch.Tensor, power: float) -> torch.Tensor:
-    """|z|^power from (..., 2, F, T) re/im planes."""
-    re, im = planes.select(-3, 0), planes.select(-3, 1)
-    p2 = re * re + im * im
+def _from_power2(p2: torch.Tensor, power: float) -> torch.Tensor:
+    """|z|^power from |z|^2."""
     if power == 2.0:
         return p2
     if power == 1.0:
@@ -112,7 +110,7 @@ class Spectrogram(torch.nn.Module):
         if self.power is None:
             out = self.stft(waveform, basis0, basis1)
         else:  # the power straight from the re/im planes: no transpose in the graph
-            out = _planar_power(self.stft.planar(waveform, basis0, basis1, exact_real_bins=False), self.power)
+            out = _from_power2(self.stft.power(waveform, basis0, basis1), self.power)
         return out if self.out_scale == 1.0 else out * self.out_scale
 
 

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..kernels import analysis_chunked, analysis_dense, analysis_stage1, analysis_stage2, stft_layout
+from ..kernels import analysis_chunked, analysis_dense, analysis_stage1, half_layout, half_stage2, stft_layout
 from ..modes import Mode, Strategy
 from ..specs import StftSpec
 from .bases import BasisHolder
@@ -64,12 +64,18 @@ class RealSTFT(BasisHolder):
             self._add_basis("dft_basis", lambda ns: analysis_dense(ns, n, nb, window, scale),
                             lambda t: t.unsqueeze(1))
         else:
-            self._add_basis("dft_stage1", lambda ns: analysis_stage1(ns, plan, window, scale),
+            # the half form (``kernels.half_layout``): stage 1 only for k1 <= N1 // 2, stage 2 over every phase
+            # with conjugated rows for the other half, a gather of the bins in order
+            self._add_basis("dft_stage1", lambda ns: analysis_stage1(ns, plan, window, scale, half=True),
                             lambda t: t.unsqueeze(1))
-            # stage 2 applied from the left on the channel-first layout: rows (c_out, k2), columns (n2, c_in)
-            k2, n2 = plan.k2, plan.n2
-            self._add_basis("dft_stage2", lambda ns: analysis_stage2(ns, plan),
-                            lambda t: t.T.reshape(2 * k2, 2, n2).permute(0, 2, 1).reshape(2 * k2, 2 * n2))
+            direct, conj, index = half_layout(plan, nb)
+            n2, rows = plan.n2, len(direct) + len(conj)
+            self.half_j = plan.n1 // 2 + 1                 # stage 1's bins; stage 2 gives rows x half_j values
+            self.half_values = rows * self.half_j
+            # a 1x1 conv over (B, (n2, c_in), J, T): weight rows (c_out, row), columns (n2, c_in)
+            self._add_basis("dft_stage2", lambda ns: half_stage2(ns, plan, nb),
+                            lambda t: t.T.reshape(2 * rows, 2, n2).permute(0, 2, 1).reshape(2 * rows, 2 * n2, 1, 1))
+            self.register_buffer("bin_index", torch.from_numpy(index), persistent=False)
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -87,6 +93,15 @@ class RealSTFT(BasisHolder):
                basis1: Optional[torch.Tensor] = None, exact_real_bins: bool = True) -> torch.Tensor:
         """(..., L) -> (..., 2, F, T): re/im planes, the layout the kernels produce without any transpose.
         ``exact_real_bins``: DC / Nyquist imaginary parts an exact +0 (what a phase needs; a power does not)."""
+        return self._run(x, basis0, basis1, "exact" if exact_real_bins else "planes")
+
+    def power(self, x: torch.Tensor, basis0: Optional[torch.Tensor] = None,
+              basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(..., L) -> (..., F, T): |STFT|^2. A factored plan squares before it gathers the bins (half the
+        data it would gather as re / im planes)."""
+        return self._run(x, basis0, basis1, "power")
+
+    def _run(self, x, basis0, basis1, out: str):
         spec = self.spec
         lead = x.shape[:-1]
         x = x.reshape(-1, 1, x.shape[-1])
@@ -98,15 +113,25 @@ class RealSTFT(BasisHolder):
             y = self._planar_gemm(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
         elif self.plan is None and self.chunks > 1:
             y = self._chunked(x, w[0].to(x.dtype))                             # (B, 2F, T)
-            y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
-            y = self._exact_real_bins(y) if exact_real_bins else y
         elif self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
-            y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
-            y = self._exact_real_bins(y) if exact_real_bins else y
         else:
-            y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))          # (B, 2, F, T)
-            y = self._exact_real_bins(y) if exact_real_bins else y
+            y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))          # (B, 2*R, J, T)
+            if isinstance(y.shape[-1], torch.SymInt):
+                return self._gather_symbolic(y, out).reshape(tuple(lead) + (
+                    () if out == "power" else (2,)) + (spec.n_bins, -1))
+            y = y.flatten(1, 2)                                                 # (B, 2*R*J, T)
+        # (B, 2, F or R*J, T), sizes given (the TorchScript ONNX exporter fixes the batch of an unflatten's -1;
+        # a static size computed from a traced one is an aten::Int that coremltools' frontend cannot convert)
+        y = y.reshape(y.shape[0], 2, spec.n_bins if self.plan is None else self.half_values, y.shape[2])
+        if out == "power":
+            y = y[:, 0] * y[:, 0] + y[:, 1] * y[:, 1]                           # (B, F or R*J, T)
+            if self.plan is not None:
+                y = torch.index_select(y, 1, self.bin_index)                   # (B, F, T)
+            return y.reshape(tuple(lead) + (spec.n_bins, -1))
+        if self.plan is not None:
+            y = torch.index_select(y, 2, self.bin_index)                       # (B, 2, F, T)
+        y = self._exact_real_bins(y) if out == "exact" else y
         return y.reshape(tuple(lead) + (2, spec.n_bins, -1))  # no frame count baked into traced graphs
 
     def _chunked(self, x, w):
@@ -152,55 +177,52 @@ class RealSTFT(BasisHolder):
         return torch.cat([re, torch.cat(parts, dim=2)], dim=1)
 
     def _planar_gemm(self, x, w0, w1):
-        """The conv-free route (float64): (B, 1, L) -> (B, 2F, T) (dense) or (B, 2, F, T)
-        (factored)."""
+        """The conv-free route (float64): (B, 1, L) -> (B, 2F, T) (dense) or (B, 2*R*J, T) (factored, the
+        layout of ``_factored`` flattened); the DC / Nyquist imaginary parts are exact zeros in the dense form."""
         spec, plan = self.spec, self.plan
         frames = frame_signal(x[:, 0], spec.n_fft, spec.hop_length)          # (B, T, N)
         if plan is None:
             y = torch.matmul(frames, self._dense_rows(w0).transpose(0, 1)).transpose(1, 2)  # (B, 2F, T)
             y = y.unflatten(1, (2, spec.n_bins))                                # (B, 2, F, T)
-            return torch.where(self.real_bins, y, torch.zeros_like(y))
+            return torch.where(self.real_bins, y, torch.zeros_like(y)).flatten(1, 2)
         n1, n2 = plan.n1, plan.n2
+        nj = self.half_j
         # sample N2*i1 + i2 of a frame is tap i1 of phase i2: stage 1 is one GEMM per phase (batched over N2)
         ph = frames.unflatten(2, (n1, n2)).permute(0, 3, 1, 2)                 # (B, N2, T, N1[i1])
-        y = torch.matmul(ph, w0[:, 0].reshape(n2, 2 * n1, n1).transpose(1, 2))  # (B, N2, T, 2*N1)
-        # the conv route's layout, rows (n2, c) x columns (k1, t), then the same stage 2 as _factored
-        t = y.shape[2]
-        y = torch.matmul(w1, y.transpose(2, 3).reshape(y.shape[0], 2 * n2, -1))  # (B, 2*K2, N1*T)
-        y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)[:, :, : spec.n_bins]    # (B, 2, F, T)
-        return torch.where(self.real_bins, y, torch.zeros_like(y))
+        y = torch.matmul(ph, w0[:, 0].reshape(n2, 2 * nj, n1).transpose(1, 2))  # (B, N2, T, 2*J)
+        y = y.transpose(2, 3).reshape(y.shape[0], 2 * n2, nj, -1)               # (B, (n2, c), J, T)
+        z = torch.matmul(w1[:, :, 0, 0], y.transpose(1, 2))                     # (B, J, 2*R, T)
+        return z.transpose(1, 2).flatten(1, 2)                                  # (B, 2*R*J, T)
 
     def _factored(self, x, w1, w2):
-        # No shape arithmetic anywhere (it becomes fragile int ops in traced graphs): the phase split is a
-        # strided identity conv, which also drops the tail samples that no frame uses, so the number of frames
-        # comes out exactly as torch.stft's.
+        """(B, 1, L) -> (B, 2*R, J, T), rows (c, row), j of ``kernels.half_layout`` (the caller gathers the bins).
+        No shape arithmetic anywhere (it becomes fragile int ops in traced graphs): the phase split is a strided
+        identity conv, which also drops the tail samples that no frame uses, so the number of frames comes out
+        exactly as torch.stft's; stage 2 is a 1x1 conv over (B, (n2, c), J, T), which merges no static size with
+        the frame count (that adds guards torch.export rejects under a Dim range)."""
         spec, plan = self.spec, self.plan
-        n1, n2, hop = plan.n1, plan.n2, spec.hop_length
+        n2, hop = plan.n2, spec.hop_length
         if plan.framed:
             # N2 does not divide the hop: phase i2 is the signal shifted by i2 samples (constant slice bounds,
             # all of length L - N2 + 1), and stage 1 a conv dilated by N2 with stride hop, which sees samples
             # t*hop + N2*i1 + i2 of frame t and gives torch.stft's frame count
-            y = F.conv1d(shifted_copies(x, n2, 1), w1, stride=hop, dilation=n2, groups=n2)           # (B, N2*2*N1, T)
+            y = F.conv1d(shifted_copies(x, n2, 1), w1, stride=hop, dilation=n2, groups=n2)   # (B, N2*2*J, T)
         else:
             phases = F.conv1d(x, self.phase_split.to(x.dtype), stride=n2)          # (B, N2, L // N2)
-            y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*N1, T)
-        # channel-first: rows (n2, c) x columns (k1, t); stage 2 from the left gives rows (c, k2) and the bin
-        # k = k1 + N1*k2 comes out in order with no transpose at all
-        t = y.shape[-1]
-        if isinstance(t, torch.SymInt):
-            return self._factored_stage2_symbolic(y, w2)
-        y = torch.matmul(w2, y.reshape(y.shape[0], 2 * n2, -1))                # (B, 2*K2, N1*T)
-        y = y.reshape(y.shape[0], 2, plan.k2 * n1, t)                          # (B, 2, K2*N1, T)
-        return y[:, :, : spec.n_bins]
+            y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*J, T)
+        return F.conv2d(y.reshape(y.shape[0], 2 * n2, self.half_j, y.shape[2]), w2)          # (B, 2*R, J, T)
 
-    def _factored_stage2_symbolic(self, y, w2):
-        """Stage 2 for a symbolic frame count (torch.export / ONNX with a dynamic length): same math, but no
-        reshape merges a static dim with the frame count (that adds divisibility / contiguity guards such as
-        ``32 % (32*T) != 0`` which torch.export rejects under a Dim range); the frames go outermost instead."""
-        plan, n2, n1 = self.plan, self.plan.n2, self.plan.n1
-        y = F.conv2d(y.unflatten(1, (2 * n2, n1)), w2[:, :, None, None])          # (B, 2*K2, N1, T)
-        y = y.unflatten(1, (2, plan.k2)).permute(0, 1, 4, 2, 3).contiguous()      # (B, 2, T, K2, N1)
-        return y.flatten(3, 4)[..., : self.spec.n_bins].transpose(2, 3)           # (B, 2, F, T)
+    def _gather_symbolic(self, z, out: str):
+        """The bins of ``_factored``'s (B, 2*R, J, T) for a symbolic frame count (torch.export / ONNX with a
+        dynamic length): the conv's output strides are symbolic, and merging (R, J) in place (a view) or any
+        elementwise op on it adds guards such as ``Min(T, 17*T) == T`` that torch.export cannot prove under a Dim
+        range; the frames go outermost first (one copy), then the same gather."""
+        z = z.unflatten(1, (2, -1)).permute(0, 1, 4, 2, 3).contiguous().flatten(3, 4)   # (B, 2, T, R*J)
+        if out == "power":
+            p = z[:, 0] * z[:, 0] + z[:, 1] * z[:, 1]                                  # (B, T, R*J)
+            return torch.index_select(p, 2, self.bin_index).transpose(1, 2)           # (B, F, T)
+        y = torch.index_select(z, 3, self.bin_index).transpose(2, 3)                  # (B, 2, F, T)
+        return self._exact_real_bins(y) if out == "exact" else y
 
 
 def frame_signal(x: torch.Tensor, n: int, hop: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ def stft_bounds(st) -> tuple:
         we = first[0]                                     # row 0: Re of bin 0 = window * scale
     else:
         p = st.plan
-        we = first.reshape(p.n2, 2, p.n1, p.n1)[:, 0, 0, :]  # k1 = 0 rows: the window of each phase
+        we = first.reshape(p.n2, 2, -1, p.n1)[:, 0, 0, :]    # k1 = 0 rows: the window of each phase
     return float(np.abs(we).sum()), float((we ** 2).sum()), st.spec.n_fft
 
 
