@@ -174,7 +174,20 @@ def export(module: torch.nn.Module, args: tuple, path: str, opset: int = OPSET) 
         return {"error": f"export failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}",
                 "export_s": time.perf_counter() - t0}
     return {"export_s": time.perf_counter() - t0, "size": os.path.getsize(path), "ops": onnx_ops(path),
-            "initializer_bytes": initializer_bytes(path)}
+            "initializer_bytes": initializer_bytes(path), "bare_size": bare_size(path)}
+
+
+def bare_size(path: str) -> int:
+    """Bytes of the file without the exporter's per-node metadata (torch.onnx writes each node's Python stack
+    trace, FX node and module path there: 69 of the 94 kB of an on_the_fly n_fft 400 spectrogram), which any
+    deployment may strip; what the graph and its weights take."""
+    import onnx
+
+    m = onnx.load(path)
+    for graph in [m.graph] + [f for f in m.functions]:
+        for node in graph.node:
+            del node.metadata_props[:]
+    return len(m.SerializeToString())
 
 
 def fix_index_types(path: str) -> list:
