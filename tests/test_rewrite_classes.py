@@ -272,6 +272,33 @@ def test_real_input_irfft_is_found_and_rewritten():
     assert fast.specrewrite_report.entries, str(fast.specrewrite_report)
 
 
+class _HermitianPair(torch.nn.Module):
+    """hfft / ihfft of a written STFT, the batch fixed by the model's code (a mean over it, after them) and the
+    length dynamic: torch's decomposition of hfft failed there (its _fft_c2r meta resizes a fake tensor), a
+    ``SpecRewriteError`` naming the line; found by the fuzzer (seed 2310733)."""
+
+    def __init__(self, norm, n):
+        super().__init__()
+        self.norm, self.n = norm, n
+
+    def forward(self, x):
+        z = torch.stft(x, 128, 32, window=torch.hann_window(128, dtype=x.dtype), return_complex=True).clone()
+        z[..., 0] = 0                                                         # (a write: select_scatter)
+        h = torch.fft.hfft(z, n=self.n, dim=1, norm=self.norm)               # real, along the bins
+        z = torch.fft.ihfft(h, dim=1, norm=self.norm)
+        return (z - z.mean(0, keepdim=True)).abs() + h.mean(1, keepdim=True)
+
+
+@pytest.mark.parametrize("norm", [None, "forward", "ortho"])
+@pytest.mark.parametrize("n", [None, 100])
+def test_hfft_and_ihfft_with_a_dynamic_length(norm, n):
+    model = _HermitianPair(norm, n)
+    fast = _check(model, (signal(2, 3000),), onnx=n is None)
+    assert fast.specrewrite_report.axis("x", "time")["dynamic"], str(fast.specrewrite_report)
+    other = signal(2, 4111, seed=3)
+    assert rel_err(fast(other), ref64(model, other)) <= TOL["fp32_rel"]
+
+
 class _LibraryWrapper(torch.nn.Module):
     """A spectral op behind a name the spy could not guess (a helper calling the Tensor method)."""
 

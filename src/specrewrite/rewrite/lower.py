@@ -522,7 +522,7 @@ _SPELL_OUT = {aten.linalg_solve.default: S.linalg_solve,   # real: no ONNX op, n
 _PADS = {aten.pad.default, aten.constant_pad_nd.default}
 _INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default}
 _FFT_CIA = {"fft_fft", "fft_ifft", "fft_rfft", "fft_irfft", "fft_fft2", "fft_ifft2", "fft_rfft2", "fft_irfft2",
-            "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn"}
+            "fft_fftn", "fft_ifftn", "fft_rfftn", "fft_irfftn", "fft_hfft", "fft_ihfft"}
 
 
 _LEFT = ("_fft_r2c", "_fft_c2r", "_fft_c2c", "stft", "istft")

@@ -235,6 +235,21 @@ class SpectralLowering:
             base = base[:-1]
         else:
             dims, ns = [b.get("dim", -1) % r], [b.get("n")]
+        if base in ("hfft", "ihfft"):
+            # torch's definitions: hfft(x) = irfft(conj(x)), ihfft(x) = conj(rfft(x)), each with the dual norm.
+            # (Not through the decomposition: torch's meta of its _fft_c2r resizes a fake tensor, which fails under
+            # a symbolic length with the batch fixed.)
+            norm = {None: "forward", "backward": "forward", "forward": "backward"}.get(norm, norm)
+            if base == "hfft":
+                x = Cx(self.call(C.cconj, x.node), r) if is_c(x) else x
+                base = "irfft"
+            else:
+                return Cx(self.call(C.cconj, self._fft_cia_as(node, "rfft", x, dims, ns, size, norm, r).node), r)
+        return self._fft_cia_as(node, base, x, dims, ns, size, norm, r)
+
+    def _fft_cia_as(self, node, base, x, dims, ns, size, norm, r):
+        """``_fft_cia`` once the op is read: ``base`` (fft, ifft, rfft, irfft) over ``dims`` with lengths ``ns``."""
+        name = node.target._opname
         if base in ("fft", "ifft"):
             fwd = base == "fft"
             z = x
