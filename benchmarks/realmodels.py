@@ -126,28 +126,79 @@ def _dynamic_yardstick(model, inputs, axes):
     return tuple(args), tuple(spec)
 
 
-def _like_for_like(model, inputs, rewritten, rewrite, res):
-    """``rewrite_static_s``: the rewrite with ``dynamic_shapes=False``, whose yardstick is ``export_s`` (the
-    static capture), as ``export_dynamic_s`` is the default rewrite's."""
+def _measure_fresh(path, what: str, res: dict, axes=None, timeout: float = 600.0):
+    """One of ``rewrite_s``, ``rewrite_static_s``, ``export_s``, ``export_dynamic_s`` measured in a fresh process
+    (the same warm-up first), so that no measurement inherits the model's first symbolic trace from another: in
+    one process the second capture of a model is 0.6 s faster (speechbrain), whichever it is."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out, ax = os.path.join(d, "m.json"), os.path.join(d, "axes.json")
+        with open(ax, "w") as f:
+            json.dump(axes or [], f)
+        cmd = [sys.executable, os.path.abspath(__file__), path, out, "--measure", what, "--axes", ax]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            with open(out) as f:
+                got = json.load(f)
+        except (subprocess.TimeoutExpired, OSError, ValueError) as e:
+            res["notes"].append(f"{what} in a fresh process: {type(e).__name__}")
+            return None
+    if got.get("error"):
+        res["notes"].append(f"{what}: {got['error']}")
+    key = {"rewrite": "rewrite_s", "rewrite_static": "rewrite_static_s", "export": "export_s",
+           "export_dynamic": "export_dynamic_s"}[what]
+    if got.get("seconds") is not None:
+        res[key] = got["seconds"]
+    if got.get("how"):
+        res["export_how"] = got["how"]
+    return got
+
+
+def measure_main(path, out_json, what, axes_json):
+    """The child of ``_measure_fresh``."""
+    import torch
+
     import candidates as C
 
+    name = os.path.basename(path)[:-3]
+    spec = importlib.util.spec_from_file_location(f"case_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
     with C.quiet():
-        t0 = time.perf_counter()
-        try:
-            rewrite(model, inputs, dynamic_shapes=False)
-            res["rewrite_static_s"] = time.perf_counter() - t0
-        except Exception as e:  # noqa: BLE001
-            res["notes"].append(f"static rewrite failed: {type(e).__name__}: {str(e)[:120]}")
+        spec.loader.exec_module(mod)
+        model, inputs = mod.build()
+    inputs = tuple(inputs)
+    with open(axes_json) as f:
+        axes = json.load(f)
+    got = {"warm_up_s": _warm_up()}
+    rewrite = get_rewrite()
+    try:
+        if what in ("rewrite", "rewrite_static"):
+            with C.quiet():
+                t0 = time.perf_counter()
+                out = rewrite(model, inputs, **({"dynamic_shapes": False} if what == "rewrite_static" else {}))
+                got["seconds"] = time.perf_counter() - t0
+            got["axes"] = getattr(getattr(out, "specrewrite_report", None), "axes", None)
+        elif what == "export":
+            got["seconds"], got["how"] = _plain_capture_s(model, inputs)
+        else:
+            res = {"notes": []}
+            _dynamic_capture_s(model, inputs, axes, res)
+            got["seconds"] = res.get("export_dynamic_s")
+            got["error"] = "; ".join(res["notes"])
+    except Exception as e:  # noqa: BLE001
+        got["error"] = f"{type(e).__name__}: {str(e)[:160]}"
+    with open(out_json, "w") as f:
+        json.dump(got, f, default=str)
 
 
-def _dynamic_capture_s(model, inputs, rewritten, res):
+def _dynamic_capture_s(model, inputs, axes, res):
     """``export_dynamic_s``: a plain torch.export with the axes the rewrite kept dynamic (Dim.AUTO), the
     default rewrite's yardstick (the static capture where the rewrite kept none)."""
     import torch
 
     import candidates as C
 
-    axes = getattr(getattr(rewritten, "specrewrite_report", None), "axes", None)
     if any(ax.get("dynamic") for ax in axes or []):
         args, spec = _dynamic_yardstick(model, inputs, axes)
         with C.quiet():
@@ -158,7 +209,7 @@ def _dynamic_capture_s(model, inputs, rewritten, res):
             except Exception as e:  # noqa: BLE001 - no dynamic capture: the static one is the yardstick
                 res["notes"].append(f"plain dynamic export failed: {type(e).__name__}: {str(e)[:120]}")
     else:
-        res["export_dynamic_s"] = res.get("export_s")
+        res["export_dynamic_s"] = _plain_capture_s(model, inputs)[0]
 
 
 def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workdir):
@@ -218,8 +269,6 @@ def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workd
                 rewritten = rewrite(model, inputs)
                 res["rewrite_s"] = time.perf_counter() - t0
             save()
-            _like_for_like(model, inputs, rewritten, rewrite, res)
-            save()
             with torch.inference_mode():
                 res["eager_rewritten_err"] = _rel(rewritten(*inputs), y0)
             res["stage"] = "rewrite"
@@ -231,9 +280,16 @@ def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workd
             res["notes"].append(f"rewrite failed: {type(e).__name__}: {str(e)[:200]}")
             rewritten = None
             save()
-    res["export_s"], res["export_how"] = _plain_capture_s(model, inputs)
-    if rewritten is not None:
-        _dynamic_capture_s(model, inputs, rewritten, res)
+    # every timed capture and rewrite again, each in a fresh process (``_measure_fresh``): the ones above ran in
+    # this process one after another
+    axes = None
+    for what in ("rewrite", "rewrite_static", "export"):
+        got = _measure_fresh(path, what, res)
+        if what == "rewrite" and got:
+            axes = got.get("axes")
+    if rewritten is not None or axes:
+        _measure_fresh(path, "export_dynamic", res, axes=axes if axes is not None else
+                       getattr(getattr(rewritten, "specrewrite_report", None), "axes", None))
     save()
     if quick:
         return save()
@@ -327,10 +383,15 @@ if __name__ == "__main__":
     p.add_argument("--max-reps", type=int, default=20)
     p.add_argument("--workdir", default="/tmp")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--measure", default=None, help="rewrite | rewrite_static | export | export_dynamic, in this process")
+    p.add_argument("--axes", default=None, help="JSON file: the rewrite's axes (for --measure export_dynamic)")
     a = p.parse_args()
     sys.path.insert(0, HERE)
     try:
         import specrewrite  # noqa: F401
     except ImportError:
         sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
-    run_case(a.case, a.out_json, a.threads, a.runtimes, a.budget, a.max_reps, a.quick, a.workdir)
+    if a.measure:
+        measure_main(a.case, a.out_json, a.measure, a.axes)
+    else:
+        run_case(a.case, a.out_json, a.threads, a.runtimes, a.budget, a.max_reps, a.quick, a.workdir)
