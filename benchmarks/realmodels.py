@@ -254,10 +254,8 @@ def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workd
     res["stage"] = "build"
     if not quick:
         eager_times({"eager": R.EagerRunner(model, list(inputs))}, "eager")
-    # the rewrites before the plain captures: a capture can leave fake tensors in a model's own caches (whisper's
-    # lru_cache of its mel filters), which the rewrite's eager reference run then refuses
-    res["first_call_s"] = _warm_up()
-    save()
+    # (the rewrite before any plain capture: a capture can leave fake tensors in a model's own caches, whisper's
+    # lru_cache of its mel filters, which the rewrite's eager reference run then refuses)
     rewrite = get_rewrite()
     rewritten = None
     if rewrite is None:
@@ -265,10 +263,7 @@ def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workd
     else:
         try:
             with C.quiet():
-                t0 = time.perf_counter()
-                rewritten = rewrite(model, inputs)
-                res["rewrite_s"] = time.perf_counter() - t0
-            save()
+                rewritten = rewrite(model, inputs)   # for its error and latency; timed in a fresh process below
             with torch.inference_mode():
                 res["eager_rewritten_err"] = _rel(rewritten(*inputs), y0)
             res["stage"] = "rewrite"
@@ -280,16 +275,12 @@ def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workd
             res["notes"].append(f"rewrite failed: {type(e).__name__}: {str(e)[:200]}")
             rewritten = None
             save()
-    # every timed capture and rewrite again, each in a fresh process (``_measure_fresh``): the ones above ran in
-    # this process one after another
-    axes = None
-    for what in ("rewrite", "rewrite_static", "export"):
-        got = _measure_fresh(path, what, res)
-        if what == "rewrite" and got:
-            axes = got.get("axes")
-    if rewritten is not None or axes:
-        _measure_fresh(path, "export_dynamic", res, axes=axes if axes is not None else
-                       getattr(getattr(rewritten, "specrewrite_report", None), "axes", None))
+    # every timed capture and rewrite, each in a fresh process (``_measure_fresh``)
+    got = _measure_fresh(path, "rewrite", res) or {}
+    res["first_call_s"] = got.get("warm_up_s")
+    for what in ("rewrite_static", "export"):
+        _measure_fresh(path, what, res)
+    _measure_fresh(path, "export_dynamic", res, axes=got.get("axes"))
     save()
     if quick:
         return save()

@@ -57,9 +57,9 @@ def parse_args(argv=None):
     p.add_argument("--min-reps", type=int, default=None)
     p.add_argument("--ort-spin", action="store_true",
                    help="let ORT worker threads spin (default off: idle sessions' spinning distorts interleaving)")
-    p.add_argument("--case-timeout", type=float, default=None, help="seconds per real model (default 90; quick 30)")
+    p.add_argument("--case-timeout", type=float, default=None, help="seconds per real model (default 240; quick 120)")
     p.add_argument("--real-budget", type=float, default=None,
-                   help="seconds for all real models together (default 300; quick 50)")
+                   help="seconds for all real models together (default 900; quick 600)")
     p.add_argument("--ov-native-max-frames", type=int, default=2000,
                    help="skip OpenVINO on the native STFT file above this many frames (its compile is slow)")
     p.add_argument("--keep-onnx", default=None, help="keep the exported files in this folder")
@@ -73,8 +73,9 @@ def parse_args(argv=None):
     a.budget = a.budget if a.budget is not None else (0.08 if a.quick else 0.2)
     a.max_reps = a.max_reps if a.max_reps is not None else (5 if a.quick else 20)
     a.min_reps = a.min_reps if a.min_reps is not None else (2 if a.quick else 3)
-    a.case_timeout = a.case_timeout if a.case_timeout is not None else (30.0 if a.quick else 90.0)
-    a.real_budget = a.real_budget if a.real_budget is not None else (50.0 if a.quick else 300.0)
+    # (each case times four captures / rewrites in fresh processes of their own: about 4 x 5 s of start-up)
+    a.case_timeout = a.case_timeout if a.case_timeout is not None else (120.0 if a.quick else 240.0)
+    a.real_budget = a.real_budget if a.real_budget is not None else (600.0 if a.quick else 900.0)
     if a.md is None:
         a.md = os.path.join(os.path.dirname(os.path.abspath(a.out)), "latest.md") \
             if os.path.basename(a.out) == "latest.json" else os.path.splitext(a.out)[0] + ".md"

@@ -75,7 +75,7 @@ class RealSTFT(BasisHolder):
             # a 1x1 conv over (B, (n2, c_in), J, T): weight rows (c_out, row), columns (n2, c_in)
             self._add_basis("dft_stage2", lambda ns: half_stage2(ns, plan, nb),
                             lambda t: t.T.reshape(2 * rows, 2, n2).permute(0, 2, 1).reshape(2 * rows, 2 * n2, 1, 1))
-            self.register_buffer("bin_index", torch.from_numpy(index), persistent=False)
+            self.register_buffer("bin_index", torch.tensor(index), persistent=False)
 
     def extra_repr(self) -> str:
         s = self.spec

@@ -353,6 +353,7 @@ def analysis_stage1(ns, plan: FactorPlan, window, scale: float = 1.0, half: bool
     return stage1.reshape(n2 * 2 * nk, n1)
 
 
+@functools.lru_cache(maxsize=None)
 def half_layout(plan: FactorPlan, n_bins: int):
     """The half-stage-1 form of the factored STFT of a real frame: (direct, conj, index).
 
@@ -371,7 +372,10 @@ def half_layout(plan: FactorPlan, n_bins: int):
     j = np.where(mirrored, n1 - k1, k1)
     direct, conj = np.unique(m[~mirrored]), np.unique(m[mirrored])
     row = np.where(mirrored, len(direct) + np.searchsorted(conj, m), np.searchsorted(direct, m))
-    return direct, conj, (row * nj + j).astype(np.int64)
+    out = direct, conj, (row * nj + j).astype(np.int64)
+    for a in out:   # cached: shared by every caller (an on_the_fly module rebuilds stage 2 on each call)
+        a.flags.writeable = False
+    return out
 
 
 def half_stage2(ns, plan: FactorPlan, n_bins: int):
