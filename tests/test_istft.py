@@ -155,7 +155,8 @@ def test_factored_istft_is_used_and_exact(n_fft, hop, mode):
     assert_close(run_istft(m, torch.view_as_real(z).float()), ref, "fp32_rel", "istft: factored fixed")
 
 
-@pytest.mark.parametrize("n_fft,hop", [(256, 64), (512, 128), (1024, 256), (4096, 1024)])
+@pytest.mark.parametrize("n_fft,hop", [(256, 64), (400, 160), (512, 128), (1000, 250), (1024, 256), (1536, 384),
+                                       (2048, 512), (4096, 1024)])
 def test_the_default_istft_is_as_accurate_as_torchs(n_fft, hop):
     """The default strategy's float32 rms error against float64 stays within 1.45x torch.istft's own (one dense
     conv_transpose summed 2 * (n_fft/2 + 1) products in one accumulator: 1.9-2.2x at these sizes)."""
@@ -172,9 +173,11 @@ def test_the_default_istft_is_as_accurate_as_torchs(n_fft, hop):
 def test_griffin_lim_ends_as_close_to_float64_as_eager_float32():
     """torchaudio GriffinLim, n_fft 512, hop 128, 32 iterations (momentum 0.99). The loop amplifies rounding so
     much that eager float32 itself lands anywhere from 0.2x to 15x its typical error when its input moves by one
-    rounding: one clip says little (a single clip once showed 17x eager's error). Pooled over 4 clips x 5 input
-    roundings, the median error against float64 eager stays within 1.5x eager float32's (measured 2026-12-04:
-    1.05x with the dense inverse, 0.90x with the factored one)."""
+    rounding: one clip says little (a single clip once showed 17x eager's error). Pooled over 12 clips x 5 input
+    roundings, the median error against float64 eager stays within 1.5x eager float32's. Over 4 clips the median
+    itself swung with the clips drawn: 0.86x to 2.0x for the full factored inverse (2026-12-05, three clip sets);
+    over 120 samples it was 0.95x full, 1.24x in the half form with its 16 x 32 split (measured 2026-12-04: 1.05x
+    with the dense inverse)."""
     import copy
     import statistics
 
@@ -188,7 +191,7 @@ def test_griffin_lim_ends_as_close_to_float64_as_eager_float32():
     g = torch.Generator().manual_seed(100)
     own, got = [], []
     with torch.no_grad():
-        for seed in range(4):
+        for seed in range(12):
             spec = stft(torch.randn(2, length, generator=torch.Generator().manual_seed(seed)))
             if fast is None:
                 fast = sr.rewrite(model, (spec,))

@@ -13,7 +13,8 @@ from conftest import TOL, rel_err, record_error
 from specrewrite.kernels import (NP, FactorPlan, analysis_dense, analysis_factored, analysis_stage1, choose_plan,
                                  create_dct, half_layout, half_stage2,
                                  fft_matrix, ifft_real_matrix, linear_fbanks, melscale_fbanks, synthesis_dense,
-                                 synthesis_factored_a, synthesis_factored_b)
+                                 synthesis_factored_a, synthesis_factored_b, synthesis_conv_tables,
+                                 synthesis_conv_weights, synthesis_groups)
 from specrewrite.specs import padded_window
 
 RNG = np.random.default_rng(1234)
@@ -212,6 +213,30 @@ def test_synthesis_factored_inverts(n1, n2):
     x = u @ b.T                                     # (N1[n1], N2[n2]) -> sample n1 + N1*n2
     got = x.T.reshape(n)
     _check(got, np.fft.ifft(z).real, f"synthesis factored {n1}x{n2}")
+
+
+@pytest.mark.parametrize("n1,n2", [(4, 4), (8, 4), (4, 8), (16, 32), (5, 7), (7, 5), (3, 64), (6, 9)])
+@pytest.mark.parametrize("window", [False, True])
+@pytest.mark.parametrize("half", [False, True])
+def test_synthesis_conv_form_is_irfft(n1, n2, window, half):
+    """The emitters' factored inverse (``synthesis_conv_tables`` / ``_weights``), in full and in the half form
+    (stage A for k2 <= N2 / 2 only, stage B counting the others' conjugates) run in numpy over a onesided spectrum whose DC and Nyquist carry imaginary
+    parts (irfft ignores them) equals numpy's irfft times the window, for odd and even N1 and N2."""
+    plan = FactorPlan(n1, n2, n2, half=half)
+    n, nb = plan.n, plan.n // 2 + 1
+    ha = synthesis_groups(plan)
+    win = RNG.uniform(0.5, 1.5, n) if window else np.ones(n)
+    wa, wb = (np.asarray(w)[..., 0] for w in synthesis_conv_weights(NP, plan, win, 0.7))
+    tables = synthesis_conv_tables(plan)
+    assert wa.shape == (ha * 2 * n1, 2 * n1) and wb.shape == (n * 1, 2 * ha) and ha == (n2 // 2 + 1 if half else n2)
+    z = RNG.standard_normal((nb, 3)) + 1j * RNG.standard_normal((nb, 3))   # 3 frames
+    zz = np.concatenate([z.real, z.imag], 0)                            # (2F, T)
+    x = zz[tables["gather_a"]].reshape(ha, 2 * n1, 3)
+    x = np.einsum("goi,git->got", wa.reshape(ha, 2 * n1, 2 * n1), x).reshape(-1, 3)
+    x = x[tables["gather_b"]].reshape(n1, 2 * ha, 3)
+    x = np.einsum("goi,git->got", wb.reshape(n1, n2, 2 * ha), x).reshape(-1, 3)
+    got = x[tables["sample_order"]]
+    _check(got, np.fft.irfft(z, n, axis=0) * 0.7 * win[:, None], f"synthesis {n1}x{n2} half={half}")
 
 
 # ----------------------------------------------------------------------------------------- plain fft matrices

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..kernels import istft_plan, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense
+from ..kernels import istft_plan, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense, synthesis_groups
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec
 from .bases import BasisHolder
@@ -130,23 +130,23 @@ class RealISTFT(BasisHolder):
         """Windowed inverse DFT of every frame: (B, F, T, 2) -> (B, T, N), every tensor holding the frames 3-D
         (B, channels, T) (``kernels.synthesis_conv_tables`` / ``synthesis_conv_weights``).
 
-        Stage A is a 1x1 conv grouped by k2 over the spectrum gathered into (k2, c, k1) order; stage B a 1x1 conv
-        grouped by n1 over (c, k2); one gather puts the samples in order. No reshape merges the batch or the frame
-        count with another axis: a matmul over (..., T, K) folded its leading axes, and the stride checks of
-        higher-rank views guarded the frame count, so torch.export refused a Dim range and an ONNX export from a
-        batch-1 example came out with both axes fixed. In float64 the convs are batched matmuls (ONNX Runtime's
-        CPU provider has no double Conv)."""
-        n1, n2 = self.plan.n1, self.plan.n2
+        Stage A is a 1x1 conv grouped by k2 (k2 <= N2 / 2 only: the half form, ``kernels.synthesis_groups``) over
+        the spectrum gathered into (k2, c, k1) order; stage B a 1x1 conv grouped by n1 over (c, k2); one gather
+        puts the samples in order. No reshape merges the batch or the frame count with another axis: a matmul
+        over (..., T, K) folded its leading axes, and the stride checks of higher-rank views guarded the frame
+        count, so torch.export refused a Dim range and an ONNX export from a batch-1 example came out with both
+        axes fixed. In float64 the convs are batched matmuls (ONNX Runtime's CPU provider has no double Conv)."""
+        n1, n2, ha = self.plan.n1, self.plan.n2, synthesis_groups(self.plan)
         double = z.dtype == torch.float64
         zz = torch.cat([z[..., 0], z[..., 1]], 1)                              # (B, 2F, T): [re | im]
-        x = torch.index_select(zz, 1, self.gather_a)                           # (B, 2N [k2, c, k1], T)
+        x = torch.index_select(zz, 1, self.gather_a)                           # (B, 2*H*N1 [k2, c, k1], T)
         if double:
-            x = torch.matmul(wa.reshape(n2, 2 * n1, 2 * n1), x.unflatten(1, (n2, 2 * n1))).flatten(1, 2)
+            x = torch.matmul(wa.reshape(ha, 2 * n1, 2 * n1), x.unflatten(1, (ha, 2 * n1))).flatten(1, 2)
         else:
-            x = F.conv1d(x, wa, groups=n2)                                     # (B, 2N [k2, c, n1], T)
-        x = torch.index_select(x, 1, self.gather_b)                            # (B, 2N [n1, c, k2], T)
+            x = F.conv1d(x, wa, groups=ha)                                     # (B, 2*H*N1 [k2, c, n1], T)
+        x = torch.index_select(x, 1, self.gather_b)                            # (B, 2*H*N1 [n1, c, k2], T)
         if double:
-            x = torch.matmul(wb.reshape(n1, n2, 2 * n2), x.unflatten(1, (n1, 2 * n2))).flatten(1, 2)
+            x = torch.matmul(wb.reshape(n1, n2, 2 * ha), x.unflatten(1, (n1, 2 * ha))).flatten(1, 2)
         else:
             x = F.conv1d(x, wb, groups=n1)                                     # (B, N [n1, n2], T)
         x = torch.index_select(x, 1, self.sample_order)                        # (B, N [sample], T)

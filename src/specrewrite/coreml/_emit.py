@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from ..kernels import (analysis_chunked, analysis_dense, analysis_stage1, analysis_stage2, fft_matrix, ifft_real_matrix, istft_plan, ola_shifts_ok,
-                       stft_layout, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense)
+                       stft_layout, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense,
+                       synthesis_groups)
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec, StftSpec
 from ..errors import SpecRewriteError
@@ -163,15 +164,15 @@ def overlap_add(frames, hop: int):
 def _istft_frames_factored(zz, spec: IstftSpec, mode: Mode, plan, scale: float):
     """(B, 2F, T) [re | im] -> windowed frames (B, T, N): the factored inverse as two grouped 1x1 convs, the same
     weights, channel orders and stages as ``RealISTFT._frames`` (``kernels.synthesis_conv_weights`` / ``_tables``)."""
-    n1, n2 = plan.n1, plan.n2
+    n1 = plan.n1
     window = spec.padded_window()
     wa, wb = bases(mode, zz, ("istft_factored", spec, plan, scale), [
         (lambda ns: synthesis_conv_weights(ns, plan, window, scale)[0], lambda a: a),
         (lambda ns: synthesis_conv_weights(ns, plan, window, scale)[1], lambda a: a)], spec.n_fft ** 2)
     idx = {k: v.astype(np.int32) for k, v in synthesis_conv_tables(plan).items()}
-    x = mb.gather(x=zz, indices=idx["gather_a"], axis=1)                              # (B, 2N [k2, c, k1], T)
-    x = mb.conv(x=x, weight=wa, pad_type="valid", groups=n2)                          # (B, 2N [k2, c, n1], T)
-    x = mb.gather(x=x, indices=idx["gather_b"], axis=1)                               # (B, 2N [n1, c, k2], T)
+    x = mb.gather(x=zz, indices=idx["gather_a"], axis=1)                     # (B, 2*H*N1 [k2, c, k1], T)
+    x = mb.conv(x=x, weight=wa, pad_type="valid", groups=synthesis_groups(plan))      # (B, 2*H*N1 [k2, c, n1], T)
+    x = mb.gather(x=x, indices=idx["gather_b"], axis=1)                      # (B, 2*H*N1 [n1, c, k2], T)
     x = mb.conv(x=x, weight=wb, pad_type="valid", groups=n1)                          # (B, N [n1, n2], T)
     x = mb.gather(x=x, indices=idx["sample_order"], axis=1)                           # (B, N, T)
     return mb.transpose(x=x, perm=[0, 2, 1])

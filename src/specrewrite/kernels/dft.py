@@ -136,6 +136,8 @@ class FactorPlan:
     # phases are shifted copies of the signal and stage 1 a conv dilated by N2: any split (N2 need not divide the
     # hop); see ``framed_plan``
     framed: bool = False
+    # the inverse only: stage A for k2 <= N2 // 2, the rest their conjugates (``synthesis_groups``)
+    half: bool = False
 
     @property
     def n(self) -> int:
@@ -276,35 +278,68 @@ def ola_shifts_ok(n_fft: int, hop: int) -> bool:
     return n_fft // math.gcd(n_fft, hop) <= MAX_OLA_SHIFTS
 
 
+#: largest n_fft whose inverse takes the half form (``synthesis_groups``). Its stage A is computed once for k2 and
+#: N2 - k2, so its rounding counts twice rather than two independent roundings: measured against torch.istft's
+#: own float32 rms error (hann, hop n_fft / 4, 2026-12-05), the half form with the split below gives 1.08-1.14x
+#: at 256-512, 1.33x at 1024 and 1.43x at 2048, but 1.50-1.65x at 4096 for every split, where the full form
+#: with N1 = 128, N2 = 32 gives 1.35x
+HALF_INVERSE_MAX = 2048
+
+
+def _half_inverse_split(n_fft: int) -> FactorPlan | None:
+    """The half-form split N = N1*N2 (both >= 4) whose longer sum is shortest (stage A sums 2*N1 products, stage
+    B N2 + 2), then the cheapest (about (2*N1 + N2) multiply-adds per sample); None where N has no such split."""
+    best, best_key = None, None
+    for n2 in _divisors(n_fft):
+        n1 = n_fft // n2
+        if n1 < 4 or n2 < 4:
+            continue
+        key = (max(2 * n1, n2 + 2), 2 * n1 + n2)
+        if best_key is None or key < best_key:
+            best, best_key = FactorPlan(n1, n2, n2, half=True), key
+    return best
+
+
 def istft_plan(strategy: str, n_fft: int, hop: int) -> FactorPlan | None:
-    """The planning policy for the inverse STFT: the cheapest factored plan wherever one exists (n_fft >= 256)
-    and the overlap-add shift count allows it (``ola_shifts_ok``), dense otherwise or for 'dense'.
+    """The planning policy for the inverse STFT: a factored plan wherever one exists (n_fft >= 256) and the
+    overlap-add shift count allows it (``ola_shifts_ok``), dense otherwise or for 'dense'. Up to
+    ``HALF_INVERSE_MAX`` the half form (half the work of both stages), beyond it the cheapest full split.
 
     Accuracy decides, not speed: one dense conv_transpose sums 2 * (n_fft/2 + 1) products per sample in one
     accumulator, which gives 1.5-2.2x torch.istft's own float32 error (rms and max, n_fft 256-4096, float64
-    reference); the two factored stages give 1.06-1.37x. In an iteration the difference compounds: torchaudio's
+    reference); the two factored stages give 1.06-1.43x. In an iteration the difference compounds: torchaudio's
     GriffinLim (n_fft 512, hop 128, 32 iterations, momentum 0.99) ended at 7x eager float32's error in median over
     20 input roundings (2.9e-2 against 4.3e-3), and at 1.1x with the factored inverse (4.8e-3). The factored
-    inverse as two grouped 1x1 convs is also the faster one in ONNX Runtime (1 thread, 10 s at 16 kHz,
-    2026-12-04): 256/64 4.9 vs 5.1 ms, 512/128 5.6 vs 8.3, 1024/256 7.7 vs 16.7."""
+    inverse as two grouped 1x1 convs is also the faster one in ONNX Runtime."""
     if strategy == "dense" or not ola_shifts_ok(n_fft, hop):
         return None
     plan = choose_plan(n_fft, None, n_fft)
     if plan is None and strategy == "factored":
         plan = forced_plan(n_fft, n_fft, n_fft)
+    if plan is not None and n_fft <= HALF_INVERSE_MAX:
+        plan = _half_inverse_split(n_fft) or plan
     return plan
+
+
+def synthesis_groups(plan: FactorPlan) -> int:
+    """Stage A groups of the factored inverse: N2, or in the half form (``plan.half``) k2 = 0 .. N2 // 2 only. The
+    output is real, so the spectrum is Hermitian and stage A's output for N2 - k2 is the conjugate of that for k2
+    (with the twiddle folded in); stage B counts each k2 strictly between 0 and N2 / 2 twice, and the rest is
+    never computed: half the work of both stages."""
+    return plan.n2 // 2 + 1 if plan.half else plan.n2
 
 
 def synthesis_conv_tables(plan: FactorPlan) -> dict:
     """Channel orders (numpy int64) of the factored inverse as two grouped 1x1 convs over (B, channels, T), shared
-    by every emitter: ``gather_a`` picks stage A's input channels (k2, c, k1) from a onesided spectrum laid out
-    [re | im] (B, 2F, T), bin k = N2*k1 + k2, the mirrored half read at N - k; ``gather_b`` reorders stage A's
-    outputs (k2, c, n1) to stage B's groups (n1, c, k2); ``sample_order`` puts stage B's outputs (n1, n2) in
-    sample order n1 + N1*n2."""
+    by every emitter: ``gather_a`` picks stage A's input channels (k2, c, k1), k2 < ``synthesis_groups``, from a
+    onesided spectrum laid out [re | im] (B, 2F, T), bin k = N2*k1 + k2, the mirrored half read at N - k;
+    ``gather_b`` reorders stage A's outputs (k2, c, n1) to stage B's groups (n1, c, k2); ``sample_order`` puts
+    stage B's outputs (n1, n2) in sample order n1 + N1*n2."""
     n1, n2, n = plan.n1, plan.n2, plan.n
-    k2, c, k1 = np.meshgrid(np.arange(n2), np.arange(2), np.arange(n1), indexing="ij")
+    ha = synthesis_groups(plan)
+    k2, c, k1 = np.meshgrid(np.arange(ha), np.arange(2), np.arange(n1), indexing="ij")
     k = k1 * n2 + k2
-    o1, oc, o2 = np.meshgrid(np.arange(n1), np.arange(2), np.arange(n2), indexing="ij")
+    o1, oc, o2 = np.meshgrid(np.arange(n1), np.arange(2), np.arange(ha), indexing="ij")
     samples = np.arange(n)
     return {"gather_a": (np.where(k > n // 2, n - k, k) + c * (n // 2 + 1)).reshape(-1),
             "gather_b": (o2 * 2 * n1 + oc * n1 + o1).reshape(-1),
@@ -312,19 +347,20 @@ def synthesis_conv_tables(plan: FactorPlan) -> dict:
 
 
 def synthesis_conv_weights(ns, plan: FactorPlan, window, scale: float):
-    """The grouped 1x1 conv weights of the factored inverse (see ``synthesis_conv_tables``): stage A
-    (N2*2*N1, 2*N1, 1), whose columns carry -1 for a mirrored imaginary part (the conjugate) and 0 for the
-    imaginary parts of DC and Nyquist (irfft ignores them); stage B (N1*N2, 2*N2, 1) with ``scale`` / N and the
-    synthesis window at sample n1 + N1*n2 folded in."""
+    """The grouped 1x1 conv weights of the factored inverse (see ``synthesis_conv_tables``), H =
+    ``synthesis_groups``: stage A (H*2*N1, 2*N1, 1), whose columns carry -1 for a mirrored imaginary part
+    (the conjugate) and 0 for the imaginary parts of DC and Nyquist (irfft ignores them); stage B (N1*N2, 2*H, 1)
+    with ``scale`` / N and the synthesis window at sample n1 + N1*n2 folded in."""
     n1, n2, n = plan.n1, plan.n2, plan.n
-    k2, c, k1 = np.meshgrid(np.arange(n2), np.arange(2), np.arange(n1), indexing="ij")
+    ha = synthesis_groups(plan)
+    k2, c, k1 = np.meshgrid(np.arange(ha), np.arange(2), np.arange(n1), indexing="ij")
     k = k1 * n2 + k2
     sign = np.where((k > n // 2) & (c == 1), -1.0, 1.0)
     sign[(c == 1) & ((k == 0) | ((n % 2 == 0) & (k == n // 2)))] = 0.0
-    a = synthesis_factored_a(ns, plan) * ns.const(sign.reshape(n2, 1, 2 * n1))
+    a = synthesis_factored_a(ns, plan, half=plan.half) * ns.const(sign.reshape(ha, 1, 2 * n1))
     win = np.asarray(window, dtype=np.float64)[np.arange(n1)[:, None] + n1 * np.arange(n2)[None, :]]
-    b = synthesis_factored_b(ns, plan, scale / n).reshape(1, n2, 2 * n2) * ns.const(win.reshape(n1, n2, 1))
-    return a.reshape(n2 * 2 * n1, 2 * n1, 1), b.reshape(n1 * n2, 2 * n2, 1)
+    b = synthesis_factored_b(ns, plan, scale / n, half=plan.half).reshape(1, n2, 2 * ha) * ns.const(win.reshape(n1, n2, 1))
+    return a.reshape(ha * 2 * n1, 2 * n1, 1), b.reshape(n1 * n2, 2 * ha, 1)
 
 
 def analysis_factored(ns, plan: FactorPlan, window, scale: float = 1.0):
@@ -388,24 +424,31 @@ def half_stage2(ns, plan: FactorPlan, n_bins: int):
     return ns.cat([full[:, rows], full[:, plan.n2 + rows] * sign], 1)
 
 
-def synthesis_factored_a(ns, plan: FactorPlan):
+def synthesis_factored_a(ns, plan: FactorPlan, half: bool = False):
     """Stage A of the inverse (per k2, a length-N1 inverse DFT over k1 with twiddle e^{2 pi i k2 n1 / N}).
 
-    Input bin k = N2*k1 + k2. Returns (N2, 2*N1[c', n1], 2*N1[c, k1]) batched matrices (outputs by inputs)."""
+    Input bin k = N2*k1 + k2. Returns (K, 2*N1[c', n1], 2*N1[c, k1]) batched matrices (outputs by inputs), K = N2,
+    or ``synthesis_groups`` for ``half`` (k2 = 0 .. N2 // 2: a real output's other half is their conjugate)."""
     n1, n2, n = plan.n1, plan.n2, plan.n
-    kk = ns.arange(n2).reshape(n2, 1, 1)
+    nk = n2 // 2 + 1 if half else n2
+    kk = ns.arange(nk).reshape(nk, 1, 1)
     t1 = ns.arange(n1).reshape(1, n1, 1)
     k1 = ns.arange(n1).reshape(1, 1, n1)
     m = (n2 * k1 * t1 + kk * t1) % n
-    c, s = ns.cos_sin(m, n)   # (N2, N1[n1], N1[k1]) for e^{+i th}
+    c, s = ns.cos_sin(m, n)   # (K, N1[n1], N1[k1]) for e^{+i th}
     re_out = ns.cat([c, -s], 2)    # from (re_in, im_in)
     im_out = ns.cat([s, c], 2)
     return ns.cat([re_out, im_out], 1)
 
 
-def synthesis_factored_b(ns, plan: FactorPlan, scale: float):
-    """Stage B: x[n1 + N1*n2] = Re sum_k2 U[k2, n1] e^{2 pi i k2 n2 / N2}; (N2[n2], 2*N2[c, k2])."""
+def synthesis_factored_b(ns, plan: FactorPlan, scale: float, half: bool = False):
+    """Stage B: x[n1 + N1*n2] = Re sum_k2 U[k2, n1] e^{2 pi i k2 n2 / N2}; (N2[n2], 2*K[c, k2]), K = N2. With
+    ``half``, K = ``synthesis_groups``: U[N2 - k2] = conj(U[k2]) for a real output, so each k2 strictly between 0
+    and N2 / 2 is weighted twice and the others once."""
     n1, n2, n = plan.n1, plan.n2, plan.n
-    m = (_col(ns, n2) * _row(ns, n2) * n1) % n
+    nk = n2 // 2 + 1 if half else n2
+    m = (_col(ns, n2) * _row(ns, nk) * n1) % n
     c, s = ns.cos_sin(m, n)
-    return ns.cat([c * scale, s * (-scale)], 1)
+    k2 = np.arange(nk)
+    twice = ns.const(np.where((k2 == 0) | (2 * k2 == n2), 1.0, 2.0).reshape(1, nk) if half else np.ones((1, nk)))
+    return ns.cat([c * (twice * scale), s * (twice * -scale)], 1)
