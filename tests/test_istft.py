@@ -144,7 +144,8 @@ def test_functional_istft_matches_torch(c, data, strategy, form):
     assert_close(out, ref, "fp32_rel", "istft: functional")
 
 
-@pytest.mark.parametrize("n_fft,hop", [(512, 128), (1024, 256), (400, 100), (2048, 512), (256, 64)])
+@pytest.mark.parametrize("n_fft,hop", [(512, 128), (1024, 256), (400, 100), (2048, 512), (256, 64), (4096, 1024),
+                                       (1536, 384)])
 @pytest.mark.parametrize("mode", ALL_MODES)
 def test_factored_istft_is_used_and_exact(n_fft, hop, mode):
     w = torch.hann_window(n_fft, dtype=torch.float64)
@@ -307,3 +308,41 @@ def test_istft_invalid_sizes_raise():
         IstftSpec.make(64.0, 16)
     with pytest.raises(SpecRewriteError, match="basis"):
         RealISTFT(IstftSpec.make(64, 16, window=torch.hann_window(64)), Mode.INPUT)(torch.zeros(33, 5, 2))
+
+
+@pytest.mark.parametrize("n_fft,hop,mode", [(4096, 1024, Mode.STORE), (4096, 1024, Mode.ON_THE_FLY),
+                                            (1024, 256, Mode.INPUT)])
+def test_split_inverse_in_float64_and_a_dynamic_onnx_file(n_fft, hop, mode):
+    """From n_fft 1024 the default inverse splits stage A in two (``kernels.split.inverse_split_plan``, in the
+    half form): eager float64 (batched matmuls) and one ONNX file with batch and frame count dynamic, at three
+    shapes, against torch.istft in float64."""
+    from conftest import onnx_roundtrip
+
+    w = torch.hann_window(n_fft, dtype=torch.float64)
+    m = RealISTFT(IstftSpec.make(n_fft, hop, window=w), mode, Strategy.AUTO)
+    assert m.plan.p and m.plan.half and f"({m.plan.p}x" in repr(m)
+    m64 = RealISTFT(IstftSpec.make(n_fft, hop, window=w), mode, Strategy.AUTO, dtype=torch.float64)
+    z = random_spectrum((2,), n_fft, 9, True, 5)
+    ref = torch.istft(z, n_fft, hop, window=w)
+    got = run_istft(m64, torch.view_as_real(z)) if mode is not Mode.INPUT else \
+        m64(torch.view_as_real(z), *[b.double() for b in m64.basis_inputs().values()])
+    assert got.dtype == torch.float64 and float((got - ref).abs().max() / ref.abs().max()) < 1e-12
+    bases = list(m.basis_inputs().values()) if mode is Mode.INPUT else []
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = m
+
+        def forward(self, z, b0=None, b1=None):
+            return self.m(z, b0, b1)
+
+    sess, _, _ = onnx_roundtrip(Wrap(), (torch.view_as_real(z).float(), *bases),
+                                dynamic_shapes=({0: torch.export.Dim("b"), 2: torch.export.Dim("t", min=2)},)
+                                + (None,) * len(bases))
+    names = [i.name for i in sess.get_inputs()]
+    for lead, frames in (((2,), 9), ((3,), 17), ((1,), 4)):
+        z = random_spectrum(lead, n_fft, frames, True, frames)
+        feed = dict(zip(names, [torch.view_as_real(z).float().numpy()] + [b.numpy() for b in bases]))
+        got = torch.from_numpy(sess.run(None, feed)[0])
+        assert_close(got, torch.istft(z, n_fft, hop, window=w), "fp32_rel", f"split inverse in ORT, {frames} frames")

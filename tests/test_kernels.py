@@ -348,3 +348,57 @@ def test_stft_layout_takes_chunks_where_a_plan_would_sum_long_or_need_a_dilation
     assert stft_layout("auto", 1024, 441, 513, constant_weights=False) == (None, 16)
     assert stft_layout("auto", 1024, 256, 513, constant_weights=False)[0] == stft_plan("auto", 1024, 256, 513)
     assert stft_layout("dense", 619, 601, 310) == (None, 1)
+
+
+@pytest.mark.parametrize("n1,p,q,n_bins", [(16, 16, 16, 2049), (8, 4, 8, 129), (5, 3, 4, 31), (6, 5, 3, 90),
+                                           (4, 4, 4, 64)])
+def test_split_stage2_reproduces_dft(n1, p, q, n_bins):
+    """Stage 1 in its half form with the phases in ``phase_order``, then stage 2 split as N2 = P * Q
+    (``kernels.split``), run in numpy: every bin (one- and two-sided, odd N1 / P / Q) and its power equal numpy's
+    FFT of the windowed frame in float64."""
+    from specrewrite.kernels.dft import phase_order
+    from specrewrite.kernels.split import split_layout, split_sizes, split_stage2
+
+    plan = FactorPlan(n1, p * q, 0, p=p)
+    n, nj, n2 = plan.n, n1 // 2 + 1, p * q
+    win = RNG.uniform(0.5, 1.5, n)
+    x = RNG.standard_normal(n)
+    s1 = np.asarray(analysis_stage1(NP, plan, win, 0.5, half=True)).reshape(n2, 2 * nj, n1)
+    taps = x.reshape(n1, n2)[:, phase_order(plan)]                     # tap i1 of each group's phase
+    y = np.einsum("gri,ig->gr", s1, taps).reshape(q, 2 * p, nj)        # groups (b, a), rows (c, j) -> (b, [a, c], j)
+    flat = np.asarray(split_stage2(NP, plan))
+    _, _, na = split_sizes(plan)
+    wa, wb = flat[:na].reshape(q, 2 * p, 2 * p), flat[na:].reshape(p, 2 * q, 2 * q)
+    gather_b, planes, signs, power = split_layout(plan, n_bins)
+    y = np.einsum("bor,brj->boj", wa, y.reshape(q, p, 2, nj).reshape(q, 2 * p, nj)).reshape(2 * n2, nj)
+    y = y[gather_b].reshape(p, 2 * q, nj)
+    y = np.einsum("mor,mrj->moj", wb, y).reshape(-1)                   # (m1, c', m2, j)
+    got = y[planes[:n_bins]] + 1j * y[planes[n_bins:]] * signs
+    ref = np.fft.fft(x * win)[:n_bins] * 0.5
+    _check(got, ref, f"split stage 2 {n1}x{p}x{q}")
+    pw = (y.reshape(p, 2, q, nj) ** 2).sum(1).reshape(-1)[power]
+    _check(pw, np.abs(ref) ** 2, f"split stage 2 power {n1}x{p}x{q}")
+
+
+@pytest.mark.parametrize("n1,p,n2,half", [(16, 4, 8, True), (16, 4, 8, False), (12, 3, 5, True), (15, 5, 6, False),
+                                          (128, 8, 32, True)])
+def test_inverse_split_is_irfft(n1, p, n2, half):
+    """The inverse with stage A split in two (``kernels.split.inverse_split_*``), run in numpy over a onesided
+    spectrum whose DC and Nyquist carry imaginary parts, equals numpy's irfft times the window (odd sizes too)."""
+    from specrewrite.kernels.split import inverse_split_sizes, inverse_split_tables, inverse_split_weights
+
+    plan = FactorPlan(n1, n2, n2, half=half, p=p)
+    n, nb = plan.n, plan.n // 2 + 1
+    ha, _, q, na = inverse_split_sizes(plan)
+    win = RNG.uniform(0.5, 1.5, n)
+    flat, wb = inverse_split_weights(NP, plan, win, 0.7)
+    flat, wb = np.asarray(flat), np.asarray(wb)[..., 0]
+    t = inverse_split_tables(plan)
+    z = RNG.standard_normal((nb, 3)) + 1j * RNG.standard_normal((nb, 3))
+    x = np.concatenate([z.real, z.imag], 0)[t["gather_a"]].reshape(ha * q, 2 * p, 3)
+    x = np.einsum("goi,git->got", flat[:na].reshape(ha * q, 2 * p, 2 * p), x).reshape(-1, 3)
+    x = x[t["gather_m"]].reshape(ha * p, 2 * q, 3)
+    x = np.einsum("goi,git->got", flat[na:].reshape(ha * p, 2 * q, 2 * q), x).reshape(-1, 3)
+    x = x[t["gather_b"]].reshape(n1, 2 * ha, 3)
+    x = np.einsum("goi,git->got", wb.reshape(n1, n2, 2 * ha), x).reshape(-1, 3)
+    _check(x[t["sample_order"]], np.fft.irfft(z, n, axis=0) * 0.7 * win[:, None], f"inverse split {n1}x{n2} p={p}")

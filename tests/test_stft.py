@@ -98,8 +98,8 @@ def test_factored_plan_is_used_and_exact(n_fft, hop, mode):
     assert_close(run_module(m, x64.float()), ref, "fp32_rel", "stft: factored fixed")
 
 
-@pytest.mark.parametrize("n_fft,hop", [(128, 32), (200, 80), (400, 160), (512, 128), (1024, 256),
-                                       (255, 196), (525, 144), (924, 130), (1024, 441), (512, 50), (925, 840),
+@pytest.mark.parametrize("n_fft,hop", [(128, 32), (200, 80), (400, 160), (512, 128), (1024, 256), (1536, 384),
+                                       (2048, 512), (4096, 1024), (255, 196), (525, 144), (924, 130), (1024, 441), (512, 50), (925, 840),
                                        (619, 601), (521, 128), (1021, 256)])
 def test_the_default_stft_is_as_accurate_as_torchs(n_fft, hop):
     """The default strategy's float32 rms error against float64 stays within 1.45x torch.stft's own (a dense
@@ -233,3 +233,46 @@ def test_framed_plan_exports_with_a_dynamic_length(n_fft, hop, mode):
         ref = torch.view_as_real(torch.stft(x64, n_fft, hop, window=w, return_complex=True))
         got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x64.float().numpy()})[0])
         assert_close(got, ref, "fp32_rel", f"framed stft in ONNX Runtime at {shape}")
+
+
+@pytest.mark.parametrize("n_fft,hop,mode", [(4096, 1024, Mode.STORE), (4096, 1024, Mode.ON_THE_FLY),
+                                            (1536, 384, Mode.INPUT), (1024, 512, Mode.STORE)])
+def test_split_stage2_in_every_mode_float64_and_a_dynamic_onnx_file(n_fft, hop, mode):
+    """From n_fft 1024 the default plan splits stage 2 in two (``kernels.split``: three stages in all, P * Q
+    phases). Planes and power in eager float64 (the matmul route) and from one ONNX file with batch and length
+    dynamic, at three shapes, against torch.stft in float64."""
+    from conftest import onnx_roundtrip
+
+    w = torch.hann_window(n_fft, dtype=torch.float64)
+    m = RealSTFT(StftSpec.make(n_fft, hop, window=w), mode, Strategy.AUTO)
+    assert m.plan.p and m.plan.n2 % m.plan.p == 0 and f"({m.plan.p}x" in repr(m)
+    bases = list(m.basis_inputs().values()) if mode is Mode.INPUT else []
+
+    class Both(torch.nn.Module):
+        def __init__(self, dtype):
+            super().__init__()
+            self.m = RealSTFT(StftSpec.make(n_fft, hop, window=w), mode, Strategy.AUTO, dtype=dtype)
+
+        def forward(self, x, b0=None, b1=None):
+            return self.m.planar(x, b0, b1), self.m.power(x, b0, b1)
+
+    def refs(x64):
+        z = torch.stft(x64.reshape(-1, x64.shape[-1]), n_fft, hop, window=w, return_complex=True)
+        z = z.reshape(x64.shape[:-1] + z.shape[-2:])
+        return torch.stack([z.real, z.imag], -3), z.abs() ** 2
+
+    x64 = make_signal((2, 3, 9000), 3)
+    b64 = [t.double() for t in Both(torch.float64).m.basis_inputs().values()] if bases else []
+    for got, ref in zip(Both(torch.float64)(x64, *b64), refs(x64)):
+        assert got.dtype == torch.float64
+        assert float((got - ref).abs().max() / ref.abs().max()) < 1e-12
+    x = make_signal((2, 9000), 1).float()
+    sess, _, _ = onnx_roundtrip(Both(torch.float32), (x, *bases),
+                                dynamic_shapes=({0: torch.export.Dim("b"), 1: torch.export.Dim("t", min=n_fft)},)
+                                + (None,) * len(bases))
+    names = [i.name for i in sess.get_inputs()]
+    for shape in ((2, 9000), (3, 13333), (1, n_fft + 7)):
+        x64 = make_signal(shape, 2)
+        feed = dict(zip(names, [x64.float().numpy()] + [b.numpy() for b in bases]))
+        for got, ref in zip(sess.run(None, feed), refs(x64)):
+            assert_close(torch.from_numpy(got), ref, "fp32_rel", f"split stage 2 in ONNX Runtime at {shape}")

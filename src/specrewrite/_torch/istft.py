@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels import istft_plan, synthesis_conv_tables, synthesis_conv_weights, synthesis_dense, synthesis_groups
+from ..kernels.split import inverse_split_sizes, inverse_split_tables, inverse_split_weights
 from ..modes import Mode, Strategy
 from ..specs import IstftSpec
 from .bases import BasisHolder
@@ -66,11 +67,16 @@ class RealISTFT(BasisHolder):
         window = spec.padded_window()
         self.register_buffer("window_sq", torch.as_tensor(window ** 2, dtype=dtype).reshape(1, 1, n),
                              persistent=False)
-        plan = istft_plan(self.strategy.value, n, spec.hop_length)
+        plan = istft_plan(self.strategy.value, n, spec.hop_length, split=True)
         self.plan = plan
         if plan is None:
             self._add_basis("idft_basis", lambda ns: synthesis_dense(ns, n, nb, True, window, scale),
                             lambda t: t.unsqueeze(1))
+        elif plan.p:   # stage A split in two (``kernels.split``): parts A and M as one flat basis
+            self._add_basis("idft_stage_a", lambda ns: inverse_split_weights(ns, plan, window, scale)[0])
+            self._add_basis("idft_stage_b", lambda ns: inverse_split_weights(ns, plan, window, scale)[1])
+            for name, value in inverse_split_tables(plan).items():
+                self.register_buffer(name, torch.as_tensor(value), persistent=False)
         else:
             self._add_basis("idft_stage_a", lambda ns: synthesis_conv_weights(ns, plan, window, scale)[0])
             self._add_basis("idft_stage_b", lambda ns: synthesis_conv_weights(ns, plan, window, scale)[1])
@@ -79,7 +85,9 @@ class RealISTFT(BasisHolder):
 
     def extra_repr(self) -> str:
         s = self.spec
-        how = "dense" if self.plan is None else f"factored {self.plan.n1}x{self.plan.n2}"
+        how = "dense" if self.plan is None else f"factored {self.plan.n1}x{self.plan.n2}" + (
+            f" ({self.plan.p}x{self.plan.n1 // self.plan.p})" if self.plan.p else "") + (
+            ", half" if self.plan.half else "")
         return f"n_fft={s.n_fft}, hop={s.hop_length}, win_length={s.win_length}, {how}, mode={self.mode.value}"
 
     def forward(self, z: torch.Tensor, basis0: Optional[torch.Tensor] = None, basis1: Optional[torch.Tensor] = None, length: int | None = None) -> torch.Tensor:
@@ -140,6 +148,14 @@ class RealISTFT(BasisHolder):
         double = z.dtype == torch.float64
         zz = torch.cat([z[..., 0], z[..., 1]], 1)                              # (B, 2F, T): [re | im]
         x = torch.index_select(zz, 1, self.gather_a)                           # (B, 2*H*N1 [k2, c, k1], T)
+        if self.plan.p:   # stage A in two parts: (k2, kb) groups of P, the gather, (k2, n1a) groups of Q
+            _, p, q, na = inverse_split_sizes(self.plan)
+            x = _grouped(x, wa[:na], ha * q, 2 * p, double)                    # (B, [k2, kb, c', n1a], T)
+            x = torch.index_select(x, 1, self.gather_m)
+            x = _grouped(x, wa[na:], ha * p, 2 * q, double)                    # (B, [k2, n1a, c', n1b], T)
+            x = torch.index_select(x, 1, self.gather_b)                        # (B, [n1, c, k2], T)
+            x = _grouped(x, wb, n1, n2, double)
+            return torch.index_select(x, 1, self.sample_order).transpose(1, 2)
         if double:
             x = torch.matmul(wa.reshape(ha, 2 * n1, 2 * n1), x.unflatten(1, (ha, 2 * n1))).flatten(1, 2)
         else:
@@ -151,3 +167,13 @@ class RealISTFT(BasisHolder):
             x = F.conv1d(x, wb, groups=n1)                                     # (B, N [n1, n2], T)
         x = torch.index_select(x, 1, self.sample_order)                        # (B, N [sample], T)
         return x.transpose(1, 2)
+
+
+def _grouped(x, w, groups: int, n_out: int, double: bool):
+    """A 1x1 conv with ``groups`` groups of ``n_out`` outputs over (B, C, T) from a weight of any shape holding
+    (groups * n_out, C / groups) values; in float64 a batched matmul (ONNX Runtime's CPU provider has no double
+    Conv)."""
+    n_in = x.shape[1] // groups
+    if double:
+        return torch.matmul(w.reshape(groups, n_out, n_in), x.unflatten(1, (groups, n_in))).flatten(1, 2)
+    return F.conv1d(x, w.reshape(groups * n_out, n_in, 1), groups=groups)

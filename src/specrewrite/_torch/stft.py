@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels import analysis_chunked, analysis_dense, analysis_stage1, half_layout, half_stage2, stft_layout
+from ..kernels.dft import phase_order
+from ..kernels.split import split_layout, split_sizes, split_stage2
 from ..modes import Mode, Strategy
 from ..specs import StftSpec
-from .bases import BasisHolder
+from .bases import BasisHolder, TorchNS
 
 
 def center_pad(x: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
@@ -43,10 +45,14 @@ class RealSTFT(BasisHolder):
         n, nb = spec.n_fft, spec.n_bins
         scale = extra_scale * (n ** -0.5 if spec.normalized else 1.0)
         window = spec.padded_window()
-        plan, self.chunks = stft_layout(self.strategy.value, n, spec.hop_length, nb, self.mode is Mode.STORE)
+        plan, self.chunks = stft_layout(self.strategy.value, n, spec.hop_length, nb, self.mode is Mode.STORE,
+                                        split=True)
         self.plan = plan
-        if plan is not None and not plan.framed:
-            self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype).unsqueeze(1), persistent=False)
+        if plan is not None and not plan.framed:   # phase split: channel i holds phase phase_order(plan)[i]
+            self.register_buffer("phase_index", torch.tensor(phase_order(plan)), persistent=False)
+            if self.mode is not Mode.ON_THE_FLY:   # (built in forward there: an N2 x N2 constant otherwise)
+                self.register_buffer("phase_split", torch.eye(plan.n2, dtype=dtype)[phase_order(plan)].unsqueeze(1),
+                                     persistent=False)
         # the DC (and even-N Nyquist) bins' imaginary parts are an exact +0, as torch's FFT gives them for a real
         # signal: the factored stages (and a conv's summation order) leave ~1e-8 of either sign there, which
         # flips angle() at a negative real bin between +pi and -pi
@@ -68,9 +74,19 @@ class RealSTFT(BasisHolder):
             # with conjugated rows for the other half, a gather of the bins in order
             self._add_basis("dft_stage1", lambda ns: analysis_stage1(ns, plan, window, scale, half=True),
                             lambda t: t.unsqueeze(1))
+            self.half_j = plan.n1 // 2 + 1                 # stage 1's bins; stage 2 gives rows x half_j values
+            if plan.p:   # stage 2 in two parts (``kernels.split``): one flat basis, cut in forward
+                self._add_basis("dft_stage2", lambda ns: split_stage2(ns, plan))
+                gather_b, planes, signs, power = split_layout(plan, nb)
+                self.register_buffer("split_gather", torch.tensor(gather_b), persistent=False)
+                self.register_buffer("bin_planes", torch.tensor(planes), persistent=False)
+                self.register_buffer("bin_power", torch.tensor(power), persistent=False)
+                if self.mode is not Mode.ON_THE_FLY:   # (built in forward there)
+                    self.register_buffer("im_signs", torch.cat([torch.ones(nb), torch.tensor(signs)]).to(dtype)
+                                         .reshape(1, 2, nb, 1), persistent=False)
+                return
             direct, conj, index = half_layout(plan, nb)
             n2, rows = plan.n2, len(direct) + len(conj)
-            self.half_j = plan.n1 // 2 + 1                 # stage 1's bins; stage 2 gives rows x half_j values
             self.half_values = rows * self.half_j
             # a 1x1 conv over (B, (n2, c_in), J, T): weight rows (c_out, row), columns (n2, c_in)
             self._add_basis("dft_stage2", lambda ns: half_stage2(ns, plan, nb),
@@ -80,7 +96,8 @@ class RealSTFT(BasisHolder):
     def extra_repr(self) -> str:
         s = self.spec
         how = ("dense" if self.chunks == 1 else f"dense in {self.chunks} chunks") if self.plan is None else \
-            f"{'framed' if self.plan.framed else 'factored'} {self.plan.n1}x{self.plan.n2}"
+            f"{'framed' if self.plan.framed else 'factored'} {self.plan.n1}x{self.plan.n2}" + (
+                f" ({self.plan.p}x{self.plan.n2 // self.plan.p})" if self.plan.p else "")
         return f"n_fft={s.n_fft}, hop={s.hop_length}, win_length={s.win_length}, {how}, mode={self.mode.value}"
 
     def forward(self, x: torch.Tensor, basis0: Optional[torch.Tensor] = None, basis1: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -111,12 +128,16 @@ class RealSTFT(BasisHolder):
         if x.dtype == torch.float64:
             # ONNX Runtime's CPU provider has no double Conv: frame with Gather and transform with MatMul
             y = self._planar_gemm(x, w[0].to(x.dtype), None if self.plan is None else w[1].to(x.dtype))
+            if self.plan is not None and self.plan.p:
+                return self._split_bins(y, out, lead)
         elif self.plan is None and self.chunks > 1:
             y = self._chunked(x, w[0].to(x.dtype))                             # (B, 2F, T)
         elif self.plan is None:
             y = F.conv1d(x, w[0].to(x.dtype), stride=spec.hop_length)          # (B, 2F, T)
         else:
             y = self._factored(x, w[0].to(x.dtype), w[1].to(x.dtype))          # (B, 2*R, J, T)
+            if self.plan.p:
+                return self._split_bins(y, out, lead)
             if isinstance(y.shape[-1], torch.SymInt):
                 return self._gather_symbolic(y, out).reshape(tuple(lead) + (
                     () if out == "power" else (2,)) + (spec.n_bins, -1))
@@ -189,8 +210,16 @@ class RealSTFT(BasisHolder):
         nj = self.half_j
         # sample N2*i1 + i2 of a frame is tap i1 of phase i2: stage 1 is one GEMM per phase (batched over N2)
         ph = frames.unflatten(2, (n1, n2)).permute(0, 3, 1, 2)                 # (B, N2, T, N1[i1])
+        if plan.p:   # the phases in stage 1's group order
+            ph = torch.index_select(ph, 1, self.phase_index)
         y = torch.matmul(ph, w0[:, 0].reshape(n2, 2 * nj, n1).transpose(1, 2))  # (B, N2, T, 2*J)
         y = y.transpose(2, 3).reshape(y.shape[0], 2 * n2, nj, -1)               # (B, (n2, c), J, T)
+        if plan.p:   # part A by b, the channel gather, part B by m1, as batched matmuls over (B, groups, J, ., T)
+            p, q, na = split_sizes(plan)
+            y = torch.matmul(w1[:na].reshape(q, 1, 2 * p, 2 * p), y.unflatten(1, (q, 2 * p)).transpose(2, 3))
+            y = torch.index_select(y.transpose(2, 3).flatten(1, 2), 1, self.split_gather)
+            y = torch.matmul(w1[na:].reshape(p, 1, 2 * q, 2 * q), y.unflatten(1, (p, 2 * q)).transpose(2, 3))
+            return y.transpose(2, 3).flatten(1, 2)                              # (B, [m1, c', m2], J, T)
         z = torch.matmul(w1[:, :, 0, 0], y.transpose(1, 2))                     # (B, J, 2*R, T)
         return z.transpose(1, 2).flatten(1, 2)                                  # (B, 2*R*J, T)
 
@@ -208,9 +237,61 @@ class RealSTFT(BasisHolder):
             # t*hop + N2*i1 + i2 of frame t and gives torch.stft's frame count
             y = F.conv1d(shifted_copies(x, n2, 1), w1, stride=hop, dilation=n2, groups=n2)   # (B, N2*2*J, T)
         else:
-            phases = F.conv1d(x, self.phase_split.to(x.dtype), stride=n2)          # (B, N2, L // N2)
+            phases = F.conv1d(x, self._phase_split(x), stride=n2)                  # (B, N2, L // N2)
             y = F.conv1d(phases, w1, stride=hop // n2, groups=n2)                  # (B, N2*2*J, T)
-        return F.conv2d(y.reshape(y.shape[0], 2 * n2, self.half_j, y.shape[2]), w2)          # (B, 2*R, J, T)
+        y = y.reshape(y.shape[0], 2 * n2, self.half_j, y.shape[2])
+        if plan.p:   # (B, [b, a, c], J, T) -> part A by b, the channel gather, part B by m1: (B, [m1, c', m2], J, T)
+            p, q, na = split_sizes(plan)
+            y = F.conv2d(y, w2[:na].reshape(q * 2 * p, 2 * p, 1, 1), groups=q)
+            y = torch.index_select(y, 1, self.split_gather)
+            return F.conv2d(y, w2[na:].reshape(p * 2 * q, 2 * q, 1, 1), groups=p)
+        return F.conv2d(y, w2)                                                      # (B, 2*R, J, T)
+
+    def _phase_split(self, x):
+        """The strided identity conv's weight (N2, 1, N2), rows in ``phase_order``; in ``on_the_fly`` mode built
+        from a ramp tied to the input (``TorchNS``), so that exporters keep no N2 x N2 constant (64 kB at 128)."""
+        if self.mode is not Mode.ON_THE_FLY:
+            return self.phase_split.to(x.dtype)
+        ramp = TorchNS(x.dtype, x.device, x).arange(self.plan.n2)
+        return (self.phase_index.unsqueeze(1) == ramp.unsqueeze(0)).to(x.dtype).unsqueeze(1)
+
+    def _im_signs(self, y):
+        """(1, 2, F, 1): -1 on the imaginary parts of the bins read conjugated (k mod N1 > N1 / 2, see
+        ``kernels.half_layout``), else 1; in ``on_the_fly`` mode from a ramp tied to the data."""
+        if self.mode is not Mode.ON_THE_FLY:
+            return self.im_signs.to(y.dtype)
+        n1, nb = self.plan.n1, self.spec.n_bins
+        k = TorchNS(y.dtype, y.device, y).arange(nb)
+        sign = 1 - 2 * (torch.remainder(k, n1) > n1 // 2).to(y.dtype)
+        return torch.cat([torch.ones_like(sign), sign]).reshape(1, 2, nb, 1)
+
+    def _split_bins(self, y, out: str, lead):
+        """The bins from the split stage 2's (B, [m1, c', m2], J, T) (``kernels.split_layout``): a power sums
+        the two planes before one gather; planes are one gather of re and im, the conjugated half's imaginary
+        parts negated. For a symbolic frame count the frames go outermost first (see ``_gather_symbolic``)."""
+        p, q, _ = split_sizes(self.plan)
+        nb = self.spec.n_bins
+        if isinstance(y.shape[-1], torch.SymInt):
+            z = y.permute(0, 3, 1, 2).contiguous()                                       # (B, T, 2*N2, J)
+            if out == "power":
+                z = z.reshape(z.shape[0], z.shape[1], p, 2, q * self.half_j)
+                z = (z[:, :, :, 0] * z[:, :, :, 0] + z[:, :, :, 1] * z[:, :, :, 1]).flatten(2, 3)
+                y = torch.index_select(z, 2, self.bin_power).transpose(1, 2)            # (B, F, T)
+                return y.reshape(tuple(lead) + (nb, -1))
+            z = torch.index_select(z.flatten(2, 3), 2, self.bin_planes)                  # (B, T, 2F)
+            y = z.unflatten(2, (2, nb)).permute(0, 2, 3, 1)                              # (B, 2, F, T)
+        else:
+            y = y.flatten(1, 2)                                                          # (B, 2*N2*J, T)
+            if out == "power":
+                y = y.reshape(y.shape[0], p, 2, q * self.half_j, y.shape[2])
+                y = (y[:, :, 0] * y[:, :, 0] + y[:, :, 1] * y[:, :, 1]).flatten(1, 2)    # (B, N2*J, T)
+                y = torch.index_select(y, 1, self.bin_power)
+                return y.reshape(tuple(lead) + (nb, -1))
+            y = torch.index_select(y, 1, self.bin_planes)                                # (B, 2F, T)
+            y = y.reshape(y.shape[0], 2, nb, y.shape[2])
+        y = y * self._im_signs(y)
+        y = self._exact_real_bins(y) if out == "exact" else y
+        return y.reshape(tuple(lead) + (2, nb, -1))
 
     def _gather_symbolic(self, z, out: str):
         """The bins of ``_factored``'s (B, 2*R, J, T) for a symbolic frame count (torch.export / ONNX with a

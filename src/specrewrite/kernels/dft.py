@@ -138,6 +138,8 @@ class FactorPlan:
     framed: bool = False
     # the inverse only: stage A for k2 <= N2 // 2, the rest their conjugates (``synthesis_groups``)
     half: bool = False
+    # the forward only: stage 2 (the N2-point DFT) itself split as N2 = P * Q (``kernels.split``); 0: one stage
+    p: int = 0
 
     @property
     def n(self) -> int:
@@ -255,17 +257,24 @@ def dense_chunks(strategy: str, n_fft: int, plan: FactorPlan | None) -> int:
     return -(-n_fft // CHUNK_TAPS)
 
 
-def stft_layout(strategy: str, n_fft: int, hop: int, n_bins: int, constant_weights: bool = True):
+def stft_layout(strategy: str, n_fft: int, hop: int, n_bins: int, constant_weights: bool = True,
+                split: bool = False):
     """(plan, chunks) of the forward STFT, for every emitter: ``stft_plan`` and ``dense_chunks``. A framed plan's
     conv is dilated, and coremltools takes no dilation on a weight that is not a constant: where the bases are
     inputs or computed in the graph (``constant_weights`` False), the chunked dense basis instead (as accurate,
     a dense basis's work). So too under 'auto' up to n_fft 1024 where the plan's longer sum exceeds 128 products
-    (894 / 303 had only a 3-phase split: 298 taps in one sum, 2.8x the fuzzer's tolerance)."""
+    (894 / 303 had only a 3-phase split: 298 taps in one sum, 2.8x the fuzzer's tolerance). ``split``: an emitter
+    that writes stage 2 in two parts (``kernels.split``) gets such a plan where it saves enough work
+    (``split.split_plan``)."""
     plan = stft_plan(strategy, n_fft, hop, n_bins)
     if plan is not None and plan.framed and not constant_weights:
         plan = None
     if plan is not None and strategy == "auto" and n_fft <= 1024 and _longest_sum(plan) > 2 * CHUNK_TAPS:
         plan = None   # a lopsided split (894 / 303: 3 phases of 298 taps); dense work is cheap at this size
+    if split and plan is not None and not plan.framed:
+        from .split import split_plan
+
+        plan = split_plan(plan, n_fft, hop, n_bins) or plan
     return plan, dense_chunks(strategy, n_fft, plan)
 
 
@@ -300,7 +309,7 @@ def _half_inverse_split(n_fft: int) -> FactorPlan | None:
     return best
 
 
-def istft_plan(strategy: str, n_fft: int, hop: int) -> FactorPlan | None:
+def istft_plan(strategy: str, n_fft: int, hop: int, split: bool = False) -> FactorPlan | None:
     """The planning policy for the inverse STFT: a factored plan wherever one exists (n_fft >= 256) and the
     overlap-add shift count allows it (``ola_shifts_ok``), dense otherwise or for 'dense'. Up to
     ``HALF_INVERSE_MAX`` the half form (half the work of both stages), beyond it the cheapest full split.
@@ -316,6 +325,12 @@ def istft_plan(strategy: str, n_fft: int, hop: int) -> FactorPlan | None:
     plan = choose_plan(n_fft, None, n_fft)
     if plan is None and strategy == "factored":
         plan = forced_plan(n_fft, n_fft, n_fft)
+    if plan is not None and split:
+        from .split import inverse_split_plan
+
+        found = inverse_split_plan(n_fft)
+        if found is not None:
+            return found
     if plan is not None and n_fft <= HALF_INVERSE_MAX:
         plan = _half_inverse_split(n_fft) or plan
     return plan
@@ -375,18 +390,28 @@ def analysis_stage2(ns, plan: FactorPlan):
 
 def analysis_stage1(ns, plan: FactorPlan, window, scale: float = 1.0, half: bool = False):
     """Stage 1 of ``analysis_factored`` alone: (N2*2*N1, N1), window, scale and twiddles folded in; ``half``: only
-    the first-stage bins k1 = 0 .. N1 // 2, (N2*2*J, N1) with J = N1 // 2 + 1 (see ``half_layout``)."""
+    the first-stage bins k1 = 0 .. N1 // 2, (N2*2*J, N1) with J = N1 // 2 + 1 (see ``half_layout``). Rows by
+    phase, in the order ``phase_order`` (natural unless stage 2 is split)."""
     n1, n2, n = plan.n1, plan.n2, plan.n
     nk = n1 // 2 + 1 if half else n1
-    win = np.asarray(window, dtype=np.float64).reshape(n1, n2)  # sample N2*i1 + i2 -> [i1, i2]
-    g = ns.arange(n2).reshape(n2, 1, 1)     # phase n2
+    order = phase_order(plan)
+    win = np.asarray(window, dtype=np.float64).reshape(n1, n2)[:, order]  # sample N2*i1 + i2 -> [i1, i2]
+    r = ns.arange(n2)
+    g = ((r % plan.p) * (n2 // plan.p) + r // plan.p if plan.p else r).reshape(n2, 1, 1)   # phase
     k1 = ns.arange(nk).reshape(1, nk, 1)    # first-stage bin
     t1 = ns.arange(n1).reshape(1, 1, n1)    # tap n1
     m = (n2 * t1 * k1 + g * k1) % n
     c, s = ns.cos_sin(m, n)                  # (N2, nk[k1], N1[tap])
     w = ns.const((win.T * scale).reshape(n2, 1, n1))
-    stage1 = ns.stack([c * w, s * (-w)], 1)  # (N2, 2, nk, N1)
+    stage1 = ns.stack([c * w, -(s * w)], 1)  # (N2, 2, nk, N1); (not s * -w: a second window constant in graphs)
     return stage1.reshape(n2 * 2 * nk, n1)
+
+
+def phase_order(plan: FactorPlan) -> np.ndarray:
+    """The phase held by each of stage 1's groups: 0 .. N2 - 1, or with stage 2 split as N2 = P * Q, group
+    i = b*P + a holds phase Q*a + b, so that stage 2's first part (grouped by b) reads its P inputs in a row."""
+    r = np.arange(plan.n2)
+    return (r % plan.p) * (plan.n2 // plan.p) + r // plan.p if plan.p else r
 
 
 @functools.lru_cache(maxsize=None)
