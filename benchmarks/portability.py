@@ -46,8 +46,9 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0][:90] if text else ''}".replace("|", "/")
 
 
-def run_one(name: str) -> dict:
-    """In a subprocess: every target for the rewritten model, and each tool's exporter on the original."""
+def run_one(name: str, targets=(), native: bool = True) -> dict:
+    """In a subprocess: every target (or those named in ``targets``: onnx, coreml, litert, executorch) for the
+    rewritten model, and each tool's exporter on the original (unless not ``native``); seconds per target kept."""
     import tempfile
 
     import torch
@@ -62,13 +63,20 @@ def run_one(name: str) -> dict:
         jobs = [("onnx", "m.onnx", "fp32"), ("coreml fp32", "m.mlpackage", "fp32"),
                 ("coreml fp16", "m16.mlpackage", "fp16"), ("litert", "m.tflite", "fp32"),
                 ("executorch", "m.pte", "fp32")]
+        out["target_seconds"] = times = {}
         for label, fname, precision in jobs:
+            if targets and label.split()[0] not in targets:
+                continue
+            t1 = time.perf_counter()
+            print(f"{name}: {label} ...", file=sys.stderr, flush=True)
             try:
                 (r,) = export_many(model, args, [os.path.join(d, fname)], precision=precision, strict=False)
             except Exception as e:  # noqa: BLE001 - a target failing is a cell, not the end of the row
                 for col in (("onnxruntime", "onnx.reference", "openvino (CPU, f32)") if label == "onnx" else (label,)):
                     cells[col] = _short(e)
                 continue
+            finally:
+                times[label] = round(time.perf_counter() - t1, 1)
             r = r.to_dict()
             if label == "onnx":
                 for rt in ("onnxruntime", "onnx.reference", "openvino (CPU, f32)"):
@@ -76,8 +84,9 @@ def run_one(name: str) -> dict:
                     cells[rt] = _cell_from_checks(sub) if sub["checks"] else _absent(rt)
             else:
                 cells[label] = _cell_from_checks(r)
+            print(json.dumps(out), flush=True)   # a partial row: what a time limit leaves
         out["seconds"] = time.perf_counter() - t0
-        out["native"] = _native(model, args, d)
+        out["native"] = _native(model, args, d) if native else {}
     return out
 
 
@@ -174,8 +183,11 @@ def rows_in_subprocesses(script, names, extra, timeout, out, failed) -> list:
                                   timeout=timeout, cwd=ROOT)
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             row = json.loads(line[-1]) if line else failed(name, proc.stderr.strip()[-200:])
-        except subprocess.TimeoutExpired:
-            row = failed(name, f"timeout {timeout} s")
+        except subprocess.TimeoutExpired as e:
+            out_text = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            line = [ln for ln in out_text.splitlines() if ln.startswith("{")]
+            row = json.loads(line[-1]) if line else failed(name, f"timeout {timeout} s")
+            row["timeout"] = f"stopped after {timeout} s"
         row["wall"] = time.perf_counter() - t0
         rows.append(row)
         with open(os.path.splitext(out)[0] + ".jsonl", "a") as f:
@@ -190,13 +202,17 @@ def main(argv=None) -> int:
     p.add_argument("--set", choices=["public", "sweep", "all"], default="public")
     p.add_argument("--out", default=os.path.join(HERE, "results", "portability.md"))
     p.add_argument("--timeout", type=int, default=900)
+    p.add_argument("--targets", default="", help="comma list of onnx, coreml, litert, executorch (default: all)")
+    p.add_argument("--no-native", action="store_true", help="skip the unchanged model's exporters")
     p.add_argument("--one", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    targets = tuple(t for t in a.targets.split(",") if t)
     if a.one:
-        print(json.dumps(run_one(a.one)))
+        print(json.dumps(run_one(a.one, targets, not a.no_native)))
         return 0
     names = [m for m in (a.models.split(",") if a.models else list(_builders(a.set))) if m]
-    rows = rows_in_subprocesses(__file__, names, [], a.timeout, a.out,
+    extra = (["--targets", a.targets] if targets else []) + (["--no-native"] if a.no_native else [])
+    rows = rows_in_subprocesses(__file__, names, extra, a.timeout, a.out,
                                 lambda name, why: {"model": name, "rewritten": {"error": why}, "native": {}})
     text = _markdown(rows)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
@@ -222,7 +238,8 @@ def _markdown(rows) -> str:
         if "error" in cells:
             out.append(f"| {r['model']} | " + " | ".join([cells["error"][:60]] + [""] * (len(COLUMNS) - 1)) + " |")
             continue
-        out.append(f"| {r['model']} | " + " | ".join(cells.get(c, "-") for c in COLUMNS) + " |")
+        gap = "not reached: " + r["timeout"] if r.get("timeout") else "-"
+        out.append(f"| {r['model']} | " + " | ".join(cells.get(c, gap) for c in COLUMNS) + " |")
     cols = ["onnxruntime", "coreml fp32", "litert", "executorch"]
     out += ["", "**The unchanged model through each tool's own exporter**\n",
             "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]

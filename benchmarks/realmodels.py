@@ -318,6 +318,12 @@ def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workd
             if runners:
                 res["timings"][f"{rt}/{t}t"] = T.interleaved(runners, budget_s, 2, max_reps)
             save()
+    for label, p in files.items():   # peak memory of an ORT session of each file, 1 thread, fresh process
+        try:
+            res.setdefault("ort_peak_mb", {})[label] = R.ort_peak_mb(p, 1, arrays, workdir)
+        except Exception as e:  # noqa: BLE001
+            res["notes"].append(f"peak memory of the {label} file: {type(e).__name__}: {str(e)[:160]}")
+        save()
     res["stage"] = "done"
     return save()
 

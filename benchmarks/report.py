@@ -207,6 +207,18 @@ def goals(settings, real, want_groups):
     else:
         why = "specrewrite.rewrite not available or no case could be built"
         res.append(("rewrite of any public real model <= 2 s", "N/A", why))
+    lat = [(r["case"], med(r.get("timings", {}), "ort/1t", "rewritten") / med(r.get("timings", {}), "ort/1t", "native"))
+           for r in real if med(r.get("timings", {}), "ort/1t", "rewritten") and med(r.get("timings", {}), "ort/1t", "native")]
+    if lat:
+        worst = max(lat, key=lambda t: t[1])
+        res.append(("ORT latency of each rewritten public model <= its native export's (where that runs; 1 thread)",
+                    _verdict(worst[1] <= 1.0), ", ".join(f"{c} {x:.2f}x" for c, x in lat)))
+    mem = [(r["case"], r["ort_peak_mb"]["rewritten"] / r["ort_peak_mb"]["native"]) for r in real
+           if (r.get("ort_peak_mb") or {}).get("rewritten") and (r.get("ort_peak_mb") or {}).get("native")]
+    if mem:
+        worst = max(mem, key=lambda t: t[1])
+        res.append(("peak resident memory of an ORT session, rewritten <= 1.2x native (where that runs)",
+                    _verdict(worst[1] <= 1.2), ", ".join(f"{c} {x:.2f}x" for c, x in mem)))
     for what, num, den in (("rewrite time <= 1.5x a plain torch.export with the same dynamic axes (else its trace)",
                              "rewrite_s", "export_dynamic_s"),
                             ("rewrite(dynamic_shapes=False) <= 1.5x a plain static capture",
@@ -226,9 +238,13 @@ def _err(e):
     return "-" if e is None else f"{e:.1e}"
 
 
+def _peaks(p):
+    return " / ".join("-" if p.get(k) is None else f"{p[k]:.0f}" for k in ("native", "rewritten"))
+
+
 def real_table(real):
     head = ["case", "rewrite s", "dynamic capture s", "static rewrite s", "plain capture s", "eager ms", "eager rewritten ms", "native ONNX ms (ORT 1t)",
-            "rewritten ONNX ms (ORT 1t)", "rewritten ORT err", "note"]
+            "rewritten ONNX ms (ORT 1t)", "rewritten ORT err", "ORT peak MB native / rewritten", "note"]
     body = []
     for r in real:
         t = r.get("timings", {})
@@ -237,5 +253,6 @@ def real_table(real):
                      fmt_r(r.get("rewrite_static_s")), plain, fmt_ms(med(t, "torch/1t", "eager")),
                      fmt_ms(med(t, "torch/1t", "eager_rewritten")), fmt_ms(med(t, "ort/1t", "native")),
                      fmt_ms(med(t, "ort/1t", "rewritten")),
-                     _err(r.get("onnx_err", {}).get("ort/rewritten")), r.get("note", "")])
+                     _err(r.get("onnx_err", {}).get("ort/rewritten")), _peaks(r.get("ort_peak_mb", {})),
+                     r.get("note", "")])
     return md_table(head, body)

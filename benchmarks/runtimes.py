@@ -138,3 +138,44 @@ def rel_error(y, ref: np.ndarray) -> float:
         return float("inf")
     peak = max(float(np.abs(ref).max()), 1e-300)
     return float(np.abs(y - ref).max()) / peak
+
+
+_PEAK_PROBE = r"""
+import sys, numpy as np
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024.0
+
+import onnxruntime as ort
+path, threads, *arrays = sys.argv[1:]
+feeds = [np.load(a) for a in arrays]
+before = status("VmRSS")
+so = ort.SessionOptions()
+so.intra_op_num_threads = int(threads)
+so.inter_op_num_threads = 1
+sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+feed = {i.name: a for i, a in zip(sess.get_inputs(), feeds)}
+for _ in range(3):
+    sess.run(None, feed)
+print(status("VmHWM") - before)
+"""
+
+
+def ort_peak_mb(path: str, threads: int, arrays, workdir: str, timeout: int = 600) -> float:
+    """Peak resident memory (MB) an ONNX Runtime session of ``path`` adds: a fresh process loads the inputs and
+    onnxruntime, reads VmRSS, then builds the session and runs it 3 times; the result is VmHWM minus that VmRSS
+    (Linux ``/proc``). The session's weights, its arena and the run's intermediates, not the interpreter's."""
+    import os
+    import subprocess
+    import sys
+
+    files = []
+    for i, a in enumerate(arrays):
+        files.append(os.path.join(workdir, f"peak_in{i}.npy"))
+        np.save(files[-1], np.asarray(a))
+    proc = subprocess.run([sys.executable, "-c", _PEAK_PROBE, path, str(threads), *files], capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip()[-300:])
+    return float(proc.stdout.strip().splitlines()[-1])
