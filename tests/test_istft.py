@@ -346,3 +346,33 @@ def test_split_inverse_in_float64_and_a_dynamic_onnx_file(n_fft, hop, mode):
         feed = dict(zip(names, [torch.view_as_real(z).float().numpy()] + [b.numpy() for b in bases]))
         got = torch.from_numpy(sess.run(None, feed)[0])
         assert_close(got, torch.istft(z, n_fft, hop, window=w), "fp32_rel", f"split inverse in ORT, {frames} frames")
+
+
+def test_split_inverse_converts_to_core_ml_from_the_rewritten_model():
+    """The rewritten model's split inverse (n_fft 1024 and 4096) through coremltools' TorchScript route, the
+    MIL evaluator's result against torch.istft in float64. (Its group sizes are given, not read from a traced
+    shape: open-unmix, HDemucs and vocos failed the public judge's Core ML stage at ff53698 on a traced
+    ``C // groups``; this small model converted either way, the judge's vocos case reproduces it.)"""
+    import numpy as np
+
+    pytest.importorskip("coremltools")
+    from specrewrite import coreml as sc
+    from specrewrite.coreml.evaluate import evaluate
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            outs = []
+            for n in (1024, 4096):
+                w = torch.hann_window(n)
+                outs.append(torch.istft(torch.stft(x, n, n // 4, window=w, return_complex=True) * 0.5, n, n // 4,
+                                        window=w))
+            return outs[0], outs[1]
+
+    x = make_signal((1, 20000), 4).float()
+    m = sr.rewrite(M(), (x,))
+    mlmodel = sc.convert(m, (x,))
+    got = list(evaluate(mlmodel, {mlmodel.get_spec().description.input[0].name: x.numpy()}).values())
+    refs = M().double()(x.double())
+    for ref in refs:
+        best = min(float(np.abs(g - ref.numpy()).max()) for g in got if g.shape == tuple(ref.shape))
+        assert best / float(ref.abs().max()) < 1e-5

@@ -150,11 +150,11 @@ class RealISTFT(BasisHolder):
         x = torch.index_select(zz, 1, self.gather_a)                           # (B, 2*H*N1 [k2, c, k1], T)
         if self.plan.p:   # stage A in two parts: (k2, kb) groups of P, the gather, (k2, n1a) groups of Q
             _, p, q, na = inverse_split_sizes(self.plan)
-            x = _grouped(x, wa[:na], ha * q, 2 * p, double)                    # (B, [k2, kb, c', n1a], T)
+            x = _grouped(x, wa[:na], ha * q, 2 * p, 2 * p, double)             # (B, [k2, kb, c', n1a], T)
             x = torch.index_select(x, 1, self.gather_m)
-            x = _grouped(x, wa[na:], ha * p, 2 * q, double)                    # (B, [k2, n1a, c', n1b], T)
+            x = _grouped(x, wa[na:], ha * p, 2 * q, 2 * q, double)             # (B, [k2, n1a, c', n1b], T)
             x = torch.index_select(x, 1, self.gather_b)                        # (B, [n1, c, k2], T)
-            x = _grouped(x, wb, n1, n2, double)
+            x = _grouped(x, wb, n1, n2, 2 * ha, double)
             return torch.index_select(x, 1, self.sample_order).transpose(1, 2)
         if double:
             x = torch.matmul(wa.reshape(ha, 2 * n1, 2 * n1), x.unflatten(1, (ha, 2 * n1))).flatten(1, 2)
@@ -169,11 +169,11 @@ class RealISTFT(BasisHolder):
         return x.transpose(1, 2)
 
 
-def _grouped(x, w, groups: int, n_out: int, double: bool):
-    """A 1x1 conv with ``groups`` groups of ``n_out`` outputs over (B, C, T) from a weight of any shape holding
-    (groups * n_out, C / groups) values; in float64 a batched matmul (ONNX Runtime's CPU provider has no double
-    Conv)."""
-    n_in = x.shape[1] // groups
+def _grouped(x, w, groups: int, n_out: int, n_in: int, double: bool):
+    """A 1x1 conv with ``groups`` groups of ``n_out`` outputs from ``n_in`` inputs each over (B, C, T), from a
+    weight of any shape holding groups * n_out * n_in values; in float64 a batched matmul (ONNX Runtime's CPU
+    provider has no double Conv). Sizes are given, never read from a shape: a traced graph would hold the
+    division as an int op, which coremltools' TorchScript frontend cannot convert."""
     if double:
         return torch.matmul(w.reshape(groups, n_out, n_in), x.unflatten(1, (groups, n_in))).flatten(1, 2)
     return F.conv1d(x, w.reshape(groups * n_out, n_in, 1), groups=groups)
