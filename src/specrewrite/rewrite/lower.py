@@ -21,6 +21,7 @@ from ._nodes import drop_aliases, forward_names, real_dtype as _real_dtype, unco
 from .lower_spectral import SpectralLowering
 from .report import Report
 from ._rank import fold_wide
+from ._scatters import scatters_as_cats
 from ._writes import functional_writes
 from .rules import RULES, Cx, is_c
 from .rules_core import has_cx, strip_cx
@@ -470,6 +471,7 @@ class Lowering(SpectralLowering):
                                  self.gm.graph)
         gm = fx.GraphModule(root, self.graph, class_name="SpecRewritten")
         functional_writes(gm)
+        scatters_as_cats(gm.graph)   # ONNX writes them as ScatterElements with run-time index tensors: slow
         drop_aliases(gm.graph)
         R.sized_rolls(gm.graph)
         gm.graph.eliminate_dead_code()
