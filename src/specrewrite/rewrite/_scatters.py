@@ -37,10 +37,10 @@ def scatters_as_cats(graph: fx.Graph) -> int:
             continue
         x, src, dim, start, stop, size = span
         with graph.inserting_before(n):
-            parts = _slices(graph, n, x, dim, 0, start)
+            parts = _slices(graph, n, x, dim, 0, start, size)
             if n.target is aten.select_scatter.default:
                 src = _call(graph, n, aten.unsqueeze.default, (src, dim))
-            parts += _parts(src, dim) + _slices(graph, n, x, dim, stop, size)
+            parts += _parts(src, dim) + _slices(graph, n, x, dim, stop, size, size)
             new = parts[0] if len(parts) == 1 else _call(graph, n, aten.cat.default, (parts, dim))
         n.replace_all_uses_with(new)
         graph.erase_node(n)
@@ -87,9 +87,10 @@ def _read_of_cat(graph: fx.Graph, n: fx.Node) -> None:
     if not rank or not isinstance(n.args[1] if len(n.args) > 1 else 0, int):
         return
     dim = (n.args[1] if len(n.args) > 1 else 0) % rank
-    if len(_parts(x, dim)) == 1:
+    parts = _parts(x, dim)
+    if len(parts) == 1:
         return
-    size = _size(x, dim)
+    size = sum(_size(p, dim) for p in parts)
     if n.target is aten.select.int:
         if len(n.args) < 3 or not isinstance(n.args[2], int) or not -size <= n.args[2] < size:
             return
@@ -104,7 +105,7 @@ def _read_of_cat(graph: fx.Graph, n: fx.Node) -> None:
         if b <= a:
             return
         with graph.inserting_before(n):
-            parts = _slices(graph, n, x, dim, a, b)
+            parts = _slices(graph, n, x, dim, a, b, size)
             new = parts[0] if len(parts) == 1 else _call(graph, n, aten.cat.default, (parts, dim))
     n.replace_all_uses_with(new)
     graph.erase_node(n)
@@ -112,13 +113,15 @@ def _read_of_cat(graph: fx.Graph, n: fx.Node) -> None:
 
 def _pick(graph: fx.Graph, like: fx.Node, x: fx.Node, dim: int, i: int) -> fx.Node:
     """``x.select(dim, i)``, read from the part of ``x`` that holds it (through cats, slices and unsqueezes)."""
-    at = 0
-    for p in _parts(x, dim):
+    at, parts = 0, _parts(x, dim)
+    if len(parts) == 1:
+        return _call(graph, like, aten.select.int, (x, dim, i))
+    for p in parts:
         size = _size(p, dim)
         if at <= i < at + size:
             j = i - at
             if p is not x and p.op == "call_function":
-                if p.target is aten.unsqueeze.default and p.args[1] % _rank(p) == dim:
+                if p.target is aten.unsqueeze.default and isinstance(p.args[1], int) and p.args[1] % _rank(p) == dim:
                     return p.args[0]
                 if p.target is aten.slice.Tensor and _rank(p.args[0]) and len(p.args) >= 3 and \
                         p.args[1] % _rank(p) == dim and isinstance(p.args[2], int) and p.args[2] >= 0 and \
@@ -140,18 +143,20 @@ def _parts(x: fx.Node, dim: int) -> list:
     return [x]
 
 
-def _slices(graph: fx.Graph, like: fx.Node, x: fx.Node, dim: int, a: int, b: int) -> list:
+def _slices(graph: fx.Graph, like: fx.Node, x: fx.Node, dim: int, a: int, b: int, size: int) -> list:
     """[a, b) of ``x`` along ``dim`` as a list of nodes to concatenate: where ``x`` is itself a concatenation (an
     earlier write) and the range falls on its parts' boundaries, those parts, so a run of writes that covers an
     axis part by part becomes one ``cat`` of what was written."""
     if b <= a:
         return []
-    out, at = [], 0
-    for p in _parts(x, dim):
-        size = _size(p, dim)
+    out, at, parts = [], 0, _parts(x, dim)
+    for p in parts:
+        size = _size(p, dim) if len(parts) > 1 else size   # (``x`` itself: the size its write had)
         lo, hi = max(a, at), min(b, at + size)
-        if lo < hi:
-            out.append(p if (lo, hi) == (at, at + size) else _call(graph, like, aten.slice.Tensor, (p, dim, lo - at, hi - at)))
+        if (lo, hi) == (at, at + size):
+            out.append(p)
+        elif lo < hi:
+            out.append(_call(graph, like, aten.slice.Tensor, (p, dim, lo - at, hi - at)))
         at += size
     return out
 

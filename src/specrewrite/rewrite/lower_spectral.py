@@ -26,8 +26,8 @@ class SpectralLowering:
         mod = self.modules[name]
         if self.mode is Mode.INPUT:
             feeds = mod.basis_inputs()
-            extra = []
-            for i, (bname, t) in enumerate(feeds.items()):
+            extra = self.basis_placeholders.setdefault(name, [])
+            for i, (bname, t) in enumerate(feeds.items() if not extra else ()):   # (once per shared module)
                 ph_name = f"{name[4:]}_{bname}"
                 with self.graph.inserting_after(self._last_placeholder):
                     ph = self.graph.placeholder(ph_name)
@@ -41,6 +41,15 @@ class SpectralLowering:
         name = f"_sr_{prefix}_{len(self.modules)}"
         self.modules[name] = module
         return name
+
+    def _module(self, prefix: str, key: tuple, build):
+        """(name, module) of the submodule for an op: calls that transform alike (same op, spec, mode, strategy
+        and dtype: a loss's input and target, a separator's mixture and sources) share one, so its bases are
+        stored (or fed, or built) once."""
+        key = (prefix,) + tuple(key)
+        if key not in self.shared_modules:
+            self.shared_modules[key] = self._add_module(prefix, build())
+        return self.shared_modules[key], self.modules[self.shared_modules[key]]
 
     # ------------------------------------------------------------------ spectral ops
     def _stft(self, node, args, kwargs, op):
@@ -60,8 +69,8 @@ class SpectralLowering:
         dtype = self._float_dtype(node)   # torch promotes: float32 audio with a float64 window gives complex128
         if dtype != self._float_dtype(node.args[0]):
             x = self.call(torch.Tensor.to, x, dtype)
-        mod = RealSTFT(spec, self.mode, self.strategy, dtype=dtype)
-        name = self._add_module("stft", mod)
+        name, mod = self._module("stft", (spec, self.mode, self.strategy, dtype),
+                                 lambda: RealSTFT(spec, self.mode, self.strategy, dtype=dtype))
         self.report.add("torch.stft", where, spec.describe(), replaced_by=f"{name}: RealSTFT({mod.extra_repr()})")
         out = self._call_spectral(name, (x,))
         if op != "specrewrite::stft" and b.get("return_complex") is False:
@@ -87,8 +96,8 @@ class SpectralLowering:
                               b.get("normalized") or False, onesided, op="torch.istft", where=where)
         dtype = self._float_dtype(node)   # promoted with the window's dtype, as torch does
         zn = z.node if dtype == self._float_dtype(node.args[0]) else self.call(torch.Tensor.to, z.node, dtype)
-        mod = RealISTFT(spec, self.mode, self.strategy, dtype=dtype)
-        name = self._add_module("istft", mod)
+        name, mod = self._module("istft", (spec, self.mode, self.strategy, dtype),
+                                 lambda: RealISTFT(spec, self.mode, self.strategy, dtype=dtype))
         d = spec.describe()
         d["length"] = b.get("length") if not isinstance(b.get("length"), fx.Node) else "dynamic"
         self.report.add("torch.istft", where, d, replaced_by=f"{name}: RealISTFT({mod.extra_repr()})")
@@ -99,9 +108,9 @@ class SpectralLowering:
         n, scale = concrete(n), concrete(scale)
         if not isinstance(n, int):
             raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis", n)
-        mod = RealFFT(kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode,
-                      dtype=self.real_dtype(self._float_dtype(node.args[0])))
-        return self._add_module("fft", mod), mod
+        dtype = self.real_dtype(self._float_dtype(node.args[0]))
+        return self._module("fft", (kind, n, scale, inverse, onesided, self.mode, dtype), lambda: RealFFT(
+            kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode, dtype=dtype))
 
     @staticmethod
     def _bind_lengths(node, args, kwargs):
@@ -136,9 +145,10 @@ class SpectralLowering:
             raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis longer than a "
                                     f"dynamic-length plan holds ({MAX_N // 2} points)", sym)
         power = fft_scale_power(norm, forward if scale_forward is None else scale_forward)
-        mod = DynamicFFT(kind, n_max, power=power, inverse=not forward,
-                         onesided=onesided, mode=self.mode, dtype=self.real_dtype(self._float_dtype(node.args[0])))
-        name = self._add_module("fft", mod)
+        dtype = self.real_dtype(self._float_dtype(node.args[0]))
+        name, mod = self._module("fft", ("dynamic", kind, n_max, power, not forward, onesided, self.mode, dtype),
+                                 lambda: DynamicFFT(kind, n_max, power=power, inverse=not forward,
+                                                    onesided=onesided, mode=self.mode, dtype=dtype))
         self.report.notes.append(
             f"{node.target} at {where_of(node)} runs along a dynamic axis: one graph for every length up to "
             f"{mod.n_max} points (Bluestein's algorithm through a {mod.m}-point FFT); a longer input raises in "
