@@ -92,6 +92,25 @@ class BasisHolder(torch.nn.Module):
             value = post(torch.as_tensor(np.asarray(builder(NP)), dtype=self._basis_dtype))
             self.register_buffer(name, value.contiguous())
 
+    def _add_bases(self, names, builder: Callable):
+        """Several bases that one builder call makes together (``builder(ns)`` returns one array per name, e.g.
+        both stages of a plan): it runs once per evaluation, not once per basis."""
+        last = len(names) - 1
+        held: list = []   # (ns, results) of the evaluation in progress; the parts are read in order
+
+        def part(i):
+            def build(ns):
+                if i == 0 or not held or held[0][0] is not ns:
+                    held[:] = [(ns, builder(ns))]
+                value = held[0][1][i]
+                if i == last:
+                    held.clear()   # (no traced tensor outlives its forward)
+                return value
+            return build
+
+        for i, name in enumerate(names):
+            self._add_basis(name, part(i))
+
     def basis_names(self) -> List[str]:
         return list(self._builders)
 

@@ -73,13 +73,13 @@ class RealISTFT(BasisHolder):
             self._add_basis("idft_basis", lambda ns: synthesis_dense(ns, n, nb, True, window, scale),
                             lambda t: t.unsqueeze(1))
         elif plan.p:   # stage A split in two (``kernels.split``): parts A and M as one flat basis
-            self._add_basis("idft_stage_a", lambda ns: inverse_split_weights(ns, plan, window, scale)[0])
-            self._add_basis("idft_stage_b", lambda ns: inverse_split_weights(ns, plan, window, scale)[1])
+            self._add_bases(("idft_stage_a", "idft_stage_b"),
+                            lambda ns: inverse_split_weights(ns, plan, window, scale))
             for name, value in inverse_split_tables(plan).items():
                 self.register_buffer(name, torch.as_tensor(value), persistent=False)
         else:
-            self._add_basis("idft_stage_a", lambda ns: synthesis_conv_weights(ns, plan, window, scale)[0])
-            self._add_basis("idft_stage_b", lambda ns: synthesis_conv_weights(ns, plan, window, scale)[1])
+            self._add_bases(("idft_stage_a", "idft_stage_b"),
+                            lambda ns: synthesis_conv_weights(ns, plan, window, scale))
             for name, value in synthesis_conv_tables(plan).items():
                 self.register_buffer(name, torch.as_tensor(value), persistent=False)
 
