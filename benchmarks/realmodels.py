@@ -293,6 +293,7 @@ def run_case(path, out_json, threads, runtimes, budget_s, max_reps, quick, workd
         info = C.export(m, inputs, p)
         res[f"{label}_export"] = {k: v for k, v in info.items() if k != "ops"}
         res[f"{label}_export"]["spectral_ops"] = sorted(set(info.get("ops", [])) & C.SPECTRAL_ONNX)
+        res[f"{label}_export"]["op_types"] = sorted(set(info.get("ops", [])))
         save()
         if "error" in info:
             res["notes"].append(f"{label} export failed")

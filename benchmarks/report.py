@@ -209,10 +209,14 @@ def goals(settings, real, want_groups):
         res.append(("rewrite of any public real model <= 2 s", "N/A", why))
     lat = [(r["case"], med(r.get("timings", {}), "ort/1t", "rewritten") / med(r.get("timings", {}), "ort/1t", "native"))
            for r in real if med(r.get("timings", {}), "ort/1t", "rewritten") and med(r.get("timings", {}), "ort/1t", "native")]
+    same = {r["case"] for r in real if _same_file(r)}
     if lat:
-        worst = max(lat, key=lambda t: t[1])
+        judged = [t for t in lat if t[0] not in same] or lat
+        worst = max(judged, key=lambda t: t[1])
         res.append(("ORT latency of each rewritten public model <= its native export's (where that runs; 1 thread)",
-                    _verdict(worst[1] <= 1.0), ", ".join(f"{c} {x:.2f}x" for c, x in lat)))
+                    _verdict(worst[1] <= 1.0), ", ".join(
+                        f"{c} {x:.2f}x" + (" (the same file: no spectral op, not judged)" if c in same else "")
+                        for c, x in lat)))
     mem = [(r["case"], r["ort_peak_mb"]["rewritten"] / r["ort_peak_mb"]["native"]) for r in real
            if (r.get("ort_peak_mb") or {}).get("rewritten") and (r.get("ort_peak_mb") or {}).get("native")]
     if mem:
@@ -232,6 +236,14 @@ def goals(settings, real, want_groups):
             det = f"worst {worst[1]:.2f}x ({worst[0]}); " + ", ".join(f"{c} {x:.2f}x" for c, x in ratios)
             res.append((what, _verdict(worst[1] <= 1.5), det))
     return res
+
+
+def _same_file(r) -> bool:
+    """The rewritten and native exports are the same graph (a control without spectral ops): their timings
+    differ by noise only."""
+    a, b = r.get("rewritten_export") or {}, r.get("native_export") or {}
+    keys = ("size", "bare_size", "initializer_bytes", "op_types")
+    return bool(a) and bool(b) and "error" not in a and "error" not in b and all(a.get(k) == b.get(k) for k in keys)
 
 
 def _err(e):
