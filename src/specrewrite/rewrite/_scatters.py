@@ -161,16 +161,32 @@ def _slices(graph: fx.Graph, like: fx.Node, x: fx.Node, dim: int, a: int, b: int
     return out
 
 
-def _rank(n: fx.Node):
+def _meta(n):
+    """(shape, dtype) of a node: from the capture's value, or as this pass computed it for a node it made (running
+    each new op on fake tensors instead cost 5 ms a node, 6 s on open-unmix)."""
+    if not isinstance(n, fx.Node):
+        return None
+    if "sr_shape" in n.meta:
+        return n.meta["sr_shape"]
     v = n.meta.get("val")
-    return v.dim() if isinstance(v, torch.Tensor) else None
+    return (tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else None
+
+
+def _rank(n: fx.Node):
+    m = _meta(n)
+    return None if m is None else len(m[0])
 
 
 def _size(n: fx.Node, dim: int):
-    v = n.meta.get("val") if isinstance(n, fx.Node) else None
-    if not isinstance(v, torch.Tensor) or v.dim() <= dim or not isinstance(v.shape[dim], int):
+    m = _meta(n)
+    if m is None or len(m[0]) <= dim or not isinstance(m[0][dim], int):
         return None
-    return v.shape[dim]
+    return m[0][dim]
+
+
+def _dtype(n: fx.Node):
+    m = _meta(n)
+    return None if m is None else m[1]
 
 
 def _call(graph: fx.Graph, like: fx.Node, op, args) -> fx.Node:
@@ -178,15 +194,17 @@ def _call(graph: fx.Graph, like: fx.Node, op, args) -> fx.Node:
     for key in ("stack_trace", "nn_module_stack", "source_fn_stack"):
         if key in like.meta:
             new.meta[key] = like.meta[key]
-    vals = [a.meta.get("val") if isinstance(a, fx.Node) else
-            [b.meta.get("val") for b in a] if isinstance(a, list) else a for a in args]
-    try:
-        new.meta["val"] = op(*vals)
-    except Exception:  # noqa: BLE001 - metadata only; the graph is the same without it
-        pass
+    first = _meta(args[0][0] if op is aten.cat.default else args[0])
+    if first is not None:
+        shape, dim = list(first[0]), args[1]
+        if op is aten.slice.Tensor:
+            shape[dim] = args[3] - args[2]
+        elif op is aten.unsqueeze.default:
+            shape.insert(dim % (len(shape) + 1), 1)
+        elif op is aten.select.int:
+            del shape[dim]
+        elif op is aten.cat.default:
+            sizes = [_size(p, dim) for p in args[0]]
+            shape[dim] = sum(sizes) if None not in sizes else None
+        new.meta["sr_shape"] = (tuple(shape), first[1])
     return new
-
-
-def _dtype(n: fx.Node):
-    v = n.meta.get("val")
-    return getattr(v, "dtype", None)
