@@ -192,7 +192,15 @@ def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precisio
             # the file is run at a second shape whenever it claims a dynamic axis, verify or not: a runtime that
             # cannot take the shapes the file accepts must not ship a file that claims them
             runs = runs_for(kept) if verify or any(a["dynamic"] for a in kept) else []
-            checks = _edge.check(label, runner(path), runs, _judge) if runs else []
+            try:
+                checks = _edge.check(label, runner(path), runs, _judge) if runs else []
+            except Exception as e:  # noqa: BLE001 - a runtime that cannot load the dynamic file: fewer axes
+                if not any(a["dynamic"] for a in kept):
+                    raise
+                text = str(e).strip().splitlines()
+                earlier.append(f"with {', '.join(_dyn(kept))} dynamic {label} cannot load or run the file "
+                               f"({type(e).__name__}: {text[0][:160] if text else ''})")
+                continue
             if all(c.ok for c in checks) or not any(a["dynamic"] for a in kept):
                 break
             earlier.append(f"with {', '.join(_dyn(kept))} dynamic the file fails at another shape in "
