@@ -86,7 +86,14 @@ def run_one(name: str, targets=(), native: bool = True) -> dict:
                 cells[label] = _cell_from_checks(r)
             print(json.dumps(out), flush=True)   # a partial row: what a time limit leaves
         out["seconds"] = time.perf_counter() - t0
-        out["native"] = _native(model, args, d) if native else {}
+        out["native"] = {}
+        if native:
+            real = os.fdopen(os.dup(1), "w")   # (the exporters run with stdout silenced)
+
+            def flush():
+                real.write(json.dumps(out) + "\n")
+                real.flush()
+            _native(model, args, d, out["native"], flush)
     return out
 
 
@@ -114,15 +121,15 @@ def _absent(runtime: str) -> str:
     return "not run (graph too large for onnx.reference)" if runtime == "onnx.reference" else "-"
 
 
-def _native(model, args, d) -> dict:
-    """Each tool's exporter on the unchanged model: does it convert, and what is left (or what stops it)."""
+def _native(model, args, d, cells: dict, flush=lambda: None) -> dict:
+    """Each tool's exporter on the unchanged model: does it convert, and what is left (or what stops it). Fills
+    ``cells``, calling ``flush()`` after each tool (a partial row, kept where a time limit stops the rest)."""
     import warnings
 
     import torch
 
     from specrewrite._quiet import quiet
 
-    cells = {}
     warnings.simplefilter("ignore")
     with quiet():
         try:
@@ -142,6 +149,7 @@ def _native(model, args, d) -> dict:
                 cells["onnxruntime"] = _short(e)
         except Exception as e:  # noqa: BLE001
             cells["onnxruntime"] = "export: " + _short(e)
+        flush()
         try:
             import coremltools as ct
 
@@ -151,6 +159,7 @@ def _native(model, args, d) -> dict:
             cells["coreml fp32"] = "converts"
         except Exception as e:  # noqa: BLE001
             cells["coreml fp32"] = _short(e)
+        flush()
         try:
             import litert_torch
 
@@ -158,6 +167,7 @@ def _native(model, args, d) -> dict:
             cells["litert"] = "converts"
         except Exception as e:  # noqa: BLE001
             cells["litert"] = _short(e)
+        flush()
         try:
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
             from executorch.exir import to_edge_transform_and_lower
