@@ -43,13 +43,13 @@ class SpectralLowering:
         return name
 
     def _module(self, prefix: str, key: tuple, build):
-        """(name, module) of the submodule for an op: calls that transform alike (same op, spec, mode, strategy
-        and dtype: a loss's input and target, a separator's mixture and sources) share one, so its bases are
-        stored (or fed, or built) once."""
-        key = (prefix,) + tuple(key)
-        if key not in self.shared_modules:
-            self.shared_modules[key] = self._add_module(prefix, build())
-        return self.shared_modules[key], self.modules[self.shared_modules[key]]
+        """(name, module) of a new submodule for an op. Calls that transform alike are not given one shared
+        module: ExecuTorch's Conv1dUnsqueezePass rewrites a conv weight in place for its first user, and the
+        second call's conv1d then failed on the 4-D weight (auraloss, bigvgan's discriminators: STFTs of input and
+        target). ``key`` names what a shared module would be keyed by."""
+        name = self._add_module(prefix, build())
+        self.shared_modules.setdefault((prefix,) + tuple(key), []).append(name)
+        return name, self.modules[name]
 
     # ------------------------------------------------------------------ spectral ops
     def _stft(self, node, args, kwargs, op):
