@@ -118,7 +118,7 @@ def _dyn(axes) -> List[str]:
 
 def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precision, verify, strict) -> ExportResult:
     from ..rewrite.dynamic import input_names, second_inputs
-    from ..rewrite.verify import judge
+    from ..rewrite.verify import _first_line, judge
 
     t0 = time.perf_counter()
     report = fast.specrewrite_report
@@ -197,9 +197,8 @@ def _one(model, fast, args, path, kind, dynamic_shapes, mode, strategy, precisio
             except Exception as e:  # noqa: BLE001 - a runtime that cannot load the dynamic file: fewer axes
                 if not any(a["dynamic"] for a in kept):
                     raise
-                text = str(e).strip().splitlines()
                 earlier.append(f"with {', '.join(_dyn(kept))} dynamic {label} cannot load or run the file "
-                               f"({type(e).__name__}: {text[0][:160] if text else ''})")
+                               f"({_first_line(e)})")
                 continue
             if all(c.ok for c in checks) or not any(a["dynamic"] for a in kept):
                 break

@@ -65,21 +65,27 @@ def _span(n: fx.Node):
     if not isinstance(size, int):
         return None
     if n.target is aten.select_scatter.default:
-        index = rest[1] if len(rest) > 1 else n.kwargs.get("index")
-        if not isinstance(index, int) or not -size <= index < size:
-            return None
-        index %= size
-        return x, src, dim, index, index + 1, size
+        index = _index(rest[1] if len(rest) > 1 else n.kwargs.get("index"), size)
+        return None if index is None else (x, src, dim, index, index + 1, size)
     names = ("start", "end", "step")
-    start, end, step = (rest[i + 1] if len(rest) > i + 1 else n.kwargs.get(k, d)
-                        for i, (k, d) in enumerate(zip(names, (None, None, 1))))
+    span = _bounds(*(rest[i + 1] if len(rest) > i + 1 else n.kwargs.get(k, d)
+                     for i, (k, d) in enumerate(zip(names, (None, None, 1)))), size=size)
+    return None if span is None else (x, src, dim) + span + (size,)   # (an empty write: left as it is)
+
+
+def _index(i, size: int):
+    """A select's index in [0, size), or None where it is not a static one inside the axis."""
+    return i % size if isinstance(i, int) and -size <= i < size else None
+
+
+def _bounds(start, end, step, size: int):
+    """(start, stop) of a step-1 slice with static bounds, clamped to [0, size] as Python clamps them, or None
+    (another step, a bound computed at run time, or an empty range)."""
     if step != 1 or not all(v is None or isinstance(v, int) for v in (start, end)):
         return None
     start = 0 if start is None else min(max(start + size if start < 0 else start, 0), size)
     stop = size if end is None else min(max(end + size if end < 0 else end, 0), size)
-    if stop <= start:
-        return None   # an empty write: left to the exporter as it is
-    return x, src, dim, start, stop, size
+    return (start, stop) if start < stop else None
 
 
 def _read_of_cat(graph: fx.Graph, n: fx.Node) -> None:
@@ -92,20 +98,17 @@ def _read_of_cat(graph: fx.Graph, n: fx.Node) -> None:
         return
     size = sum(_size(p, dim) for p in parts)
     if n.target is aten.select.int:
-        if len(n.args) < 3 or not isinstance(n.args[2], int) or not -size <= n.args[2] < size:
+        index = _index(n.args[2], size) if len(n.args) > 2 else None
+        if index is None:
             return
         with graph.inserting_before(n):
-            new = _pick(graph, n, x, dim, n.args[2] % size)
+            new = _pick(graph, n, x, dim, index)
     else:
-        a, b, step = (list(n.args[2:]) + [None, None, 1][len(n.args) - 2:])[:3]
-        if step != 1 or not all(v is None or isinstance(v, int) for v in (a, b)):
-            return
-        a = 0 if a is None else min(max(a + size if a < 0 else a, 0), size)
-        b = size if b is None else min(max(b + size if b < 0 else b, 0), size)
-        if b <= a:
+        span = _bounds(*(list(n.args[2:]) + [None, None, 1][len(n.args) - 2:])[:3], size=size)
+        if span is None:
             return
         with graph.inserting_before(n):
-            parts = _slices(graph, n, x, dim, a, b, size)
+            parts = _slices(graph, n, x, dim, *span, size)
             new = parts[0] if len(parts) == 1 else _call(graph, n, aten.cat.default, (parts, dim))
     n.replace_all_uses_with(new)
     graph.erase_node(n)
@@ -120,7 +123,7 @@ def _pick(graph: fx.Graph, like: fx.Node, x: fx.Node, dim: int, i: int) -> fx.No
         size = _size(p, dim)
         if at <= i < at + size:
             j = i - at
-            if p is not x and p.op == "call_function":
+            if p.op == "call_function":   # (a part, never ``x`` itself: it is a cat of two or more)
                 if p.target is aten.unsqueeze.default and isinstance(p.args[1], int) and p.args[1] % _rank(p) == dim:
                     return p.args[0]
                 if p.target is aten.slice.Tensor and _rank(p.args[0]) and len(p.args) >= 3 and \

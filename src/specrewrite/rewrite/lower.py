@@ -59,8 +59,6 @@ class Lowering(SpectralLowering):
         self._cur: Optional[fx.Node] = None
         self._last_placeholder: Optional[fx.Node] = None
         self.basis_feeds: Dict[str, torch.Tensor] = {}
-        self.shared_modules: Dict[tuple, list] = {}        # the submodules of each distinct spectral op
-        self.basis_placeholders: Dict[str, list] = {}     # input mode: a shared submodule's bases, fed once
         self._depth = 0
         self._fold, self._const_nodes = set(), set()
         self._corder = list(gm.graph.nodes)   # graph order, for evaluating constants as eager would

@@ -26,8 +26,8 @@ class SpectralLowering:
         mod = self.modules[name]
         if self.mode is Mode.INPUT:
             feeds = mod.basis_inputs()
-            extra = self.basis_placeholders.setdefault(name, [])
-            for i, (bname, t) in enumerate(feeds.items() if not extra else ()):   # (once per shared module)
+            extra = []
+            for i, (bname, t) in enumerate(feeds.items()):
                 ph_name = f"{name[4:]}_{bname}"
                 with self.graph.inserting_after(self._last_placeholder):
                     ph = self.graph.placeholder(ph_name)
@@ -41,15 +41,6 @@ class SpectralLowering:
         name = f"_sr_{prefix}_{len(self.modules)}"
         self.modules[name] = module
         return name
-
-    def _module(self, prefix: str, key: tuple, build):
-        """(name, module) of a new submodule for an op. Calls that transform alike are not given one shared
-        module: ExecuTorch's Conv1dUnsqueezePass rewrites a conv weight in place for its first user, and the
-        second call's conv1d then failed on the 4-D weight (auraloss, bigvgan's discriminators: STFTs of input and
-        target). ``key`` names what a shared module would be keyed by."""
-        name = self._add_module(prefix, build())
-        self.shared_modules.setdefault((prefix,) + tuple(key), []).append(name)
-        return name, self.modules[name]
 
     # ------------------------------------------------------------------ spectral ops
     def _stft(self, node, args, kwargs, op):
@@ -69,8 +60,8 @@ class SpectralLowering:
         dtype = self._float_dtype(node)   # torch promotes: float32 audio with a float64 window gives complex128
         if dtype != self._float_dtype(node.args[0]):
             x = self.call(torch.Tensor.to, x, dtype)
-        name, mod = self._module("stft", (spec, self.mode, self.strategy, dtype),
-                                 lambda: RealSTFT(spec, self.mode, self.strategy, dtype=dtype))
+        mod = RealSTFT(spec, self.mode, self.strategy, dtype=dtype)
+        name = self._add_module("stft", mod)
         self.report.add("torch.stft", where, spec.describe(), replaced_by=f"{name}: RealSTFT({mod.extra_repr()})")
         out = self._call_spectral(name, (x,))
         if op != "specrewrite::stft" and b.get("return_complex") is False:
@@ -96,8 +87,8 @@ class SpectralLowering:
                               b.get("normalized") or False, onesided, op="torch.istft", where=where)
         dtype = self._float_dtype(node)   # promoted with the window's dtype, as torch does
         zn = z.node if dtype == self._float_dtype(node.args[0]) else self.call(torch.Tensor.to, z.node, dtype)
-        name, mod = self._module("istft", (spec, self.mode, self.strategy, dtype),
-                                 lambda: RealISTFT(spec, self.mode, self.strategy, dtype=dtype))
+        mod = RealISTFT(spec, self.mode, self.strategy, dtype=dtype)
+        name = self._add_module("istft", mod)
         d = spec.describe()
         d["length"] = b.get("length") if not isinstance(b.get("length"), fx.Node) else "dynamic"
         self.report.add("torch.istft", where, d, replaced_by=f"{name}: RealISTFT({mod.extra_repr()})")
@@ -108,9 +99,9 @@ class SpectralLowering:
         n, scale = concrete(n), concrete(scale)
         if not isinstance(n, int):
             raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis", n)
-        dtype = self.real_dtype(self._float_dtype(node.args[0]))
-        return self._module("fft", (kind, n, scale, inverse, onesided, self.mode, dtype), lambda: RealFFT(
-            kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode, dtype=dtype))
+        mod = RealFFT(kind, n, scale=scale, inverse=inverse, onesided=onesided, mode=self.mode,
+                      dtype=self.real_dtype(self._float_dtype(node.args[0])))
+        return self._add_module("fft", mod), mod
 
     @staticmethod
     def _bind_lengths(node, args, kwargs):
@@ -145,10 +136,9 @@ class SpectralLowering:
             raise NeedsStaticShapes(f"{node.target} at {where_of(node)} transforms a dynamic axis longer than a "
                                     f"dynamic-length plan holds ({MAX_N // 2} points)", sym)
         power = fft_scale_power(norm, forward if scale_forward is None else scale_forward)
-        dtype = self.real_dtype(self._float_dtype(node.args[0]))
-        name, mod = self._module("fft", ("dynamic", kind, n_max, power, not forward, onesided, self.mode, dtype),
-                                 lambda: DynamicFFT(kind, n_max, power=power, inverse=not forward,
-                                                    onesided=onesided, mode=self.mode, dtype=dtype))
+        mod = DynamicFFT(kind, n_max, power=power, inverse=not forward,
+                         onesided=onesided, mode=self.mode, dtype=self.real_dtype(self._float_dtype(node.args[0])))
+        name = self._add_module("fft", mod)
         self.report.notes.append(
             f"{node.target} at {where_of(node)} runs along a dynamic axis: one graph for every length up to "
             f"{mod.n_max} points (Bluestein's algorithm through a {mod.m}-point FFT); a longer input raises in "

@@ -95,7 +95,7 @@ class Report:
             if len(places) > 3:
                 lines.append(f"      ... and {len(places) - 3} more places")
             if e.replaced_by:
-                names = list(dict.fromkeys(g.replaced_by.split(": ", 1)[0] for g in group if ": " in g.replaced_by))
+                names = [g.replaced_by.split(": ", 1)[0] for g in group if ": " in g.replaced_by]
                 what = e.replaced_by.split(": ", 1)[-1]
                 more = ", ..." if len(names) > 4 else ""
                 lines.append(f"      -> {what}" + (f" ({', '.join(names[:4])}{more})" if names else ""))
